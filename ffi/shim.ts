@@ -1,0 +1,464 @@
+/**
+ * The project's C shim (`shim/libhotpotato.so`) through Deno FFI: the symbols
+ * table and a typed wrapper. Only this file touches the shim's pointers.
+ *
+ * Functions return a value or `-errno`; the wrapper turns `-errno` into a
+ * {@linkcode SysError} where failure is exceptional, and returns it where the
+ * caller must branch on it (EAGAIN).
+ *
+ * @module
+ */
+
+import { shimPath } from "./paths.ts";
+
+const symbols = {
+  /** int hp_tcp_listen(const char* host, int port, int backlog) */
+  hp_tcp_listen: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  /** int hp_local_port(int fd) */
+  hp_local_port: { parameters: ["i32"], result: "i32" },
+  /** int hp_accept(int lfd, char* addr, int cap) */
+  hp_accept: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** int hp_peer_address(int fd, char* addr, int cap) */
+  hp_peer_address: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** int hp_peer_closed(int fd) */
+  hp_peer_closed: { parameters: ["i32"], result: "i32" },
+  /** int hp_readable_bytes(int fd) */
+  hp_readable_bytes: { parameters: ["i32"], result: "i32" },
+  /** int hp_unix_listen(const char* path, int backlog) */
+  hp_unix_listen: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int hp_unix_connect(const char* path) */
+  hp_unix_connect: { parameters: ["buffer"], result: "i32" },
+  /** int hp_peer_uid(int fd) */
+  hp_peer_uid: { parameters: ["i32"], result: "i32" },
+  /** int hp_peer_pid(int fd) */
+  hp_peer_pid: { parameters: ["i32"], result: "i32" },
+  /** int hp_send_msg(int sock, const uint8_t* buf, uint32_t len, int fd) */
+  hp_send_msg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  /** int hp_recv_msg(int sock, uint8_t* buf, uint32_t cap, int32_t* fd_out) */
+  hp_recv_msg: { parameters: ["i32", "buffer", "u32", "buffer"], result: "i32" },
+  /** int hp_close(int fd) */
+  hp_close: { parameters: ["i32"], result: "i32" },
+  /** struct hp_loop* hp_loop_new(void (*wake)(void), int max_events) */
+  hp_loop_new: { parameters: ["function", "i32"], result: "pointer" },
+  /** void* hp_loop_events(struct hp_loop* l) */
+  hp_loop_events: { parameters: ["pointer"], result: "pointer" },
+  /** int hp_loop_ready(struct hp_loop* l) */
+  hp_loop_ready: { parameters: ["pointer"], result: "i32" },
+  /** int hp_loop_add(struct hp_loop* l, int fd, uint32_t events) */
+  hp_loop_add: { parameters: ["pointer", "i32", "u32"], result: "i32" },
+  /** int hp_loop_mod(struct hp_loop* l, int fd, uint32_t events) */
+  hp_loop_mod: { parameters: ["pointer", "i32", "u32"], result: "i32" },
+  /** int hp_loop_del(struct hp_loop* l, int fd) */
+  hp_loop_del: { parameters: ["pointer", "i32"], result: "i32" },
+  /** void hp_loop_resume(struct hp_loop* l) */
+  hp_loop_resume: { parameters: ["pointer"], result: "void" },
+  /** void hp_loop_stop(struct hp_loop* l) */
+  hp_loop_stop: { parameters: ["pointer"], result: "void" },
+  /** int hp_loop_finished(struct hp_loop* l) */
+  hp_loop_finished: { parameters: ["pointer"], result: "i32" },
+  /** void hp_loop_free(struct hp_loop* l) */
+  hp_loop_free: { parameters: ["pointer"], result: "void" },
+  /** int hp_private_dir(const char* path) */
+  hp_private_dir: { parameters: ["buffer"], result: "i32" },
+  /** int hp_uid(void) */
+  hp_uid: { parameters: [], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+let lib: Deno.DynamicLibrary<typeof symbols>["symbols"] | undefined;
+
+function shim(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
+  lib ??= Deno.dlopen(shimPath, symbols).symbols;
+  return lib;
+}
+
+/** errno values the callers branch on. */
+export const EAGAIN = 11, EMSGSIZE = 90, ECONNREFUSED = 111, ENOENT = 2;
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM (not owned by this user)",
+  2: "ENOENT",
+  9: "EBADF",
+  11: "EAGAIN",
+  13: "EACCES",
+  20: "ENOTDIR",
+  22: "EINVAL",
+  24: "EMFILE",
+  32: "EPIPE",
+  36: "ENAMETOOLONG",
+  90: "EMSGSIZE",
+  98: "EADDRINUSE",
+  99: "EADDRNOTAVAIL",
+  104: "ECONNRESET",
+  111: "ECONNREFUSED",
+};
+
+/** A system call that failed, with its errno.
+ *
+ * @example
+ * ```ts
+ * import { SysError } from "./shim.ts";
+ * throw new SysError("listen", 98);
+ * ```
+ */
+export class SysError extends Error {
+  /** The errno (positive). */
+  readonly errno: number;
+  /** Create an error for a failed call.
+   *
+   * @example
+   * ```ts
+   * import { SysError } from "./shim.ts";
+   * const e = new SysError("connect", 111); // "connect: ECONNREFUSED"
+   * ```
+   */
+  constructor(what: string, errno: number) {
+    super(`${what}: ${ERRNO_NAMES[errno] ?? `errno ${errno}`}`);
+    this.name = "SysError";
+    this.errno = errno;
+  }
+}
+
+function check(what: string, rc: number): number {
+  if (rc < 0) throw new SysError(what, -rc);
+  return rc;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const cstr = (s: string) => enc.encode(s + "\0");
+const addrBuf = new Uint8Array(64);
+const fdOut = new Int32Array(1);
+const fdOutBytes = new Uint8Array(fdOut.buffer);
+
+function readCString(buf: Uint8Array): string {
+  const end = buf.indexOf(0);
+  return dec.decode(buf.subarray(0, end < 0 ? buf.length : end));
+}
+
+/** Listen for TCP connections (non-blocking). Port 0 picks a free port.
+ *
+ * @example
+ * ```ts
+ * import { tcpListen, localPort } from "./shim.ts";
+ * const fd = tcpListen("127.0.0.1", 0);
+ * console.log(localPort(fd));
+ * ```
+ */
+export function tcpListen(host: string, port: number, backlog = 4096): number {
+  return check(`listen on ${host}:${port}`, shim().hp_tcp_listen(cstr(host), port, backlog));
+}
+
+/** The local port of a bound socket.
+ *
+ * @example
+ * ```ts
+ * import { localPort, tcpListen } from "./shim.ts";
+ * localPort(tcpListen("127.0.0.1", 0));
+ * ```
+ */
+export function localPort(fd: number): number {
+  return check("getsockname", shim().hp_local_port(fd));
+}
+
+/** Accept one connection: `{ fd, peer }`, or null when none is waiting.
+ *
+ * @example
+ * ```ts
+ * import { accept } from "./shim.ts";
+ * declare const listenFd: number;
+ * const conn = accept(listenFd); // { fd: 9, peer: "127.0.0.1:51234" } or null
+ * ```
+ */
+export function accept(listenFd: number): { fd: number; peer: string } | null {
+  const fd = shim().hp_accept(listenFd, addrBuf, addrBuf.length);
+  if (fd === -EAGAIN) return null;
+  if (fd < 0) throw new SysError("accept", -fd);
+  return { fd, peer: readCString(addrBuf) };
+}
+
+/** The peer address of a connected TCP socket ("ip:port"), or "" if unknown.
+ *
+ * @example
+ * ```ts
+ * import { peerAddress } from "./shim.ts";
+ * declare const fd: number;
+ * console.log(peerAddress(fd));
+ * ```
+ */
+export function peerAddress(fd: number): string {
+  return shim().hp_peer_address(fd, addrBuf, addrBuf.length) < 0 ? "" : readCString(addrBuf);
+}
+
+/** True when the peer closed the socket and nothing is left to read.
+ *
+ * @example
+ * ```ts
+ * import { peerClosed } from "./shim.ts";
+ * declare const fd: number;
+ * if (peerClosed(fd)) console.log("gone");
+ * ```
+ */
+export function peerClosed(fd: number): boolean {
+  return shim().hp_peer_closed(fd) !== 0;
+}
+
+/** Bytes waiting in a socket's receive queue.
+ *
+ * @example
+ * ```ts
+ * import { readableBytes } from "./shim.ts";
+ * declare const fd: number;
+ * readableBytes(fd);
+ * ```
+ */
+export function readableBytes(fd: number): number {
+  return check("FIONREAD", shim().hp_readable_bytes(fd));
+}
+
+/** Listen on a Unix SOCK_SEQPACKET socket (file mode 0600, non-blocking).
+ *
+ * @example
+ * ```ts
+ * import { unixListen } from "./shim.ts";
+ * const fd = unixListen("/run/user/1000/hotpotato/control.sock");
+ * ```
+ */
+export function unixListen(path: string, backlog = 128): number {
+  return check(`listen on ${path}`, shim().hp_unix_listen(cstr(path), backlog));
+}
+
+/** Connect to a Unix SOCK_SEQPACKET socket; returns a non-blocking fd.
+ *
+ * @example
+ * ```ts
+ * import { unixConnect } from "./shim.ts";
+ * const fd = unixConnect("/run/user/1000/hotpotato/control.sock");
+ * ```
+ */
+export function unixConnect(path: string): number {
+  return check(`connect to ${path}`, shim().hp_unix_connect(cstr(path)));
+}
+
+/** The uid and pid of the process at the other end of a Unix socket.
+ *
+ * @example
+ * ```ts
+ * import { peerCredentials } from "./shim.ts";
+ * declare const fd: number;
+ * const { uid, pid } = peerCredentials(fd);
+ * ```
+ */
+export function peerCredentials(fd: number): { uid: number; pid: number } {
+  const s = shim();
+  return { uid: check("SO_PEERCRED", s.hp_peer_uid(fd)), pid: check("SO_PEERCRED", s.hp_peer_pid(fd)) };
+}
+
+/** Send one message, passing `fd` with SCM_RIGHTS when given. Returns the
+ * byte count or `-errno` (-EAGAIN when the socket is full). Never blocks.
+ *
+ * @example
+ * ```ts
+ * import { sendMessage } from "./shim.ts";
+ * declare const sock: number, connFd: number;
+ * sendMessage(sock, new Uint8Array([1, 2, 3]), connFd);
+ * ```
+ */
+export function sendMessage(sock: number, data: Uint8Array, fd = -1): number {
+  return shim().hp_send_msg(sock, data, data.length, fd);
+}
+
+/** Receive one message into buf. Returns `{ length, fd }` (fd -1 when none;
+ * length 0 when the peer closed) or `-errno` (-EAGAIN when nothing waits,
+ * -EMSGSIZE when the message was larger than buf: it was dropped, fds closed).
+ *
+ * @example
+ * ```ts
+ * import { receiveMessage } from "./shim.ts";
+ * declare const sock: number;
+ * const r = receiveMessage(sock, new Uint8Array(65536));
+ * ```
+ */
+export function receiveMessage(
+  sock: number,
+  buf: Uint8Array,
+): { length: number; fd: number } | number {
+  const n = shim().hp_recv_msg(sock, buf, buf.length, fdOutBytes);
+  if (n < 0) return n;
+  return { length: n, fd: fdOut[0] };
+}
+
+/** The real uid of this process (no `--allow-sys` needed).
+ *
+ * @example
+ * ```ts
+ * import { processUid } from "./shim.ts";
+ * console.log(processUid());
+ * ```
+ */
+export function processUid(): number {
+  return shim().hp_uid();
+}
+
+/** Create (or check) a directory only this uid can enter: mode 0700, owned
+ * by us, not a symlink. Throws {@linkcode SysError} otherwise.
+ *
+ * @example
+ * ```ts
+ * import { privateDirectory } from "./shim.ts";
+ * privateDirectory("/run/user/1000/hotpotato");
+ * ```
+ */
+export function privateDirectory(path: string): void {
+  check(`private directory ${path}`, shim().hp_private_dir(cstr(path)));
+}
+
+/** Close a file descriptor; errors are ignored (the fd is gone either way).
+ *
+ * @example
+ * ```ts
+ * import { closeFd } from "./shim.ts";
+ * declare const fd: number;
+ * closeFd(fd);
+ * ```
+ */
+export function closeFd(fd: number): void {
+  if (fd >= 0) shim().hp_close(fd);
+}
+
+/** Readiness flags, as epoll spells them. EDGE asks for edge-triggered events. */
+export const READABLE = 0x001,
+  WRITABLE = 0x004,
+  ERROR = 0x008,
+  HANGUP = 0x010,
+  RDHUP = 0x2000,
+  EDGE = 0x80000000;
+
+/** Called with each ready fd and its event flags. */
+export type ReadyHandler = (fd: number, events: number) => void;
+
+const EVENT_SIZE = 12; // struct epoll_event is packed on x86_64
+
+/**
+ * The process's event loop: a C thread waits in epoll_wait and wakes the
+ * JavaScript thread, which calls `onReady` for each ready fd, synchronously,
+ * then lets the thread wait again.
+ *
+ * @example
+ * ```ts
+ * import { Poller, READABLE } from "./shim.ts";
+ * const poller = new Poller((fd, events) => console.log(fd, events));
+ * poller.watch(0, READABLE);
+ * ```
+ */
+export class Poller {
+  #loop: Deno.PointerObject;
+  #wake: Deno.UnsafeCallback<{ readonly parameters: []; readonly result: "void" }>;
+  #events: DataView;
+  #onReady: ReadyHandler;
+  #stopped = false;
+
+  /** Start the epoll thread.
+   *
+   * @example
+   * ```ts
+   * import { Poller } from "./shim.ts";
+   * const poller = new Poller(() => {});
+   * ```
+   */
+  constructor(onReady: ReadyHandler, maxEvents = 256) {
+    this.#onReady = onReady;
+    this.#wake = Deno.UnsafeCallback.threadSafe(
+      { parameters: [], result: "void" } as const,
+      () => this.#dispatch(),
+    );
+    const s = shim();
+    const loop = s.hp_loop_new(this.#wake.pointer, maxEvents);
+    if (!loop) throw new Error("cannot start the epoll thread");
+    this.#loop = loop;
+    const events = s.hp_loop_events(loop)!;
+    this.#events = new DataView(
+      Deno.UnsafePointerView.getArrayBuffer(events, maxEvents * EVENT_SIZE),
+    );
+  }
+
+  #dispatch(): void {
+    if (this.#stopped) return;
+    const s = shim();
+    const n = s.hp_loop_ready(this.#loop);
+    const view = this.#events;
+    for (let i = 0; i < n; i++) {
+      const off = i * EVENT_SIZE;
+      const events = view.getUint32(off, true);
+      const fd = view.getInt32(off + 4, true);
+      if (fd < 0) continue; // the stop eventfd
+      try {
+        this.#onReady(fd, events);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+    s.hp_loop_resume(this.#loop);
+  }
+
+  /** Start watching fd for `events` (READABLE | WRITABLE).
+   *
+   * @example
+   * ```ts
+   * import { Poller, READABLE } from "./shim.ts";
+   * declare const poller: Poller, fd: number;
+   * poller.watch(fd, READABLE);
+   * ```
+   */
+  watch(fd: number, events: number): void {
+    check("epoll add", shim().hp_loop_add(this.#loop, fd, events >>> 0));
+  }
+
+  /** Change what fd is watched for.
+   *
+   * @example
+   * ```ts
+   * import { Poller, WRITABLE } from "./shim.ts";
+   * declare const poller: Poller, fd: number;
+   * poller.change(fd, WRITABLE);
+   * ```
+   */
+  change(fd: number, events: number): void {
+    check("epoll mod", shim().hp_loop_mod(this.#loop, fd, events >>> 0));
+  }
+
+  /** Stop watching fd (call before closing it).
+   *
+   * @example
+   * ```ts
+   * import { Poller } from "./shim.ts";
+   * declare const poller: Poller, fd: number;
+   * poller.forget(fd);
+   * ```
+   */
+  forget(fd: number): void {
+    shim().hp_loop_del(this.#loop, fd);
+  }
+
+  /** Stop the thread and release it; resolves once the thread has left.
+   *
+   * @example
+   * ```ts
+   * import { Poller } from "./shim.ts";
+   * declare const poller: Poller;
+   * await poller.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const s = shim();
+    s.hp_loop_stop(this.#loop);
+    while (!s.hp_loop_finished(this.#loop)) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    s.hp_loop_free(this.#loop);
+    this.#wake.close();
+  }
+}

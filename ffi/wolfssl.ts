@@ -1,0 +1,587 @@
+/**
+ * wolfSSL through Deno FFI: the symbols table and a typed wrapper.
+ *
+ * Only this file touches wolfSSL pointers. Everything else uses
+ * {@linkcode TlsContext} and {@linkcode TlsSession}.
+ *
+ * @module
+ */
+
+import { wolfsslPath } from "./paths.ts";
+
+const symbols = {
+  /** int wolfSSL_Init(void) */
+  wolfSSL_Init: { parameters: [], result: "i32" },
+  /** WOLFSSL_METHOD* wolfSSLv23_server_method(void) */
+  wolfSSLv23_server_method: { parameters: [], result: "pointer" },
+  /** WOLFSSL_CTX* wolfSSL_CTX_new(WOLFSSL_METHOD* method) */
+  wolfSSL_CTX_new: { parameters: ["pointer"], result: "pointer" },
+  /** void wolfSSL_CTX_free(WOLFSSL_CTX* ctx) */
+  wolfSSL_CTX_free: { parameters: ["pointer"], result: "void" },
+  /** int wolfSSL_CTX_SetMinVersion(WOLFSSL_CTX* ctx, int version) */
+  wolfSSL_CTX_SetMinVersion: { parameters: ["pointer", "i32"], result: "i32" },
+  /** int wolfSSL_CTX_use_certificate_chain_file(WOLFSSL_CTX* ctx, const char* file) */
+  wolfSSL_CTX_use_certificate_chain_file: { parameters: ["pointer", "buffer"], result: "i32" },
+  /** int wolfSSL_CTX_use_PrivateKey_file(WOLFSSL_CTX* ctx, const char* file, int format) */
+  wolfSSL_CTX_use_PrivateKey_file: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int wolfSSL_CTX_set_cipher_list(WOLFSSL_CTX* ctx, const char* list) */
+  wolfSSL_CTX_set_cipher_list: { parameters: ["pointer", "buffer"], result: "i32" },
+  /** int wolfSSL_CTX_NoTicketTLSv12(WOLFSSL_CTX* ctx) */
+  wolfSSL_CTX_NoTicketTLSv12: { parameters: ["pointer"], result: "i32" },
+  /** int wolfSSL_CTX_no_ticket_TLSv13(WOLFSSL_CTX* ctx) */
+  wolfSSL_CTX_no_ticket_TLSv13: { parameters: ["pointer"], result: "i32" },
+  /** WOLFSSL* wolfSSL_new(WOLFSSL_CTX* ctx) */
+  wolfSSL_new: { parameters: ["pointer"], result: "pointer" },
+  /** void wolfSSL_free(WOLFSSL* ssl) */
+  wolfSSL_free: { parameters: ["pointer"], result: "void" },
+  /** int wolfSSL_set_fd(WOLFSSL* ssl, int fd) */
+  wolfSSL_set_fd: { parameters: ["pointer", "i32"], result: "i32" },
+  /** void wolfSSL_dtls_set_using_nonblock(WOLFSSL* ssl, int nonblock) */
+  wolfSSL_dtls_set_using_nonblock: { parameters: ["pointer", "i32"], result: "void" },
+  /** int wolfSSL_UseALPN(WOLFSSL* ssl, char* list, unsigned int listSz, unsigned char options) */
+  wolfSSL_UseALPN: { parameters: ["pointer", "buffer", "u32", "u8"], result: "i32" },
+  /** int wolfSSL_accept(WOLFSSL* ssl) */
+  wolfSSL_accept: { parameters: ["pointer"], result: "i32" },
+  /** int wolfSSL_read(WOLFSSL* ssl, void* data, int sz) */
+  wolfSSL_read: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int wolfSSL_write(WOLFSSL* ssl, const void* data, int sz) */
+  wolfSSL_write: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int wolfSSL_get_error(WOLFSSL* ssl, int ret) */
+  wolfSSL_get_error: { parameters: ["pointer", "i32"], result: "i32" },
+  /** int wolfSSL_pending(WOLFSSL* ssl) */
+  wolfSSL_pending: { parameters: ["pointer"], result: "i32" },
+  /** int wolfSSL_shutdown(WOLFSSL* ssl) */
+  wolfSSL_shutdown: { parameters: ["pointer"], result: "i32" },
+  /** int wolfSSL_GetVersion(const WOLFSSL* ssl) */
+  wolfSSL_GetVersion: { parameters: ["pointer"], result: "i32" },
+  /** int wolfSSL_SetVersion(WOLFSSL* ssl, int version) */
+  wolfSSL_SetVersion: { parameters: ["pointer", "i32"], result: "i32" },
+  /** const char* wolfSSL_get_cipher_name(WOLFSSL* ssl) */
+  wolfSSL_get_cipher_name: { parameters: ["pointer"], result: "pointer" },
+  /** int wolfSSL_tls_export(WOLFSSL* ssl, unsigned char* buf, unsigned int* sz) */
+  wolfSSL_tls_export: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+  /** int wolfSSL_tls_import(WOLFSSL* ssl, const unsigned char* buf, unsigned int sz) */
+  wolfSSL_tls_import: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
+  /** unsigned short wolfSSL_SNI_GetRequest(WOLFSSL* ssl, unsigned char type, void** data) */
+  wolfSSL_SNI_GetRequest: { parameters: ["pointer", "u8", "buffer"], result: "u16" },
+  /** int wolfSSL_ALPN_GetProtocol(WOLFSSL* ssl, char** name, unsigned short* size) */
+  wolfSSL_ALPN_GetProtocol: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+  /** int wc_ChaCha20Poly1305_Encrypt(const byte key[32], const byte iv[12],
+   *    const byte* aad, word32 aadSz, const byte* in, word32 inSz, byte* out, byte tag[16]) */
+  wc_ChaCha20Poly1305_Encrypt: {
+    parameters: ["buffer", "buffer", "buffer", "u32", "buffer", "u32", "buffer", "buffer"],
+    result: "i32",
+  },
+  /** int wc_ChaCha20Poly1305_Decrypt(const byte key[32], const byte iv[12],
+   *    const byte* aad, word32 aadSz, const byte* in, word32 inSz, const byte tag[16], byte* out) */
+  wc_ChaCha20Poly1305_Decrypt: {
+    parameters: ["buffer", "buffer", "buffer", "u32", "buffer", "u32", "buffer", "buffer"],
+    result: "i32",
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+let lib: Deno.DynamicLibrary<typeof symbols>["symbols"] | undefined;
+
+function wolf(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
+  if (!lib) {
+    lib = Deno.dlopen(wolfsslPath, symbols).symbols;
+    if (lib.wolfSSL_Init() !== SUCCESS) throw new TlsError("wolfSSL_Init failed", -1);
+  }
+  return lib;
+}
+
+const SUCCESS = 1;
+const FILETYPE_PEM = 1;
+const ERROR_WANT_READ = 2;
+const ERROR_WANT_WRITE = 3;
+const ERROR_ZERO_RETURN = 6;
+const TLSV1_2 = 3;
+const ALPN_CONTINUE_ON_MISMATCH = 2;
+const SNI_HOST_NAME = 0;
+/** wolfSSL's exported state is at most ~460 bytes; leave room. */
+const EXPORT_MAX = 2048;
+
+/** The outcome of a non-blocking TLS step that did not complete. */
+export const WANT_READ = -2;
+/** The outcome of a non-blocking TLS step that needs the socket writable. */
+export const WANT_WRITE = -3;
+/** The peer sent close_notify (or closed at a record boundary). */
+export const CLOSED = 0;
+
+/** An error reported by wolfSSL, with its error code. */
+export class TlsError extends Error {
+  /** wolfSSL's error code (negative), e.g. -326 VERSION_ERROR. */
+  readonly code: number;
+  /** Create an error for a wolfSSL failure.
+   *
+   * @example
+   * ```ts
+   * import { TlsError } from "./wolfssl.ts";
+   * throw new TlsError("import failed", -326);
+   * ```
+   */
+  constructor(message: string, code: number) {
+    super(`${message} (wolfSSL ${code})`);
+    this.name = "TlsError";
+    this.code = code;
+  }
+}
+
+const enc = new TextEncoder();
+const cstr = (s: string) => enc.encode(s + "\0");
+const ALPN_HTTP11 = enc.encode("http/1.1");
+
+/** Options for a server context that runs handshakes. */
+export interface ServerContextOptions {
+  /** PEM certificate chain file. */
+  certFile: string;
+  /** PEM private key file. */
+  keyFile: string;
+  /** OpenSSL-style cipher list; default: wolfSSL's defaults (AEAD, forward secret). */
+  ciphers?: string;
+}
+
+/**
+ * A wolfSSL context (`WOLFSSL_CTX`): TLS 1.2 and 1.3 only.
+ *
+ * @example
+ * ```ts
+ * import { TlsContext } from "./wolfssl.ts";
+ * const gateway = TlsContext.server({ certFile: "cert.pem", keyFile: "key.pem" });
+ * const worker = TlsContext.forImport(); // no certificate needed to import
+ * ```
+ */
+export class TlsContext {
+  #ctx: Deno.PointerObject;
+
+  private constructor(ctx: Deno.PointerObject) {
+    this.#ctx = ctx;
+  }
+
+  static #create(): Deno.PointerObject {
+    const w = wolf();
+    const ctx = w.wolfSSL_CTX_new(w.wolfSSLv23_server_method());
+    if (!ctx) throw new TlsError("wolfSSL_CTX_new failed", -1);
+    const rc = w.wolfSSL_CTX_SetMinVersion(ctx, TLSV1_2);
+    if (rc !== SUCCESS) {
+      w.wolfSSL_CTX_free(ctx);
+      throw new TlsError("cannot require TLS 1.2 or newer", rc);
+    }
+    return ctx;
+  }
+
+  /** A context that accepts handshakes with the given certificate and key.
+   *
+   * @example
+   * ```ts
+   * import { TlsContext } from "./wolfssl.ts";
+   * const ctx = TlsContext.server({ certFile: "cert.pem", keyFile: "key.pem" });
+   * ```
+   */
+  static server(opts: ServerContextOptions): TlsContext {
+    const w = wolf();
+    const ctx = TlsContext.#create();
+    const fail = (what: string, rc: number): never => {
+      w.wolfSSL_CTX_free(ctx);
+      throw new TlsError(what, rc);
+    };
+    let rc = w.wolfSSL_CTX_use_certificate_chain_file(ctx, cstr(opts.certFile));
+    if (rc !== SUCCESS) fail(`cannot load certificate ${opts.certFile}`, rc);
+    rc = w.wolfSSL_CTX_use_PrivateKey_file(ctx, cstr(opts.keyFile), FILETYPE_PEM);
+    if (rc !== SUCCESS) fail(`cannot load private key ${opts.keyFile}`, rc);
+    if (opts.ciphers) {
+      rc = w.wolfSSL_CTX_set_cipher_list(ctx, cstr(opts.ciphers));
+      if (rc !== SUCCESS) fail(`bad cipher list ${opts.ciphers}`, rc);
+    }
+    return new TlsContext(ctx);
+  }
+
+  /** A context for sessions that are imported, never handshaken: it holds
+   * no certificate and issues no session tickets.
+   *
+   * @example
+   * ```ts
+   * import { TlsContext } from "./wolfssl.ts";
+   * const ctx = TlsContext.forImport();
+   * ```
+   */
+  static forImport(): TlsContext {
+    const w = wolf();
+    const ctx = TlsContext.#create();
+    w.wolfSSL_CTX_NoTicketTLSv12(ctx);
+    w.wolfSSL_CTX_no_ticket_TLSv13(ctx);
+    return new TlsContext(ctx);
+  }
+
+  /** @internal the raw context, for {@linkcode TlsSession} only. */
+  get pointer(): Deno.PointerObject {
+    return this.#ctx;
+  }
+
+  /** Free the context. Sessions made from it must be freed first.
+   *
+   * @example
+   * ```ts
+   * import { TlsContext } from "./wolfssl.ts";
+   * TlsContext.forImport().close();
+   * ```
+   */
+  close(): void {
+    wolf().wolfSSL_CTX_free(this.#ctx);
+  }
+}
+
+const u32out = new Uint32Array(1);
+const u16out = new Uint16Array(1);
+const ptrOut = new BigUint64Array(1);
+const cipherNames = new Map<bigint, string>();
+
+/** The state of a session as exported for another process. */
+export interface ExportedState {
+  /** wolfSSL's protocol version id (`wolfSSL_GetVersion`), needed to import. */
+  version: number;
+  /** wolfSSL's serialized state: traffic keys in clear. Zero it after use. */
+  blob: Uint8Array;
+}
+
+/**
+ * One TLS connection (`WOLFSSL`) on a non-blocking socket fd.
+ *
+ * Methods return a byte count, or {@linkcode WANT_READ} / {@linkcode WANT_WRITE}
+ * when the socket must become ready first, or {@linkcode CLOSED}; they throw
+ * {@linkcode TlsError} on protocol errors.
+ *
+ * @example
+ * ```ts
+ * import { TlsContext, TlsSession, WANT_READ } from "./wolfssl.ts";
+ * const ctx = TlsContext.server({ certFile: "cert.pem", keyFile: "key.pem" });
+ * const tls = TlsSession.accept(ctx, 7);
+ * if (tls.handshake() === WANT_READ) {
+ *   // wait until fd 7 is readable, then call handshake() again
+ * }
+ * ```
+ */
+export class TlsSession {
+  #ssl: Deno.PointerObject;
+  #freed = false;
+
+  private constructor(ssl: Deno.PointerObject) {
+    this.#ssl = ssl;
+  }
+
+  static #new(ctx: TlsContext): Deno.PointerObject {
+    const ssl = wolf().wolfSSL_new(ctx.pointer);
+    if (!ssl) throw new TlsError("wolfSSL_new failed (out of memory?)", -1);
+    return ssl;
+  }
+
+  /** A server session that will run the handshake on fd.
+   *
+   * @example
+   * ```ts
+   * import { TlsContext, TlsSession } from "./wolfssl.ts";
+   * const ctx = TlsContext.server({ certFile: "cert.pem", keyFile: "key.pem" });
+   * const tls = TlsSession.accept(ctx, 7);
+   * ```
+   */
+  static accept(ctx: TlsContext, fd: number): TlsSession {
+    const w = wolf();
+    const ssl = TlsSession.#new(ctx);
+    w.wolfSSL_set_fd(ssl, fd);
+    w.wolfSSL_dtls_set_using_nonblock(ssl, 1);
+    w.wolfSSL_UseALPN(ssl, ALPN_HTTP11, ALPN_HTTP11.length, ALPN_CONTINUE_ON_MISMATCH);
+    return new TlsSession(ssl);
+  }
+
+  /** A session rebuilt from another process's export, bound to fd.
+   * The caller must have authenticated the blob: wolfSSL trusts it.
+   *
+   * @example
+   * ```ts
+   * import { TlsContext, TlsSession } from "./wolfssl.ts";
+   * declare const state: { version: number; blob: Uint8Array };
+   * const tls = TlsSession.import(TlsContext.forImport(), 7, state);
+   * ```
+   */
+  static import(ctx: TlsContext, fd: number, state: ExportedState): TlsSession {
+    const w = wolf();
+    const ssl = TlsSession.#new(ctx);
+    let rc = w.wolfSSL_SetVersion(ssl, state.version);
+    if (rc === SUCCESS) {
+      rc = w.wolfSSL_tls_import(ssl, state.blob, state.blob.length);
+    }
+    if (rc <= 0) {
+      w.wolfSSL_free(ssl);
+      throw new TlsError("cannot import TLS state", rc);
+    }
+    w.wolfSSL_set_fd(ssl, fd); // after import, as wolfSSL requires
+    w.wolfSSL_dtls_set_using_nonblock(ssl, 1);
+    return new TlsSession(ssl);
+  }
+
+  #fail(rc: number, what: string): number {
+    const err = wolf().wolfSSL_get_error(this.#ssl, rc);
+    if (err === ERROR_WANT_READ) return WANT_READ;
+    if (err === ERROR_WANT_WRITE) return WANT_WRITE;
+    if (err === ERROR_ZERO_RETURN) return CLOSED;
+    throw new TlsError(what, err);
+  }
+
+  /** Run (or continue) the server handshake. Returns 1 when complete.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * const step = tls.handshake(); // 1, WANT_READ or WANT_WRITE
+   * ```
+   */
+  handshake(): number {
+    const rc = wolf().wolfSSL_accept(this.#ssl);
+    return rc === SUCCESS ? 1 : this.#fail(rc, "TLS handshake failed");
+  }
+
+  /** Decrypt into buf; returns the byte count, WANT_READ/WANT_WRITE, or CLOSED.
+   * Reads at most one TLS record from the socket.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * const n = tls.read(new Uint8Array(16384));
+   * ```
+   */
+  read(buf: Uint8Array): number {
+    const rc = wolf().wolfSSL_read(this.#ssl, buf, buf.length);
+    return rc > 0 ? rc : this.#fail(rc, "TLS read failed");
+  }
+
+  /** Encrypt and send data; returns data.length, or WANT_WRITE (call again
+   * with the same bytes once writable; wolfSSL keeps what it already took).
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * tls.write(new TextEncoder().encode("HTTP/1.1 204 No Content\r\n\r\n"));
+   * ```
+   */
+  write(data: Uint8Array): number {
+    const rc = wolf().wolfSSL_write(this.#ssl, data, data.length);
+    return rc > 0 ? rc : this.#fail(rc, "TLS write failed");
+  }
+
+  /** Decrypted bytes wolfSSL holds that read() has not returned yet.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * if (tls.pending() > 0) tls.read(new Uint8Array(16384));
+   * ```
+   */
+  pending(): number {
+    return wolf().wolfSSL_pending(this.#ssl);
+  }
+
+  /** Send close_notify (best effort, never blocks).
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * tls.shutdown();
+   * tls.free();
+   * ```
+   */
+  shutdown(): void {
+    wolf().wolfSSL_shutdown(this.#ssl);
+  }
+
+  /** Serialize the session for another process. Only at a record boundary,
+   * with nothing pending. The caller zeroes `blob` after sealing it.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * const { version, blob } = tls.export();
+   * ```
+   */
+  export(): ExportedState {
+    const w = wolf();
+    const buf = new Uint8Array(EXPORT_MAX);
+    u32out[0] = buf.length;
+    const rc = w.wolfSSL_tls_export(this.#ssl, buf, new Uint8Array(u32out.buffer));
+    if (rc <= 0) throw new TlsError("cannot export TLS state", rc);
+    return { version: w.wolfSSL_GetVersion(this.#ssl), blob: buf.subarray(0, rc) };
+  }
+
+  /** The protocol in use: "TLSv1.3" or "TLSv1.2".
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * console.log(tls.protocol);
+   * ```
+   */
+  get protocol(): string {
+    return protocolName(wolf().wolfSSL_GetVersion(this.#ssl));
+  }
+
+  /** The negotiated cipher suite, e.g. "TLS13-AES128-GCM-SHA256".
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * console.log(tls.cipher);
+   * ```
+   */
+  get cipher(): string {
+    const p = wolf().wolfSSL_get_cipher_name(this.#ssl);
+    if (!p) return "";
+    const key = BigInt(Deno.UnsafePointer.value(p));
+    let name = cipherNames.get(key);
+    if (name === undefined) {
+      name = Deno.UnsafePointerView.getCString(p);
+      cipherNames.set(key, name);
+    }
+    return name;
+  }
+
+  /** The server name the client asked for (SNI), or "".
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * console.log(tls.serverName);
+   * ```
+   */
+  get serverName(): string {
+    const n = wolf().wolfSSL_SNI_GetRequest(
+      this.#ssl,
+      SNI_HOST_NAME,
+      new Uint8Array(ptrOut.buffer),
+    );
+    const p = Deno.UnsafePointer.create(ptrOut[0]);
+    if (n === 0 || !p) return "";
+    return new TextDecoder().decode(new Deno.UnsafePointerView(p).getArrayBuffer(n));
+  }
+
+  /** The ALPN protocol agreed ("http/1.1"), or "".
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * console.log(tls.alpn);
+   * ```
+   */
+  get alpn(): string {
+    const rc = wolf().wolfSSL_ALPN_GetProtocol(
+      this.#ssl,
+      new Uint8Array(ptrOut.buffer),
+      new Uint8Array(u16out.buffer),
+    );
+    const p = Deno.UnsafePointer.create(ptrOut[0]);
+    if (rc !== SUCCESS || !p || u16out[0] === 0) return "";
+    return new TextDecoder().decode(new Deno.UnsafePointerView(p).getArrayBuffer(u16out[0]));
+  }
+
+  /** Release the session. Sends nothing: safe after a handoff.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * tls.free();
+   * ```
+   */
+  free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    wolf().wolfSSL_free(this.#ssl);
+  }
+}
+
+/** Name of a wolfSSL protocol version id, e.g. 4 → "TLSv1.3".
+ *
+ * @example
+ * ```ts
+ * import { protocolName } from "./wolfssl.ts";
+ * protocolName(4); // "TLSv1.3"
+ * ```
+ */
+export function protocolName(version: number): string {
+  return version === 4 ? "TLSv1.3" : version === 3 ? "TLSv1.2" : `version ${version}`;
+}
+
+/** Size of a ChaCha20-Poly1305 key, nonce and tag. */
+export const AEAD_KEY_BYTES = 32, AEAD_NONCE_BYTES = 12, AEAD_TAG_BYTES = 16;
+
+/** Encrypt `plain` into `out` (same length) with ChaCha20-Poly1305 (wolfCrypt),
+ * writing the tag into `tag`. Returns false on failure.
+ *
+ * @example
+ * ```ts
+ * import { aeadSeal } from "./wolfssl.ts";
+ * const key = crypto.getRandomValues(new Uint8Array(32));
+ * const nonce = crypto.getRandomValues(new Uint8Array(12));
+ * const plain = new TextEncoder().encode("secret");
+ * const out = new Uint8Array(plain.length), tag = new Uint8Array(16);
+ * aeadSeal(key, nonce, new Uint8Array(0), plain, out, tag);
+ * ```
+ */
+export function aeadSeal(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plain: Uint8Array,
+  out: Uint8Array,
+  tag: Uint8Array,
+): boolean {
+  return wolf().wc_ChaCha20Poly1305_Encrypt(
+    key,
+    nonce,
+    aad,
+    aad.length,
+    plain,
+    plain.length,
+    out,
+    tag,
+  ) === 0;
+}
+
+/** Decrypt and authenticate `sealed` into `out` (same length). Returns false
+ * when the tag does not match: `out` must then be ignored.
+ *
+ * @example
+ * ```ts
+ * import { aeadOpen } from "./wolfssl.ts";
+ * declare const key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, tag: Uint8Array;
+ * const out = new Uint8Array(sealed.length);
+ * if (!aeadOpen(key, nonce, new Uint8Array(0), sealed, tag, out)) throw new Error("forged");
+ * ```
+ */
+export function aeadOpen(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  sealed: Uint8Array,
+  tag: Uint8Array,
+  out: Uint8Array,
+): boolean {
+  return wolf().wc_ChaCha20Poly1305_Decrypt(
+    key,
+    nonce,
+    aad,
+    aad.length,
+    sealed,
+    sealed.length,
+    tag,
+    out,
+  ) === 0;
+}

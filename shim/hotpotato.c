@@ -1,0 +1,417 @@
+/*
+ * hotpotato.c — the small native helper behind Hot Potato.
+ *
+ * Owns what JavaScript cannot do through Deno's own APIs: listening and
+ * accepting non-blocking sockets by fd, passing fds with SCM_RIGHTS over
+ * Unix SOCK_SEQPACKET sockets, reading peer credentials, and one epoll thread
+ * per process that wakes JavaScript when fds are ready.
+ *
+ * Style: small functions, one system task each; 0 or a value on success,
+ * -errno on failure. The only shared state is the epoll loop's struct.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define HP_EXPORT __attribute__((visibility("default")))
+
+/* ---------- TCP ---------- */
+
+static int set_reuse(int fd) {
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) return -errno;
+    return 0;
+}
+
+/* Listen on host:port (port 0 picks a free one). Returns the fd or -errno. */
+HP_EXPORT int hp_tcp_listen(const char *host, int port, int backlog) {
+    struct addrinfo hints, *res = NULL, *ai;
+    char portstr[16];
+    int fd = -EADDRNOTAVAIL, rv;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    rv = getaddrinfo(host && host[0] ? host : NULL, portstr, &hints, &res);
+    if (rv != 0) return rv == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+    for (ai = res; ai; ai = ai->ai_next) {
+        int s = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s < 0) { fd = -errno; continue; }
+        if ((rv = set_reuse(s)) < 0 || bind(s, ai->ai_addr, ai->ai_addrlen) < 0 ||
+            listen(s, backlog) < 0) {
+            fd = rv < 0 ? rv : -errno;
+            close(s);
+            continue;
+        }
+        fd = s;
+        break;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* The local port a socket is bound to, or -errno. */
+HP_EXPORT int hp_local_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+static void format_peer(const struct sockaddr_storage *ss, char *out, int cap) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (cap <= 0) return;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        port = ntohs(in->sin_port);
+        snprintf(out, cap, "%s:%d", ip, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        port = ntohs(in6->sin6_port);
+        snprintf(out, cap, "[%s]:%d", ip, port);
+    } else {
+        snprintf(out, cap, "unix");
+    }
+}
+
+/* Accept one connection, non-blocking and close-on-exec, with TCP_NODELAY.
+ * Writes the peer address as a NUL-terminated "ip:port" into addr (cap bytes).
+ * Returns the fd, or -errno (-EAGAIN when none is waiting). */
+HP_EXPORT int hp_accept(int lfd, char *addr, int cap) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int one = 1;
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    format_peer(&ss, addr, cap);
+    return fd;
+}
+
+/* The peer address of a connected socket as "ip:port", or -errno. */
+HP_EXPORT int hp_peer_address(int fd, char *addr, int cap) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    format_peer(&ss, addr, cap);
+    return 0;
+}
+
+/* 1 when the peer has closed (orderly EOF) with nothing left to read, 0 when
+ * bytes or nothing are waiting, -errno on a socket error. Never blocks. */
+HP_EXPORT int hp_peer_closed(int fd) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return 1;
+    if (n > 0) return 0;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+}
+
+/* Bytes waiting in the socket's receive queue, or -errno. */
+HP_EXPORT int hp_readable_bytes(int fd) {
+    int n = 0;
+    if (ioctl(fd, FIONREAD, &n) < 0) return -errno;
+    return n;
+}
+
+/* ---------- Unix SOCK_SEQPACKET control channel ---------- */
+
+static int fill_unix_addr(struct sockaddr_un *sa, const char *path) {
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa->sun_path) return -ENAMETOOLONG;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+/* Listen on a Unix SOCK_SEQPACKET socket at path (a stale socket file is
+ * replaced); the file gets mode 0600. Returns the fd or -errno. */
+HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
+    struct sockaddr_un sa;
+    int rv = fill_unix_addr(&sa, path), fd;
+    if (rv < 0) return rv;
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    unlink(path);
+    mode_t old = umask(0077);
+    rv = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rv < 0 || chmod(path, 0600) < 0 || listen(fd, backlog) < 0) {
+        rv = -errno;
+        close(fd);
+        return rv;
+    }
+    return fd;
+}
+
+/* Connect to a Unix SOCK_SEQPACKET socket; the returned fd is non-blocking. */
+HP_EXPORT int hp_unix_connect(const char *path) {
+    struct sockaddr_un sa;
+    int rv = fill_unix_addr(&sa, path), fd;
+    if (rv < 0) return rv;
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+        rv = -errno;
+        close(fd);
+        return rv;
+    }
+    return fd;
+}
+
+/* The uid of the process at the other end of a Unix socket, or -errno. */
+HP_EXPORT int hp_peer_uid(int fd) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -errno;
+    return (int)cred.uid;
+}
+
+/* The pid of the process at the other end of a Unix socket, or -errno. */
+HP_EXPORT int hp_peer_pid(int fd) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -errno;
+    return (int)cred.pid;
+}
+
+/* Send one message, with fd attached through SCM_RIGHTS when fd >= 0.
+ * Never blocks, never raises SIGPIPE. Returns bytes sent or -errno. */
+HP_EXPORT int hp_send_msg(int sock, const uint8_t *buf, uint32_t len, int fd) {
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctrl;
+    struct msghdr msg;
+    ssize_t n;
+
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        struct cmsghdr *c;
+        memset(&ctrl, 0, sizeof ctrl);
+        msg.msg_control = ctrl.buf;
+        msg.msg_controllen = sizeof ctrl.buf;
+        c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n < 0 ? -errno : (int)n;
+}
+
+/* Close every fd carried by a received message's SCM_RIGHTS except the first,
+ * which is stored in *fd_out (or closed too when keep is 0). */
+static void take_fds(struct msghdr *msg, int32_t *fd_out, int keep) {
+    struct cmsghdr *c;
+    for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (keep && *fd_out < 0) *fd_out = fd;
+            else close(fd);
+        }
+    }
+}
+
+/* Receive one message into buf (cap bytes); a passed fd goes to *fd_out
+ * (-1 when none). Extra fds are closed. A message larger than cap is
+ * dropped whole, its fds closed, and -EMSGSIZE returned. Returns the message
+ * length (0 means the peer closed), or -errno (-EAGAIN when none waits). */
+HP_EXPORT int hp_recv_msg(int sock, uint8_t *buf, uint32_t cap, int32_t *fd_out) {
+    struct iovec iov = { .iov_base = buf, .iov_len = cap };
+    union { char buf[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } ctrl;
+    struct msghdr msg;
+    ssize_t n;
+
+    *fd_out = -1;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl.buf;
+    msg.msg_controllen = sizeof ctrl.buf;
+    n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return -errno;
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        take_fds(&msg, fd_out, 0);
+        *fd_out = -1;
+        return -EMSGSIZE;
+    }
+    take_fds(&msg, fd_out, 1);
+    return (int)n;
+}
+
+/* close(2), returning -errno. */
+HP_EXPORT int hp_close(int fd) {
+    return close(fd) < 0 ? -errno : 0;
+}
+
+/* The real uid of this process. */
+HP_EXPORT int hp_uid(void) {
+    return (int)getuid();
+}
+
+/* Zero len bytes at p in a way the compiler cannot elide. */
+HP_EXPORT void hp_memzero(void *p, uint32_t len) {
+    explicit_bzero(p, len);
+}
+
+/* ---------- The epoll thread ---------- */
+
+/*
+ * One thread per process waits in epoll_wait. When fds are ready it stores
+ * the events in ev[], calls wake() (a Deno thread-safe callback, which runs
+ * on the JavaScript thread), and then sleeps until JavaScript has handled
+ * them and called hp_loop_resume(). JavaScript reads ev[] directly.
+ */
+struct hp_loop {
+    int epfd;
+    int stopfd;               /* eventfd that interrupts epoll_wait on stop */
+    int max;                  /* capacity of ev[] */
+    atomic_int ready;         /* events stored by the last wait */
+    atomic_int stopping;
+    atomic_int finished;
+    sem_t resume;
+    pthread_t thread;
+    void (*wake)(void);
+    struct epoll_event ev[];  /* packed: 12 bytes each on x86_64 */
+};
+
+static void *loop_main(void *arg) {
+    struct hp_loop *l = arg;
+    while (!atomic_load(&l->stopping)) {
+        int n = epoll_wait(l->epfd, l->ev, l->max, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (atomic_load(&l->stopping)) break;
+        atomic_store(&l->ready, n);
+        l->wake();
+        while (sem_wait(&l->resume) < 0 && errno == EINTR) {}
+    }
+    atomic_store(&l->finished, 1);
+    return NULL;
+}
+
+/* Create the epoll set and start its thread. Returns the loop or NULL with
+ * errno set. wake() is called from the thread each time events are ready. */
+HP_EXPORT struct hp_loop *hp_loop_new(void (*wake)(void), int max_events) {
+    struct hp_loop *l;
+    struct epoll_event se = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+    if (max_events < 1 || max_events > 65536) { errno = EINVAL; return NULL; }
+    l = calloc(1, sizeof *l + (size_t)max_events * sizeof(struct epoll_event));
+    if (!l) return NULL;
+    l->max = max_events;
+    l->wake = wake;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (l->epfd < 0 || l->stopfd < 0 || sem_init(&l->resume, 0, 0) < 0 ||
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->stopfd, &se) < 0 ||
+        pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+        int e = errno;
+        if (l->epfd >= 0) close(l->epfd);
+        if (l->stopfd >= 0) close(l->stopfd);
+        free(l);
+        errno = e;
+        return NULL;
+    }
+    return l;
+}
+
+/* Address of the event array the thread fills (12-byte packed entries). */
+HP_EXPORT void *hp_loop_events(struct hp_loop *l) { return l->ev; }
+
+/* Number of events stored by the last wait. */
+HP_EXPORT int hp_loop_ready(struct hp_loop *l) { return atomic_load(&l->ready); }
+
+static int loop_ctl(struct hp_loop *l, int op, int fd, uint32_t events) {
+    struct epoll_event e = { .events = events, .data.u64 = (uint64_t)(uint32_t)fd };
+    return epoll_ctl(l->epfd, op, fd, &e) < 0 ? -errno : 0;
+}
+
+/* Watch fd for events (EPOLLIN=1, EPOLLOUT=4, ...). Returns 0 or -errno. */
+HP_EXPORT int hp_loop_add(struct hp_loop *l, int fd, uint32_t events) {
+    return loop_ctl(l, EPOLL_CTL_ADD, fd, events);
+}
+
+/* Change the events watched for fd. Returns 0 or -errno. */
+HP_EXPORT int hp_loop_mod(struct hp_loop *l, int fd, uint32_t events) {
+    return loop_ctl(l, EPOLL_CTL_MOD, fd, events);
+}
+
+/* Stop watching fd. Returns 0 or -errno. */
+HP_EXPORT int hp_loop_del(struct hp_loop *l, int fd) {
+    return loop_ctl(l, EPOLL_CTL_DEL, fd, 0);
+}
+
+/* Let the thread wait again after JavaScript has handled the events. */
+HP_EXPORT void hp_loop_resume(struct hp_loop *l) { sem_post(&l->resume); }
+
+/* Ask the thread to stop. Does not wait: the thread may be inside wake(),
+ * which needs the JavaScript thread; poll hp_loop_finished, then free. */
+HP_EXPORT void hp_loop_stop(struct hp_loop *l) {
+    uint64_t one = 1;
+    atomic_store(&l->stopping, 1);
+    if (write(l->stopfd, &one, sizeof one) < 0) { /* counter full: already signalled */ }
+    sem_post(&l->resume);
+}
+
+/* 1 once the thread has left its loop. */
+HP_EXPORT int hp_loop_finished(struct hp_loop *l) { return atomic_load(&l->finished); }
+
+/* Join the stopped thread and release everything. Call after
+ * hp_loop_finished() returned 1. */
+HP_EXPORT void hp_loop_free(struct hp_loop *l) {
+    pthread_join(l->thread, NULL);
+    close(l->epfd);
+    close(l->stopfd);
+    sem_destroy(&l->resume);
+    free(l);
+}
+
+/* ---------- Private run directory ---------- */
+
+/* Make sure path is a directory owned by this uid that no one else can
+ * enter: created with mode 0700 when missing; an existing one must not be a
+ * symlink, must belong to us, and is narrowed to 0700. Returns 0 or -errno
+ * (-EPERM when it belongs to someone else). */
+HP_EXPORT int hp_private_dir(const char *path) {
+    struct stat st;
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) return -errno;
+    if (lstat(path, &st) < 0) return -errno;
+    if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
+    if (st.st_uid != getuid()) return -EPERM;
+    if ((st.st_mode & 0777) != 0700 && chmod(path, 0700) < 0) return -errno;
+    return 0;
+}

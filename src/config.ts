@@ -1,0 +1,306 @@
+/**
+ * Settings for every role: each one a command-line flag and an environment
+ * variable (`--idle-timeout` / `HOTPOTATO_IDLE_TIMEOUT`), the flag winning.
+ * Values are checked at start; a bad one stops the process with a one-line
+ * error that names the setting.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { projectRoot } from "../ffi/paths.ts";
+import type { LogFormat } from "./log.ts";
+import { LOG_LEVELS } from "./log.ts";
+import type { LogLevel } from "@logtape/logtape";
+
+/** A setting that could not be used. */
+export class ConfigError extends Error {
+  /** Create an error naming the setting.
+   *
+   * @example
+   * ```ts
+   * import { ConfigError } from "./config.ts";
+   * throw new ConfigError("--port must be an integer from 0 to 65535 (got \"x\")");
+   * ```
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+type Kind = "string" | "integer" | "seconds" | "choice";
+
+interface Spec {
+  kind: Kind;
+  default: string;
+  help: string;
+  min?: number;
+  max?: number;
+  choices?: readonly string[];
+}
+
+const common = {
+  "control": {
+    kind: "string",
+    default: "",
+    help: "control socket path (default: $XDG_RUNTIME_DIR/hotpotato/gateway.sock, " +
+      "else .local/run/gateway.sock)",
+  },
+  "log-format": { kind: "choice", default: "text", choices: ["text", "json"], help: "log format" },
+  "log-level": { kind: "choice", default: "info", choices: LOG_LEVELS, help: "lowest level logged" },
+  "idle-timeout": {
+    kind: "seconds",
+    default: "30",
+    min: 0.01,
+    max: 86400,
+    help: "close a keep-alive connection idle this long",
+  },
+  "header-timeout": {
+    kind: "seconds",
+    default: "10",
+    min: 0.01,
+    max: 3600,
+    help: "a request head must arrive within this time of its first byte",
+  },
+  "write-timeout": {
+    kind: "seconds",
+    default: "30",
+    min: 0.01,
+    max: 3600,
+    help: "give up on a client that does not read its response for this long",
+  },
+  "max-body": {
+    kind: "integer",
+    default: "1048576",
+    min: 0,
+    max: 1073741824,
+    help: "largest request body accepted, in bytes",
+  },
+} as const satisfies Record<string, Spec>;
+
+const gatewaySpecs = {
+  ...common,
+  "host": { kind: "string", default: "127.0.0.1", help: "address to listen on" },
+  "port": { kind: "integer", default: "8443", min: 0, max: 65535, help: "HTTPS port (0: any)" },
+  "cert": {
+    kind: "string",
+    default: `${projectRoot}/.local/certs/cert.pem`,
+    help: "PEM certificate chain",
+  },
+  "key": { kind: "string", default: `${projectRoot}/.local/certs/key.pem`, help: "PEM private key" },
+  "handshake-timeout": {
+    kind: "seconds",
+    default: "10",
+    min: 0.01,
+    max: 3600,
+    help: "a TLS handshake must finish within this time",
+  },
+} as const satisfies Record<string, Spec>;
+
+const workerSpecs = {
+  ...common,
+  "handler-timeout": {
+    kind: "seconds",
+    default: "30",
+    min: 0.01,
+    max: 3600,
+    help: "answer 504 when the function takes longer than this",
+  },
+} as const satisfies Record<string, Spec>;
+
+/** Settings shared by the gateway and the workers. */
+export interface CommonConfig {
+  /** Control socket path. */
+  control: string;
+  /** Log output format. */
+  logFormat: LogFormat;
+  /** Lowest level logged. */
+  logLevel: LogLevel;
+  /** Keep-alive idle timeout, ms. */
+  idleTimeoutMs: number;
+  /** Request-head timeout from its first byte, ms. */
+  headerTimeoutMs: number;
+  /** Timeout for a client to take a response, ms. */
+  writeTimeoutMs: number;
+  /** Largest request body, bytes. */
+  maxBody: number;
+}
+
+/** The gateway's settings. */
+export interface GatewayConfig extends CommonConfig {
+  /** Listen address. */
+  host: string;
+  /** Listen port. */
+  port: number;
+  /** Certificate chain file. */
+  cert: string;
+  /** Private key file. */
+  key: string;
+  /** Handshake timeout, ms. */
+  handshakeTimeoutMs: number;
+}
+
+/** A worker's settings. */
+export interface WorkerConfig extends CommonConfig {
+  /** Time a handler may take before the client gets 504, ms. */
+  handlerTimeoutMs: number;
+}
+
+const envName = (flag: string) => `HOTPOTATO_${flag.toUpperCase().replaceAll("-", "_")}`;
+
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // not granted: treat as unset
+  }
+}
+
+function convert(flag: string, spec: Spec, raw: string, from: string): string | number {
+  const bad = (why: string) =>
+    new ConfigError(`${from} ${why} (got ${JSON.stringify(raw.slice(0, 60))})`);
+  switch (spec.kind) {
+    case "string":
+      if (raw.length > 4096) throw bad("is too long");
+      return raw;
+    case "choice":
+      if (!spec.choices!.includes(raw)) throw bad(`must be one of ${spec.choices!.join(", ")}`);
+      return raw;
+    case "integer": {
+      if (!/^\d{1,12}$/.test(raw)) throw bad(`must be an integer from ${spec.min} to ${spec.max}`);
+      const n = Number(raw);
+      if (n < spec.min! || n > spec.max!) {
+        throw bad(`must be an integer from ${spec.min} to ${spec.max}`);
+      }
+      return n;
+    }
+    case "seconds": {
+      if (!/^\d{1,9}(\.\d{1,6})?$/.test(raw)) {
+        throw bad(`must be a number of seconds from ${spec.min} to ${spec.max}`);
+      }
+      const n = Number(raw);
+      if (n < spec.min! || n > spec.max!) {
+        throw bad(`must be a number of seconds from ${spec.min} to ${spec.max}`);
+      }
+      return Math.round(n * 1000);
+    }
+  }
+  throw new ConfigError(`${flag}: unknown kind`);
+}
+
+function load<S extends Record<string, Spec>>(
+  specs: S,
+  args: string[],
+): { values: Record<string, string | number>; positionals: string[]; help: boolean } {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const flag of Object.keys(specs)) options[flag] = { type: "string" };
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new ConfigError((e as Error).message.split("\n")[0]);
+  }
+  const values: Record<string, string | number> = {};
+  for (const [flag, spec] of Object.entries(specs)) {
+    const fromFlag = parsed.values[flag] as string | undefined;
+    const fromEnv = readEnv(envName(flag));
+    const raw = fromFlag ?? fromEnv ?? spec.default;
+    const from = fromFlag !== undefined
+      ? `--${flag}`
+      : fromEnv !== undefined
+      ? envName(flag)
+      : `default of --${flag}`;
+    values[flag] = convert(flag, spec, raw, from);
+  }
+  return { values, positionals: parsed.positionals, help: parsed.values.help === true };
+}
+
+/** The directory that holds the control socket by default. */
+export function defaultRunDir(): string {
+  const xdg = readEnv("XDG_RUNTIME_DIR");
+  return xdg ? `${xdg}/hotpotato` : `${projectRoot}/.local/run`;
+}
+
+function commonOf(v: Record<string, string | number>): CommonConfig {
+  return {
+    control: (v["control"] as string) || `${defaultRunDir()}/gateway.sock`,
+    logFormat: v["log-format"] as LogFormat,
+    logLevel: v["log-level"] as LogLevel,
+    idleTimeoutMs: v["idle-timeout"] as number,
+    headerTimeoutMs: v["header-timeout"] as number,
+    writeTimeoutMs: v["write-timeout"] as number,
+    maxBody: v["max-body"] as number,
+  };
+}
+
+/** Usage text listing every setting with its variable and default.
+ *
+ * @example
+ * ```ts
+ * import { usage } from "./config.ts";
+ * console.log(usage("gateway"));
+ * ```
+ */
+export function usage(role: "gateway" | "worker"): string {
+  const specs: Record<string, Spec> = role === "gateway" ? gatewaySpecs : workerSpecs;
+  const lines = [
+    role === "gateway"
+      ? "Usage: deno task gateway [options]"
+      : "Usage: deno task worker <function.ts> [options]   (or deno task sum / product)",
+    "",
+    "Every option can also be set with the environment variable shown.",
+    "",
+  ];
+  for (const [flag, spec] of Object.entries(specs)) {
+    const unit = spec.kind === "seconds" ? " (seconds)" : "";
+    lines.push(`  --${flag.padEnd(18)} ${envName(flag).padEnd(28)} ${spec.help}${unit}`);
+    if (spec.default) lines.push(`  ${"".padEnd(48)} default: ${spec.default}`);
+  }
+  return lines.join("\n");
+}
+
+/** Parse the gateway's flags and environment.
+ *
+ * @example
+ * ```ts
+ * import { gatewayConfig } from "./config.ts";
+ * const { config } = gatewayConfig(["--port", "9443"]);
+ * ```
+ */
+export function gatewayConfig(args: string[]): { config: GatewayConfig; help: boolean } {
+  const { values: v, help, positionals } = load(gatewaySpecs, args);
+  if (positionals.length) throw new ConfigError(`unexpected argument ${positionals[0]}`);
+  return {
+    help,
+    config: {
+      ...commonOf(v),
+      host: v["host"] as string,
+      port: v["port"] as number,
+      cert: v["cert"] as string,
+      key: v["key"] as string,
+      handshakeTimeoutMs: v["handshake-timeout"] as number,
+    },
+  };
+}
+
+/** Parse a worker's flags and environment.
+ *
+ * @example
+ * ```ts
+ * import { workerConfig } from "./config.ts";
+ * const { config } = workerConfig(["--idle-timeout", "5"]);
+ * ```
+ */
+export function workerConfig(
+  args: string[],
+): { config: WorkerConfig; help: boolean; positionals: string[] } {
+  const { values: v, help, positionals } = load(workerSpecs, args);
+  return {
+    help,
+    positionals,
+    config: { ...commonOf(v), handlerTimeoutMs: v["handler-timeout"] as number },
+  };
+}

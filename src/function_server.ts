@@ -1,0 +1,445 @@
+/**
+ * The worker side: a process that serves one function. It registers its
+ * name and routes with the gateway over the control channel, receives live
+ * connections, imports their TLS state, and answers their requests with the
+ * function's fetch-style handler for as long as they ask for its routes. A
+ * request for another route sends the connection back to the gateway, with
+ * the request's bytes, at a TLS record boundary.
+ *
+ * @module
+ */
+
+import { closeFd, peerCredentials, processUid, unixConnect } from "../ffi/shim.ts";
+import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
+import type { WorkerConfig } from "./config.ts";
+import { ControlChannel } from "./control_channel.ts";
+import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
+import { logger } from "./log.ts";
+import {
+  blobAad,
+  encodeHandoff,
+  encodeJson,
+  type Handoff,
+  type Message,
+  MessageType,
+} from "./protocol.ts";
+import { readRequest } from "./request_reader.ts";
+import { Sealer } from "./seal.ts";
+import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
+
+/** What a handler learns about the request besides the `Request` itself. */
+export interface RequestInfo {
+  /** The connection's id (given by the gateway). */
+  connId: number;
+  /** How many times the connection has moved between processes. */
+  handoffs: number;
+  /** The client's address, "ip:port". */
+  remoteAddr: string;
+  /** "TLSv1.3" or "TLSv1.2". */
+  protocol: string;
+}
+
+/** A function: web `Request` in, `Response` out, like a `Deno.serve` handler. */
+export type Handler = (req: Request, info: RequestInfo) => Response | Promise<Response>;
+
+/** What a function announces to the gateway. */
+export interface FunctionOptions {
+  /** Function name: 1-64 letters, digits, ".", "_" or "-". */
+  name: string;
+  /** Paths it serves. "/sum" also covers "/sum/anything". */
+  routes: string[];
+}
+
+const log = logger("worker");
+const EMPTY = new Uint8Array(0);
+const MAX_RESPONSE_BODY = 64 * 1024 * 1024;
+const RECONNECT_MIN_MS = 50;
+const RECONNECT_MAX_MS = 2000;
+
+function base64ToBytes(s: string): Uint8Array {
+  return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+}
+
+/**
+ * A running function process.
+ *
+ * @example
+ * ```ts
+ * import { FunctionServer } from "./function_server.ts";
+ * import { workerConfig } from "./config.ts";
+ * const server = new FunctionServer(
+ *   { name: "hello", routes: ["/hello"] },
+ *   () => new Response("hi\n"),
+ *   workerConfig([]).config,
+ * );
+ * server.start();
+ * ```
+ */
+export class FunctionServer {
+  readonly options: FunctionOptions;
+  #handler: Handler;
+  #config: WorkerConfig;
+  #ctx: TlsContext | undefined;
+  #channel: ControlChannel | undefined;
+  #sealer: Sealer | undefined;
+  #registered = false;
+  #reconnectMs = RECONNECT_MIN_MS;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #connections = new Set<TlsConnection>();
+  #label: string;
+  #routes: string[];
+
+  /** Prepare a function server; `start()` connects it.
+   *
+   * @example
+   * ```ts
+   * import { FunctionServer } from "./function_server.ts";
+   * import { workerConfig } from "./config.ts";
+   * new FunctionServer({ name: "x", routes: ["/x"] }, () => new Response("x"), workerConfig([]).config);
+   * ```
+   */
+  constructor(options: FunctionOptions, handler: Handler, config: WorkerConfig) {
+    this.options = options;
+    this.#routes = [...options.routes];
+    this.#handler = handler;
+    this.#config = config;
+    this.#label = `${options.name}/${Deno.pid}`;
+  }
+
+  /** True while registered with a gateway. */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /** Connections held right now. */
+  get held(): number {
+    return this.#connections.size;
+  }
+
+  /** Connect to the gateway (retrying until it is there) and serve.
+   *
+   * @example
+   * ```ts
+   * import type { FunctionServer } from "./function_server.ts";
+   * declare const server: FunctionServer;
+   * server.start();
+   * ```
+   */
+  start(): void {
+    this.#ctx ??= TlsContext.forImport();
+    this.#connect();
+  }
+
+  #connect(): void {
+    this.#reconnectTimer = undefined;
+    if (this.#stopped) return;
+    let fd: number;
+    try {
+      fd = unixConnect(this.#config.control);
+    } catch (e) {
+      log.debug("gateway not reachable at {control}: {error}", {
+        control: this.#config.control,
+        error: (e as Error).message,
+      });
+      this.#scheduleReconnect();
+      return;
+    }
+    const { uid } = peerCredentials(fd);
+    if (uid !== processUid()) {
+      log.error("control socket {control} belongs to uid {uid}, not us: refused", {
+        control: this.#config.control,
+        uid,
+      });
+      closeFd(fd);
+      this.#scheduleReconnect();
+      return;
+    }
+    this.#channel = new ControlChannel(fd, {
+      onMessage: (msg, passed) => this.#onMessage(msg, passed),
+      onBadMessage: (error) => log.warning("dropped a bad control message: {error}", { error }),
+      onClose: () => this.#onGatewayGone(),
+    });
+    this.#channel.send(
+      encodeJson(MessageType.REGISTER, {
+        name: this.options.name,
+        routes: this.#routes,
+        pid: Deno.pid,
+      }),
+    );
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#stopped || this.#reconnectTimer !== undefined) return;
+    this.#reconnectTimer = setTimeout(() => this.#connect(), this.#reconnectMs);
+    this.#reconnectMs = Math.min(this.#reconnectMs * 2, RECONNECT_MAX_MS);
+  }
+
+  #onGatewayGone(): void {
+    const was = this.#registered;
+    this.#registered = false;
+    this.#channel = undefined;
+    if (was) log.warning("gateway went away; reconnecting");
+    this.#scheduleReconnect();
+  }
+
+  #onMessage(msg: Message, fd: number): void {
+    if (msg.type === MessageType.REGISTERED) {
+      closeFd(fd);
+      if (!msg.body.ok) {
+        log.fatal("gateway refused registration: {error}", { error: msg.body.error });
+        this.#stopped = true;
+        this.#channel?.close();
+        Deno.exitCode = 1;
+        setTimeout(() => Deno.exit(1), 50);
+        return;
+      }
+      this.#sealer?.destroy();
+      const key = base64ToBytes(msg.body.key);
+      this.#sealer = new Sealer(key);
+      key.fill(0);
+      this.#registered = true;
+      this.#reconnectMs = RECONNECT_MIN_MS;
+      log.info("registered {name} for {routes} with gateway pid {gatewayPid}", {
+        name: this.options.name,
+        routes: this.#routes.join(" "),
+        gatewayPid: msg.body.gatewayPid,
+      });
+      return;
+    }
+    if (msg.type === MessageType.HANDOFF) {
+      this.#adopt(msg.body, fd);
+      return;
+    }
+    closeFd(fd);
+    log.warning("unexpected control message type {type}", { type: msg.type });
+  }
+
+  #adopt(h: Handoff, fd: number): void {
+    if (fd < 0) {
+      log.warning("handoff without a socket for conn {conn}", { conn: h.connId });
+      return;
+    }
+    const sealer = this.#sealer;
+    const blob = sealer?.open(h.sealed, blobAad(h.connId, h.gatewayId, h.tlsVersion));
+    if (!blob) {
+      log.warning("conn {conn}: TLS state did not authenticate; connection dropped", {
+        conn: h.connId,
+      });
+      closeFd(fd);
+      return;
+    }
+    let tls: TlsSession;
+    try {
+      tls = TlsSession.import(this.#ctx!, fd, { version: h.tlsVersion, blob });
+    } catch (e) {
+      log.warning("conn {conn}: {error}", { conn: h.connId, error: (e as Error).message });
+      closeFd(fd);
+      return;
+    } finally {
+      blob.fill(0);
+    }
+    const info: ConnectionInfo = {
+      connId: h.connId,
+      gatewayId: h.gatewayId,
+      handoffs: h.handoffs,
+      peer: h.peer,
+      sni: h.sni,
+      alpn: h.alpn,
+    };
+    const conn = new TlsConnection(fd, tls, info, h.unread);
+    this.#connections.add(conn);
+    this.#serve(conn)
+      .catch((e) => {
+        log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
+        conn.close(false);
+      })
+      .finally(() => this.#connections.delete(conn));
+  }
+
+  #owns(path: string): boolean {
+    for (const route of this.#routes) {
+      if (path === route || (path.startsWith(route) && path[route.length] === "/")) return true;
+    }
+    return false;
+  }
+
+  async #serve(conn: TlsConnection): Promise<void> {
+    const cfg = this.#config;
+    const limits = { maxHeadBytes: 16384, maxBodyBytes: cfg.maxBody };
+    const wantBody = (head: RequestHead) => this.#owns(head.path);
+    for (;;) {
+      const r = await readRequest(conn, {
+        limits,
+        idleTimeoutMs: cfg.idleTimeoutMs,
+        headerTimeoutMs: cfg.headerTimeoutMs,
+        wantBody,
+      });
+      if (r.kind === "closed") {
+        conn.close();
+        return;
+      }
+      if (r.kind === "timeout" || r.kind === "error") {
+        const bytes = r.kind === "timeout"
+          ? errorResponse(408, "request not received in time", { keepAlive: false })
+          : errorResponse(r.status, r.message, { keepAlive: false });
+        await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
+        conn.close();
+        return;
+      }
+      if (r.kind === "head" || !this.#owns(r.head.path)) {
+        this.#handBack(conn, r.head);
+        return;
+      }
+      const started = performance.now();
+      const bytes = await this.#respond(conn, r.head, r.body);
+      conn.consume(r.length);
+      const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
+      log.info("{method} {path} conn {conn} handoffs {handoffs} {ms}ms", {
+        method: r.head.method,
+        path: r.head.path,
+        conn: conn.info.connId,
+        handoffs: conn.info.handoffs,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      });
+      if (!ok) {
+        conn.close(false);
+        return;
+      }
+      if (!r.head.keepAlive || this.#stopped) {
+        conn.close();
+        return;
+      }
+    }
+  }
+
+  async #respond(conn: TlsConnection, head: RequestHead, body: Uint8Array): Promise<Uint8Array> {
+    const extra: [string, string][] = [
+      ["x-hotpotato-worker", this.#label],
+      ["x-hotpotato-handoffs", String(conn.info.handoffs)],
+      ["x-hotpotato-connection", String(conn.info.connId)],
+    ];
+    const keepAlive = head.keepAlive && !this.#stopped;
+    const headOnly = head.method === "HEAD";
+    let req: Request;
+    try {
+      const hasBody = head.method !== "GET" && head.method !== "HEAD";
+      req = new Request(`https://${head.host || "localhost"}${head.target}`, {
+        method: head.method,
+        headers: head.headers,
+        body: hasBody ? body.slice() : undefined,
+      });
+    } catch {
+      return errorResponse(400, "request cannot be represented (bad host or header)", {
+        keepAlive,
+        extraHeaders: extra,
+      });
+    }
+    const info: RequestInfo = {
+      connId: conn.info.connId,
+      handoffs: conn.info.handoffs,
+      remoteAddr: conn.info.peer,
+      protocol: conn.protocol,
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const timeout = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), this.#config.handlerTimeoutMs);
+      });
+      const res = await Promise.race([Promise.resolve().then(() => this.#handler(req, info)), timeout]);
+      if (res === "timeout") {
+        log.warning("{name}: handler took longer than {ms} ms", {
+          name: this.options.name,
+          ms: this.#config.handlerTimeoutMs,
+        });
+        return errorResponse(504, "function timed out", { keepAlive, extraHeaders: extra });
+      }
+      if (!(res instanceof Response)) throw new TypeError("handler did not return a Response");
+      const out = res.body ? new Uint8Array(await res.arrayBuffer()) : EMPTY;
+      if (out.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
+      const headers: [string, string][] = [...res.headers];
+      headers.push(...extra);
+      return serializeResponse({ status: res.status, statusText: res.statusText, headers, body: out }, {
+        keepAlive,
+        headOnly,
+      });
+    } catch (e) {
+      log.error("{name}: handler failed: {error}", {
+        name: this.options.name,
+        error: String(e),
+      });
+      return errorResponse(500, "function failed", { keepAlive, extraHeaders: extra });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #handBack(conn: TlsConnection, head: RequestHead): void {
+    const channel = this.#channel;
+    const sealer = this.#sealer;
+    if (!channel || !this.#registered || !sealer || !conn.exportable) {
+      void this.#refuse(conn, "gateway unavailable");
+      return;
+    }
+    let state, unread;
+    try {
+      ({ state, unread } = conn.release());
+    } catch (e) {
+      log.error("conn {conn}: cannot export: {error}", {
+        conn: conn.info.connId,
+        error: (e as Error).message,
+      });
+      conn.close(false);
+      return;
+    }
+    const i = conn.info;
+    const sealed = sealer.seal(state.blob, blobAad(i.connId, i.gatewayId, state.version));
+    const msg = encodeHandoff({
+      connId: i.connId,
+      gatewayId: i.gatewayId,
+      handoffs: i.handoffs,
+      tlsVersion: state.version,
+      sni: i.sni,
+      alpn: i.alpn,
+      peer: i.peer,
+      sealed,
+      unread,
+    });
+    unread.fill(0);
+    log.debug("conn {conn}: {path} is not ours; back to the gateway", {
+      conn: i.connId,
+      path: head.path,
+    });
+    if (!channel.send(msg, conn.fd)) {
+      log.warning("conn {conn}: gateway channel full or gone; connection dropped", {
+        conn: i.connId,
+      });
+    }
+  }
+
+  async #refuse(conn: TlsConnection, why: string): Promise<void> {
+    const bytes = errorResponse(503, why, {
+      keepAlive: false,
+      extraHeaders: [["retry-after", "1"], ["x-hotpotato-worker", this.#label]],
+    });
+    await conn.write(bytes, Date.now() + this.#config.writeTimeoutMs);
+    conn.close();
+  }
+
+  /** Stop: no reconnects; held connections close after their request.
+   *
+   * @example
+   * ```ts
+   * import type { FunctionServer } from "./function_server.ts";
+   * declare const server: FunctionServer;
+   * server.stop();
+   * ```
+   */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#channel?.close();
+  }
+}
+
+export { TlsError };

@@ -1,0 +1,335 @@
+/**
+ * The control-channel protocol between the gateway and its workers: one
+ * message per SOCK_SEQPACKET datagram, an 8-byte header (magic "HPOT",
+ * version, type), then the body. HANDOFF carries a live connection (its fd
+ * travels beside the message with SCM_RIGHTS); the others are small JSON
+ * documents. Every length is checked against hard limits before use.
+ *
+ * HANDOFF body layout (little-endian):
+ * ```
+ *  8 u32 connection id      12 u32 gateway id     16 u32 handoff count
+ * 20 u8  TLS version        21 u8 SNI length      22 u8 ALPN length
+ * 23 u8  peer length        24 u16 blob length    26 u16 reserved (0)
+ * 28 u32 unread length      32 nonce[12]          44 tag[16]
+ * 60 SNI, ALPN, peer address, sealed TLS blob, unread plaintext
+ * ```
+ *
+ * @module
+ */
+
+import type { Sealed } from "./seal.ts";
+
+/** Protocol version spoken by this build. */
+export const PROTOCOL_VERSION = 1;
+/** Message types. */
+export const MessageType = {
+  /** worker → gateway: name, routes, pid. */
+  REGISTER: 1,
+  /** gateway → worker: accepted (with the deployment key) or refused. */
+  REGISTERED: 2,
+  /** both ways: a live connection. */
+  HANDOFF: 3,
+} as const;
+
+/** Hard limits on what a message may carry. */
+export const Limits = {
+  /** Largest datagram accepted; larger ones are dropped by the kernel read. */
+  maxMessage: 131072,
+  /** Largest sealed TLS blob (wolfSSL's export is at most ~460 bytes). */
+  maxBlob: 1024,
+  /** Largest unread plaintext that travels with a connection. */
+  maxUnread: 98304,
+  /** Largest JSON body of a REGISTER / REGISTERED message. */
+  maxJson: 16384,
+} as const;
+
+const MAGIC = 0x544f5048; // "HPOT" read as little-endian u32
+const HEADER = 8;
+const FIXED = 60;
+
+/** A malformed or over-limit control message. */
+export class ProtocolError extends Error {
+  /** Create an error naming what is wrong with a message.
+   *
+   * @example
+   * ```ts
+   * import { ProtocolError } from "./protocol.ts";
+   * throw new ProtocolError("bad magic");
+   * ```
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+/** A live connection in transit. */
+export interface Handoff {
+  /** Connection id, given by the gateway that accepted it. */
+  connId: number;
+  /** Random id of that gateway process (ids restart with a new gateway). */
+  gatewayId: number;
+  /** How many times the connection has moved between processes. */
+  handoffs: number;
+  /** wolfSSL protocol version id (3 = TLS 1.2, 4 = TLS 1.3). */
+  tlsVersion: number;
+  /** Server name the client asked for, or "". */
+  sni: string;
+  /** ALPN protocol agreed, or "". */
+  alpn: string;
+  /** The client's address, "ip:port". */
+  peer: string;
+  /** The TLS state, sealed with the deployment key. */
+  sealed: Sealed;
+  /** Decrypted request bytes not yet answered (the next request starts here). */
+  unread: Uint8Array;
+}
+
+/** REGISTER body. */
+export interface Register {
+  /** The function's name, e.g. "sum". */
+  name: string;
+  /** Paths it serves, e.g. ["/sum"]. */
+  routes: string[];
+  /** The worker's process id. */
+  pid: number;
+}
+
+/** REGISTERED body. */
+export type Registered = { ok: true; gatewayPid: number; key: string } | {
+  ok: false;
+  error: string;
+};
+
+/** A decoded message. */
+export type Message =
+  | { type: typeof MessageType.REGISTER; body: Register }
+  | { type: typeof MessageType.REGISTERED; body: Registered }
+  | { type: typeof MessageType.HANDOFF; body: Handoff };
+
+const enc = new TextEncoder();
+const dec = new TextDecoder("utf-8", { fatal: true });
+
+function header(buf: Uint8Array, type: number): DataView {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  v.setUint32(0, MAGIC, true);
+  v.setUint8(4, PROTOCOL_VERSION);
+  v.setUint8(5, type);
+  v.setUint16(6, 0, true);
+  return v;
+}
+
+function short(s: string, what: string, max: number): Uint8Array {
+  const b = enc.encode(s);
+  if (b.length > max) throw new ProtocolError(`${what} longer than ${max} bytes`);
+  return b;
+}
+
+/** The bytes that a sealed blob is bound to: connection id, gateway id and
+ * TLS version (they do not change when the connection moves).
+ *
+ * @example
+ * ```ts
+ * import { blobAad } from "./protocol.ts";
+ * const aad = blobAad(1, 0xabcdef, 4);
+ * ```
+ */
+export function blobAad(connId: number, gatewayId: number, tlsVersion: number): Uint8Array {
+  const aad = new Uint8Array(9);
+  const v = new DataView(aad.buffer);
+  v.setUint32(0, connId, true);
+  v.setUint32(4, gatewayId, true);
+  v.setUint8(8, tlsVersion);
+  return aad;
+}
+
+/** Encode a HANDOFF message.
+ *
+ * @example
+ * ```ts
+ * import { encodeHandoff } from "./protocol.ts";
+ * const bytes = encodeHandoff({
+ *   connId: 1, gatewayId: 7, handoffs: 1, tlsVersion: 4, sni: "", alpn: "http/1.1",
+ *   peer: "127.0.0.1:5000", unread: new Uint8Array(0),
+ *   sealed: { nonce: new Uint8Array(12), tag: new Uint8Array(16), ciphertext: new Uint8Array(300) },
+ * });
+ * ```
+ */
+export function encodeHandoff(h: Handoff): Uint8Array {
+  const sni = short(h.sni, "SNI", 255);
+  const alpn = short(h.alpn, "ALPN", 255);
+  const peer = short(h.peer, "peer address", 255);
+  const blob = h.sealed.ciphertext;
+  if (blob.length === 0 || blob.length > Limits.maxBlob) {
+    throw new ProtocolError(`TLS blob of ${blob.length} bytes (limit ${Limits.maxBlob})`);
+  }
+  if (h.unread.length > Limits.maxUnread) {
+    throw new ProtocolError(`${h.unread.length} unread bytes (limit ${Limits.maxUnread})`);
+  }
+  if (h.sealed.nonce.length !== 12 || h.sealed.tag.length !== 16) {
+    throw new ProtocolError("bad nonce or tag length");
+  }
+  const total = FIXED + sni.length + alpn.length + peer.length + blob.length + h.unread.length;
+  const buf = new Uint8Array(total);
+  const v = header(buf, MessageType.HANDOFF);
+  v.setUint32(8, h.connId >>> 0, true);
+  v.setUint32(12, h.gatewayId >>> 0, true);
+  v.setUint32(16, h.handoffs >>> 0, true);
+  v.setUint8(20, h.tlsVersion);
+  v.setUint8(21, sni.length);
+  v.setUint8(22, alpn.length);
+  v.setUint8(23, peer.length);
+  v.setUint16(24, blob.length, true);
+  v.setUint32(28, h.unread.length, true);
+  buf.set(h.sealed.nonce, 32);
+  buf.set(h.sealed.tag, 44);
+  let off = FIXED;
+  for (const part of [sni, alpn, peer, blob, h.unread]) {
+    buf.set(part, off);
+    off += part.length;
+  }
+  return buf;
+}
+
+/** Rewrite the handoff count of an encoded HANDOFF in place (the gateway
+ * forwards a returned connection without decoding its blob).
+ *
+ * @example
+ * ```ts
+ * import { setHandoffCount } from "./protocol.ts";
+ * declare const message: Uint8Array;
+ * setHandoffCount(message, 3);
+ * ```
+ */
+export function setHandoffCount(message: Uint8Array, handoffs: number): void {
+  new DataView(message.buffer, message.byteOffset, message.byteLength).setUint32(
+    16,
+    handoffs >>> 0,
+    true,
+  );
+}
+
+/** Encode a JSON message (REGISTER or REGISTERED).
+ *
+ * @example
+ * ```ts
+ * import { encodeJson, MessageType } from "./protocol.ts";
+ * const bytes = encodeJson(MessageType.REGISTER, { name: "sum", routes: ["/sum"], pid: 42 });
+ * ```
+ */
+export function encodeJson(
+  type: typeof MessageType.REGISTER | typeof MessageType.REGISTERED,
+  body: Register | Registered,
+): Uint8Array {
+  const json = enc.encode(JSON.stringify(body));
+  if (json.length > Limits.maxJson) throw new ProtocolError("JSON body too large");
+  const buf = new Uint8Array(HEADER + json.length);
+  header(buf, type);
+  buf.set(json, HEADER);
+  return buf;
+}
+
+const ROUTE_RE = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%\/-]*$/;
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function parseRegister(o: unknown): Register {
+  const r = o as Partial<Register>;
+  if (typeof r?.name !== "string" || !NAME_RE.test(r.name)) {
+    throw new ProtocolError("REGISTER: name must be 1-64 letters, digits, '.', '_' or '-'");
+  }
+  if (!Array.isArray(r.routes) || r.routes.length === 0 || r.routes.length > 64) {
+    throw new ProtocolError("REGISTER: routes must be a list of 1 to 64 paths");
+  }
+  for (const route of r.routes) {
+    if (typeof route !== "string" || route.length > 256 || !ROUTE_RE.test(route)) {
+      throw new ProtocolError(`REGISTER: bad route ${JSON.stringify(route).slice(0, 80)}`);
+    }
+  }
+  if (!Number.isInteger(r.pid) || (r.pid as number) <= 0) {
+    throw new ProtocolError("REGISTER: pid must be a positive integer");
+  }
+  return { name: r.name, routes: [...r.routes], pid: r.pid as number };
+}
+
+function parseRegistered(o: unknown): Registered {
+  const r = o as Record<string, unknown>;
+  if (r?.ok === true && typeof r.key === "string" && Number.isInteger(r.gatewayPid)) {
+    return { ok: true, key: r.key, gatewayPid: r.gatewayPid as number };
+  }
+  if (r?.ok === false && typeof r.error === "string") return { ok: false, error: r.error };
+  throw new ProtocolError("REGISTERED: malformed");
+}
+
+function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
+  if (buf.length < FIXED) throw new ProtocolError("HANDOFF shorter than its fixed part");
+  const sniLen = v.getUint8(21), alpnLen = v.getUint8(22), peerLen = v.getUint8(23);
+  const blobLen = v.getUint16(24, true), unreadLen = v.getUint32(28, true);
+  if (blobLen === 0 || blobLen > Limits.maxBlob) throw new ProtocolError("HANDOFF: bad blob length");
+  if (unreadLen > Limits.maxUnread) throw new ProtocolError("HANDOFF: too many unread bytes");
+  if (v.getUint16(26, true) !== 0) throw new ProtocolError("HANDOFF: reserved field not zero");
+  const total = FIXED + sniLen + alpnLen + peerLen + blobLen + unreadLen;
+  if (total !== buf.length) {
+    throw new ProtocolError(`HANDOFF: lengths add up to ${total}, message has ${buf.length}`);
+  }
+  const tlsVersion = v.getUint8(20);
+  if (tlsVersion !== 3 && tlsVersion !== 4) throw new ProtocolError("HANDOFF: bad TLS version");
+  let off = FIXED;
+  const take = (n: number) => buf.subarray(off, off += n);
+  const text = (n: number, what: string) => {
+    try {
+      return dec.decode(take(n));
+    } catch {
+      throw new ProtocolError(`HANDOFF: ${what} is not UTF-8`);
+    }
+  };
+  const sni = text(sniLen, "SNI"), alpn = text(alpnLen, "ALPN"), peer = text(peerLen, "peer");
+  return {
+    connId: v.getUint32(8, true),
+    gatewayId: v.getUint32(12, true),
+    handoffs: v.getUint32(16, true),
+    tlsVersion,
+    sni,
+    alpn,
+    peer,
+    sealed: {
+      nonce: buf.subarray(32, 44),
+      tag: buf.subarray(44, 60),
+      ciphertext: take(blobLen),
+    },
+    unread: take(unreadLen),
+  };
+}
+
+/** Decode one message; throws {@linkcode ProtocolError} when it is malformed.
+ * The result's byte fields are views into `buf`.
+ *
+ * @example
+ * ```ts
+ * import { decodeMessage, encodeJson, MessageType } from "./protocol.ts";
+ * const msg = decodeMessage(encodeJson(MessageType.REGISTER, { name: "sum", routes: ["/sum"], pid: 1 }));
+ * ```
+ */
+export function decodeMessage(buf: Uint8Array): Message {
+  if (buf.length < HEADER) throw new ProtocolError("message shorter than its header");
+  if (buf.length > Limits.maxMessage) throw new ProtocolError("message too large");
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (v.getUint32(0, true) !== MAGIC) throw new ProtocolError("bad magic");
+  if (v.getUint8(4) !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`protocol version ${v.getUint8(4)}, expected ${PROTOCOL_VERSION}`);
+  }
+  const type = v.getUint8(5);
+  if (type === MessageType.HANDOFF) return { type, body: decodeHandoff(buf, v) };
+  if (type !== MessageType.REGISTER && type !== MessageType.REGISTERED) {
+    throw new ProtocolError(`unknown message type ${type}`);
+  }
+  if (buf.length - HEADER > Limits.maxJson) throw new ProtocolError("JSON body too large");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(dec.decode(buf.subarray(HEADER)));
+  } catch {
+    throw new ProtocolError("body is not JSON");
+  }
+  return type === MessageType.REGISTER
+    ? { type, body: parseRegister(parsed) }
+    : { type, body: parseRegistered(parsed) };
+}

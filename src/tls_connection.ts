@@ -1,0 +1,336 @@
+/**
+ * A client connection held by this process: its socket fd, its wolfSSL
+ * session, and the decrypted bytes received but not yet answered.
+ *
+ * It owns the record-boundary invariant that makes handoff safe: wolfSSL
+ * reads one TLS record at a time, and `fill()` reads exactly one record (plus
+ * whatever wolfSSL already decrypted) per call. Callers only call `fill()`
+ * when no complete request is buffered, so after a request is complete the
+ * session sits at a record boundary and can be exported. A read that stopped
+ * in the middle of a record marks the session unexportable until the record
+ * is complete.
+ *
+ * All I/O is non-blocking; waits are promises resolved by the event loop,
+ * each bounded by a deadline.
+ *
+ * @module
+ */
+
+import { closeFd, ERROR, HANGUP, RDHUP, READABLE, WRITABLE } from "../ffi/shim.ts";
+import { CLOSED, type ExportedState, TlsSession, WANT_READ, WANT_WRITE } from "../ffi/wolfssl.ts";
+import { EventLoop } from "./event_loop.ts";
+
+/** What `fill()` reports. */
+export type FillResult = "data" | "closed" | "timeout" | "error";
+
+/** A connection's identity, carried across handoffs. */
+export interface ConnectionInfo {
+  /** Id given by the gateway that accepted it. */
+  connId: number;
+  /** Random id of that gateway process. */
+  gatewayId: number;
+  /** Moves between processes so far. */
+  handoffs: number;
+  /** The client's "ip:port". */
+  peer: string;
+  /** Server name (SNI) the client sent, or "". */
+  sni: string;
+  /** ALPN protocol agreed, or "". */
+  alpn: string;
+}
+
+/** Largest single read: one TLS record's plaintext (16 KiB) and then some. */
+const READ_CHUNK = 16384 + 2048;
+const scratch = new Uint8Array(READ_CHUNK);
+const EMPTY = new Uint8Array(0);
+
+const READ_EVENTS = READABLE | ERROR | HANGUP | RDHUP;
+const WRITE_EVENTS = WRITABLE | ERROR | HANGUP;
+
+/**
+ * A TLS connection on a non-blocking socket, registered with the event loop.
+ *
+ * @example
+ * ```ts
+ * import { TlsConnection } from "./tls_connection.ts";
+ * import { TlsContext, TlsSession } from "../ffi/wolfssl.ts";
+ * declare const ctx: TlsContext, fd: number;
+ * const conn = new TlsConnection(fd, TlsSession.accept(ctx, fd), {
+ *   connId: 1, gatewayId: 1, handoffs: 0, peer: "127.0.0.1:5000", sni: "", alpn: "",
+ * });
+ * if (await conn.handshake(Date.now() + 10_000)) await conn.fill(Date.now() + 10_000);
+ * ```
+ */
+export class TlsConnection {
+  readonly fd: number;
+  readonly info: ConnectionInfo;
+  #tls: TlsSession;
+  #buf: Uint8Array = EMPTY;
+  #start = 0;
+  #end = 0;
+  #midRecord = false;
+  #open = true;
+  #waitEvents = 0;
+  #resolve: ((ok: boolean) => void) | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Take over `fd` and `tls`; `unread` is plaintext that came with it.
+   *
+   * @example
+   * ```ts
+   * import { TlsConnection } from "./tls_connection.ts";
+   * import type { TlsSession } from "../ffi/wolfssl.ts";
+   * declare const fd: number, tls: TlsSession;
+   * new TlsConnection(fd, tls, {
+   *   connId: 1, gatewayId: 1, handoffs: 1, peer: "", sni: "", alpn: "",
+   * }, new TextEncoder().encode("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+   * ```
+   */
+  constructor(fd: number, tls: TlsSession, info: ConnectionInfo, unread?: Uint8Array) {
+    this.fd = fd;
+    this.#tls = tls;
+    this.info = info;
+    if (unread && unread.length > 0) this.#append(unread);
+    EventLoop.instance().add(fd, (events) => this.#onEvents(events));
+  }
+
+  /** True until the connection is closed or released. */
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /** "TLSv1.3" or "TLSv1.2". */
+  get protocol(): string {
+    return this.#tls.protocol;
+  }
+
+  /** The negotiated cipher suite. */
+  get cipher(): string {
+    return this.#tls.cipher;
+  }
+
+  /** The wolfSSL session (for reading SNI/ALPN after the handshake). */
+  get session(): TlsSession {
+    return this.#tls;
+  }
+
+  /** Decrypted bytes received and not consumed yet (a view; valid until the
+   * next `fill()` or `consume()`). */
+  get buffered(): Uint8Array {
+    return this.#buf.subarray(this.#start, this.#end);
+  }
+
+  /** Number of buffered bytes. */
+  get bufferedLength(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Drop the first n buffered bytes (a request that has been answered).
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * conn.consume(42);
+   * ```
+   */
+  consume(n: number): void {
+    this.#start += Math.min(n, this.#end - this.#start);
+    if (this.#start === this.#end) {
+      this.#buf.fill(0, 0, this.#end);
+      this.#start = this.#end = 0;
+    }
+  }
+
+  #append(bytes: Uint8Array): void {
+    const len = this.#end - this.#start;
+    if (this.#end + bytes.length > this.#buf.length) {
+      if (len + bytes.length <= this.#buf.length) {
+        this.#buf.copyWithin(0, this.#start, this.#end);
+      } else {
+        const next = new Uint8Array(Math.max(1024, 2 ** Math.ceil(Math.log2(len + bytes.length))));
+        next.set(this.#buf.subarray(this.#start, this.#end));
+        this.#buf.fill(0);
+        this.#buf = next;
+      }
+      this.#start = 0;
+      this.#end = len;
+    }
+    this.#buf.set(bytes, this.#end);
+    this.#end += bytes.length;
+  }
+
+  #onEvents(events: number): void {
+    if (this.#resolve && (events & this.#waitEvents) !== 0) this.#settle(true);
+  }
+
+  #settle(ok: boolean): void {
+    const resolve = this.#resolve;
+    this.#resolve = null;
+    this.#waitEvents = 0;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    resolve?.(ok);
+  }
+
+  /** Wait for the next edge of `events`, until `deadline` (ms since epoch). */
+  #wait(events: number, deadline: number): Promise<boolean> {
+    const ms = deadline - Date.now();
+    if (ms <= 0 || !this.#open) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.#resolve = resolve;
+      this.#waitEvents = events;
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#settle(false);
+      }, ms);
+    });
+  }
+
+  /** Run the server handshake to completion. False on failure or deadline.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * const ok = await conn.handshake(Date.now() + 10_000);
+   * ```
+   */
+  async handshake(deadline: number): Promise<boolean> {
+    for (;;) {
+      if (!this.#open) return false;
+      const r = this.#tls.handshake(); // throws TlsError on failure
+      if (r === 1) return true;
+      if (r === WANT_READ) {
+        if (!await this.#wait(READ_EVENTS, deadline)) return false;
+      } else if (r === WANT_WRITE) {
+        if (!await this.#wait(WRITE_EVENTS, deadline)) return false;
+      } else {
+        return false;
+      }
+    }
+  }
+
+  /** Read one TLS record's worth of plaintext into the buffer. Call only
+   * when the buffer holds no complete request (see the module comment).
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * if (await conn.fill(Date.now() + 30_000) !== "data") conn.close();
+   * ```
+   */
+  async fill(deadline: number): Promise<FillResult> {
+    for (;;) {
+      if (!this.#open) return "closed";
+      let n: number;
+      try {
+        n = this.#tls.read(scratch);
+      } catch {
+        return "error";
+      }
+      if (n > 0) {
+        this.#append(scratch.subarray(0, n));
+        while (this.#tls.pending() > 0) {
+          const m = this.#tls.read(scratch);
+          if (m <= 0) break;
+          this.#append(scratch.subarray(0, m));
+        }
+        scratch.fill(0, 0, n);
+        this.#midRecord = false;
+        return "data";
+      }
+      if (n === CLOSED) return "closed";
+      this.#midRecord = true;
+      const events = n === WANT_WRITE ? WRITE_EVENTS : READ_EVENTS;
+      if (!await this.#wait(events, deadline)) return this.#open ? "timeout" : "closed";
+    }
+  }
+
+  /** Encrypt and send all of `data`. False when the peer is gone or the
+   * deadline passed (the connection should then be closed).
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * await conn.write(new TextEncoder().encode("HTTP/1.1 204 No Content\r\n\r\n"), Date.now() + 30_000);
+   * ```
+   */
+  async write(data: Uint8Array, deadline: number): Promise<boolean> {
+    if (data.length === 0) return true;
+    for (;;) {
+      if (!this.#open) return false;
+      let n: number;
+      try {
+        n = this.#tls.write(data);
+      } catch {
+        return false;
+      }
+      if (n > 0) return true;
+      if (n === CLOSED) return false;
+      const events = n === WANT_READ ? READ_EVENTS : WRITE_EVENTS;
+      if (!await this.#wait(events, deadline)) return false;
+    }
+  }
+
+  /** Whether the session can be exported now (at a record boundary). */
+  get exportable(): boolean {
+    return this.#open && !this.#midRecord && this.#tls.pending() === 0;
+  }
+
+  /** Export the TLS state and hand over the socket: the connection stops
+   * being watched and its session is freed, but the fd stays open for the
+   * caller to send (and then close). Returns the state (zero `blob` after
+   * sealing) and a copy of the unread plaintext.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * const { state, unread } = conn.release();
+   * ```
+   */
+  release(): { state: ExportedState; unread: Uint8Array } {
+    if (!this.exportable) throw new Error("TLS state is not at a record boundary");
+    const state = this.#tls.export();
+    const unread = this.buffered.slice();
+    this.#detach();
+    return { state, unread };
+  }
+
+  #detach(): void {
+    this.#open = false;
+    EventLoop.instance().remove(this.fd);
+    this.#tls.free();
+    this.#buf.fill(0);
+    this.#buf = EMPTY;
+    this.#start = this.#end = 0;
+    this.#settle(false);
+  }
+
+  /** Close the connection: close_notify (when `notify`), free, close the fd.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * conn.close();
+   * ```
+   */
+  close(notify = true): void {
+    if (!this.#open) return;
+    if (notify) {
+      try {
+        this.#tls.shutdown();
+      } catch {
+        // best effort: the peer may be gone
+      }
+    }
+    this.#detach();
+    closeFd(this.fd);
+  }
+}
