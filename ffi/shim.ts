@@ -60,6 +60,8 @@ const symbols = {
   hp_loop_free: { parameters: ["pointer"], result: "void" },
   /** int hp_private_dir(const char* path) */
   hp_private_dir: { parameters: ["buffer"], result: "i32" },
+  /** int hp_unlink(const char* path) */
+  hp_unlink: { parameters: ["buffer"], result: "i32" },
   /** int hp_uid(void) */
   hp_uid: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -312,6 +314,18 @@ export function privateDirectory(path: string): void {
   check(`private directory ${path}`, shim().hp_private_dir(cstr(path)));
 }
 
+/** Remove a file (a socket path); a missing one is fine. Errors are ignored.
+ *
+ * @example
+ * ```ts
+ * import { removeFile } from "./shim.ts";
+ * removeFile("/run/user/1000/hotpotato/gateway.sock");
+ * ```
+ */
+export function removeFile(path: string): void {
+  shim().hp_unlink(cstr(path));
+}
+
 /** Close a file descriptor; errors are ignored (the fd is gone either way).
  *
  * @example
@@ -333,7 +347,7 @@ export const READABLE = 0x001,
   RDHUP = 0x2000,
   EDGE = 0x80000000;
 
-/** Called with each ready fd and its event flags. */
+/** Called with each ready fd and its event flags. It must not throw. */
 export type ReadyHandler = (fd: number, events: number) => void;
 
 const EVENT_SIZE = 12; // struct epoll_event is packed on x86_64
@@ -386,20 +400,16 @@ export class Poller {
     const s = shim();
     const n = s.hp_loop_ready(this.#loop);
     const view = this.#events;
-    for (let i = 0; i < n; i++) {
-      const off = i * EVENT_SIZE;
-      const events = view.getUint32(off, true);
-      const fd = view.getInt32(off + 4, true);
-      if (fd < 0) continue; // the stop eventfd
-      try {
-        this.#onReady(fd, events);
-      } catch (e) {
-        queueMicrotask(() => {
-          throw e;
-        });
+    try {
+      for (let i = 0; i < n; i++) {
+        const off = i * EVENT_SIZE;
+        const events = view.getUint32(off, true);
+        const fd = view.getInt32(off + 4, true);
+        if (fd >= 0) this.#onReady(fd, events); // fd -1: the stop eventfd
       }
+    } finally {
+      s.hp_loop_resume(this.#loop); // always: the thread waits for this
     }
-    s.hp_loop_resume(this.#loop);
   }
 
   /** Start watching fd for `events` (READABLE | WRITABLE).

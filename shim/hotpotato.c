@@ -415,3 +415,8 @@ HP_EXPORT int hp_private_dir(const char *path) {
     if ((st.st_mode & 0777) != 0700 && chmod(path, 0700) < 0) return -errno;
     return 0;
 }
+
+/* Remove a socket file; a missing one is not an error. Returns 0 or -errno. */
+HP_EXPORT int hp_unlink(const char *path) {
+    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}

@@ -61,8 +61,8 @@ export class ControlChannel {
   constructor(fd: number, handlers: ControlChannelHandlers) {
     this.fd = fd;
     this.#handlers = handlers;
+    // Adding an fd that is already readable reports it once: nothing is missed.
     EventLoop.instance().add(fd, () => this.#onReady());
-    this.#onReady();
   }
 
   /** True once closed. */

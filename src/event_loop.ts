@@ -8,6 +8,9 @@
  */
 
 import { EDGE, Poller, RDHUP, READABLE, WRITABLE } from "../ffi/shim.ts";
+import { logger } from "./log.ts";
+
+const log = logger("event-loop");
 
 /** Called with the epoll event flags each time the fd becomes ready. */
 export type FdHandler = (events: number) => void;
@@ -28,7 +31,14 @@ export class EventLoop {
   #poller: Poller;
 
   private constructor() {
-    this.#poller = new Poller((fd, events) => this.#handlers.get(fd)?.(events), 512);
+    this.#poller = new Poller((fd, events) => {
+      try {
+        this.#handlers.get(fd)?.(events);
+      } catch (e) {
+        // A bug in one fd's handler must not stop every other fd.
+        log.error("handler for fd {fd} failed: {error}", { fd, error: String(e) });
+      }
+    }, 512);
   }
 
   /** The process-wide loop, started on first use.

@@ -10,7 +10,7 @@
  */
 
 import { closeFd, peerCredentials, processUid, unixConnect } from "../ffi/shim.ts";
-import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
+import { TlsContext, TlsSession } from "../ffi/wolfssl.ts";
 import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
@@ -41,6 +41,34 @@ export interface RequestInfo {
 
 /** A function: web `Request` in, `Response` out, like a `Deno.serve` handler. */
 export type Handler = (req: Request, info: RequestInfo) => Response | Promise<Response>;
+
+/**
+ * Throw this from a handler to answer with `status` and a short JSON error
+ * body (`{"error": message, "status": status}`), as the gateway's own errors.
+ *
+ * @example
+ * ```ts
+ * import { HttpError } from "./function_server.ts";
+ * throw new HttpError(400, "missing operand 'a'");
+ * ```
+ */
+export class HttpError extends Error {
+  /** HTTP status to answer with. */
+  readonly status: number;
+  /** Create an error answered with `status`.
+   *
+   * @example
+   * ```ts
+   * import { HttpError } from "./function_server.ts";
+   * const e = new HttpError(404, "no such item");
+   * ```
+   */
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+  }
+}
 
 /** What a function announces to the gateway. */
 export interface FunctionOptions {
@@ -364,6 +392,9 @@ export class FunctionServer {
         headOnly,
       });
     } catch (e) {
+      if (e instanceof HttpError && e.status >= 400 && e.status <= 599) {
+        return errorResponse(e.status, e.message, { keepAlive, headOnly, extraHeaders: extra });
+      }
       log.error("{name}: handler failed: {error}", {
         name: this.options.name,
         error: String(e),
@@ -441,5 +472,3 @@ export class FunctionServer {
     this.#channel?.close();
   }
 }
-
-export { TlsError };

@@ -40,7 +40,11 @@ export const LOG_LEVELS: readonly LogLevel[] = [
 export function setupLogging(opts: { format: LogFormat; level: LogLevel }): void {
   const formatter = opts.format === "json"
     ? getJsonLinesFormatter({ properties: "flatten" })
-    : getTextFormatter({ timestamp: "time", category: "." });
+    : getTextFormatter({
+      timestamp: "time",
+      category: ".",
+      value: (v) => typeof v === "string" ? v : typeof v === "object" ? JSON.stringify(v) : String(v),
+    });
   configureSync({
     reset: true,
     sinks: { console: getConsoleSink({ formatter }) },

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { HttpError } from "../mod.ts";
+
 /** A decimal number: `value = digits / 10 ** scale`, with `scale >= 0`.
  *
  * @example
@@ -44,13 +46,20 @@ const DECIMAL_RE = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/;
  * }
  * ```
  */
-export class OperandError extends Error {
+export class OperandError extends HttpError {
   /** Name of the offending operand, e.g. `"a"`. */
   readonly operand: string;
 
-  /** Create an error about operand `name`. */
+  /** Create an error about operand `name`; a handler that throws it answers 400.
+   *
+   * @example
+   * ```ts
+   * import { OperandError } from "./decimal.ts";
+   * const e = new OperandError("a", "missing operand 'a'");
+   * ```
+   */
   constructor(name: string, message: string) {
-    super(message);
+    super(400, message);
     this.name = "OperandError";
     this.operand = name;
   }
@@ -109,6 +118,41 @@ function normalize(d: Decimal): Decimal {
     scale--;
   }
   return { digits, scale };
+}
+
+/** Two operands read from a request's query string, as written and as numbers. */
+export interface Operands {
+  /** `a` as the client wrote it. */
+  a: string;
+  /** `b` as the client wrote it. */
+  b: string;
+  /** `a` as a number. */
+  x: Decimal;
+  /** `b` as a number. */
+  y: Decimal;
+}
+
+/**
+ * Read the operands `a` and `b` from a request's query string. Throws
+ * {@linkcode OperandError} (answered 400) when one is missing, repeated or not
+ * a decimal number.
+ *
+ * @example
+ * ```ts
+ * import { operands } from "./decimal.ts";
+ * const { a, x } = operands(new Request("https://h/sum?a=1.5&b=2"));
+ * // a === "1.5", x = { digits: 15n, scale: 1 }
+ * ```
+ */
+export function operands(req: Request): Operands {
+  const query = new URL(req.url).searchParams;
+  const read = (name: string) => {
+    const all = query.getAll(name);
+    if (all.length > 1) throw new OperandError(name, `operand '${name}' is given more than once`);
+    return all[0] ?? null;
+  };
+  const a = read("a"), b = read("b");
+  return { a: a ?? "", b: b ?? "", x: parseOperand("a", a), y: parseOperand("b", b) };
 }
 
 /**

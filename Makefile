@@ -1,0 +1,59 @@
+# Hot Potato — every entry point. `make start` runs the system, `make test`
+# runs every test; both first run `make setup`, which installs only what is
+# missing: Deno (pinned, from npm), npm packages, wolfSSL with session export
+# (built from Debian's source package), the C shim, a dev certificate.
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+LOCAL_DENO := $(ROOT)/node_modules/@deno/linux-x64-glibc/deno
+# An existing deno >= 2.9 on PATH is used when present (HOTPOTATO_DENO overrides).
+DENO ?= $(shell $(ROOT)/scripts/find-deno.sh)
+WOLFSSL := $(ROOT)/.local/wolfssl/lib/libwolfssl.so
+SHIM := $(ROOT)/shim/libhotpotato.so
+CERT := $(ROOT)/.local/certs/cert.pem
+CFLAGS ?= -O2
+SHIM_CFLAGS := -std=gnu11 -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror
+
+.PHONY: setup start test test-unit test-e2e bench check fmt clean deps wolfssl cert shim
+
+setup: deps wolfssl shim cert
+
+deps: node_modules/.package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm is needed to install Deno and the npm packages" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+wolfssl: $(WOLFSSL)
+$(WOLFSSL):
+	bash scripts/setup-wolfssl.sh
+
+shim: $(SHIM)
+$(SHIM): shim/hotpotato.c
+	$(CC) $(CFLAGS) $(SHIM_CFLAGS) -o $@ $< -lpthread
+
+cert: $(CERT)
+$(CERT):
+	bash scripts/dev-cert.sh
+
+start: setup
+	"$(DENO)" task start
+
+test: setup
+	bash scripts/test.sh "$(DENO)"
+
+bench: setup
+	"$(DENO)" task bench
+
+check: setup
+	"$(DENO)" task check
+
+fmt: deps
+	"$(DENO)" fmt
+
+clean:
+	rm -f $(SHIM)
+	rm -rf .local/build
+
+distclean: clean
+	rm -rf .local node_modules

@@ -1,0 +1,38 @@
+/**
+ * The gateway process: `deno task gateway [--port 8443] [--help]`.
+ *
+ * @module
+ */
+
+import { ConfigError, gatewayConfig, usage } from "./src/config.ts";
+import { Gateway } from "./src/gateway_server.ts";
+import { onShutdown } from "./src/lifecycle.ts";
+import { logger, setupLogging } from "./src/log.ts";
+
+if (import.meta.main) {
+  let parsed;
+  try {
+    parsed = gatewayConfig(Deno.args);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`gateway: ${e.message}`);
+    Deno.exit(2);
+  }
+  if (parsed.help) {
+    console.log(usage("gateway"));
+    Deno.exit(0);
+  }
+  setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
+  const gateway = new Gateway(parsed.config);
+  try {
+    gateway.start();
+  } catch (e) {
+    console.error(`gateway: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+  onShutdown((reason) => {
+    logger("gateway").info("stopping ({reason})", { reason });
+    gateway.stop();
+    Deno.exit(0);
+  });
+}

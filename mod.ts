@@ -1,0 +1,99 @@
+/**
+ * Hot Potato's public API: write a function as a fetch-style handler (web
+ * `Request` in, `Response` out, the shape of a `Deno.serve` handler) and
+ * serve it behind the gateway. The gateway hands each client connection to
+ * the process that serves the requested route; the TLS handshake happens
+ * once, in the gateway.
+ *
+ * @example
+ * ```ts
+ * // workers/hello.ts — run with: deno task worker workers/hello.ts
+ * import { serveFunction } from "./mod.ts";
+ *
+ * serveFunction({ name: "hello", routes: ["/hello"] }, (req) => {
+ *   const name = new URL(req.url).searchParams.get("name") ?? "world";
+ *   return Response.json({ hello: name });
+ * });
+ * ```
+ *
+ * @module
+ */
+
+import { ConfigError, usage, workerConfig } from "./src/config.ts";
+import {
+  type FunctionOptions,
+  FunctionServer,
+  type Handler,
+  HttpError,
+  type RequestInfo,
+} from "./src/function_server.ts";
+import { onShutdown } from "./src/lifecycle.ts";
+import { logger, setupLogging } from "./src/log.ts";
+
+export type { FunctionOptions, Handler, RequestInfo };
+export { FunctionServer, HttpError };
+
+/**
+ * A JSON response: the value serialized, a newline, and
+ * `content-type: application/json`.
+ *
+ * @example
+ * ```ts
+ * import { json } from "./mod.ts";
+ * const res = json({ ok: true }); // body: {"ok":true}\n
+ * const missing = json({ error: "not found" }, { status: 404 });
+ * ```
+ */
+export function json(value: unknown, init: ResponseInit = {}): Response {
+  const headers = new Headers(init.headers);
+  headers.set("content-type", "application/json");
+  return new Response(JSON.stringify(value) + "\n", { ...init, headers });
+}
+
+/** Options of {@linkcode serveFunction}. */
+export interface ServeFunctionOptions extends FunctionOptions {
+  /** Command-line arguments to read settings from (default: `Deno.args`). */
+  args?: string[];
+}
+
+/**
+ * Serve `handler` as the function `name` on `routes`: read the settings from
+ * the command line and `HOTPOTATO_*` environment variables, register with
+ * the gateway (waiting for it if it is not up yet), and answer requests
+ * until SIGINT/SIGTERM.
+ *
+ * @example
+ * ```ts
+ * import { serveFunction } from "./mod.ts";
+ * serveFunction({ name: "echo", routes: ["/echo"] }, async (req) => {
+ *   return new Response(await req.text());
+ * });
+ * ```
+ */
+export function serveFunction(options: ServeFunctionOptions, handler: Handler): FunctionServer {
+  let parsed;
+  try {
+    parsed = workerConfig(options.args ?? Deno.args);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`${options.name}: ${e.message}`);
+    Deno.exit(2);
+  }
+  if (parsed.help) {
+    console.log(usage("worker"));
+    Deno.exit(0);
+  }
+  setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
+  const server = new FunctionServer(
+    { name: options.name, routes: options.routes },
+    handler,
+    parsed.config,
+  );
+  server.start();
+  onShutdown((reason) => {
+    logger("worker").info("{name} stopping ({reason})", { name: options.name, reason });
+    server.stop();
+    Deno.exit(0);
+  });
+  return server;
+}

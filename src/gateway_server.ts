@@ -1,0 +1,487 @@
+/**
+ * The gateway: accepts TLS connections, runs the one handshake each client
+ * gets, reads the first request head, and hands the live connection to a
+ * worker of the function that serves its route. Connections that workers
+ * hand back are forwarded to the next worker without importing their TLS
+ * state. The gateway answers a request itself only when no worker can: an
+ * unknown route (404), a route whose function has no worker left (503), or a
+ * malformed request (400 and friends).
+ *
+ * @module
+ */
+
+import {
+  accept,
+  closeFd,
+  localPort,
+  peerCredentials,
+  privateDirectory,
+  processUid,
+  removeFile,
+  tcpListen,
+  unixListen,
+} from "../ffi/shim.ts";
+import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
+import type { GatewayConfig } from "./config.ts";
+import { ControlChannel } from "./control_channel.ts";
+import { EventLoop } from "./event_loop.ts";
+import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
+import { logger } from "./log.ts";
+import {
+  blobAad,
+  encodeHandoff,
+  encodeJson,
+  type Handoff,
+  type Message,
+  MessageType,
+  setHandoffCount,
+} from "./protocol.ts";
+import { readRequest } from "./request_reader.ts";
+import { RouteConflictError, Router, type WorkerRef } from "./router.ts";
+import { Sealer } from "./seal.ts";
+import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
+
+const log = logger("gateway");
+
+/** A worker connected over the control channel. */
+interface Worker extends WorkerRef {
+  channel: ControlChannel;
+  routes: string[];
+  registered: boolean;
+}
+
+/** Counters the gateway keeps (the tests and the benchmark read them). */
+export interface GatewayStats {
+  /** TCP connections accepted. */
+  accepted: number;
+  /** TLS handshakes completed. */
+  handshakes: number;
+  /** Connections handed to a worker (first handoffs and forwards). */
+  handoffs: number;
+  /** Connections workers handed back. */
+  returned: number;
+  /** Requests the gateway answered itself. */
+  answered: number;
+}
+
+function dirname(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
+}
+
+function bytesToBase64(b: Uint8Array): string {
+  let s = "";
+  for (const c of b) s += String.fromCharCode(c);
+  return btoa(s);
+}
+
+/**
+ * A running gateway.
+ *
+ * @example
+ * ```ts
+ * import { Gateway } from "./gateway_server.ts";
+ * import { gatewayConfig } from "./config.ts";
+ * const gateway = new Gateway(gatewayConfig(["--port", "0"]).config);
+ * gateway.start();
+ * console.log(gateway.port);
+ * ```
+ */
+export class Gateway {
+  readonly config: GatewayConfig;
+  readonly stats: GatewayStats = { accepted: 0, handshakes: 0, handoffs: 0, returned: 0, answered: 0 };
+  readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
+  #router = new Router<Worker>();
+  #workers = new Set<Worker>();
+  #key = Sealer.newKey();
+  #sealer = new Sealer(this.#key);
+  #serverCtx: TlsContext | undefined;
+  #importCtx: TlsContext | undefined;
+  #listenFd = -1;
+  #controlFd = -1;
+  #nextConnId = 1;
+  #port = 0;
+  #uid = processUid();
+  #label = `gateway/${Deno.pid}`;
+
+  /** Prepare a gateway; `start()` opens its sockets.
+   *
+   * @example
+   * ```ts
+   * import { Gateway } from "./gateway_server.ts";
+   * import { gatewayConfig } from "./config.ts";
+   * new Gateway(gatewayConfig([]).config);
+   * ```
+   */
+  constructor(config: GatewayConfig) {
+    this.config = config;
+  }
+
+  /** The HTTPS port listened on (useful with `--port 0`). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Registered functions, their routes and worker counts. */
+  functions(): { name: string; routes: string[]; workers: number }[] {
+    return this.#router.functions();
+  }
+
+  /** Load the certificate, listen on the HTTPS port and the control socket.
+   *
+   * @example
+   * ```ts
+   * import type { Gateway } from "./gateway_server.ts";
+   * declare const gateway: Gateway;
+   * gateway.start();
+   * ```
+   */
+  start(): void {
+    const c = this.config;
+    this.#serverCtx = TlsContext.server({ certFile: c.cert, keyFile: c.key });
+    this.#importCtx = TlsContext.forImport();
+    privateDirectory(dirname(c.control));
+    this.#listenFd = tcpListen(c.host, c.port);
+    this.#port = localPort(this.#listenFd);
+    this.#controlFd = unixListen(c.control);
+    const loop = EventLoop.instance();
+    loop.add(this.#listenFd, () => this.#acceptClients());
+    loop.add(this.#controlFd, () => this.#acceptWorkers());
+    log.info("listening on https://{host}:{port}, control socket {control}", {
+      host: c.host,
+      port: this.#port,
+      control: c.control,
+    });
+  }
+
+  // ---- clients
+
+  #acceptClients(): void {
+    for (;;) {
+      let c;
+      try {
+        c = accept(this.#listenFd);
+      } catch (e) {
+        log.warning("accept failed: {error}", { error: (e as Error).message });
+        return; // EMFILE and friends: the next edge retries
+      }
+      if (!c) return;
+      this.stats.accepted++;
+      const info: ConnectionInfo = {
+        connId: this.#nextConnId++ >>> 0,
+        gatewayId: this.gatewayId,
+        handoffs: 0,
+        peer: c.peer,
+        sni: "",
+        alpn: "",
+      };
+      let tls: TlsSession;
+      try {
+        tls = TlsSession.accept(this.#serverCtx!, c.fd);
+      } catch (e) {
+        log.error("cannot create a TLS session: {error}", { error: (e as Error).message });
+        closeFd(c.fd);
+        continue;
+      }
+      const conn = new TlsConnection(c.fd, tls, info);
+      this.#handshake(conn).catch((e) => {
+        log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
+        conn.close(false);
+      });
+    }
+  }
+
+  async #handshake(conn: TlsConnection): Promise<void> {
+    let ok = false;
+    try {
+      ok = await conn.handshake(Date.now() + this.config.handshakeTimeoutMs);
+    } catch (e) {
+      log.debug("conn {conn}: handshake failed from {peer}: {error}", {
+        conn: conn.info.connId,
+        peer: conn.info.peer,
+        error: e instanceof TlsError ? e.message : String(e),
+      });
+    }
+    if (!ok) {
+      conn.close(false);
+      return;
+    }
+    this.stats.handshakes++;
+    conn.info.sni = conn.session.serverName;
+    conn.info.alpn = conn.session.alpn;
+    log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", {
+      conn: conn.info.connId,
+      peer: conn.info.peer,
+      protocol: conn.protocol,
+      cipher: conn.cipher,
+    });
+    await this.#serve(conn);
+  }
+
+  /** Hold a connection until its next request can go to a worker. */
+  async #serve(conn: TlsConnection): Promise<void> {
+    const c = this.config;
+    const limits = { maxHeadBytes: 16384, maxBodyBytes: c.maxBody };
+    for (;;) {
+      const r = await readRequest(conn, {
+        limits,
+        idleTimeoutMs: c.idleTimeoutMs,
+        headerTimeoutMs: c.headerTimeoutMs,
+        // Route on the head alone; wait for a body only when answering here.
+        wantBody: (head) => this.#router.pick(head.path) === undefined,
+      });
+      if (r.kind === "closed") {
+        conn.close();
+        return;
+      }
+      if (r.kind === "timeout" || r.kind === "error") {
+        const bytes = r.kind === "timeout"
+          ? errorResponse(408, "request not received in time", { keepAlive: false })
+          : errorResponse(r.status, r.message, { keepAlive: false });
+        this.stats.answered++;
+        await conn.write(bytes, Date.now() + c.writeTimeoutMs);
+        conn.close();
+        return;
+      }
+      const worker = this.#router.pick(r.head.path);
+      if (worker) {
+        this.#handOff(conn, worker);
+        return;
+      }
+      // No worker: answer here, then keep reading this connection.
+      if (r.kind === "request") conn.consume(r.length);
+      const keepAlive = r.head.keepAlive && r.kind === "request";
+      const ok = await conn.write(this.#notFound(r.head, keepAlive), Date.now() + c.writeTimeoutMs);
+      if (!ok || !keepAlive) {
+        conn.close(ok);
+        return;
+      }
+    }
+  }
+
+  #notFound(head: RequestHead, keepAlive: boolean): Uint8Array {
+    this.stats.answered++;
+    return errorResponse(404, `no function serves ${head.path.slice(0, 200)}`, {
+      keepAlive,
+      headOnly: head.method === "HEAD",
+      extraHeaders: [["x-hotpotato-worker", this.#label]],
+    });
+  }
+
+  #handOff(conn: TlsConnection, worker: Worker): void {
+    const { state, unread } = conn.release();
+    const i = conn.info;
+    const sealed = this.#sealer.seal(state.blob, blobAad(i.connId, i.gatewayId, state.version));
+    const msg = encodeHandoff({
+      connId: i.connId,
+      gatewayId: i.gatewayId,
+      handoffs: i.handoffs + 1,
+      tlsVersion: state.version,
+      sni: i.sni,
+      alpn: i.alpn,
+      peer: i.peer,
+      sealed,
+      unread,
+    });
+    unread.fill(0);
+    this.#send(worker, msg, conn.fd, i.connId);
+  }
+
+  #send(worker: Worker, msg: Uint8Array, fd: number, connId: number): void {
+    if (worker.channel.send(msg, fd)) {
+      worker.held++;
+      this.stats.handoffs++;
+    } else {
+      log.warning("conn {conn}: worker {worker} cannot take it; connection dropped", {
+        conn: connId,
+        worker: `${worker.name}/${worker.pid}`,
+      });
+    }
+  }
+
+  // ---- workers
+
+  #acceptWorkers(): void {
+    for (;;) {
+      let c;
+      try {
+        c = accept(this.#controlFd);
+      } catch (e) {
+        log.warning("control accept failed: {error}", { error: (e as Error).message });
+        return;
+      }
+      if (!c) return;
+      let cred;
+      try {
+        cred = peerCredentials(c.fd);
+      } catch {
+        closeFd(c.fd);
+        continue;
+      }
+      if (cred.uid !== this.#uid) {
+        log.warning("refused a control connection from uid {uid} (pid {pid})", cred);
+        closeFd(c.fd);
+        continue;
+      }
+      const worker: Worker = {
+        name: "",
+        pid: cred.pid,
+        held: 0,
+        routes: [],
+        registered: false,
+        channel: undefined as unknown as ControlChannel,
+      };
+      worker.channel = new ControlChannel(c.fd, {
+        onMessage: (msg, fd, raw) => this.#onWorkerMessage(worker, msg, fd, raw),
+        onBadMessage: (error) =>
+          log.warning("dropped a bad message from pid {pid}: {error}", { pid: cred.pid, error }),
+        onClose: () => this.#onWorkerGone(worker),
+      });
+      this.#workers.add(worker);
+    }
+  }
+
+  #onWorkerGone(worker: Worker): void {
+    this.#workers.delete(worker);
+    if (!worker.registered) return;
+    this.#router.remove(worker);
+    log.warning("worker {worker} disconnected; {routes} now served by {left} worker(s)", {
+      worker: `${worker.name}/${worker.pid}`,
+      routes: worker.routes.join(" "),
+      left: this.#router.functions().find((f) => f.name === worker.name)?.workers ?? 0,
+    });
+  }
+
+  #onWorkerMessage(worker: Worker, msg: Message, fd: number, raw: Uint8Array): void {
+    if (msg.type === MessageType.REGISTER) {
+      closeFd(fd);
+      this.#register(worker, msg.body.name, msg.body.routes, msg.body.pid);
+      return;
+    }
+    if (msg.type === MessageType.HANDOFF && worker.registered) {
+      this.#returned(worker, msg.body, fd, raw);
+      return;
+    }
+    closeFd(fd);
+    log.warning("unexpected message type {type} from pid {pid}", { type: msg.type, pid: worker.pid });
+  }
+
+  #register(worker: Worker, name: string, routes: string[], pid: number): void {
+    if (worker.registered) {
+      log.warning("pid {pid} registered twice; ignored", { pid });
+      return;
+    }
+    if (pid !== worker.pid) {
+      log.warning("REGISTER claims pid {claimed} but the socket belongs to pid {pid}", {
+        claimed: pid,
+        pid: worker.pid,
+      });
+    }
+    const w = worker as { name: string };
+    w.name = name;
+    worker.routes = routes;
+    try {
+      this.#router.add(worker, routes);
+    } catch (e) {
+      const error = e instanceof RouteConflictError ? e.message : String(e);
+      log.error("refused worker {name}/{pid}: {error}", { name, pid: worker.pid, error });
+      worker.channel.send(encodeJson(MessageType.REGISTERED, { ok: false, error }));
+      return;
+    }
+    worker.registered = true;
+    worker.channel.send(
+      encodeJson(MessageType.REGISTERED, {
+        ok: true,
+        gatewayPid: Deno.pid,
+        key: bytesToBase64(this.#key),
+      }),
+    );
+    log.info("worker {name}/{pid} registered for {routes}", {
+      name,
+      pid: worker.pid,
+      routes: routes.join(" "),
+    });
+  }
+
+  /** A worker handed a connection back: its next request is not for it. */
+  #returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
+    this.stats.returned++;
+    from.held = Math.max(0, from.held - 1);
+    if (fd < 0) {
+      log.warning("HANDOFF from {worker} without a socket", { worker: from.name });
+      return;
+    }
+    const parsed = parseRequest(h.unread, { maxHeadBytes: 16384, maxBodyBytes: this.config.maxBody });
+    const head = parsed.kind === "request" || parsed.kind === "incomplete" ? parsed.head : undefined;
+    const target = head ? this.#router.pick(head.path) : undefined;
+    log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", {
+      conn: h.connId,
+      worker: `${from.name}/${from.pid}`,
+      path: head?.path ?? "?",
+      target: target ? `${target.name}/${target.pid}` : "gateway",
+    });
+    if (target) {
+      // Forward as is: the sealed state is not opened here.
+      setHandoffCount(raw, h.handoffs + 1);
+      this.#send(target, raw, fd, h.connId);
+      return;
+    }
+    this.#adopt(h, fd);
+  }
+
+  /** Import a returned connection to answer it here (no worker for it). */
+  #adopt(h: Handoff, fd: number): void {
+    const blob = this.#sealer.open(h.sealed, blobAad(h.connId, h.gatewayId, h.tlsVersion));
+    if (!blob) {
+      log.warning("conn {conn}: TLS state did not authenticate; connection dropped", {
+        conn: h.connId,
+      });
+      closeFd(fd);
+      return;
+    }
+    let tls: TlsSession;
+    try {
+      tls = TlsSession.import(this.#importCtx!, fd, { version: h.tlsVersion, blob });
+    } catch (e) {
+      log.warning("conn {conn}: {error}", { conn: h.connId, error: (e as Error).message });
+      closeFd(fd);
+      return;
+    } finally {
+      blob.fill(0);
+    }
+    const conn = new TlsConnection(fd, tls, {
+      connId: h.connId,
+      gatewayId: h.gatewayId,
+      handoffs: h.handoffs,
+      peer: h.peer,
+      sni: h.sni,
+      alpn: h.alpn,
+    }, h.unread);
+    this.#serve(conn).catch((e) => {
+      log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
+      conn.close(false);
+    });
+  }
+
+  /** Stop listening and close every control channel.
+   *
+   * @example
+   * ```ts
+   * import type { Gateway } from "./gateway_server.ts";
+   * declare const gateway: Gateway;
+   * gateway.stop();
+   * ```
+   */
+  stop(): void {
+    const loop = EventLoop.instance();
+    for (const fd of [this.#listenFd, this.#controlFd]) {
+      if (fd >= 0) {
+        loop.remove(fd);
+        closeFd(fd);
+      }
+    }
+    this.#listenFd = this.#controlFd = -1;
+    for (const w of [...this.#workers]) w.channel.close();
+    removeFile(this.config.control);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Process lifecycle shared by the gateway and the workers: stop on SIGINT or
+ * SIGTERM, and, when started by the launcher (HOTPOTATO_SUPERVISED=1), stop
+ * when the launcher's end of stdin closes, so that a killed launcher leaves
+ * no orphans behind.
+ *
+ * @module
+ */
+
+/** Call `stop` once on SIGINT, SIGTERM or (under the launcher) stdin EOF.
+ *
+ * @example
+ * ```ts
+ * import { onShutdown } from "./lifecycle.ts";
+ * onShutdown((why) => {
+ *   console.log(`stopping: ${why}`);
+ *   Deno.exit(0);
+ * });
+ * ```
+ */
+export function onShutdown(stop: (reason: string) => void | Promise<void>): void {
+  let called = false;
+  const once = (reason: string) => {
+    if (called) return;
+    called = true;
+    Promise.resolve(stop(reason)).catch(() => Deno.exit(1));
+  };
+  Deno.addSignalListener("SIGINT", () => once("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => once("SIGTERM"));
+  let supervised = false;
+  try {
+    supervised = Deno.env.get("HOTPOTATO_SUPERVISED") === "1";
+  } catch {
+    // no env access: not supervised
+  }
+  if (supervised) {
+    (async () => {
+      const buf = new Uint8Array(64);
+      try {
+        while ((await Deno.stdin.read(buf)) !== null) { /* the launcher never writes */ }
+      } catch {
+        // stdin gone
+      }
+      once("launcher gone");
+    })();
+  }
+}
