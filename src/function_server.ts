@@ -468,6 +468,7 @@ export class FunctionServer {
    */
   stop(): void {
     this.#stopped = true;
+    this.#registered = false;
     clearTimeout(this.#reconnectTimer);
     this.#channel?.close();
   }

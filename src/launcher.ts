@@ -1,0 +1,196 @@
+/**
+ * The launcher (`deno task start`): runs the gateway and the workers as
+ * child processes with their minimal permissions, prefixes their output
+ * with their names, restarts a child that dies (with exponential backoff),
+ * and stops them all on SIGINT or SIGTERM. Each child's stdin is a pipe from
+ * the launcher; children exit when it closes, so a killed launcher leaves no
+ * orphans.
+ *
+ * @module
+ */
+
+import { projectRoot } from "../ffi/paths.ts";
+import { DEFAULT_ROLES, type Role, SERVER_FLAGS } from "./roles.ts";
+
+const BACKOFF_MIN_MS = 200;
+const BACKOFF_MAX_MS = 10_000;
+/** A child that ran this long is healthy again: its backoff resets. */
+const HEALTHY_MS = 10_000;
+const STOP_GRACE_MS = 5_000;
+
+const enc = new TextEncoder();
+
+interface Child {
+  role: Role;
+  process?: Deno.ChildProcess;
+  backoffMs: number;
+  restarts: number;
+}
+
+async function pipeLines(
+  stream: ReadableStream<Uint8Array>,
+  prefix: string,
+  out: typeof Deno.stdout,
+): Promise<void> {
+  let pending = "";
+  const write = (s: string) => {
+    try {
+      out.writeSync(enc.encode(s));
+    } catch {
+      // our own stdout is gone: drop the line
+    }
+  };
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    pending += chunk;
+    let nl;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      write(`${prefix}${pending.slice(0, nl)}\n`);
+      pending = pending.slice(nl + 1);
+    }
+    if (pending.length > 65536) {
+      write(`${prefix}${pending}\n`);
+      pending = "";
+    }
+  }
+  if (pending) write(`${prefix}${pending}\n`);
+}
+
+/**
+ * Runs and supervises a set of roles.
+ *
+ * @example
+ * ```ts
+ * import { Launcher } from "./launcher.ts";
+ * import { DEFAULT_ROLES } from "./roles.ts";
+ * const launcher = new Launcher(DEFAULT_ROLES);
+ * launcher.start();
+ * // later: await launcher.stop();
+ * ```
+ */
+export class Launcher {
+  #children: Child[];
+  #stopping = false;
+  #width: number;
+
+  /** Prepare to run `roles`.
+   *
+   * @example
+   * ```ts
+   * import { Launcher } from "./launcher.ts";
+   * new Launcher([{ name: "gateway", file: "gateway.ts", args: [] }]);
+   * ```
+   */
+  constructor(roles: readonly Role[]) {
+    this.#children = roles.map((role) => ({ role, backoffMs: BACKOFF_MIN_MS, restarts: 0 }));
+    this.#width = Math.max(8, ...roles.map((r) => r.name.length));
+  }
+
+  #say(message: string): void {
+    console.log(`${"launcher".padEnd(this.#width)} | ${message}`);
+  }
+
+  /** Start every child.
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * launcher.start();
+   * ```
+   */
+  start(): void {
+    for (const child of this.#children) this.#spawn(child);
+  }
+
+  #spawn(child: Child): void {
+    if (this.#stopping) return;
+    const { role } = child;
+    const cmd = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SERVER_FLAGS, role.file, ...role.args],
+      cwd: projectRoot,
+      env: { HOTPOTATO_SUPERVISED: "1" },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const started = Date.now();
+    let proc: Deno.ChildProcess;
+    try {
+      proc = cmd.spawn();
+    } catch (e) {
+      this.#say(`cannot start ${role.name}: ${(e as Error).message}`);
+      this.#scheduleRestart(child, started);
+      return;
+    }
+    child.process = proc;
+    const prefix = `${role.name.padEnd(this.#width)} | `;
+    const logs = Promise.all([
+      pipeLines(proc.stdout, prefix, Deno.stdout),
+      pipeLines(proc.stderr, prefix, Deno.stderr),
+    ]).catch(() => {});
+    proc.status.then(async (status) => {
+      await logs;
+      child.process = undefined;
+      if (this.#stopping) return;
+      const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
+      this.#say(`${role.name} exited (${how})`);
+      this.#scheduleRestart(child, started);
+    });
+  }
+
+  #scheduleRestart(child: Child, started: number): void {
+    if (Date.now() - started >= HEALTHY_MS) child.backoffMs = BACKOFF_MIN_MS;
+    const delay = child.backoffMs;
+    child.backoffMs = Math.min(child.backoffMs * 2, BACKOFF_MAX_MS);
+    child.restarts++;
+    this.#say(`restarting ${child.role.name} in ${delay} ms (restart ${child.restarts})`);
+    setTimeout(() => this.#spawn(child), delay);
+  }
+
+  /** Stop every child: SIGTERM, then SIGKILL after a grace period.
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * await launcher.stop();
+   * ```
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const running = this.#children.map((c) => c.process).filter((p) => p !== undefined);
+    for (const p of running) {
+      try {
+        p.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+    const killer = setTimeout(() => {
+      for (const p of running) {
+        try {
+          p.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }, STOP_GRACE_MS);
+    await Promise.all(running.map((p) => p.status));
+    clearTimeout(killer);
+  }
+}
+
+if (import.meta.main) {
+  const launcher = new Launcher(DEFAULT_ROLES);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${"launcher".padEnd(8)} | ${signal}: stopping all`);
+    await launcher.stop();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  launcher.start();
+}

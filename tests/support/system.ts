@@ -1,0 +1,359 @@
+/**
+ * Test support: starts the real gateway and workers as separate processes
+ * (with the same permissions the tasks use) on a free port and a private
+ * control socket, and offers real TLS clients: Deno's (rustls), openssl
+ * s_client and curl.
+ *
+ * @module
+ */
+
+import { projectRoot } from "../../ffi/paths.ts";
+import { SERVER_FLAGS } from "../../src/roles.ts";
+
+export const CA_CERT = `${projectRoot}/.local/certs/ca.pem`;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A running process with its output collected line by line. */
+export class Proc {
+  readonly name: string;
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  readonly done: Promise<void>;
+
+  constructor(name: string, file: string, args: string[], env: Record<string, string> = {}) {
+    this.name = name;
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SERVER_FLAGS, file, ...args],
+      cwd: projectRoot,
+      env: { HOTPOTATO_SUPERVISED: "1", ...env },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.done = Promise.all([this.#collect(this.child.stdout), this.#collect(this.child.stderr)])
+      .then(() => {});
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let pending = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      pending += chunk;
+      let nl;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        this.#line(pending.slice(0, nl));
+        pending = pending.slice(nl + 1);
+      }
+    }
+    if (pending) this.#line(pending);
+  }
+
+  #line(line: string): void {
+    this.lines.push(line);
+    if (Deno.env.get("HOTPOTATO_TEST_VERBOSE")) console.error(`[${this.name}] ${line}`);
+    this.#waiters = this.#waiters.filter((w) => {
+      const m = line.match(w.re);
+      if (m) w.resolve(m);
+      return !m;
+    });
+  }
+
+  /** Resolve with the first line (already seen or future) matching re. */
+  waitFor(re: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+    for (const line of this.lines) {
+      const m = line.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`${this.name}: no line matching ${re} within ${timeoutMs} ms:\n` +
+          this.lines.slice(-20).join("\n")));
+      }, timeoutMs);
+      this.#waiters.push({
+        re,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      });
+    });
+  }
+
+  count(re: RegExp): number {
+    return this.lines.filter((l) => re.test(l)).length;
+  }
+
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // already exited
+    }
+    await this.child.status;
+    await this.done;
+    try {
+      await this.child.stdin.close();
+    } catch {
+      // closed
+    }
+  }
+}
+
+export interface SystemOptions {
+  /** Worker files to start (default: sum and product). */
+  workers?: { name: string; file: string }[];
+  /** Extra gateway flags. */
+  gatewayArgs?: string[];
+  /** Extra worker flags. */
+  workerArgs?: string[];
+}
+
+/** The gateway and workers, started for one test. */
+export class System {
+  readonly dir: string;
+  readonly control: string;
+  gateway!: Proc;
+  workers: Proc[] = [];
+  port = 0;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.control = `${dir}/gateway.sock`;
+  }
+
+  static async start(opts: SystemOptions = {}): Promise<System> {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-test-" });
+    const sys = new System(`${dir}/run`);
+    sys.gateway = new Proc("gateway", "gateway.ts", [
+      "--port",
+      "0",
+      "--control",
+      sys.control,
+      ...(opts.gatewayArgs ?? []),
+    ]);
+    const m = await sys.gateway.waitFor(/listening on https:\/\/[^:]+:(\d+)/);
+    sys.port = Number(m[1]);
+    const workers = opts.workers ?? [
+      { name: "sum", file: "workers/sum.ts" },
+      { name: "product", file: "workers/product.ts" },
+    ];
+    for (const w of workers) await sys.addWorker(w.name, w.file, opts.workerArgs ?? []);
+    return sys;
+  }
+
+  async addWorker(name: string, file: string, args: string[] = []): Promise<Proc> {
+    const p = new Proc(name, file, ["--control", this.control, ...args]);
+    this.workers.push(p);
+    await p.waitFor(new RegExp(`registered ${name} for`));
+    return p;
+  }
+
+  worker(name: string): Proc {
+    return this.workers.find((w) => w.name === name)!;
+  }
+
+  handshakes(): number {
+    return this.gateway.count(/TLS handshake complete/);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.workers, this.gateway].map((p) => p.stop()));
+    await Deno.remove(this.dir.replace(/\/run$/, ""), { recursive: true }).catch(() => {});
+  }
+}
+
+/** A parsed HTTP response. */
+export interface HttpResponse {
+  status: number;
+  headers: Map<string, string>;
+  body: string;
+}
+
+/** Parse one response from the start of buf; null if incomplete. */
+export function parseResponse(buf: Uint8Array): { res: HttpResponse; length: number } | null {
+  let end = -1;
+  for (let i = 0; i + 3 < buf.length; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
+      end = i;
+      break;
+    }
+  }
+  if (end < 0) return null;
+  const lines = dec.decode(buf.subarray(0, end)).split("\r\n");
+  const status = Number(lines[0].split(" ")[1]);
+  const headers = new Map<string, string>();
+  for (const l of lines.slice(1)) {
+    const i = l.indexOf(":");
+    headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
+  }
+  const len = Number(headers.get("content-length") ?? "0");
+  if (buf.length < end + 4 + len) return null;
+  return {
+    res: { status, headers, body: dec.decode(buf.subarray(end + 4, end + 4 + len)) },
+    length: end + 4 + len,
+  };
+}
+
+/** A keep-alive HTTPS client on one Deno TLS (rustls) connection. */
+export class Client {
+  #conn: Deno.TlsConn;
+  #buf = new Uint8Array(0);
+
+  private constructor(conn: Deno.TlsConn) {
+    this.#conn = conn;
+  }
+
+  static async connect(port: number): Promise<Client> {
+    const caCerts = [await Deno.readTextFile(CA_CERT)];
+    const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts });
+    await conn.handshake();
+    return new Client(conn);
+  }
+
+  static request(path: string, extra = ""): Uint8Array {
+    return enc.encode(`GET ${path} HTTP/1.1\r\nhost: localhost\r\n${extra}\r\n`);
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
+  }
+
+  /** Read one response (throws on EOF). */
+  async read(timeoutMs = 10_000): Promise<HttpResponse> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = parseResponse(this.#buf);
+      if (r) {
+        this.#buf = this.#buf.slice(r.length);
+        return r.res;
+      }
+      if (Date.now() > deadline) throw new Error("response timed out");
+      const chunk = new Uint8Array(65536);
+      const n = await this.#conn.read(chunk);
+      if (n === null) throw new Error("connection closed");
+      const next = new Uint8Array(this.#buf.length + n);
+      next.set(this.#buf);
+      next.set(chunk.subarray(0, n), this.#buf.length);
+      this.#buf = next;
+    }
+  }
+
+  /** True once the server has closed (EOF) within timeoutMs. */
+  async closedByServer(timeoutMs = 5_000): Promise<boolean> {
+    const timer = setTimeout(() => this.#conn.close(), timeoutMs);
+    try {
+      const n = await this.#conn.read(new Uint8Array(1024));
+      return n === null;
+    } catch {
+      return true;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async get(path: string, extra = ""): Promise<HttpResponse> {
+    await this.write(Client.request(path, extra));
+    return await this.read();
+  }
+
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** Run a command to completion; returns stdout text and exit code. */
+export async function run(
+  cmd: string,
+  args: string[],
+  stdin?: Uint8Array,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(cmd, {
+    args,
+    stdin: stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(stdin);
+    await w.close();
+  }
+  const out = await child.output();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A keep-alive HTTPS client driving `openssl s_client` (a real OpenSSL
+ * client, with the TLS version pinned). */
+export class OpensslClient {
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #buf = new Uint8Array(0);
+  readonly stderr: Promise<string>;
+
+  constructor(port: number, version: "1.2" | "1.3") {
+    this.#child = new Deno.Command("openssl", {
+      args: [
+        "s_client",
+        "-quiet",
+        "-no_ign_eof",
+        version === "1.2" ? "-tls1_2" : "-tls1_3",
+        "-connect",
+        `127.0.0.1:${port}`,
+        "-servername",
+        "localhost",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#writer = this.#child.stdin.getWriter();
+    this.#reader = this.#child.stdout.getReader();
+    this.stderr = new Response(this.#child.stderr).text();
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    await this.#writer.write(bytes);
+  }
+
+  async read(timeoutMs = 10_000): Promise<HttpResponse> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = parseResponse(this.#buf);
+      if (r) {
+        this.#buf = this.#buf.slice(r.length);
+        return r.res;
+      }
+      if (Date.now() > deadline) throw new Error("response timed out");
+      const { value, done } = await this.#reader.read();
+      if (done) throw new Error("openssl: connection closed");
+      const next = new Uint8Array(this.#buf.length + value.length);
+      next.set(this.#buf);
+      next.set(value, this.#buf.length);
+      this.#buf = next;
+    }
+  }
+
+  async get(path: string): Promise<HttpResponse> {
+    await this.write(Client.request(path));
+    return await this.read();
+  }
+
+  async close(): Promise<string> {
+    try {
+      await this.#writer.close();
+    } catch {
+      // already closed
+    }
+    this.#reader.releaseLock();
+    await this.#child.stdout.cancel().catch(() => {});
+    await this.#child.status;
+    return await this.stderr;
+  }
+}
