@@ -252,7 +252,10 @@ export function unixConnect(path: string): number {
  */
 export function peerCredentials(fd: number): { uid: number; pid: number } {
   const s = shim();
-  return { uid: check("SO_PEERCRED", s.hp_peer_uid(fd)), pid: check("SO_PEERCRED", s.hp_peer_pid(fd)) };
+  return {
+    uid: check("SO_PEERCRED", s.hp_peer_uid(fd)),
+    pid: check("SO_PEERCRED", s.hp_peer_pid(fd)),
+  };
 }
 
 /** Send one message, passing `fd` with SCM_RIGHTS when given. Returns the

@@ -48,7 +48,12 @@ const common = {
       "else .local/run/gateway.sock)",
   },
   "log-format": { kind: "choice", default: "text", choices: ["text", "json"], help: "log format" },
-  "log-level": { kind: "choice", default: "info", choices: LOG_LEVELS, help: "lowest level logged" },
+  "log-level": {
+    kind: "choice",
+    default: "info",
+    choices: LOG_LEVELS,
+    help: "lowest level logged",
+  },
   "idle-timeout": {
     kind: "seconds",
     default: "30",
@@ -88,7 +93,11 @@ const gatewaySpecs = {
     default: `${projectRoot}/.local/certs/cert.pem`,
     help: "PEM certificate chain",
   },
-  "key": { kind: "string", default: `${projectRoot}/.local/certs/key.pem`, help: "PEM private key" },
+  "key": {
+    kind: "string",
+    default: `${projectRoot}/.local/certs/key.pem`,
+    help: "PEM private key",
+  },
   "handshake-timeout": {
     kind: "seconds",
     default: "10",

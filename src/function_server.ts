@@ -374,7 +374,10 @@ export class FunctionServer {
       const timeout = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), this.#config.handlerTimeoutMs);
       });
-      const res = await Promise.race([Promise.resolve().then(() => this.#handler(req, info)), timeout]);
+      const res = await Promise.race([
+        Promise.resolve().then(() => this.#handler(req, info)),
+        timeout,
+      ]);
       if (res === "timeout") {
         log.warning("{name}: handler took longer than {ms} ms", {
           name: this.options.name,
@@ -387,7 +390,12 @@ export class FunctionServer {
       if (out.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
       const headers: [string, string][] = [...res.headers];
       headers.push(...extra);
-      return serializeResponse({ status: res.status, statusText: res.statusText, headers, body: out }, {
+      return serializeResponse({
+        status: res.status,
+        statusText: res.statusText,
+        headers,
+        body: out,
+      }, {
         keepAlive,
         headOnly,
       });

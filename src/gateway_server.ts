@@ -89,7 +89,13 @@ function bytesToBase64(b: Uint8Array): string {
  */
 export class Gateway {
   readonly config: GatewayConfig;
-  readonly stats: GatewayStats = { accepted: 0, handshakes: 0, handoffs: 0, returned: 0, answered: 0 };
+  readonly stats: GatewayStats = {
+    accepted: 0,
+    handshakes: 0,
+    handoffs: 0,
+    returned: 0,
+    answered: 0,
+  };
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
   #router = new Router<Worker>();
   #workers = new Set<Worker>();
@@ -363,7 +369,10 @@ export class Gateway {
       return;
     }
     closeFd(fd);
-    log.warning("unexpected message type {type} from pid {pid}", { type: msg.type, pid: worker.pid });
+    log.warning("unexpected message type {type} from pid {pid}", {
+      type: msg.type,
+      pid: worker.pid,
+    });
   }
 
   #register(worker: Worker, name: string, routes: string[], pid: number): void {
@@ -411,8 +420,13 @@ export class Gateway {
       log.warning("HANDOFF from {worker} without a socket", { worker: from.name });
       return;
     }
-    const parsed = parseRequest(h.unread, { maxHeadBytes: 16384, maxBodyBytes: this.config.maxBody });
-    const head = parsed.kind === "request" || parsed.kind === "incomplete" ? parsed.head : undefined;
+    const parsed = parseRequest(h.unread, {
+      maxHeadBytes: 16384,
+      maxBodyBytes: this.config.maxBody,
+    });
+    const head = parsed.kind === "request" || parsed.kind === "incomplete"
+      ? parsed.head
+      : undefined;
     const target = head ? this.#router.pick(head.path) : undefined;
     log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", {
       conn: h.connId,

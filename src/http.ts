@@ -563,7 +563,9 @@ function parseChunked(
   for (;;) {
     const nl = buf.indexOf(LF, p);
     if (nl === -1) {
-      return len - trailerStart > maxMeta ? fail(431, "trailer section too large") : { kind: "incomplete", head };
+      return len - trailerStart > maxMeta
+        ? fail(431, "trailer section too large")
+        : { kind: "incomplete", head };
     }
     if (nl + 1 - trailerStart > maxMeta) return fail(431, "trailer section too large");
     if (nl === p || buf[nl - 1] !== CR) return fail(400, "bare LF in trailer section");

@@ -43,7 +43,8 @@ export function setupLogging(opts: { format: LogFormat; level: LogLevel }): void
     : getTextFormatter({
       timestamp: "time",
       category: ".",
-      value: (v) => typeof v === "string" ? v : typeof v === "object" ? JSON.stringify(v) : String(v),
+      value: (v) =>
+        typeof v === "string" ? v : typeof v === "object" ? JSON.stringify(v) : String(v),
     });
   configureSync({
     reset: true,

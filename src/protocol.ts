@@ -264,7 +264,9 @@ function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
   if (buf.length < FIXED) throw new ProtocolError("HANDOFF shorter than its fixed part");
   const sniLen = v.getUint8(21), alpnLen = v.getUint8(22), peerLen = v.getUint8(23);
   const blobLen = v.getUint16(24, true), unreadLen = v.getUint32(28, true);
-  if (blobLen === 0 || blobLen > Limits.maxBlob) throw new ProtocolError("HANDOFF: bad blob length");
+  if (blobLen === 0 || blobLen > Limits.maxBlob) {
+    throw new ProtocolError("HANDOFF: bad blob length");
+  }
   if (unreadLen > Limits.maxUnread) throw new ProtocolError("HANDOFF: too many unread bytes");
   if (v.getUint16(26, true) !== 0) throw new ProtocolError("HANDOFF: reserved field not zero");
   const total = FIXED + sniLen + alpnLen + peerLen + blobLen + unreadLen;

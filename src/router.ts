@@ -85,7 +85,12 @@ export class Router<W extends WorkerRef = WorkerRef> {
         throw new RouteConflictError(`route ${route} belongs to function ${owner.name}`);
       }
     }
-    const entry: FunctionEntry<W> = { name: worker.name, routes: wanted, workers: [worker], next: 0 };
+    const entry: FunctionEntry<W> = {
+      name: worker.name,
+      routes: wanted,
+      workers: [worker],
+      next: 0,
+    };
     this.#byName.set(worker.name, entry);
     for (const route of wanted) this.#byRoute.set(route, entry);
   }

@@ -7,7 +7,13 @@
  * @module
  */
 
-import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal } from "../ffi/wolfssl.ts";
+import {
+  AEAD_KEY_BYTES,
+  AEAD_NONCE_BYTES,
+  AEAD_TAG_BYTES,
+  aeadOpen,
+  aeadSeal,
+} from "../ffi/wolfssl.ts";
 
 /** A sealed blob: ciphertext plus the nonce and tag needed to open it. */
 export interface Sealed {

@@ -67,8 +67,12 @@ export class Proc {
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new Error(`${this.name}: no line matching ${re} within ${timeoutMs} ms:\n` +
-          this.lines.slice(-20).join("\n")));
+        reject(
+          new Error(
+            `${this.name}: no line matching ${re} within ${timeoutMs} ms:\n` +
+              this.lines.slice(-20).join("\n"),
+          ),
+        );
       }, timeoutMs);
       this.#waiters.push({
         re,

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { ConfigError, gatewayConfig, workerConfig } from "../src/config.ts";
+import { SERVER_FLAGS } from "../src/roles.ts";
+
+Deno.test("deno.json tasks run the gateway and workers with exactly the role's flags", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
+    .tasks as Record<string, string>;
+  for (const name of ["gateway", "sum", "product", "worker"]) {
+    const task = tasks[name];
+    assert.ok(task.startsWith(`deno run ${SERVER_FLAGS.join(" ")}`), `${name}: ${task}`);
+  }
+});
+
+Deno.test("flags and defaults", () => {
+  const { config } = gatewayConfig(["--port", "9443", "--idle-timeout", "1.5"]);
+  assert.equal(config.port, 9443);
+  assert.equal(config.idleTimeoutMs, 1500);
+  assert.equal(config.handshakeTimeoutMs, 10_000);
+  assert.equal(config.maxBody, 1048576);
+  assert.equal(workerConfig([]).config.handlerTimeoutMs, 30_000);
+});
+
+Deno.test("bad values are refused with a message naming the setting", () => {
+  const bad: [string[], RegExp][] = [
+    [["--port", "70000"], /--port must be an integer from 0 to 65535/],
+    [["--port", "x"], /--port/],
+    [["--idle-timeout=-1"], /--idle-timeout must be a number of seconds/],
+    [["--idle-timeout", "-1"], /--idle-timeout/],
+    [["--log-format", "xml"], /--log-format must be one of text, json/],
+    [["--nope"], /nope/],
+  ];
+  for (const [args, re] of bad) {
+    assert.throws(
+      () => gatewayConfig(args),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      args.join(" "),
+    );
+  }
+});

@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import {
+  blobAad,
+  decodeMessage,
+  encodeHandoff,
+  encodeJson,
+  type Handoff,
+  Limits,
+  MessageType,
+  ProtocolError,
+  setHandoffCount,
+} from "../src/protocol.ts";
+import { Sealer } from "../src/seal.ts";
+
+const enc = new TextEncoder();
+
+function sample(over: Partial<Handoff> = {}): Handoff {
+  return {
+    connId: 42,
+    gatewayId: 0xdeadbeef,
+    handoffs: 3,
+    tlsVersion: 4,
+    sni: "localhost",
+    alpn: "http/1.1",
+    peer: "127.0.0.1:50000",
+    sealed: {
+      nonce: new Uint8Array(12).fill(1),
+      tag: new Uint8Array(16).fill(2),
+      ciphertext: new Uint8Array(300).fill(3),
+    },
+    unread: enc.encode("GET /sum?a=1&b=2 HTTP/1.1\r\nhost: x\r\n\r\n"),
+    ...over,
+  };
+}
+
+Deno.test("HANDOFF round-trips every field", () => {
+  const h = sample();
+  const msg = decodeMessage(encodeHandoff(h));
+  assert.equal(msg.type, MessageType.HANDOFF);
+  assert.deepEqual(msg.body, h);
+});
+
+Deno.test("setHandoffCount rewrites the count in place", () => {
+  const bytes = encodeHandoff(sample());
+  setHandoffCount(bytes, 9);
+  const msg = decodeMessage(bytes);
+  assert.equal(msg.type === MessageType.HANDOFF && msg.body.handoffs, 9);
+});
+
+Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
+  const reg = decodeMessage(
+    encodeJson(MessageType.REGISTER, { name: "sum", routes: ["/sum"], pid: 7 }),
+  );
+  assert.deepEqual(reg, {
+    type: MessageType.REGISTER,
+    body: { name: "sum", routes: ["/sum"], pid: 7 },
+  });
+  const ok = decodeMessage(
+    encodeJson(MessageType.REGISTERED, { ok: true, gatewayPid: 1, key: "abc" }),
+  );
+  assert.equal(ok.type, MessageType.REGISTERED);
+  for (
+    const bad of [
+      { name: "", routes: ["/x"], pid: 1 },
+      { name: "a b", routes: ["/x"], pid: 1 },
+      { name: "x", routes: [], pid: 1 },
+      { name: "x", routes: ["nope"], pid: 1 },
+      { name: "x", routes: ["/x y"], pid: 1 },
+      { name: "x", routes: ["/x"], pid: -1 },
+    ]
+  ) {
+    assert.throws(
+      () => decodeMessage(encodeJson(MessageType.REGISTER, bad)),
+      ProtocolError,
+      JSON.stringify(bad),
+    );
+  }
+});
+
+Deno.test("encodeHandoff refuses over-limit fields", () => {
+  assert.throws(() => encodeHandoff(sample({ sni: "x".repeat(256) })), ProtocolError);
+  assert.throws(
+    () => encodeHandoff(sample({ unread: new Uint8Array(Limits.maxUnread + 1) })),
+    ProtocolError,
+  );
+  const s = sample();
+  s.sealed.ciphertext = new Uint8Array(Limits.maxBlob + 1);
+  assert.throws(() => encodeHandoff(s), ProtocolError);
+});
+
+Deno.test("decodeMessage rejects every truncation and length mismatch", () => {
+  const good = encodeHandoff(sample());
+  for (let n = 0; n < good.length; n++) {
+    assert.throws(() => decodeMessage(good.subarray(0, n)), ProtocolError, `length ${n}`);
+  }
+  const longer = new Uint8Array(good.length + 1);
+  longer.set(good);
+  assert.throws(() => decodeMessage(longer), ProtocolError);
+});
+
+Deno.test("decodeMessage rejects bad header fields and lying lengths", () => {
+  const cases: [number, number][] = [
+    [0, 0x00], // magic
+    [4, 9], // version
+    [5, 77], // type
+    [20, 5], // TLS version
+    [24, 0], // blob length low byte (0 or mismatched)
+    [26, 1], // reserved
+    [31, 0xff], // unread length high byte
+  ];
+  for (const [off, value] of cases) {
+    const bytes = encodeHandoff(sample());
+    bytes[off] = value;
+    if (off === 24) bytes[25] = 0;
+    assert.throws(() => decodeMessage(bytes), ProtocolError, `byte ${off}`);
+  }
+});
+
+Deno.test("a sealed blob opens only with its key and its connection's AAD", () => {
+  const key = Sealer.newKey();
+  const sealer = new Sealer(key);
+  const plain = crypto.getRandomValues(new Uint8Array(300));
+  const copy = plain.slice();
+  const aad = blobAad(1, 2, 4);
+  const sealed = sealer.seal(plain, aad);
+  assert.deepEqual(plain, new Uint8Array(300), "the plaintext is zeroed after sealing");
+  assert.notDeepEqual(sealed.ciphertext, copy);
+  assert.deepEqual(sealer.open(sealed, aad), copy);
+  assert.equal(new Sealer(Sealer.newKey()).open(sealed, aad), null, "another key");
+  assert.equal(sealer.open(sealed, blobAad(2, 2, 4)), null, "another connection");
+  for (let i = 0; i < sealed.ciphertext.length; i += 37) {
+    const flipped = { ...sealed, ciphertext: sealed.ciphertext.slice() };
+    flipped.ciphertext[i] ^= 0x01;
+    assert.equal(sealer.open(flipped, aad), null, `bit flipped at ${i}`);
+  }
+  const badTag = { ...sealed, tag: sealed.tag.slice() };
+  badTag.tag[0] ^= 0x80;
+  assert.equal(sealer.open(badTag, aad), null);
+});
