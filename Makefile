@@ -14,9 +14,12 @@ CERT := $(ROOT)/.local/certs/cert.pem
 CFLAGS ?= -O2
 SHIM_CFLAGS := -std=gnu11 -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror
 
-.PHONY: setup start test test-unit test-e2e bench check fmt clean deps wolfssl cert shim
+.PHONY: setup start test bench check fmt clean distclean tools deps wolfssl cert shim
 
-setup: deps wolfssl shim cert
+setup: tools deps wolfssl shim cert
+
+tools:
+	@bash scripts/setup-tools.sh
 
 deps: node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json

@@ -30,6 +30,11 @@ if (import.meta.main) {
     console.error(`gateway: ${(e as Error).message}`);
     Deno.exit(1);
   }
+  // SIGUSR2 prints the counters on stdout, whatever the log level (the
+  // benchmark reads them to prove what it measured).
+  Deno.addSignalListener("SIGUSR2", () => {
+    console.log(`hotpotato-stats ${JSON.stringify(gateway.stats)}`);
+  });
   onShutdown((reason) => {
     logger("gateway").info("stopping ({reason})", { reason });
     gateway.stop();

@@ -30,6 +30,10 @@ const symbols = {
   wolfSSL_CTX_NoTicketTLSv12: { parameters: ["pointer"], result: "i32" },
   /** int wolfSSL_CTX_no_ticket_TLSv13(WOLFSSL_CTX* ctx) */
   wolfSSL_CTX_no_ticket_TLSv13: { parameters: ["pointer"], result: "i32" },
+  /** long wolfSSL_CTX_set_session_cache_mode(WOLFSSL_CTX* ctx, long mode) */
+  wolfSSL_CTX_set_session_cache_mode: { parameters: ["pointer", "i64"], result: "i64" },
+  /** int wolfSSL_session_reused(WOLFSSL* ssl) */
+  wolfSSL_session_reused: { parameters: ["pointer"], result: "i32" },
   /** WOLFSSL* wolfSSL_new(WOLFSSL_CTX* ctx) */
   wolfSSL_new: { parameters: ["pointer"], result: "pointer" },
   /** void wolfSSL_free(WOLFSSL* ssl) */
@@ -98,6 +102,7 @@ const ERROR_ZERO_RETURN = 6;
 const TLSV1_2 = 3;
 const ALPN_CONTINUE_ON_MISMATCH = 2;
 const SNI_HOST_NAME = 0;
+const SESS_CACHE_OFF = 0n;
 /** wolfSSL's exported state is at most ~460 bytes; leave room. */
 const EXPORT_MAX = 2048;
 
@@ -139,6 +144,8 @@ export interface ServerContextOptions {
   keyFile: string;
   /** OpenSSL-style cipher list; default: wolfSSL's defaults (AEAD, forward secret). */
   ciphers?: string;
+  /** Offer session resumption (tickets, session cache). Default true. */
+  resumption?: boolean;
 }
 
 /**
@@ -192,6 +199,11 @@ export class TlsContext {
     if (opts.ciphers) {
       rc = w.wolfSSL_CTX_set_cipher_list(ctx, cstr(opts.ciphers));
       if (rc !== SUCCESS) fail(`bad cipher list ${opts.ciphers}`, rc);
+    }
+    if (opts.resumption === false) {
+      w.wolfSSL_CTX_NoTicketTLSv12(ctx);
+      w.wolfSSL_CTX_no_ticket_TLSv13(ctx);
+      w.wolfSSL_CTX_set_session_cache_mode(ctx, SESS_CACHE_OFF);
     }
     return new TlsContext(ctx);
   }
@@ -449,6 +461,19 @@ export class TlsSession {
       cipherNames.set(key, name);
     }
     return name;
+  }
+
+  /** Whether the handshake resumed an earlier session (no full handshake).
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * console.log(tls.resumed);
+   * ```
+   */
+  get resumed(): boolean {
+    return wolf().wolfSSL_session_reused(this.#ssl) === 1;
   }
 
   /** The server name the client asked for (SNI), or "".

@@ -105,6 +105,12 @@ const gatewaySpecs = {
     max: 3600,
     help: "a TLS handshake must finish within this time",
   },
+  "tls-resumption": {
+    kind: "choice",
+    default: "on",
+    choices: ["on", "off"],
+    help: "offer TLS session resumption (tickets and session cache)",
+  },
 } as const satisfies Record<string, Spec>;
 
 const workerSpecs = {
@@ -148,6 +154,8 @@ export interface GatewayConfig extends CommonConfig {
   key: string;
   /** Handshake timeout, ms. */
   handshakeTimeoutMs: number;
+  /** Offer TLS session resumption. */
+  resumption: boolean;
 }
 
 /** A worker's settings. */
@@ -291,6 +299,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       cert: v["cert"] as string,
       key: v["key"] as string,
       handshakeTimeoutMs: v["handshake-timeout"] as number,
+      resumption: v["tls-resumption"] === "on",
     },
   };
 }

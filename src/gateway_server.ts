@@ -56,6 +56,8 @@ export interface GatewayStats {
   accepted: number;
   /** TLS handshakes completed. */
   handshakes: number;
+  /** Of those, resumed sessions (abbreviated handshakes). */
+  resumed: number;
   /** Connections handed to a worker (first handoffs and forwards). */
   handoffs: number;
   /** Connections workers handed back. */
@@ -92,6 +94,7 @@ export class Gateway {
   readonly stats: GatewayStats = {
     accepted: 0,
     handshakes: 0,
+    resumed: 0,
     handoffs: 0,
     returned: 0,
     answered: 0,
@@ -144,7 +147,11 @@ export class Gateway {
    */
   start(): void {
     const c = this.config;
-    this.#serverCtx = TlsContext.server({ certFile: c.cert, keyFile: c.key });
+    this.#serverCtx = TlsContext.server({
+      certFile: c.cert,
+      keyFile: c.key,
+      resumption: c.resumption,
+    });
     this.#importCtx = TlsContext.forImport();
     privateDirectory(dirname(c.control));
     this.#listenFd = tcpListen(c.host, c.port);
@@ -213,6 +220,7 @@ export class Gateway {
       return;
     }
     this.stats.handshakes++;
+    if (conn.session.resumed) this.stats.resumed++;
     conn.info.sni = conn.session.serverName;
     conn.info.alpn = conn.session.alpn;
     log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", {

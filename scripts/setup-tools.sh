@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests use when they are
+# missing: a C compiler, binutils (nm), curl and openssl (real clients in the
+# end-to-end tests). Idempotent; asks apt only when something is missing.
+set -euo pipefail
+missing=()
+command -v cc >/dev/null || missing+=(gcc)
+command -v nm >/dev/null || missing+=(binutils)
+command -v make >/dev/null || missing+=(make)
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
+[ ${#missing[@]} -eq 0 ] && exit 0
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+echo "setup-tools: installing ${missing[*]}"
+as_root apt-get update -qq
+DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
