@@ -85,7 +85,7 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
   }
   setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
   const server = new FunctionServer(
-    { name: options.name, routes: options.routes },
+    { name: options.name, routes: options.routes, methods: options.methods },
     handler,
     parsed.config,
   );

@@ -62,6 +62,12 @@ const symbols = {
   hp_private_dir: { parameters: ["buffer"], result: "i32" },
   /** int hp_unlink(const char* path) */
   hp_unlink: { parameters: ["buffer"], result: "i32" },
+  /** int hp_peek(int fd, uint8_t* buf, uint32_t cap) */
+  hp_peek: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int hp_send(int fd, const uint8_t* buf, uint32_t len) */
+  hp_send: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int hp_raise_nofile(void) */
+  hp_raise_nofile: { parameters: [], result: "i32" },
   /** int hp_uid(void) */
   hp_uid: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -327,6 +333,46 @@ export function privateDirectory(path: string): void {
  */
 export function removeFile(path: string): void {
   shim().hp_unlink(cstr(path));
+}
+
+/** Copy waiting bytes into buf without consuming them: the count, 0 at EOF,
+ * or `-errno` (-EAGAIN when nothing waits).
+ *
+ * @example
+ * ```ts
+ * import { peek } from "./shim.ts";
+ * declare const fd: number;
+ * const first = new Uint8Array(8);
+ * const n = peek(fd, first);
+ * ```
+ */
+export function peek(fd: number, buf: Uint8Array): number {
+  return shim().hp_peek(fd, buf, buf.length);
+}
+
+/** Write plain (unencrypted) bytes without blocking: the count or `-errno`.
+ *
+ * @example
+ * ```ts
+ * import { sendPlain } from "./shim.ts";
+ * declare const fd: number;
+ * sendPlain(fd, new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
+ * ```
+ */
+export function sendPlain(fd: number, data: Uint8Array): number {
+  return shim().hp_send(fd, data, data.length);
+}
+
+/** Raise this process's open-file limit to its hard limit; returns the limit.
+ *
+ * @example
+ * ```ts
+ * import { raiseFileLimit } from "./shim.ts";
+ * console.log(raiseFileLimit());
+ * ```
+ */
+export function raiseFileLimit(): number {
+  return check("RLIMIT_NOFILE", shim().hp_raise_nofile());
 }
 
 /** Close a file descriptor; errors are ignored (the fd is gone either way).

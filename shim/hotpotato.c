@@ -26,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -419,4 +420,30 @@ HP_EXPORT int hp_private_dir(const char *path) {
 /* Remove a socket file; a missing one is not an error. Returns 0 or -errno. */
 HP_EXPORT int hp_unlink(const char *path) {
     return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Copy up to cap waiting bytes into buf without consuming them. Returns the
+ * count, 0 at EOF, or -errno (-EAGAIN when nothing waits). */
+HP_EXPORT int hp_peek(int fd, uint8_t *buf, uint32_t cap) {
+    ssize_t n = recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 ? -errno : (int)n;
+}
+
+/* Write plain bytes to a socket without blocking or raising SIGPIPE.
+ * Returns the count written or -errno. */
+HP_EXPORT int hp_send(int fd, const uint8_t *buf, uint32_t len) {
+    ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n < 0 ? -errno : (int)n;
+}
+
+/* Raise the soft limit on open files to the hard limit. Returns the new
+ * soft limit (capped at INT32_MAX) or -errno. */
+HP_EXPORT int hp_raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+    }
+    return rl.rlim_cur > INT32_MAX ? INT32_MAX : (int)rl.rlim_cur;
 }

@@ -105,6 +105,13 @@ const gatewaySpecs = {
     max: 3600,
     help: "a TLS handshake must finish within this time",
   },
+  "vacant-grace": {
+    kind: "seconds",
+    default: "30",
+    min: 0,
+    max: 86400,
+    help: "after a function's last worker leaves, answer 503 this long, then 404",
+  },
   "tls-resumption": {
     kind: "choice",
     default: "on",
@@ -156,6 +163,8 @@ export interface GatewayConfig extends CommonConfig {
   handshakeTimeoutMs: number;
   /** Offer TLS session resumption. */
   resumption: boolean;
+  /** How long a function without workers answers 503 before 404, ms. */
+  vacantGraceMs: number;
 }
 
 /** A worker's settings. */
@@ -300,6 +309,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       key: v["key"] as string,
       handshakeTimeoutMs: v["handshake-timeout"] as number,
       resumption: v["tls-resumption"] === "on",
+      vacantGraceMs: v["vacant-grace"] as number,
     },
   };
 }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeFd, peerCredentials, processUid, unixConnect } from "../ffi/shim.ts";
+import { closeFd, peerCredentials, processUid, raiseFileLimit, unixConnect } from "../ffi/shim.ts";
 import { TlsContext, TlsSession } from "../ffi/wolfssl.ts";
 import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
@@ -76,6 +76,8 @@ export interface FunctionOptions {
   name: string;
   /** Paths it serves. "/sum" also covers "/sum/anything". */
   routes: string[];
+  /** Methods it accepts (default: all); others get 405 with an Allow header. */
+  methods?: string[];
 }
 
 const log = logger("worker");
@@ -133,6 +135,9 @@ export class FunctionServer {
     this.#handler = handler;
     this.#config = config;
     this.#label = `${options.name}/${Deno.pid}`;
+    if (options.methods?.includes("GET") && !options.methods.includes("HEAD")) {
+      this.options = { ...options, methods: [...options.methods, "HEAD"] };
+    }
   }
 
   /** True while registered with a gateway. */
@@ -155,6 +160,7 @@ export class FunctionServer {
    * ```
    */
   start(): void {
+    raiseFileLimit();
     this.#ctx ??= TlsContext.forImport();
     this.#connect();
   }
@@ -320,7 +326,13 @@ export class FunctionServer {
         return;
       }
       const started = performance.now();
-      const bytes = await this.#respond(conn, r.head, r.body);
+      const methods = this.options.methods;
+      const bytes = methods && !methods.includes(r.head.method)
+        ? errorResponse(405, `method ${r.head.method} not allowed`, {
+          keepAlive: r.head.keepAlive && !this.#stopped,
+          extraHeaders: [["allow", methods.join(", ")], ["x-hotpotato-worker", this.#label]],
+        })
+        : await this.#respond(conn, r.head, r.body);
       conn.consume(r.length);
       const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
       log.info("{method} {path} conn {conn} handoffs {handoffs} {ms}ms", {

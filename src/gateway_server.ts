@@ -17,6 +17,7 @@ import {
   peerCredentials,
   privateDirectory,
   processUid,
+  raiseFileLimit,
   removeFile,
   tcpListen,
   unixListen,
@@ -42,6 +43,13 @@ import { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
 
 const log = logger("gateway");
+
+/** The first byte of a TLS ClientHello (content type "handshake"). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** What a client that speaks plain HTTP to the TLS port gets. */
+const PLAIN_HTTP_ANSWER = errorResponse(400, "this port speaks HTTPS: use https://", {
+  keepAlive: false,
+});
 
 /** A worker connected over the control channel. */
 interface Worker extends WorkerRef {
@@ -100,7 +108,7 @@ export class Gateway {
     answered: 0,
   };
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
-  #router = new Router<Worker>();
+  #router: Router<Worker>;
   #workers = new Set<Worker>();
   #key = Sealer.newKey();
   #sealer = new Sealer(this.#key);
@@ -124,6 +132,7 @@ export class Gateway {
    */
   constructor(config: GatewayConfig) {
     this.config = config;
+    this.#router = new Router<Worker>(config.vacantGraceMs);
   }
 
   /** The HTTPS port listened on (useful with `--port 0`). */
@@ -147,6 +156,7 @@ export class Gateway {
    */
   start(): void {
     const c = this.config;
+    raiseFileLimit();
     this.#serverCtx = TlsContext.server({
       certFile: c.cert,
       keyFile: c.key,
@@ -205,9 +215,25 @@ export class Gateway {
   }
 
   async #handshake(conn: TlsConnection): Promise<void> {
+    const deadline = Date.now() + this.config.handshakeTimeoutMs;
+    const first = await conn.peekStart(deadline);
+    if (!first) {
+      conn.close(false);
+      return;
+    }
+    if (first[0] !== TLS_HANDSHAKE_RECORD) {
+      // Not TLS. A plain-HTTP request gets a plain answer saying so.
+      log.debug("conn {conn}: not TLS from {peer}", {
+        conn: conn.info.connId,
+        peer: conn.info.peer,
+      });
+      if (first[0] >= 0x41 && first[0] <= 0x5a) conn.closeWithPlain(PLAIN_HTTP_ANSWER);
+      else conn.close(false);
+      return;
+    }
     let ok = false;
     try {
-      ok = await conn.handshake(Date.now() + this.config.handshakeTimeoutMs);
+      ok = await conn.handshake(deadline);
     } catch (e) {
       log.debug("conn {conn}: handshake failed from {peer}: {error}", {
         conn: conn.info.connId,
@@ -265,7 +291,7 @@ export class Gateway {
       // No worker: answer here, then keep reading this connection.
       if (r.kind === "request") conn.consume(r.length);
       const keepAlive = r.head.keepAlive && r.kind === "request";
-      const ok = await conn.write(this.#notFound(r.head, keepAlive), Date.now() + c.writeTimeoutMs);
+      const ok = await conn.write(this.#noWorker(r.head, keepAlive), Date.now() + c.writeTimeoutMs);
       if (!ok || !keepAlive) {
         conn.close(ok);
         return;
@@ -273,11 +299,22 @@ export class Gateway {
     }
   }
 
-  #notFound(head: RequestHead, keepAlive: boolean): Uint8Array {
+  /** 503 while the route's function has no worker (it is likely being
+   * restarted), 404 when no function serves the route. */
+  #noWorker(head: RequestHead, keepAlive: boolean): Uint8Array {
     this.stats.answered++;
-    return errorResponse(404, `no function serves ${head.path.slice(0, 200)}`, {
+    const path = head.path.slice(0, 200);
+    const headOnly = head.method === "HEAD";
+    if (this.#router.status(head.path) === "vacant") {
+      return errorResponse(503, `no worker for ${path} right now`, {
+        keepAlive,
+        headOnly,
+        extraHeaders: [["retry-after", "1"], ["x-hotpotato-worker", this.#label]],
+      });
+    }
+    return errorResponse(404, `no function serves ${path}`, {
       keepAlive,
-      headOnly: head.method === "HEAD",
+      headOnly,
       extraHeaders: [["x-hotpotato-worker", this.#label]],
     });
   }
@@ -359,7 +396,7 @@ export class Gateway {
     this.#workers.delete(worker);
     if (!worker.registered) return;
     this.#router.remove(worker);
-    log.warning("worker {worker} disconnected; {routes} now served by {left} worker(s)", {
+    log.warning("worker {worker} disconnected; {routes} now has {left} worker(s)", {
       worker: `${worker.name}/${worker.pid}`,
       routes: worker.routes.join(" "),
       left: this.#router.functions().find((f) => f.name === worker.name)?.workers ?? 0,
@@ -394,8 +431,7 @@ export class Gateway {
         pid: worker.pid,
       });
     }
-    const w = worker as { name: string };
-    w.name = name;
+    worker.name = name;
     worker.routes = routes;
     try {
       this.#router.add(worker, routes);

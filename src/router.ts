@@ -4,15 +4,18 @@
  * connection (the one holding the fewest, so a pool shares the load).
  *
  * A route "/sum" matches the path "/sum" and every path below it
- * ("/sum/x"), never "/summary". The longest matching route wins.
+ * ("/sum/x"), never "/summary". The longest matching route wins. When a
+ * function's last worker leaves, its routes stay known for a grace period
+ * ("vacant": the gateway answers 503 while a restart is likely), then are
+ * forgotten ("unknown": 404) unless a worker registers again.
  *
  * @module
  */
 
 /** A registered worker process as the router sees it. */
 export interface WorkerRef {
-  /** Function name, e.g. "sum". */
-  readonly name: string;
+  /** Function name, e.g. "sum" ("" until the worker registers). */
+  name: string;
   /** Process id. */
   readonly pid: number;
   /** Connections handed to it and not handed back (an estimate of load). */
@@ -24,7 +27,18 @@ interface FunctionEntry<W extends WorkerRef> {
   routes: string[];
   workers: W[];
   next: number;
+  /** When its last worker left (ms since epoch); 0 while it has workers. */
+  vacantSince: number;
 }
+
+/** What the router knows about a path. */
+export type RouteStatus =
+  /** A function serves it and has a worker. */
+  | "served"
+  /** Its function's last worker left recently: answer 503 and retry later. */
+  | "vacant"
+  /** No function serves it. */
+  | "unknown";
 
 /** A registration that cannot be accepted. */
 export class RouteConflictError extends Error {
@@ -57,6 +71,19 @@ export class RouteConflictError extends Error {
 export class Router<W extends WorkerRef = WorkerRef> {
   #byRoute = new Map<string, FunctionEntry<W>>();
   #byName = new Map<string, FunctionEntry<W>>();
+  #graceMs: number;
+
+  /** A router whose vacant functions are forgotten after `graceMs`.
+   *
+   * @example
+   * ```ts
+   * import { Router } from "./router.ts";
+   * const router = new Router(30_000);
+   * ```
+   */
+  constructor(graceMs = 30_000) {
+    this.#graceMs = graceMs;
+  }
 
   /** Register a worker for its function's routes. A function's workers must
    * all announce the same routes; a route belongs to one function.
@@ -69,7 +96,13 @@ export class Router<W extends WorkerRef = WorkerRef> {
    */
   add(worker: W, routes: string[]): void {
     const wanted = [...new Set(routes)].sort();
-    const existing = this.#byName.get(worker.name);
+    let existing = this.#byName.get(worker.name);
+    if (
+      existing && existing.workers.length === 0 && existing.routes.join("\n") !== wanted.join("\n")
+    ) {
+      this.#forget(existing); // a vacant function may come back with new routes
+      existing = undefined;
+    }
     if (existing) {
       if (existing.routes.join("\n") !== wanted.join("\n")) {
         throw new RouteConflictError(
@@ -77,25 +110,38 @@ export class Router<W extends WorkerRef = WorkerRef> {
         );
       }
       existing.workers.push(worker);
+      existing.vacantSince = 0;
       return;
     }
     for (const route of wanted) {
       const owner = this.#byRoute.get(route);
-      if (owner) {
+      if (owner && owner.workers.length > 0) {
         throw new RouteConflictError(`route ${route} belongs to function ${owner.name}`);
       }
+    }
+    for (const route of wanted) {
+      const owner = this.#byRoute.get(route);
+      if (owner) this.#forget(owner); // vacant: the new function takes over
     }
     const entry: FunctionEntry<W> = {
       name: worker.name,
       routes: wanted,
       workers: [worker],
       next: 0,
+      vacantSince: 0,
     };
     this.#byName.set(worker.name, entry);
     for (const route of wanted) this.#byRoute.set(route, entry);
   }
 
-  /** Forget a worker; a function with no worker left loses its routes.
+  #forget(entry: FunctionEntry<W>): void {
+    this.#byName.delete(entry.name);
+    for (const route of entry.routes) {
+      if (this.#byRoute.get(route) === entry) this.#byRoute.delete(route);
+    }
+  }
+
+  /** Forget a worker; a function with no worker left becomes vacant.
    *
    * @example
    * ```ts
@@ -107,10 +153,24 @@ export class Router<W extends WorkerRef = WorkerRef> {
   remove(worker: W): void {
     const entry = this.#byName.get(worker.name);
     if (!entry) return;
+    const before = entry.workers.length;
     entry.workers = entry.workers.filter((w) => w !== worker);
-    if (entry.workers.length > 0) return;
-    this.#byName.delete(worker.name);
-    for (const route of entry.routes) this.#byRoute.delete(route);
+    if (entry.workers.length === 0 && before > 0) entry.vacantSince = Date.now();
+  }
+
+  /** Whether `path` is served, vacant (503) or unknown (404).
+   *
+   * @example
+   * ```ts
+   * import { Router } from "./router.ts";
+   * declare const router: Router;
+   * router.status("/sum"); // "served"
+   * ```
+   */
+  status(path: string): RouteStatus {
+    const entry = this.#match(path);
+    if (!entry) return "unknown";
+    return entry.workers.length > 0 ? "served" : "vacant";
   }
 
   /** The function name serving `path`, or undefined.
@@ -127,13 +187,15 @@ export class Router<W extends WorkerRef = WorkerRef> {
   }
 
   #match(path: string): FunctionEntry<W> | undefined {
-    const exact = this.#byRoute.get(path);
-    if (exact) return exact;
-    for (let i = path.lastIndexOf("/"); i > 0; i = path.lastIndexOf("/", i - 1)) {
-      const hit = this.#byRoute.get(path.slice(0, i));
-      if (hit) return hit;
+    let hit = this.#byRoute.get(path);
+    for (let i = path.lastIndexOf("/"); !hit && i > 0; i = path.lastIndexOf("/", i - 1)) {
+      hit = this.#byRoute.get(path.slice(0, i));
     }
-    return undefined;
+    if (hit && hit.vacantSince !== 0 && Date.now() - hit.vacantSince > this.#graceMs) {
+      this.#forget(hit);
+      return undefined;
+    }
+    return hit;
   }
 
   /** The worker that should take a connection whose request is for `path`:
@@ -150,7 +212,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
     const entry = this.#match(path);
     if (!entry) return undefined;
     const ws = entry.workers;
-    if (ws.length === 1) return ws[0];
+    if (ws.length <= 1) return ws[0];
     let best: W | undefined;
     for (let k = 0; k < ws.length; k++) {
       const w = ws[(entry.next + k) % ws.length];
@@ -160,7 +222,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
     return best;
   }
 
-  /** Registered functions with their routes and worker count.
+  /** Registered functions (vacant ones included) with routes and worker count.
    *
    * @example
    * ```ts

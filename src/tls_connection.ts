@@ -16,7 +16,17 @@
  * @module
  */
 
-import { closeFd, ERROR, HANGUP, RDHUP, READABLE, WRITABLE } from "../ffi/shim.ts";
+import {
+  closeFd,
+  EAGAIN,
+  ERROR,
+  HANGUP,
+  peek,
+  RDHUP,
+  READABLE,
+  sendPlain,
+  WRITABLE,
+} from "../ffi/shim.ts";
 import { CLOSED, type ExportedState, TlsSession, WANT_READ, WANT_WRITE } from "../ffi/wolfssl.ts";
 import { EventLoop } from "./event_loop.ts";
 
@@ -187,6 +197,45 @@ export class TlsConnection {
         this.#settle(false);
       }, ms);
     });
+  }
+
+  /** Wait for the client's first bytes and return a copy of up to `max` of
+   * them without consuming them (to tell a TLS ClientHello from plain HTTP).
+   * Null when the client closed or the deadline passed first.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * const first = await conn.peekStart(Date.now() + 10_000);
+   * const isTls = first?.[0] === 0x16;
+   * ```
+   */
+  async peekStart(deadline: number, max = 8): Promise<Uint8Array | null> {
+    const buf = new Uint8Array(max);
+    for (;;) {
+      if (!this.#open) return null;
+      const n = peek(this.fd, buf);
+      if (n > 0) return buf.subarray(0, n);
+      if (n !== -EAGAIN) return null;
+      if (!await this.#wait(READ_EVENTS, deadline)) return null;
+    }
+  }
+
+  /** Write bytes on the socket in the clear (only before any TLS: to answer
+   * a plain-HTTP client), then close. Best effort, never blocks.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * conn.closeWithPlain(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
+   * ```
+   */
+  closeWithPlain(data: Uint8Array): void {
+    if (!this.#open) return;
+    sendPlain(this.fd, data);
+    this.close(false);
   }
 
   /** Run the server handshake to completion. False on failure or deadline.

@@ -25,7 +25,7 @@ Deno.test("a route belongs to one function; a function's workers share its route
   assert.deepEqual(r.functions(), [{ name: "sum", routes: ["/sum"], workers: 2 }]);
 });
 
-Deno.test("pick spreads over a pool by held connections; removal frees routes", () => {
+Deno.test("pick spreads over a pool by held connections; removal leaves the route vacant", () => {
   const r = new Router();
   const a = w("sum", 1), b = w("sum", 2);
   r.add(a, ["/sum"]);
@@ -38,6 +38,20 @@ Deno.test("pick spreads over a pool by held connections; removal frees routes", 
   assert.equal(r.pick("/sum"), b);
   r.remove(b);
   assert.equal(r.pick("/sum"), undefined);
+  assert.equal(r.status("/sum"), "vacant");
+  assert.equal(r.status("/other"), "unknown");
   r.add(w("new", 3), ["/sum"]);
-  assert.equal(r.functionFor("/sum"), "new");
+  assert.equal(r.functionFor("/sum"), "new", "another function may take a vacant route");
+  assert.equal(r.status("/sum"), "served");
+});
+
+Deno.test("a vacant function is forgotten after the grace period", async () => {
+  const r = new Router(30);
+  const a = w("sum", 1);
+  r.add(a, ["/sum"]);
+  r.remove(a);
+  assert.equal(r.status("/sum"), "vacant");
+  await new Promise((ok) => setTimeout(ok, 60));
+  assert.equal(r.status("/sum"), "unknown");
+  assert.deepEqual(r.functions(), []);
 });

@@ -11,7 +11,7 @@
 import { json, serveFunction } from "../mod.ts";
 import { format, multiply, operands } from "./decimal.ts";
 
-serveFunction({ name: "product", routes: ["/product"] }, (req) => {
+serveFunction({ name: "product", routes: ["/product"], methods: ["GET"] }, (req) => {
   const { a, b, x, y } = operands(req);
   return json({ op: "product", a, b, result: format(multiply(x, y)) });
 });

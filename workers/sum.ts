@@ -11,7 +11,7 @@
 import { json, serveFunction } from "../mod.ts";
 import { add, format, operands } from "./decimal.ts";
 
-serveFunction({ name: "sum", routes: ["/sum"] }, (req) => {
+serveFunction({ name: "sum", routes: ["/sum"], methods: ["GET"] }, (req) => {
   const { a, b, x, y } = operands(req);
   return json({ op: "sum", a, b, result: format(add(x, y)) });
 });

@@ -21,6 +21,8 @@ export class Proc {
   readonly lines: string[] = [];
   #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   readonly done: Promise<void>;
+  /** True once the process has exited. */
+  exited = false;
 
   constructor(name: string, file: string, args: string[], env: Record<string, string> = {}) {
     this.name = name;
@@ -34,6 +36,7 @@ export class Proc {
     }).spawn();
     this.done = Promise.all([this.#collect(this.child.stdout), this.#collect(this.child.stderr)])
       .then(() => {});
+    this.child.status.then(() => this.exited = true);
   }
 
   async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
@@ -174,15 +177,20 @@ export interface HttpResponse {
   body: string;
 }
 
-/** Parse one response from the start of buf; null if incomplete. */
-export function parseResponse(buf: Uint8Array): { res: HttpResponse; length: number } | null {
-  let end = -1;
+function findHeadEnd(buf: Uint8Array): number {
   for (let i = 0; i + 3 < buf.length; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
-      end = i;
-      break;
-    }
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
   }
+  return -1;
+}
+
+/** Parse one response from the start of buf; null if incomplete. With
+ * `headOnly`, the body is not expected (a response to HEAD). */
+export function parseResponse(
+  buf: Uint8Array,
+  headOnly = false,
+): { res: HttpResponse; length: number } | null {
+  const end = findHeadEnd(buf);
   if (end < 0) return null;
   const lines = dec.decode(buf.subarray(0, end)).split("\r\n");
   const status = Number(lines[0].split(" ")[1]);
@@ -191,7 +199,7 @@ export function parseResponse(buf: Uint8Array): { res: HttpResponse; length: num
     const i = l.indexOf(":");
     headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
   }
-  const len = Number(headers.get("content-length") ?? "0");
+  const len = headOnly ? 0 : Number(headers.get("content-length") ?? "0");
   if (buf.length < end + 4 + len) return null;
   return {
     res: { status, headers, body: dec.decode(buf.subarray(end + 4, end + 4 + len)) },
@@ -234,14 +242,33 @@ export class Client {
         return r.res;
       }
       if (Date.now() > deadline) throw new Error("response timed out");
-      const chunk = new Uint8Array(65536);
-      const n = await this.#conn.read(chunk);
-      if (n === null) throw new Error("connection closed");
-      const next = new Uint8Array(this.#buf.length + n);
-      next.set(this.#buf);
-      next.set(chunk.subarray(0, n), this.#buf.length);
-      this.#buf = next;
+      await this.#more();
     }
+  }
+
+  /** Read a response head only (the answer to HEAD, which has no body). */
+  async readHead(timeoutMs = 10_000): Promise<HttpResponse> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = findHeadEnd(this.#buf);
+      if (end >= 0) {
+        const res = parseResponse(this.#buf.subarray(0, end + 4), true)!.res;
+        this.#buf = this.#buf.slice(end + 4);
+        return res;
+      }
+      if (Date.now() > deadline) throw new Error("response timed out");
+      await this.#more();
+    }
+  }
+
+  async #more(): Promise<void> {
+    const chunk = new Uint8Array(65536);
+    const n = await this.#conn.read(chunk);
+    if (n === null) throw new Error("connection closed");
+    const next = new Uint8Array(this.#buf.length + n);
+    next.set(this.#buf);
+    next.set(chunk.subarray(0, n), this.#buf.length);
+    this.#buf = next;
   }
 
   /** True once the server has closed (EOF) within timeoutMs. */
