@@ -10,22 +10,16 @@
  */
 
 import { closeFd, peerCredentials, processUid, raiseFileLimit, unixConnect } from "../ffi/shim.ts";
-import { TlsContext, TlsSession } from "../ffi/wolfssl.ts";
+import { TlsContext } from "../ffi/wolfssl.ts";
 import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
 import { logger } from "./log.ts";
-import {
-  blobAad,
-  encodeHandoff,
-  encodeJson,
-  type Handoff,
-  type Message,
-  MessageType,
-} from "./protocol.ts";
+import { adoptHandoff, releaseForHandoff } from "./handoff.ts";
+import { encodeJson, type Handoff, type Message, MessageType } from "./protocol.ts";
 import { readRequest } from "./request_reader.ts";
 import { Sealer } from "./seal.ts";
-import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
+import type { TlsConnection } from "./tls_connection.ts";
 
 /** What a handler learns about the request besides the `Request` itself. */
 export interface RequestInfo {
@@ -250,42 +244,17 @@ export class FunctionServer {
   }
 
   #adopt(h: Handoff, fd: number): void {
-    if (fd < 0) {
-      log.warning("handoff without a socket for conn {conn}", { conn: h.connId });
+    const conn = this.#sealer
+      ? adoptHandoff(h, fd, this.#sealer, this.#ctx!)
+      : (closeFd(fd), "not registered yet");
+    if (typeof conn === "string") {
+      log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
       return;
     }
-    const sealer = this.#sealer;
-    const blob = sealer?.open(h.sealed, blobAad(h.connId, h.gatewayId, h.tlsVersion));
-    if (!blob) {
-      log.warning("conn {conn}: TLS state did not authenticate; connection dropped", {
-        conn: h.connId,
-      });
-      closeFd(fd);
-      return;
-    }
-    let tls: TlsSession;
-    try {
-      tls = TlsSession.import(this.#ctx!, fd, { version: h.tlsVersion, blob });
-    } catch (e) {
-      log.warning("conn {conn}: {error}", { conn: h.connId, error: (e as Error).message });
-      closeFd(fd);
-      return;
-    } finally {
-      blob.fill(0);
-    }
-    const info: ConnectionInfo = {
-      connId: h.connId,
-      gatewayId: h.gatewayId,
-      handoffs: h.handoffs,
-      peer: h.peer,
-      sni: h.sni,
-      alpn: h.alpn,
-    };
-    const conn = new TlsConnection(fd, tls, info, h.unread);
     this.#connections.add(conn);
     this.#serve(conn)
       .catch((e) => {
-        log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
+        log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
         conn.close(false);
       })
       .finally(() => this.#connections.delete(conn));
@@ -432,9 +401,9 @@ export class FunctionServer {
       void this.#refuse(conn, "gateway unavailable");
       return;
     }
-    let state, unread;
+    let msg: Uint8Array;
     try {
-      ({ state, unread } = conn.release());
+      msg = releaseForHandoff(conn, sealer, conn.info.handoffs);
     } catch (e) {
       log.error("conn {conn}: cannot export: {error}", {
         conn: conn.info.connId,
@@ -444,19 +413,6 @@ export class FunctionServer {
       return;
     }
     const i = conn.info;
-    const sealed = sealer.seal(state.blob, blobAad(i.connId, i.gatewayId, state.version));
-    const msg = encodeHandoff({
-      connId: i.connId,
-      gatewayId: i.gatewayId,
-      handoffs: i.handoffs,
-      tlsVersion: state.version,
-      sni: i.sni,
-      alpn: i.alpn,
-      peer: i.peer,
-      sealed,
-      unread,
-    });
-    unread.fill(0);
     log.debug("conn {conn}: {path} is not ours; back to the gateway", {
       conn: i.connId,
       path: head.path,

@@ -28,9 +28,8 @@ import { ControlChannel } from "./control_channel.ts";
 import { EventLoop } from "./event_loop.ts";
 import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
 import { logger } from "./log.ts";
+import { adoptHandoff, releaseForHandoff } from "./handoff.ts";
 import {
-  blobAad,
-  encodeHandoff,
   encodeJson,
   type Handoff,
   type Message,
@@ -320,22 +319,8 @@ export class Gateway {
   }
 
   #handOff(conn: TlsConnection, worker: Worker): void {
-    const { state, unread } = conn.release();
-    const i = conn.info;
-    const sealed = this.#sealer.seal(state.blob, blobAad(i.connId, i.gatewayId, state.version));
-    const msg = encodeHandoff({
-      connId: i.connId,
-      gatewayId: i.gatewayId,
-      handoffs: i.handoffs + 1,
-      tlsVersion: state.version,
-      sni: i.sni,
-      alpn: i.alpn,
-      peer: i.peer,
-      sealed,
-      unread,
-    });
-    unread.fill(0);
-    this.#send(worker, msg, conn.fd, i.connId);
+    const msg = releaseForHandoff(conn, this.#sealer, conn.info.handoffs + 1);
+    this.#send(worker, msg, conn.fd, conn.info.connId);
   }
 
   #send(worker: Worker, msg: Uint8Array, fd: number, connId: number): void {
@@ -489,32 +474,11 @@ export class Gateway {
 
   /** Import a returned connection to answer it here (no worker for it). */
   #adopt(h: Handoff, fd: number): void {
-    const blob = this.#sealer.open(h.sealed, blobAad(h.connId, h.gatewayId, h.tlsVersion));
-    if (!blob) {
-      log.warning("conn {conn}: TLS state did not authenticate; connection dropped", {
-        conn: h.connId,
-      });
-      closeFd(fd);
+    const conn = adoptHandoff(h, fd, this.#sealer, this.#importCtx!);
+    if (typeof conn === "string") {
+      log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
       return;
     }
-    let tls: TlsSession;
-    try {
-      tls = TlsSession.import(this.#importCtx!, fd, { version: h.tlsVersion, blob });
-    } catch (e) {
-      log.warning("conn {conn}: {error}", { conn: h.connId, error: (e as Error).message });
-      closeFd(fd);
-      return;
-    } finally {
-      blob.fill(0);
-    }
-    const conn = new TlsConnection(fd, tls, {
-      connId: h.connId,
-      gatewayId: h.gatewayId,
-      handoffs: h.handoffs,
-      peer: h.peer,
-      sni: h.sni,
-      alpn: h.alpn,
-    }, h.unread);
     this.#serve(conn).catch((e) => {
       log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
       conn.close(false);

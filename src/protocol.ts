@@ -125,24 +125,6 @@ function short(s: string, what: string, max: number): Uint8Array {
   return b;
 }
 
-/** The bytes that a sealed blob is bound to: connection id, gateway id and
- * TLS version (they do not change when the connection moves).
- *
- * @example
- * ```ts
- * import { blobAad } from "./protocol.ts";
- * const aad = blobAad(1, 0xabcdef, 4);
- * ```
- */
-export function blobAad(connId: number, gatewayId: number, tlsVersion: number): Uint8Array {
-  const aad = new Uint8Array(9);
-  const v = new DataView(aad.buffer);
-  v.setUint32(0, connId, true);
-  v.setUint32(4, gatewayId, true);
-  v.setUint8(8, tlsVersion);
-  return aad;
-}
-
 /** Encode a HANDOFF message.
  *
  * @example

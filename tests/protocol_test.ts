@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { handoffAad } from "../src/handoff.ts";
 import {
-  blobAad,
   decodeMessage,
   encodeHandoff,
   encodeJson,
@@ -116,18 +116,35 @@ Deno.test("decodeMessage rejects bad header fields and lying lengths", () => {
   }
 });
 
-Deno.test("a sealed blob opens only with its key and its connection's AAD", () => {
+Deno.test("a sealed blob opens only with its key and its message's other fields", () => {
   const key = Sealer.newKey();
   const sealer = new Sealer(key);
   const plain = crypto.getRandomValues(new Uint8Array(300));
   const copy = plain.slice();
-  const aad = blobAad(1, 2, 4);
+  const fields = {
+    connId: 1,
+    gatewayId: 2,
+    tlsVersion: 4,
+    sni: "localhost",
+    alpn: "http/1.1",
+    peer: "127.0.0.1:9",
+    unread: enc.encode("GET / HTTP/1.1\r\n"),
+  };
+  const aad = handoffAad(fields);
   const sealed = sealer.seal(plain, aad);
   assert.deepEqual(plain, new Uint8Array(300), "the plaintext is zeroed after sealing");
   assert.notDeepEqual(sealed.ciphertext, copy);
   assert.deepEqual(sealer.open(sealed, aad), copy);
   assert.equal(new Sealer(Sealer.newKey()).open(sealed, aad), null, "another key");
-  assert.equal(sealer.open(sealed, blobAad(2, 2, 4)), null, "another connection");
+  assert.equal(
+    sealer.open(sealed, handoffAad({ ...fields, connId: 2 })),
+    null,
+    "another connection",
+  );
+  assert.equal(sealer.open(sealed, handoffAad({ ...fields, peer: "10.0.0.1:9" })), null, "peer");
+  const unread = fields.unread.slice();
+  unread[3] ^= 1;
+  assert.equal(sealer.open(sealed, handoffAad({ ...fields, unread })), null, "unread bytes");
   for (let i = 0; i < sealed.ciphertext.length; i += 37) {
     const flipped = { ...sealed, ciphertext: sealed.ciphertext.slice() };
     flipped.ciphertext[i] ^= 0x01;

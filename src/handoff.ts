@@ -1,0 +1,134 @@
+/**
+ * Moving a connection between processes: turning a released connection into
+ * a sealed HANDOFF message, and a received HANDOFF back into a live
+ * connection. Shared by the gateway and the workers.
+ *
+ * The seal (ChaCha20-Poly1305 under the deployment key) covers the TLS state
+ * and is bound to every other field of the message except the handoff count,
+ * which the gateway rewrites when it forwards a connection unopened: a
+ * changed connection id, peer, SNI/ALPN or unread byte makes the message
+ * fail to open, and it is never imported.
+ *
+ * @module
+ */
+
+import { closeFd } from "../ffi/shim.ts";
+import { type TlsContext, TlsSession } from "../ffi/wolfssl.ts";
+import { encodeHandoff, type Handoff } from "./protocol.ts";
+import type { Sealer } from "./seal.ts";
+import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
+
+const enc = new TextEncoder();
+
+/** The bytes a sealed state is bound to: every field but the handoff count.
+ *
+ * @example
+ * ```ts
+ * import { handoffAad } from "./handoff.ts";
+ * const aad = handoffAad({
+ *   connId: 1, gatewayId: 2, tlsVersion: 4, sni: "", alpn: "http/1.1", peer: "127.0.0.1:1",
+ *   unread: new Uint8Array(0),
+ * });
+ * ```
+ */
+export function handoffAad(
+  h: Pick<Handoff, "connId" | "gatewayId" | "tlsVersion" | "sni" | "alpn" | "peer" | "unread">,
+): Uint8Array {
+  const sni = enc.encode(h.sni), alpn = enc.encode(h.alpn), peer = enc.encode(h.peer);
+  const aad = new Uint8Array(9 + 4 * 4 + sni.length + alpn.length + peer.length + h.unread.length);
+  const v = new DataView(aad.buffer);
+  v.setUint32(0, h.connId >>> 0, true);
+  v.setUint32(4, h.gatewayId >>> 0, true);
+  v.setUint8(8, h.tlsVersion);
+  let off = 9;
+  for (const part of [sni, alpn, peer, h.unread]) {
+    v.setUint32(off, part.length, true);
+    aad.set(part, off + 4);
+    off += 4 + part.length;
+  }
+  return aad;
+}
+
+/**
+ * Release `conn` (export its state at a record boundary) and build the
+ * HANDOFF message that carries it, sealed. The connection's fd stays open
+ * for the caller to send with the message (and then close).
+ *
+ * @example
+ * ```ts
+ * import { releaseForHandoff } from "./handoff.ts";
+ * import type { Sealer } from "./seal.ts";
+ * import type { TlsConnection } from "./tls_connection.ts";
+ * declare const conn: TlsConnection, sealer: Sealer;
+ * const message = releaseForHandoff(conn, sealer, conn.info.handoffs + 1);
+ * ```
+ */
+export function releaseForHandoff(
+  conn: TlsConnection,
+  sealer: Sealer,
+  handoffs: number,
+): Uint8Array {
+  const { state, unread } = conn.release();
+  const i = conn.info;
+  const fields = {
+    connId: i.connId,
+    gatewayId: i.gatewayId,
+    tlsVersion: state.version,
+    sni: i.sni,
+    alpn: i.alpn,
+    peer: i.peer,
+    unread,
+  };
+  const sealed = sealer.seal(state.blob, handoffAad(fields)); // zeroes state.blob
+  const message = encodeHandoff({ ...fields, handoffs, sealed });
+  unread.fill(0);
+  return message;
+}
+
+/**
+ * Open a received HANDOFF and rebuild the live connection on `fd`. Returns
+ * the connection, or a reason (the fd is then closed): a message that does
+ * not authenticate is never imported.
+ *
+ * @example
+ * ```ts
+ * import { adoptHandoff } from "./handoff.ts";
+ * import type { Handoff } from "./protocol.ts";
+ * import type { Sealer } from "./seal.ts";
+ * import type { TlsContext } from "../ffi/wolfssl.ts";
+ * declare const h: Handoff, fd: number, sealer: Sealer, ctx: TlsContext;
+ * const conn = adoptHandoff(h, fd, sealer, ctx);
+ * if (typeof conn === "string") console.log(`dropped: ${conn}`);
+ * ```
+ */
+export function adoptHandoff(
+  h: Handoff,
+  fd: number,
+  sealer: Sealer,
+  ctx: TlsContext,
+): TlsConnection | string {
+  if (fd < 0) return "handoff without a socket";
+  const blob = sealer.open(h.sealed, handoffAad(h));
+  if (!blob) {
+    closeFd(fd);
+    return "TLS state did not authenticate";
+  }
+  let tls: TlsSession;
+  try {
+    tls = TlsSession.import(ctx, fd, { version: h.tlsVersion, blob });
+  } catch (e) {
+    closeFd(fd);
+    return (e as Error).message;
+  } finally {
+    blob.fill(0);
+  }
+  const info: ConnectionInfo = {
+    connId: h.connId,
+    gatewayId: h.gatewayId,
+    handoffs: h.handoffs,
+    peer: h.peer,
+    sni: h.sni,
+    alpn: h.alpn,
+  };
+  return new TlsConnection(fd, tls, info, h.unread);
+}
