@@ -1,0 +1,158 @@
+/**
+ * Every wait has a timeout: handshake, request head (slowloris), keep-alive
+ * idle, a function that hangs, a client that does not read. Each one costs
+ * the offending connection only; everyone else keeps being served.
+ */
+
+import assert from "node:assert/strict";
+import { Client, System } from "./support/system.ts";
+
+const enc = new TextEncoder();
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+const MISBEHAVE = { name: "misbehave", file: "tests/fixtures/misbehave.ts" };
+
+async function timeToClose(conn: Deno.Conn, limitMs = 10_000): Promise<number> {
+  const started = Date.now();
+  const buf = new Uint8Array(4096);
+  const timer = setTimeout(() => conn.close(), limitMs);
+  try {
+    while ((await conn.read(buf)) !== null) { /* drain */ }
+  } catch {
+    // reset or our own timeout
+  } finally {
+    clearTimeout(timer);
+  }
+  return Date.now() - started;
+}
+
+Deno.test("handshake timeout: a TCP client that never says hello is closed", async () => {
+  const sys = await System.start({ gatewayArgs: ["--handshake-timeout", "0.5"] });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: sys.port });
+    const ms = await timeToClose(conn);
+    assert.ok(ms >= 400 && ms < 3000, `closed after ${ms} ms`);
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  } finally {
+    await sys.stop();
+  }
+});
+
+for (const where of ["gateway", "worker"] as const) {
+  Deno.test(`slowloris: a head trickling in gets 408 at the header timeout (held by the ${where})`, async () => {
+    const sys = await System.start({
+      gatewayArgs: ["--header-timeout", "1"],
+      workerArgs: ["--header-timeout", "1"],
+    });
+    const slow = await Client.connect(sys.port);
+    try {
+      if (where === "worker") assert.equal((await slow.get("/sum?a=1&b=1")).status, 200);
+      const started = Date.now();
+      const head = "GET /sum?a=1&b=2 HTTP/1.1\r\nhost: x\r\nx-slow: ";
+      await slow.write(enc.encode(head));
+      const trickle = (async () => {
+        for (let i = 0; i < 30; i++) {
+          await sleep(100);
+          await slow.write(enc.encode("z")).catch(() => {});
+        }
+      })();
+      // Meanwhile another client is served at once.
+      const other = await Client.connect(sys.port);
+      const t0 = Date.now();
+      assert.equal((await other.get("/product?a=2&b=2")).status, 200);
+      assert.ok(Date.now() - t0 < 500);
+      other.close();
+      const res = await slow.read();
+      const ms = Date.now() - started;
+      assert.equal(res.status, 408);
+      assert.equal(res.headers.get("connection"), "close");
+      assert.ok(ms >= 900 && ms < 2500, `408 after ${ms} ms`);
+      assert.equal(await slow.closedByServer(), true);
+      await trickle;
+    } finally {
+      slow.close();
+      await sys.stop();
+    }
+  });
+}
+
+Deno.test("idle timeout: quiet keep-alive connections are closed with close_notify", async () => {
+  const sys = await System.start({
+    gatewayArgs: ["--idle-timeout", "0.5"],
+    workerArgs: ["--idle-timeout", "0.5"],
+  });
+  try {
+    // Held by the gateway (no request yet), then held by a worker.
+    const a = await Client.connect(sys.port);
+    const b = await Client.connect(sys.port);
+    assert.equal((await b.get("/sum?a=1&b=1")).status, 200);
+    const started = Date.now();
+    const [closedA, closedB] = await Promise.all([a.closedByServer(3000), b.closedByServer(3000)]);
+    const ms = Date.now() - started;
+    // closedByServer sees a clean EOF only when the server sent close_notify.
+    assert.equal(closedA, true);
+    assert.equal(closedB, true);
+    assert.ok(ms >= 300 && ms < 2500, `closed after ${ms} ms`);
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("a function that hangs answers 504 at the handler timeout; one that throws, 500", async () => {
+  const sys = await System.start({
+    workers: [MISBEHAVE],
+    workerArgs: ["--handler-timeout", "0.5"],
+  });
+  const client = await Client.connect(sys.port);
+  try {
+    const started = Date.now();
+    const res = await client.get("/hang");
+    assert.equal(res.status, 504);
+    assert.ok(Date.now() - started < 2500);
+    assert.deepEqual(JSON.parse(res.body), { error: "function timed out", status: 504 });
+    const boom = await client.get("/throw");
+    assert.equal(boom.status, 500);
+    assert.deepEqual(JSON.parse(boom.body), { error: "function failed", status: 500 });
+    // The connection is still good.
+    assert.equal(JSON.parse((await client.get("/slow?ms=10")).body).slept, 10);
+  } finally {
+    client.close();
+    await sys.stop();
+  }
+});
+
+Deno.test("a client that does not read its responses is dropped at the write timeout", async () => {
+  const sys = await System.start({
+    workers: [MISBEHAVE],
+    workerArgs: ["--write-timeout", "1"],
+  });
+  const greedy = await Client.connect(sys.port);
+  try {
+    // Pipelined requests for 200 KB each, written until the server gives up:
+    // far more than socket buffers hold, and never a response read.
+    const batch = enc.encode("GET /big?bytes=200000 HTTP/1.1\r\nhost: x\r\n\r\n".repeat(100));
+    const started = Date.now();
+    const writing = (async () => {
+      try {
+        while (Date.now() - started < 15_000) await greedy.write(batch);
+        return "still writing";
+      } catch {
+        return "failed";
+      }
+    })();
+    await sleep(300);
+    // Others are served while the worker waits on the greedy client.
+    const other = await Client.connect(sys.port);
+    const t0 = Date.now();
+    assert.equal((await other.get("/slow?ms=1")).status, 200);
+    assert.ok(Date.now() - t0 < 1000, "another client is not held up");
+    other.close();
+    // The server gives up on the greedy client: our writes fail.
+    const outcome = await Promise.race([writing, sleep(10_000).then(() => "still blocked")]);
+    assert.equal(outcome, "failed", `after ${Date.now() - started} ms`);
+  } finally {
+    greedy.close();
+    await sys.stop();
+  }
+});
