@@ -6,7 +6,7 @@
 
 import { ConfigError, gatewayConfig, usage } from "./src/config.ts";
 import { Gateway } from "./src/gateway_server.ts";
-import { onShutdown } from "./src/lifecycle.ts";
+import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
 import { logger, setupLogging } from "./src/log.ts";
 
 if (import.meta.main) {
@@ -30,11 +30,7 @@ if (import.meta.main) {
     console.error(`gateway: ${(e as Error).message}`);
     Deno.exit(1);
   }
-  // SIGUSR2 prints the counters on stdout, whatever the log level (the
-  // benchmark reads them to prove what it measured).
-  Deno.addSignalListener("SIGUSR2", () => {
-    console.log(`hotpotato-stats ${JSON.stringify(gateway.stats)}`);
-  });
+  printStatsOnSignal(() => ({ ...gateway.stats }));
   onShutdown((reason) => {
     logger("gateway").info("stopping ({reason})", { reason });
     gateway.stop();

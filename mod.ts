@@ -27,7 +27,7 @@ import {
   HttpError,
   type RequestInfo,
 } from "./src/function_server.ts";
-import { onShutdown } from "./src/lifecycle.ts";
+import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
 import { logger, setupLogging } from "./src/log.ts";
 
 export type { FunctionOptions, Handler, RequestInfo };
@@ -90,6 +90,7 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
     parsed.config,
   );
   server.start();
+  printStatsOnSignal(() => ({ held: server.held, registered: server.registered }));
   onShutdown((reason) => {
     logger("worker").info("{name} stopping ({reason})", { name: options.name, reason });
     server.stop();

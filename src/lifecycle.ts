@@ -45,3 +45,24 @@ export function onShutdown(stop: (reason: string) => void | Promise<void>): void
     })();
   }
 }
+
+/** Print `hotpotato-stats {json}` on stdout at each SIGUSR2, whatever the log
+ * level: the role's counters plus memory use (after a full GC when the
+ * process runs with `--v8-flags=--expose-gc`, as the leak test does). The
+ * benchmark and the tests read it.
+ *
+ * @example
+ * ```ts
+ * import { printStatsOnSignal } from "./lifecycle.ts";
+ * printStatsOnSignal(() => ({ requests: 42 }));
+ * ```
+ */
+export function printStatsOnSignal(stats: () => Record<string, unknown>): void {
+  Deno.addSignalListener("SIGUSR2", () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    const m = Deno.memoryUsage();
+    const memory = { rss: m.rss, heapUsed: m.heapUsed, external: m.external };
+    console.log(`hotpotato-stats ${JSON.stringify({ ...stats(), memory })}`);
+  });
+}

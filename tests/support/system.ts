@@ -24,10 +24,16 @@ export class Proc {
   /** True once the process has exited. */
   exited = false;
 
-  constructor(name: string, file: string, args: string[], env: Record<string, string> = {}) {
+  constructor(
+    name: string,
+    file: string,
+    args: string[],
+    env: Record<string, string> = {},
+    denoFlags: string[] = [],
+  ) {
     this.name = name;
     this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SERVER_FLAGS, file, ...args],
+      args: ["run", ...SERVER_FLAGS, ...denoFlags, file, ...args],
       cwd: projectRoot,
       env: { HOTPOTATO_SUPERVISED: "1", ...env },
       stdin: "piped",
@@ -87,6 +93,20 @@ export class Proc {
     });
   }
 
+  /** Ask for the process's counters and memory (SIGUSR2) and return them. */
+  async stats(): Promise<Record<string, unknown> & { memory: Record<string, number> }> {
+    const before = this.count(/^hotpotato-stats /);
+    this.child.kill("SIGUSR2");
+    for (let i = 0; i < 200 && this.count(/^hotpotato-stats /) === before; i++) {
+      await new Promise((ok) => setTimeout(ok, 10));
+    }
+    const line = this.lines.filter((l) => l.startsWith("hotpotato-stats ")).at(-1);
+    if (!line || this.count(/^hotpotato-stats /) === before) {
+      throw new Error(`${this.name}: no stats`);
+    }
+    return JSON.parse(line.slice("hotpotato-stats ".length));
+  }
+
   count(re: RegExp): number {
     return this.lines.filter((l) => re.test(l)).length;
   }
@@ -114,6 +134,8 @@ export interface SystemOptions {
   gatewayArgs?: string[];
   /** Extra worker flags. */
   workerArgs?: string[];
+  /** Extra deno flags for every process (e.g. --v8-flags=--expose-gc). */
+  denoFlags?: string[];
 }
 
 /** The gateway and workers, started for one test. */
@@ -123,6 +145,7 @@ export class System {
   gateway!: Proc;
   workers: Proc[] = [];
   port = 0;
+  denoFlags: string[] = [];
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -132,13 +155,20 @@ export class System {
   static async start(opts: SystemOptions = {}): Promise<System> {
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-test-" });
     const sys = new System(`${dir}/run`);
-    sys.gateway = new Proc("gateway", "gateway.ts", [
-      "--port",
-      "0",
-      "--control",
-      sys.control,
-      ...(opts.gatewayArgs ?? []),
-    ]);
+    sys.denoFlags = opts.denoFlags ?? [];
+    sys.gateway = new Proc(
+      "gateway",
+      "gateway.ts",
+      [
+        "--port",
+        "0",
+        "--control",
+        sys.control,
+        ...(opts.gatewayArgs ?? []),
+      ],
+      {},
+      sys.denoFlags,
+    );
     const m = await sys.gateway.waitFor(/listening on https:\/\/[^:]+:(\d+)/);
     sys.port = Number(m[1]);
     const workers = opts.workers ?? [
@@ -150,7 +180,7 @@ export class System {
   }
 
   async addWorker(name: string, file: string, args: string[] = []): Promise<Proc> {
-    const p = new Proc(name, file, ["--control", this.control, ...args]);
+    const p = new Proc(name, file, ["--control", this.control, ...args], {}, this.denoFlags);
     this.workers.push(p);
     await p.waitFor(new RegExp(`registered ${name} for`));
     return p;
