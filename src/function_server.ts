@@ -214,6 +214,10 @@ export class FunctionServer {
   #onMessage(msg: Message, fd: number): void {
     if (msg.type === MessageType.REGISTERED) {
       closeFd(fd);
+      if (this.#registered) {
+        log.warning("unexpected REGISTERED on a registered channel; ignored");
+        return;
+      }
       if (!msg.body.ok) {
         log.fatal("gateway refused registration: {error}", { error: msg.body.error });
         this.#stopped = true;
