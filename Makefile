@@ -28,7 +28,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 	@touch $@
 
 wolfssl: $(WOLFSSL)
-$(WOLFSSL):
+$(WOLFSSL): scripts/setup-wolfssl.sh $(wildcard shim/patches/*.patch)
 	bash scripts/setup-wolfssl.sh
 
 shim: $(SHIM)

@@ -13,6 +13,11 @@ lib="$prefix/lib/libwolfssl.so"
 
 has_export() { [ -f "$1" ] && nm -D "$1" 2>/dev/null | grep -q ' T wolfSSL_tls_export$'; }
 
+# What the build is made of: this script and the patches. A build whose stamp
+# differs is rebuilt, so a new patch reaches every checkout.
+recipe=$(cat "$0" "$root"/shim/patches/*.patch 2>/dev/null | sha256sum | cut -d' ' -f1)
+stamp="$prefix/.hotpotato-recipe"
+
 if [ -n "${HOTPOTATO_WOLFSSL_PREFIX:-}" ]; then
   if ! has_export "$HOTPOTATO_WOLFSSL_PREFIX/lib/libwolfssl.so"; then
     echo "setup-wolfssl: HOTPOTATO_WOLFSSL_PREFIX=$HOTPOTATO_WOLFSSL_PREFIX has no lib/libwolfssl.so with session export" >&2
@@ -21,11 +26,19 @@ if [ -n "${HOTPOTATO_WOLFSSL_PREFIX:-}" ]; then
   mkdir -p "$root/.local"
   [ -L "$prefix" ] || [ ! -e "$prefix" ] || { echo "setup-wolfssl: $prefix exists; remove it to use HOTPOTATO_WOLFSSL_PREFIX" >&2; exit 1; }
   ln -sfn "$HOTPOTATO_WOLFSSL_PREFIX" "$prefix"
+  echo "setup-wolfssl: using $HOTPOTATO_WOLFSSL_PREFIX (without shim/patches/, TLS 1.3 KeyUpdate fails after a migration)" >&2
   exit 0
 fi
-if has_export "$lib"; then
+if [ -L "$prefix" ]; then
+  echo "setup-wolfssl: $prefix links to another build; unset HOTPOTATO_WOLFSSL_PREFIX and remove the link to build here" >&2
+  has_export "$lib" && exit 0
+  exit 1
+fi
+if has_export "$lib" && [ "$(cat "$stamp" 2>/dev/null)" = "$recipe" ]; then
   exit 0
 fi
+[ -e "$lib" ] && echo "setup-wolfssl: the build recipe changed; rebuilding"
+rm -rf "$prefix"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -87,4 +100,5 @@ make -s install >/dev/null
 cd "$root"
 rm -rf "$work"
 has_export "$lib" || { echo "setup-wolfssl: built library lacks wolfSSL_tls_export" >&2; exit 1; }
+echo "$recipe" > "$stamp"
 echo "setup-wolfssl: installed $lib"
