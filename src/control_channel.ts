@@ -4,9 +4,11 @@
  * socket becomes readable, and sends messages without ever blocking: when
  * the socket is full, messages wait in a bounded queue until it drains.
  *
- * Ownership of passed fds: `send` takes the fd and closes this process's
- * copy once the kernel has it (or when sending fails). A received fd belongs
- * to the `onMessage` callback.
+ * Ownership: `send` takes the fd and closes this process's copy once the
+ * kernel has it (or when sending fails), and zeroes the message bytes once
+ * sent (they may hold the deployment key or a client's request bytes). A
+ * received fd belongs to the `onMessage` callback; received bytes are zeroed
+ * after it returns.
  *
  * @module
  */
@@ -135,6 +137,7 @@ export class ControlChannel {
       const n = sendMessage(this.fd, data, fd);
       if (n >= 0) {
         closeFd(fd);
+        data.fill(0); // it may have held the deployment key or request bytes
         return true;
       }
       if (n !== -EAGAIN) {

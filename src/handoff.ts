@@ -14,7 +14,7 @@
 
 import { closeFd } from "../ffi/shim.ts";
 import { type TlsContext, TlsSession } from "../ffi/wolfssl.ts";
-import { encodeHandoff, type Handoff } from "./protocol.ts";
+import { encodeHandoff, type Handoff, Limits } from "./protocol.ts";
 import type { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
 
@@ -68,6 +68,10 @@ export function releaseForHandoff(
   sealer: Sealer,
   handoffs: number,
 ): Uint8Array {
+  if (conn.bufferedLength > Limits.maxUnread) {
+    // Checked before release, so the caller can still answer and close.
+    throw new Error(`${conn.bufferedLength} unread bytes exceed the handoff limit`);
+  }
   const { state, unread } = conn.release();
   const i = conn.info;
   const fields = {

@@ -56,6 +56,7 @@ export type ReadResult =
  */
 export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promise<ReadResult> {
   let headStarted = conn.bufferedLength > 0 ? Date.now() : 0;
+  const maxBuffered = opts.limits.maxHeadBytes * 2 + opts.limits.maxBodyBytes * 2 + 65536;
   for (;;) {
     let inBody = false;
     if (conn.bufferedLength > 0) {
@@ -65,6 +66,11 @@ export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promi
         if (!opts.wantBody(r.head)) return { kind: "head", head: r.head };
         inBody = true;
       }
+    }
+    if (conn.bufferedLength > maxBuffered) {
+      // The parser bounds heads and bodies; this bounds everything else
+      // (chunk framing, trailers) that could make a client's buffer grow.
+      return { kind: "error", status: 413, message: "request too large" };
     }
     const hadBytes = conn.bufferedLength > 0;
     // Idle: nothing buffered. Head: a fixed budget from its first byte
