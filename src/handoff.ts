@@ -20,6 +20,19 @@ import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
 
 const enc = new TextEncoder();
 
+/** Wall-clock time in µs since the epoch, with sub-ms precision (the same
+ * clock in every process, so a receiver can time a handoff).
+ *
+ * @example
+ * ```ts
+ * import { nowMicros } from "./handoff.ts";
+ * const t = nowMicros();
+ * ```
+ */
+export function nowMicros(): number {
+  return (performance.timeOrigin + performance.now()) * 1000;
+}
+
 /** The bytes a sealed state is bound to: every field but the handoff count.
  *
  * @example
@@ -27,20 +40,24 @@ const enc = new TextEncoder();
  * import { handoffAad } from "./handoff.ts";
  * const aad = handoffAad({
  *   connId: 1, gatewayId: 2, tlsVersion: 4, sni: "", alpn: "http/1.1", peer: "127.0.0.1:1",
- *   unread: new Uint8Array(0),
+ *   unread: new Uint8Array(0), sentAt: Date.now() * 1000,
  * });
  * ```
  */
 export function handoffAad(
-  h: Pick<Handoff, "connId" | "gatewayId" | "tlsVersion" | "sni" | "alpn" | "peer" | "unread">,
+  h: Pick<
+    Handoff,
+    "connId" | "gatewayId" | "tlsVersion" | "sni" | "alpn" | "peer" | "unread" | "sentAt"
+  >,
 ): Uint8Array {
   const sni = enc.encode(h.sni), alpn = enc.encode(h.alpn), peer = enc.encode(h.peer);
-  const aad = new Uint8Array(9 + 4 * 4 + sni.length + alpn.length + peer.length + h.unread.length);
+  const aad = new Uint8Array(17 + 4 * 4 + sni.length + alpn.length + peer.length + h.unread.length);
   const v = new DataView(aad.buffer);
   v.setUint32(0, h.connId >>> 0, true);
   v.setUint32(4, h.gatewayId >>> 0, true);
   v.setUint8(8, h.tlsVersion);
-  let off = 9;
+  v.setFloat64(9, h.sentAt, true);
+  let off = 17;
   for (const part of [sni, alpn, peer, h.unread]) {
     v.setUint32(off, part.length, true);
     aad.set(part, off + 4);
@@ -82,6 +99,7 @@ export function releaseForHandoff(
     alpn: i.alpn,
     peer: i.peer,
     unread,
+    sentAt: nowMicros(),
   };
   const sealed = sealer.seal(state.blob, handoffAad(fields)); // zeroes state.blob
   const message = encodeHandoff({ ...fields, handoffs, sealed });

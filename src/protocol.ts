@@ -11,7 +11,8 @@
  * 20 u8  TLS version        21 u8 SNI length      22 u8 ALPN length
  * 23 u8  peer length        24 u16 blob length    26 u16 reserved (0)
  * 28 u32 unread length      32 nonce[12]          44 tag[16]
- * 60 SNI, ALPN, peer address, sealed TLS blob, unread plaintext
+ * 60 f64 sent at (µs since the epoch, for the handoff latency histogram)
+ * 68 SNI, ALPN, peer address, sealed TLS blob, unread plaintext
  * ```
  *
  * @module
@@ -29,6 +30,10 @@ export const MessageType = {
   REGISTERED: 2,
   /** both ways: a live connection. */
   HANDOFF: 3,
+  /** worker → gateway: the worker's counters, for /metrics and balancing. */
+  STATS: 4,
+  /** gateway → worker: finish what you hold and stop taking connections. */
+  DRAIN: 5,
 } as const;
 
 /** Hard limits on what a message may carry. */
@@ -45,7 +50,7 @@ export const Limits = {
 
 const MAGIC = 0x544f5048; // "HPOT" read as little-endian u32
 const HEADER = 8;
-const FIXED = 60;
+const FIXED = 68;
 
 /** A malformed or over-limit control message. */
 export class ProtocolError extends Error {
@@ -83,6 +88,8 @@ export interface Handoff {
   sealed: Sealed;
   /** Decrypted request bytes not yet answered (the next request starts here). */
   unread: Uint8Array;
+  /** When the connection left its last holder, µs since the epoch. */
+  sentAt: number;
 }
 
 /** REGISTER body. */
@@ -93,7 +100,35 @@ export interface Register {
   routes: string[];
   /** The worker's process id. */
   pid: number;
+  /** True when the launcher restarted this worker after it died. */
+  restarted?: boolean;
 }
+
+/** STATS body: a worker's counters since it started (monotonic). */
+export interface Stats {
+  /** Connections it holds now. */
+  held: number;
+  /** Requests answered, by "route status" (e.g. "/sum 200"). */
+  requests: Record<string, number>;
+  /** Handoff latency histogram: counts per bucket (cumulative upper bounds
+   * in HANDOFF_LATENCY_BUCKETS, then +Inf), sum in seconds, count. */
+  handoffLatency: { buckets: number[]; sum: number; count: number };
+}
+
+/** Upper bounds (seconds) of the handoff latency histogram's buckets. */
+export const HANDOFF_LATENCY_BUCKETS: readonly number[] = [
+  0.000025,
+  0.00005,
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.1,
+];
 
 /** REGISTERED body. */
 export type Registered = { ok: true; gatewayPid: number; key: string } | {
@@ -105,7 +140,16 @@ export type Registered = { ok: true; gatewayPid: number; key: string } | {
 export type Message =
   | { type: typeof MessageType.REGISTER; body: Register }
   | { type: typeof MessageType.REGISTERED; body: Registered }
-  | { type: typeof MessageType.HANDOFF; body: Handoff };
+  | { type: typeof MessageType.HANDOFF; body: Handoff }
+  | { type: typeof MessageType.STATS; body: Stats }
+  | { type: typeof MessageType.DRAIN; body: Record<string, never> };
+
+/** The message types with a JSON body. */
+type JsonType =
+  | typeof MessageType.REGISTER
+  | typeof MessageType.REGISTERED
+  | typeof MessageType.STATS
+  | typeof MessageType.DRAIN;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -165,6 +209,7 @@ export function encodeHandoff(h: Handoff): Uint8Array {
   v.setUint32(28, h.unread.length, true);
   buf.set(h.sealed.nonce, 32);
   buf.set(h.sealed.tag, 44);
+  v.setFloat64(60, h.sentAt, true);
   let off = FIXED;
   for (const part of [sni, alpn, peer, blob, h.unread]) {
     buf.set(part, off);
@@ -200,8 +245,8 @@ export function setHandoffCount(message: Uint8Array, handoffs: number): void {
  * ```
  */
 export function encodeJson(
-  type: typeof MessageType.REGISTER | typeof MessageType.REGISTERED,
-  body: Register | Registered,
+  type: JsonType,
+  body: Register | Registered | Stats | Record<string, never>,
 ): Uint8Array {
   const json = enc.encode(JSON.stringify(body));
   if (json.length > Limits.maxJson) throw new ProtocolError("JSON body too large");
@@ -230,7 +275,24 @@ function parseRegister(o: unknown): Register {
   if (!Number.isInteger(r.pid) || (r.pid as number) <= 0) {
     throw new ProtocolError("REGISTER: pid must be a positive integer");
   }
-  return { name: r.name, routes: [...r.routes], pid: r.pid as number };
+  if (r.restarted !== undefined && typeof r.restarted !== "boolean") {
+    throw new ProtocolError("REGISTER: restarted must be a boolean");
+  }
+  return { name: r.name, routes: [...r.routes], pid: r.pid as number, restarted: !!r.restarted };
+}
+
+const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+
+function parseStats(o: unknown): Stats {
+  const r = o as Partial<Stats>;
+  const h = r?.handoffLatency;
+  const ok = r && count(r.held) && r.requests && typeof r.requests === "object" &&
+    Object.keys(r.requests).length <= 1024 &&
+    Object.entries(r.requests).every(([k, n]) => k.length <= 300 && count(n)) &&
+    h && Array.isArray(h.buckets) && h.buckets.length === HANDOFF_LATENCY_BUCKETS.length + 1 &&
+    h.buckets.every(count) && count(h.count) && typeof h.sum === "number" && h.sum >= 0;
+  if (!ok) throw new ProtocolError("STATS: malformed");
+  return { held: r.held!, requests: { ...r.requests }, handoffLatency: h };
 }
 
 function parseRegistered(o: unknown): Registered {
@@ -281,6 +343,7 @@ function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
       ciphertext: take(blobLen),
     },
     unread: take(unreadLen),
+    sentAt: v.getFloat64(60, true),
   };
 }
 
@@ -303,7 +366,10 @@ export function decodeMessage(buf: Uint8Array): Message {
   }
   const type = v.getUint8(5);
   if (type === MessageType.HANDOFF) return { type, body: decodeHandoff(buf, v) };
-  if (type !== MessageType.REGISTER && type !== MessageType.REGISTERED) {
+  if (
+    type !== MessageType.REGISTER && type !== MessageType.REGISTERED &&
+    type !== MessageType.STATS && type !== MessageType.DRAIN
+  ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }
   if (buf.length - HEADER > Limits.maxJson) throw new ProtocolError("JSON body too large");
@@ -313,7 +379,14 @@ export function decodeMessage(buf: Uint8Array): Message {
   } catch {
     throw new ProtocolError("body is not JSON");
   }
-  return type === MessageType.REGISTER
-    ? { type, body: parseRegister(parsed) }
-    : { type, body: parseRegistered(parsed) };
+  switch (type) {
+    case MessageType.REGISTER:
+      return { type, body: parseRegister(parsed) };
+    case MessageType.REGISTERED:
+      return { type, body: parseRegistered(parsed) };
+    case MessageType.STATS:
+      return { type, body: parseStats(parsed) };
+    default:
+      return { type, body: {} };
+  }
 }

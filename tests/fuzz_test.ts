@@ -41,7 +41,7 @@ function mutate(valid: Uint8Array, rnd: () => number, i: number): Uint8Array {
   switch (i % 6) {
     case 0: // truncated
       return valid.slice(0, int(valid.length));
-    case 1: { // 1-4 flipped bits anywhere but the count (bytes 16-19)
+    case 1: { // 1-4 flipped bits anywhere but the count (bytes 16-19, not sealed)
       const m = valid.slice();
       for (let k = 1 + int(4); k > 0; k--) {
         let at = int(m.length - 4);

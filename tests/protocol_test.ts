@@ -29,6 +29,7 @@ function sample(over: Partial<Handoff> = {}): Handoff {
       ciphertext: new Uint8Array(300).fill(3),
     },
     unread: enc.encode("GET /sum?a=1&b=2 HTTP/1.1\r\nhost: x\r\n\r\n"),
+    sentAt: 1764000000123456.5,
     ...over,
   };
 }
@@ -53,7 +54,7 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
   );
   assert.deepEqual(reg, {
     type: MessageType.REGISTER,
-    body: { name: "sum", routes: ["/sum"], pid: 7 },
+    body: { name: "sum", routes: ["/sum"], pid: 7, restarted: false },
   });
   const ok = decodeMessage(
     encodeJson(MessageType.REGISTERED, { ok: true, gatewayPid: 1, key: "abc" }),
@@ -129,6 +130,7 @@ Deno.test("a sealed blob opens only with its key and its message's other fields"
     alpn: "http/1.1",
     peer: "127.0.0.1:9",
     unread: enc.encode("GET / HTTP/1.1\r\n"),
+    sentAt: 1764000000000000,
   };
   const aad = handoffAad(fields);
   const sealed = sealer.seal(plain, aad);
