@@ -176,7 +176,7 @@ function short(s: string, what: string, max: number): Uint8Array {
  * import { encodeHandoff } from "./protocol.ts";
  * const bytes = encodeHandoff({
  *   connId: 1, gatewayId: 7, handoffs: 1, tlsVersion: 4, sni: "", alpn: "http/1.1",
- *   peer: "127.0.0.1:5000", unread: new Uint8Array(0),
+ *   peer: "127.0.0.1:5000", unread: new Uint8Array(0), sentAt: Date.now() * 1000,
  *   sealed: { nonce: new Uint8Array(12), tag: new Uint8Array(16), ciphertext: new Uint8Array(300) },
  * });
  * ```
