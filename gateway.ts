@@ -31,8 +31,9 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   printStatsOnSignal(() => ({ ...gateway.stats }));
-  onShutdown((reason) => {
-    logger("gateway").info("stopping ({reason})", { reason });
+  onShutdown(async (reason) => {
+    logger("gateway").info("draining ({reason})", { reason });
+    await gateway.drain(parsed.config.drainTimeoutMs);
     gateway.stop();
     Deno.exit(0);
   });

@@ -50,6 +50,14 @@ export function json(value: unknown, init: ResponseInit = {}): Response {
   return new Response(JSON.stringify(value) + "\n", { ...init, headers });
 }
 
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Options of {@linkcode serveFunction}. */
 export interface ServeFunctionOptions extends FunctionOptions {
   /** Command-line arguments to read settings from (default: `Deno.args`). */
@@ -85,15 +93,20 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
   }
   setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
   const server = new FunctionServer(
-    { name: options.name, routes: options.routes, methods: options.methods },
+    {
+      name: options.name,
+      routes: options.routes,
+      methods: options.methods,
+      restarted: env("HOTPOTATO_RESTARTED") === "1",
+    },
     handler,
     parsed.config,
   );
   server.start();
   printStatsOnSignal(() => ({ held: server.held, registered: server.registered }));
-  onShutdown((reason) => {
-    logger("worker").info("{name} stopping ({reason})", { name: options.name, reason });
-    server.stop();
+  onShutdown(async (reason) => {
+    logger("worker").info("{name} draining ({reason})", { name: options.name, reason });
+    await server.drain(parsed.config.drainTimeoutMs);
     Deno.exit(0);
   });
   return server;

@@ -64,6 +64,8 @@ const symbols = {
   hp_unlink: { parameters: ["buffer"], result: "i32" },
   /** int hp_peek(int fd, uint8_t* buf, uint32_t cap) */
   hp_peek: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int hp_recv(int fd, uint8_t* buf, uint32_t cap) */
+  hp_recv: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int hp_send(int fd, const uint8_t* buf, uint32_t len) */
   hp_send: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int hp_raise_nofile(void) */
@@ -348,6 +350,20 @@ export function removeFile(path: string): void {
  */
 export function peek(fd: number, buf: Uint8Array): number {
   return shim().hp_peek(fd, buf, buf.length);
+}
+
+/** Read plain (unencrypted) bytes without blocking: the count, 0 at EOF, or
+ * `-errno` (-EAGAIN when nothing waits).
+ *
+ * @example
+ * ```ts
+ * import { receivePlain } from "./shim.ts";
+ * declare const fd: number;
+ * const n = receivePlain(fd, new Uint8Array(4096));
+ * ```
+ */
+export function receivePlain(fd: number, buf: Uint8Array): number {
+  return shim().hp_recv(fd, buf, buf.length);
 }
 
 /** Write plain (unencrypted) bytes without blocking: the count or `-errno`.

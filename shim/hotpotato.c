@@ -447,3 +447,10 @@ HP_EXPORT int hp_raise_nofile(void) {
     }
     return rl.rlim_cur > INT32_MAX ? INT32_MAX : (int)rl.rlim_cur;
 }
+
+/* Read plain bytes without blocking. Returns the count, 0 at EOF, or -errno
+ * (-EAGAIN when nothing waits). */
+HP_EXPORT int hp_recv(int fd, uint8_t *buf, uint32_t cap) {
+    ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
+    return n < 0 ? -errno : (int)n;
+}

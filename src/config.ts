@@ -29,7 +29,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = "string" | "integer" | "seconds" | "choice";
+type Kind = "string" | "integer" | "seconds" | "choice" | "port-or-off";
 
 interface Spec {
   kind: Kind;
@@ -75,6 +75,13 @@ const common = {
     max: 3600,
     help: "give up on a client that does not read its response for this long",
   },
+  "drain-timeout": {
+    kind: "seconds",
+    default: "10",
+    min: 0,
+    max: 3600,
+    help: "on SIGTERM, finish requests in flight for at most this long, then exit",
+  },
   "max-body": {
     kind: "integer",
     default: "1048576",
@@ -104,6 +111,16 @@ const gatewaySpecs = {
     min: 0.01,
     max: 3600,
     help: "a TLS handshake must finish within this time",
+  },
+  "admin-host": {
+    kind: "string",
+    default: "127.0.0.1",
+    help: "address of the plain-HTTP admin port (/metrics, /healthz); keep it on loopback",
+  },
+  "admin-port": {
+    kind: "port-or-off",
+    default: "8081",
+    help: "admin port (0: any free port; off: no admin port)",
   },
   "vacant-grace": {
     kind: "seconds",
@@ -147,6 +164,8 @@ export interface CommonConfig {
   writeTimeoutMs: number;
   /** Largest request body, bytes. */
   maxBody: number;
+  /** Longest graceful drain, ms. */
+  drainTimeoutMs: number;
 }
 
 /** The gateway's settings. */
@@ -165,6 +184,10 @@ export interface GatewayConfig extends CommonConfig {
   resumption: boolean;
   /** How long a function without workers answers 503 before 404, ms. */
   vacantGraceMs: number;
+  /** Admin listen address. */
+  adminHost: string;
+  /** Admin port; -1 when off. */
+  adminPort: number;
 }
 
 /** A worker's settings. */
@@ -200,6 +223,13 @@ function convert(flag: string, spec: Spec, raw: string, from: string): string | 
         throw bad(`must be an integer from ${spec.min} to ${spec.max}`);
       }
       return n;
+    }
+    case "port-or-off": {
+      if (raw === "off") return -1;
+      if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
+        throw bad("must be a port from 0 to 65535, or off");
+      }
+      return Number(raw);
     }
     case "seconds": {
       if (!/^\d{1,9}(\.\d{1,6})?$/.test(raw)) {
@@ -259,6 +289,7 @@ function commonOf(v: Record<string, string | number>): CommonConfig {
     headerTimeoutMs: v["header-timeout"] as number,
     writeTimeoutMs: v["write-timeout"] as number,
     maxBody: v["max-body"] as number,
+    drainTimeoutMs: v["drain-timeout"] as number,
   };
 }
 
@@ -310,6 +341,8 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       handshakeTimeoutMs: v["handshake-timeout"] as number,
       resumption: v["tls-resumption"] === "on",
       vacantGraceMs: v["vacant-grace"] as number,
+      adminHost: v["admin-host"] as string,
+      adminPort: v["admin-port"] as number,
     },
   };
 }

@@ -15,8 +15,16 @@ import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
 import { logger } from "./log.ts";
-import { adoptHandoff, releaseForHandoff } from "./handoff.ts";
-import { encodeJson, type Handoff, type Message, MessageType } from "./protocol.ts";
+import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
+import {
+  encodeJson,
+  type Handoff,
+  HANDOFF_LATENCY_BUCKETS,
+  type Message,
+  MessageType,
+  type Stats,
+} from "./protocol.ts";
+import { Histogram } from "./metrics.ts";
 import { readRequest } from "./request_reader.ts";
 import { Sealer } from "./seal.ts";
 import type { TlsConnection } from "./tls_connection.ts";
@@ -72,6 +80,8 @@ export interface FunctionOptions {
   routes: string[];
   /** Methods it accepts (default: all); others get 405 with an Allow header. */
   methods?: string[];
+  /** Whether this process replaces one that died (the launcher says so). */
+  restarted?: boolean;
 }
 
 const log = logger("worker");
@@ -79,6 +89,7 @@ const EMPTY = new Uint8Array(0);
 const MAX_RESPONSE_BODY = 64 * 1024 * 1024;
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
+const STATS_INTERVAL_MS = 1000;
 
 function base64ToBytes(s: string): Uint8Array {
   return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
@@ -113,6 +124,11 @@ export class FunctionServer {
   #connections = new Set<TlsConnection>();
   #label: string;
   #routes: string[];
+  #draining = false;
+  #requests: Record<string, number> = {};
+  #latency = new Histogram("handoff", "", HANDOFF_LATENCY_BUCKETS);
+  #statsDirty = false;
+  #statsTimer: ReturnType<typeof setInterval> | undefined;
 
   /** Prepare a function server; `start()` connects it.
    *
@@ -156,7 +172,38 @@ export class FunctionServer {
   start(): void {
     raiseFileLimit();
     this.#ctx ??= TlsContext.forImport();
+    this.#statsTimer = setInterval(() => this.#reportStats(), STATS_INTERVAL_MS);
     this.#connect();
+  }
+
+  /** Send the counters to the gateway when they changed since last time. */
+  #reportStats(): void {
+    if (!this.#statsDirty || !this.#registered || !this.#channel) return;
+    this.#statsDirty = false;
+    this.#channel.send(encodeJson(MessageType.STATS, this.stats()));
+  }
+
+  /** This worker's counters since it started.
+   *
+   * @example
+   * ```ts
+   * import type { FunctionServer } from "./function_server.ts";
+   * declare const server: FunctionServer;
+   * console.log(server.stats().requests);
+   * ```
+   */
+  stats(): Stats {
+    return {
+      held: this.#connections.size,
+      requests: { ...this.#requests },
+      handoffLatency: this.#latency.snapshot(),
+    };
+  }
+
+  #count(route: string, status: number): void {
+    const k = `${route} ${status}`;
+    this.#requests[k] = (this.#requests[k] ?? 0) + 1;
+    this.#statsDirty = true;
   }
 
   #connect(): void {
@@ -193,6 +240,7 @@ export class FunctionServer {
         name: this.options.name,
         routes: this.#routes,
         pid: Deno.pid,
+        restarted: this.options.restarted === true,
       }),
     );
   }
@@ -255,27 +303,37 @@ export class FunctionServer {
       log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
       return;
     }
+    this.#latency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    this.#statsDirty = true;
     this.#connections.add(conn);
     this.#serve(conn)
       .catch((e) => {
         log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
         conn.close(false);
       })
-      .finally(() => this.#connections.delete(conn));
+      .finally(() => {
+        this.#connections.delete(conn);
+        this.#statsDirty = true;
+      });
   }
 
-  #owns(path: string): boolean {
+  /** The route of ours that `path` falls under, or undefined. */
+  #routeOf(path: string): string | undefined {
     for (const route of this.#routes) {
-      if (path === route || (path.startsWith(route) && path[route.length] === "/")) return true;
+      if (path === route || (path.startsWith(route) && path[route.length] === "/")) return route;
     }
-    return false;
+    return undefined;
   }
 
   async #serve(conn: TlsConnection): Promise<void> {
     const cfg = this.#config;
     const limits = { maxHeadBytes: 16384, maxBodyBytes: cfg.maxBody };
-    const wantBody = (head: RequestHead) => this.#owns(head.path);
+    const wantBody = (head: RequestHead) => this.#routeOf(head.path) !== undefined;
     for (;;) {
+      if (this.#draining && conn.bufferedLength === 0) {
+        conn.close(); // draining: no next request on this connection
+        return;
+      }
       const r = await readRequest(conn, {
         limits,
         idleTimeoutMs: cfg.idleTimeoutMs,
@@ -294,46 +352,69 @@ export class FunctionServer {
         conn.close();
         return;
       }
-      if (r.kind === "head" || !this.#owns(r.head.path)) {
+      const route = this.#routeOf(r.head.path);
+      if (r.kind === "head" || route === undefined) {
         this.#handBack(conn, r.head);
         return;
       }
       const started = performance.now();
+      const keepAlive = r.head.keepAlive && !this.#draining && !this.#stopped;
       const methods = this.options.methods;
-      const bytes = methods && !methods.includes(r.head.method)
-        ? errorResponse(405, `method ${r.head.method} not allowed`, {
-          keepAlive: r.head.keepAlive && !this.#stopped,
-          extraHeaders: [["allow", methods.join(", ")], ["x-hotpotato-worker", this.#label]],
-        })
-        : await this.#respond(conn, r.head, r.body);
+      const { status, bytes } = methods && !methods.includes(r.head.method)
+        ? {
+          status: 405,
+          bytes: errorResponse(405, `method ${r.head.method} not allowed`, {
+            keepAlive,
+            extraHeaders: [["allow", methods.join(", ")], ["x-hotpotato-worker", this.#label]],
+          }),
+        }
+        : await this.#respond(conn, r.head, r.body, keepAlive);
       conn.consume(r.length);
       const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
-      log.info("{method} {path} conn {conn} handoffs {handoffs} {ms}ms", {
+      this.#count(route, status);
+      const ms = Math.round((performance.now() - started) * 100) / 100;
+      log.info("{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}", {
         method: r.head.method,
         path: r.head.path,
+        route,
+        status,
+        ms,
+        worker: this.#label,
         conn: conn.info.connId,
         handoffs: conn.info.handoffs,
-        ms: Math.round((performance.now() - started) * 100) / 100,
       });
       if (!ok) {
         conn.close(false);
         return;
       }
-      if (!r.head.keepAlive || this.#stopped) {
+      if (!keepAlive) {
         conn.close();
         return;
       }
     }
   }
 
-  async #respond(conn: TlsConnection, head: RequestHead, body: Uint8Array): Promise<Uint8Array> {
+  /** Run the handler; the serialized response and its status. */
+  async #respond(
+    conn: TlsConnection,
+    head: RequestHead,
+    body: Uint8Array,
+    keepAlive: boolean,
+  ): Promise<{ status: number; bytes: Uint8Array }> {
     const extra: [string, string][] = [
       ["x-hotpotato-worker", this.#label],
       ["x-hotpotato-handoffs", String(conn.info.handoffs)],
       ["x-hotpotato-connection", String(conn.info.connId)],
     ];
-    const keepAlive = head.keepAlive && !this.#stopped;
     const headOnly = head.method === "HEAD";
+    const fail = (status: number, message: string, more: [string, string][] = []) => ({
+      status,
+      bytes: errorResponse(status, message, {
+        keepAlive,
+        headOnly,
+        extraHeaders: [...extra, ...more],
+      }),
+    });
     let req: Request;
     try {
       const hasBody = head.method !== "GET" && head.method !== "HEAD";
@@ -343,10 +424,7 @@ export class FunctionServer {
         body: hasBody ? body.slice() : undefined,
       });
     } catch {
-      return errorResponse(400, "request cannot be represented (bad host or header)", {
-        keepAlive,
-        extraHeaders: extra,
-      });
+      return fail(400, "request cannot be represented (bad host or header)");
     }
     const info: RequestInfo = {
       connId: conn.info.connId,
@@ -368,31 +446,29 @@ export class FunctionServer {
           name: this.options.name,
           ms: this.#config.handlerTimeoutMs,
         });
-        return errorResponse(504, "function timed out", { keepAlive, extraHeaders: extra });
+        return fail(504, "function timed out");
       }
       if (!(res instanceof Response)) throw new TypeError("handler did not return a Response");
       const out = res.body ? new Uint8Array(await res.arrayBuffer()) : EMPTY;
       if (out.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
       const headers: [string, string][] = [...res.headers];
       headers.push(...extra);
-      return serializeResponse({
+      return {
         status: res.status,
-        statusText: res.statusText,
-        headers,
-        body: out,
-      }, {
-        keepAlive,
-        headOnly,
-      });
+        bytes: serializeResponse(
+          { status: res.status, statusText: res.statusText, headers, body: out },
+          { keepAlive, headOnly },
+        ),
+      };
     } catch (e) {
       if (e instanceof HttpError && e.status >= 400 && e.status <= 599) {
-        return errorResponse(e.status, e.message, { keepAlive, headOnly, extraHeaders: extra });
+        return fail(e.status, e.message);
       }
       log.error("{name}: handler failed: {error}", {
         name: this.options.name,
         error: String(e),
       });
-      return errorResponse(500, "function failed", { keepAlive, extraHeaders: extra });
+      return fail(500, "function failed");
     } finally {
       clearTimeout(timer);
     }
@@ -437,6 +513,35 @@ export class FunctionServer {
     conn.close();
   }
 
+  /** Drain: tell the gateway to send no more connections, close idle ones
+   * cleanly, answer requests in flight with `Connection: close`, and resolve
+   * once nothing is held or `deadlineMs` has passed. Then `stop()`.
+   *
+   * @example
+   * ```ts
+   * import type { FunctionServer } from "./function_server.ts";
+   * declare const server: FunctionServer;
+   * await server.drain(10_000);
+   * ```
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#draining = true;
+    this.#reportStats();
+    this.#channel?.send(encodeJson(MessageType.DRAIN, {}));
+    const until = Date.now() + deadlineMs;
+    while (this.#connections.size > 0 && Date.now() < until) {
+      for (const conn of this.#connections) conn.interruptIdle();
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    const left = this.#connections.size;
+    for (const conn of this.#connections) conn.close();
+    log.info("{name} drained ({left} connection(s) cut at the deadline)", {
+      name: this.options.name,
+      left,
+    });
+    this.stop();
+  }
+
   /** Stop: no reconnects; held connections close after their request.
    *
    * @example
@@ -450,6 +555,7 @@ export class FunctionServer {
     this.#stopped = true;
     this.#registered = false;
     clearTimeout(this.#reconnectTimer);
+    clearInterval(this.#statsTimer);
     this.#channel?.close();
   }
 }

@@ -28,13 +28,18 @@ import { ControlChannel } from "./control_channel.ts";
 import { EventLoop } from "./event_loop.ts";
 import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
 import { logger } from "./log.ts";
-import { adoptHandoff, releaseForHandoff } from "./handoff.ts";
+import { type AdminResponse, AdminServer } from "./admin_server.ts";
+import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
+import { Histogram, Registry } from "./metrics.ts";
 import {
   encodeJson,
   type Handoff,
+  HANDOFF_LATENCY_BUCKETS,
   type Message,
   MessageType,
+  type Register,
   setHandoffCount,
+  type Stats,
 } from "./protocol.ts";
 import { readRequest } from "./request_reader.ts";
 import { RouteConflictError, Router, type WorkerRef } from "./router.ts";
@@ -55,6 +60,8 @@ interface Worker extends WorkerRef {
   channel: ControlChannel;
   routes: string[];
   registered: boolean;
+  /** Its last STATS report. */
+  stats?: Stats;
 }
 
 /** Counters the gateway keeps (the tests and the benchmark read them). */
@@ -71,6 +78,12 @@ export interface GatewayStats {
   returned: number;
   /** Requests the gateway answered itself. */
   answered: number;
+  /** Handshakes that failed or timed out. */
+  handshakeFailures: number;
+}
+
+function bump<K>(map: Map<K, number>, key: K, n = 1): void {
+  map.set(key, (map.get(key) ?? 0) + n);
 }
 
 function dirname(path: string): string {
@@ -105,6 +118,7 @@ export class Gateway {
     handoffs: 0,
     returned: 0,
     answered: 0,
+    handshakeFailures: 0,
   };
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
   #router: Router<Worker>;
@@ -119,6 +133,23 @@ export class Gateway {
   #port = 0;
   #uid = processUid();
   #label = `gateway/${Deno.pid}`;
+  /** Connections the gateway holds right now. */
+  #held = new Set<TlsConnection>();
+  #draining = false;
+  #admin: AdminServer | undefined;
+  #adminPort = -1;
+  // Counters behind /metrics (plain data; the registry is built per scrape).
+  #handshakesBy = new Map<string, number>(); // "TLSv1.3 false"
+  #handoffsBy = new Map<string, number>(); // "function route"
+  #returnedBy = new Map<string, number>(); // function
+  #answeredBy = new Map<number, number>(); // status
+  #restartsBy = new Map<string, number>(); // function
+  #ownLatency = new Histogram("", "", HANDOFF_LATENCY_BUCKETS);
+  /** Counters of workers that have left, so totals never go down. */
+  #departed = {
+    requests: new Map<string, number>(),
+    latency: new Histogram("", "", HANDOFF_LATENCY_BUCKETS),
+  };
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -137,6 +168,11 @@ export class Gateway {
   /** The HTTPS port listened on (useful with `--port 0`). */
   get port(): number {
     return this.#port;
+  }
+
+  /** The admin port listened on (-1 when off). */
+  get adminPort(): number {
+    return this.#adminPort;
   }
 
   /** Registered functions, their routes and worker counts. */
@@ -174,6 +210,14 @@ export class Gateway {
       port: this.#port,
       control: c.control,
     });
+    if (c.adminPort >= 0) {
+      this.#admin = new AdminServer(c.adminHost, c.adminPort, (head) => this.#adminAnswer(head));
+      this.#adminPort = this.#admin.start();
+      log.info("admin on http://{host}:{port} (/metrics, /healthz)", {
+        host: c.adminHost,
+        port: this.#adminPort,
+      });
+    }
   }
 
   // ---- clients
@@ -241,11 +285,14 @@ export class Gateway {
       });
     }
     if (!ok) {
+      this.stats.handshakeFailures++;
       conn.close(false);
       return;
     }
     this.stats.handshakes++;
-    if (conn.session.resumed) this.stats.resumed++;
+    const resumed = conn.session.resumed;
+    if (resumed) this.stats.resumed++;
+    bump(this.#handshakesBy, `${conn.protocol} ${resumed}`);
     conn.info.sni = conn.session.serverName;
     conn.info.alpn = conn.session.alpn;
     log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", {
@@ -259,9 +306,22 @@ export class Gateway {
 
   /** Hold a connection until its next request can go to a worker. */
   async #serve(conn: TlsConnection): Promise<void> {
+    this.#held.add(conn);
+    try {
+      await this.#hold(conn);
+    } finally {
+      this.#held.delete(conn);
+    }
+  }
+
+  async #hold(conn: TlsConnection): Promise<void> {
     const c = this.config;
     const limits = { maxHeadBytes: 16384, maxBodyBytes: c.maxBody };
     for (;;) {
+      if (this.#draining && conn.bufferedLength === 0) {
+        conn.close(); // draining: no next request on this connection
+        return;
+      }
       const r = await readRequest(conn, {
         limits,
         idleTimeoutMs: c.idleTimeoutMs,
@@ -274,23 +334,27 @@ export class Gateway {
         return;
       }
       if (r.kind === "timeout" || r.kind === "error") {
+        const status = r.kind === "timeout" ? 408 : r.status;
         const bytes = r.kind === "timeout"
           ? errorResponse(408, "request not received in time", { keepAlive: false })
           : errorResponse(r.status, r.message, { keepAlive: false });
-        this.stats.answered++;
+        this.#answered(status, conn, undefined);
         await conn.write(bytes, Date.now() + c.writeTimeoutMs);
         conn.close();
         return;
       }
-      const worker = this.#router.pick(r.head.path);
-      if (worker) {
-        this.#handOff(conn, worker);
+      const hit = this.#router.pickWithRoute(r.head.path);
+      if (hit) {
+        this.#handOff(conn, hit.worker, hit.route);
         return;
       }
       // No worker: answer here, then keep reading this connection.
       if (r.kind === "request") conn.consume(r.length);
-      const keepAlive = r.head.keepAlive && r.kind === "request";
-      const ok = await conn.write(this.#noWorker(r.head, keepAlive), Date.now() + c.writeTimeoutMs);
+      const keepAlive = r.head.keepAlive && r.kind === "request" && !this.#draining;
+      const ok = await conn.write(
+        this.#noWorker(r.head, keepAlive, conn),
+        Date.now() + c.writeTimeoutMs,
+      );
       if (!ok || !keepAlive) {
         conn.close(ok);
         return;
@@ -300,17 +364,18 @@ export class Gateway {
 
   /** 503 while the route's function has no worker (it is likely being
    * restarted), 404 when no function serves the route. */
-  #noWorker(head: RequestHead, keepAlive: boolean): Uint8Array {
-    this.stats.answered++;
+  #noWorker(head: RequestHead, keepAlive: boolean, conn: TlsConnection): Uint8Array {
     const path = head.path.slice(0, 200);
     const headOnly = head.method === "HEAD";
     if (this.#router.status(head.path) === "vacant") {
+      this.#answered(503, conn, head);
       return errorResponse(503, `no worker for ${path} right now`, {
         keepAlive,
         headOnly,
         extraHeaders: [["retry-after", "1"], ["x-hotpotato-worker", this.#label]],
       });
     }
+    this.#answered(404, conn, head);
     return errorResponse(404, `no function serves ${path}`, {
       keepAlive,
       headOnly,
@@ -318,15 +383,30 @@ export class Gateway {
     });
   }
 
-  #handOff(conn: TlsConnection, worker: Worker): void {
-    const msg = releaseForHandoff(conn, this.#sealer, conn.info.handoffs + 1);
-    this.#send(worker, msg, conn.fd, conn.info.connId);
+  /** Count and log a request the gateway answered itself. */
+  #answered(status: number, conn: TlsConnection, head: RequestHead | undefined): void {
+    this.stats.answered++;
+    bump(this.#answeredBy, status);
+    log.info("{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}", {
+      method: head?.method ?? "-",
+      path: head?.path.slice(0, 200) ?? "-",
+      status,
+      worker: this.#label,
+      conn: conn.info.connId,
+      handoffs: conn.info.handoffs,
+    });
   }
 
-  #send(worker: Worker, msg: Uint8Array, fd: number, connId: number): void {
+  #handOff(conn: TlsConnection, worker: Worker, route: string): void {
+    const msg = releaseForHandoff(conn, this.#sealer, conn.info.handoffs + 1);
+    this.#send(worker, route, msg, conn.fd, conn.info.connId);
+  }
+
+  #send(worker: Worker, route: string, msg: Uint8Array, fd: number, connId: number): void {
     if (worker.channel.send(msg, fd)) {
       worker.held++;
       this.stats.handoffs++;
+      bump(this.#handoffsBy, `${worker.name} ${route}`);
     } else {
       log.warning("conn {conn}: worker {worker} cannot take it; connection dropped", {
         conn: connId,
@@ -381,6 +461,7 @@ export class Gateway {
     this.#workers.delete(worker);
     if (!worker.registered) return;
     this.#router.remove(worker);
+    this.#foldStats(worker);
     log.warning("worker {worker} disconnected; {routes} now has {left} worker(s)", {
       worker: `${worker.name}/${worker.pid}`,
       routes: worker.routes.join(" "),
@@ -391,11 +472,26 @@ export class Gateway {
   #onWorkerMessage(worker: Worker, msg: Message, fd: number, raw: Uint8Array): void {
     if (msg.type === MessageType.REGISTER) {
       closeFd(fd);
-      this.#register(worker, msg.body.name, msg.body.routes, msg.body.pid);
+      this.#register(worker, msg.body);
       return;
     }
     if (msg.type === MessageType.HANDOFF && worker.registered) {
       this.#returned(worker, msg.body, fd, raw);
+      return;
+    }
+    if (msg.type === MessageType.STATS && worker.registered) {
+      closeFd(fd);
+      worker.stats = msg.body;
+      worker.held = msg.body.held;
+      return;
+    }
+    if (msg.type === MessageType.DRAIN && worker.registered) {
+      closeFd(fd);
+      // It finishes what it holds; new connections go to the others.
+      this.#router.remove(worker);
+      log.info("worker {worker} is draining; no new connections for it", {
+        worker: `${worker.name}/${worker.pid}`,
+      });
       return;
     }
     closeFd(fd);
@@ -405,7 +501,7 @@ export class Gateway {
     });
   }
 
-  #register(worker: Worker, name: string, routes: string[], pid: number): void {
+  #register(worker: Worker, { name, routes, pid, restarted }: Register): void {
     if (worker.registered) {
       log.warning("pid {pid} registered twice; ignored", { pid });
       return;
@@ -427,6 +523,7 @@ export class Gateway {
       return;
     }
     worker.registered = true;
+    if (restarted) bump(this.#restartsBy, name);
     worker.channel.send(
       encodeJson(MessageType.REGISTERED, {
         ok: true,
@@ -444,6 +541,7 @@ export class Gateway {
   /** A worker handed a connection back: its next request is not for it. */
   #returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
     this.stats.returned++;
+    bump(this.#returnedBy, from.name);
     from.held = Math.max(0, from.held - 1);
     if (fd < 0) {
       log.warning("HANDOFF from {worker} without a socket", { worker: from.name });
@@ -456,7 +554,8 @@ export class Gateway {
     const head = parsed.kind === "request" || parsed.kind === "incomplete"
       ? parsed.head
       : undefined;
-    const target = head ? this.#router.pick(head.path) : undefined;
+    const hit = head ? this.#router.pickWithRoute(head.path) : undefined;
+    const target = hit?.worker;
     log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", {
       conn: h.connId,
       worker: `${from.name}/${from.pid}`,
@@ -466,7 +565,7 @@ export class Gateway {
     if (target) {
       // Forward as is: the sealed state is not opened here.
       setHandoffCount(raw, h.handoffs + 1);
-      this.#send(target, raw, fd, h.connId);
+      this.#send(target, hit!.route, raw, fd, h.connId);
       return;
     }
     this.#adopt(h, fd);
@@ -479,10 +578,146 @@ export class Gateway {
       log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
       return;
     }
+    this.#ownLatency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
     this.#serve(conn).catch((e) => {
       log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
       conn.close(false);
     });
+  }
+
+  /** Fold a departed worker's counters into the totals. */
+  #foldStats(worker: Worker): void {
+    const st = worker.stats;
+    if (!st) return;
+    for (const [k, n] of Object.entries(st.requests)) {
+      bump(this.#departed.requests, `${worker.name} ${k}`, n);
+    }
+    this.#departed.latency.merge(st.handoffLatency);
+    worker.stats = undefined;
+  }
+
+  /** Drain: stop accepting, close idle connections cleanly, let requests in
+   * flight finish (answered with `Connection: close` when answered here),
+   * and resolve once the gateway holds nothing or `deadlineMs` has passed.
+   * Workers keep serving the connections they hold.
+   *
+   * @example
+   * ```ts
+   * import type { Gateway } from "./gateway_server.ts";
+   * declare const gateway: Gateway;
+   * await gateway.drain(10_000);
+   * gateway.stop();
+   * ```
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#draining = true;
+    if (this.#listenFd >= 0) {
+      EventLoop.instance().remove(this.#listenFd);
+      closeFd(this.#listenFd);
+      this.#listenFd = -1;
+    }
+    const until = Date.now() + deadlineMs;
+    while (this.#held.size > 0 && Date.now() < until) {
+      for (const conn of this.#held) conn.interruptIdle();
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    const left = this.#held.size;
+    for (const conn of this.#held) conn.close();
+    log.info("drained ({left} connection(s) cut at the deadline)", { left });
+  }
+
+  /** The Prometheus text for `/metrics`.
+   *
+   * @example
+   * ```ts
+   * import type { Gateway } from "./gateway_server.ts";
+   * declare const gateway: Gateway;
+   * console.log(gateway.metrics());
+   * ```
+   */
+  metrics(): string {
+    const r = new Registry();
+    r.counter("hotpotato_connections_accepted_total", "TCP connections accepted")
+      .inc({}, this.stats.accepted);
+    const open = r.gauge("hotpotato_connections_open", "Client connections open, by holder");
+    open.set({ holder: "gateway" }, this.#held.size);
+    const hs = r.counter("hotpotato_tls_handshakes_total", "Completed TLS handshakes");
+    for (const [k, n] of this.#handshakesBy) {
+      const [version, resumed] = k.split(" ");
+      hs.inc({ version, resumed }, n);
+    }
+    r.counter("hotpotato_tls_handshake_failures_total", "Failed or timed-out TLS handshakes")
+      .inc({}, this.stats.handshakeFailures);
+    const handoffs = r.counter(
+      "hotpotato_handoffs_total",
+      "Connections handed to a worker, by function and route",
+    );
+    for (const [k, n] of this.#handoffsBy) {
+      const [fn, route] = k.split(" ");
+      handoffs.inc({ function: fn, route }, n);
+    }
+    const returned = r.counter(
+      "hotpotato_connections_returned_total",
+      "Connections workers handed back for another route",
+    );
+    for (const [fn, n] of this.#returnedBy) returned.inc({ function: fn }, n);
+    const latency = r.histogram(
+      "hotpotato_handoff_latency_seconds",
+      "Time from export in one process to import in the next",
+      HANDOFF_LATENCY_BUCKETS,
+    );
+    latency.merge(this.#ownLatency.snapshot());
+    latency.merge(this.#departed.latency.snapshot());
+    const requests = r.counter(
+      "hotpotato_requests_total",
+      "Requests answered, by function, route and status",
+    );
+    for (const [k, n] of this.#departed.requests) {
+      const [fn, route, status] = k.split(" ");
+      requests.inc({ function: fn, route, status }, n);
+    }
+    for (const [status, n] of this.#answeredBy) {
+      requests.inc({ function: "gateway", route: "", status: String(status) }, n);
+    }
+    const workers = r.gauge("hotpotato_workers", "Registered workers, by function");
+    for (const f of this.#router.functions()) workers.set({ function: f.name }, f.workers);
+    for (const w of this.#workers) {
+      if (!w.registered || !w.stats) continue;
+      open.inc({ holder: w.name }, w.stats.held);
+      latency.merge(w.stats.handoffLatency);
+      for (const [k, n] of Object.entries(w.stats.requests)) {
+        const [route, status] = k.split(" ");
+        requests.inc({ function: w.name, route, status }, n);
+      }
+    }
+    const restarts = r.counter(
+      "hotpotato_worker_restarts_total",
+      "Workers that registered after the launcher restarted them, by function",
+    );
+    for (const [fn, n] of this.#restartsBy) restarts.inc({ function: fn }, n);
+    r.gauge("hotpotato_draining", "1 while the gateway drains").set({}, this.#draining ? 1 : 0);
+    return r.render();
+  }
+
+  #adminAnswer(head: RequestHead): AdminResponse {
+    if (head.method !== "GET" && head.method !== "HEAD") {
+      return { status: 405, contentType: "application/json", body: '{"error":"GET only"}\n' };
+    }
+    if (head.path === "/metrics") {
+      return {
+        status: 200,
+        contentType: "text/plain; version=0.0.4; charset=utf-8",
+        body: this.metrics(),
+      };
+    }
+    if (head.path === "/healthz") {
+      const body = JSON.stringify({
+        status: this.#draining ? "draining" : "ok",
+        functions: this.#router.functions(),
+      }) + "\n";
+      return { status: this.#draining ? 503 : 200, contentType: "application/json", body };
+    }
+    return { status: 404, contentType: "application/json", body: '{"error":"not found"}\n' };
   }
 
   /** Stop listening and close every control channel.
@@ -503,6 +738,7 @@ export class Gateway {
       }
     }
     this.#listenFd = this.#controlFd = -1;
+    this.#admin?.stop();
     for (const w of [...this.#workers]) w.channel.close();
     removeFile(this.config.control);
   }

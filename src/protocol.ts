@@ -32,7 +32,7 @@ export const MessageType = {
   HANDOFF: 3,
   /** worker → gateway: the worker's counters, for /metrics and balancing. */
   STATS: 4,
-  /** gateway → worker: finish what you hold and stop taking connections. */
+  /** worker → gateway: send me no more connections (I am draining). */
   DRAIN: 5,
 } as const;
 

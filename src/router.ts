@@ -72,6 +72,8 @@ export class Router<W extends WorkerRef = WorkerRef> {
   #byRoute = new Map<string, FunctionEntry<W>>();
   #byName = new Map<string, FunctionEntry<W>>();
   #graceMs: number;
+  /** The route #match last matched (valid right after a match). */
+  #route = "";
 
   /** A router whose vacant functions are forgotten after `graceMs`.
    *
@@ -187,15 +189,32 @@ export class Router<W extends WorkerRef = WorkerRef> {
   }
 
   #match(path: string): FunctionEntry<W> | undefined {
+    this.#route = path;
     let hit = this.#byRoute.get(path);
     for (let i = path.lastIndexOf("/"); !hit && i > 0; i = path.lastIndexOf("/", i - 1)) {
-      hit = this.#byRoute.get(path.slice(0, i));
+      this.#route = path.slice(0, i);
+      hit = this.#byRoute.get(this.#route);
     }
     if (hit && hit.vacantSince !== 0 && Date.now() - hit.vacantSince > this.#graceMs) {
       this.#forget(hit);
       return undefined;
     }
     return hit;
+  }
+
+  /** Like {@linkcode Router.pick}, and also the registered route that
+   * matched (for metrics labels).
+   *
+   * @example
+   * ```ts
+   * import { Router } from "./router.ts";
+   * declare const router: Router;
+   * const hit = router.pickWithRoute("/sum/x"); // { worker, route: "/sum" }
+   * ```
+   */
+  pickWithRoute(path: string): { worker: W; route: string } | undefined {
+    const worker = this.pick(path);
+    return worker ? { worker, route: this.#route } : undefined;
   }
 
   /** The worker that should take a connection whose request is for `path`:

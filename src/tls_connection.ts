@@ -82,6 +82,7 @@ export class TlsConnection {
   #open = true;
   #waitEvents = 0;
   #resolve: ((ok: boolean) => void) | null = null;
+  #idleWait = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   /** Take over `fd` and `tls`; `unread` is plaintext that came with it.
@@ -178,6 +179,7 @@ export class TlsConnection {
     const resolve = this.#resolve;
     this.#resolve = null;
     this.#waitEvents = 0;
+    this.#idleWait = false;
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -295,7 +297,9 @@ export class TlsConnection {
       if (n === CLOSED) return "closed";
       this.#midRecord = true;
       const events = n === WANT_WRITE ? WRITE_EVENTS : READ_EVENTS;
-      if (!await this.#wait(events, deadline)) return this.#open ? "timeout" : "closed";
+      const wait = this.#wait(events, deadline);
+      this.#idleWait = this.#end === this.#start; // waiting for a next request
+      if (!await wait) return this.#open ? "timeout" : "closed";
     }
   }
 
@@ -324,6 +328,21 @@ export class TlsConnection {
       const events = n === WANT_READ ? READ_EVENTS : WRITE_EVENTS;
       if (!await this.#wait(events, deadline)) return false;
     }
+  }
+
+  /** If the connection is waiting for a next request with nothing buffered,
+   * end that wait now (`fill()` reports a timeout, so the holder closes it
+   * cleanly). Used when draining; a request in progress is not touched.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * conn.interruptIdle();
+   * ```
+   */
+  interruptIdle(): void {
+    if (this.#idleWait && this.#resolve) this.#settle(false);
   }
 
   /** Whether the session can be exported now (at a record boundary). */

@@ -105,6 +105,8 @@ Deno.test("the gateway restarted: workers keep serving, answer 503 for other rou
     assert.equal(await held.closedByServer(), true);
     // A new gateway on the same port and socket: the workers come back by themselves.
     sys.gateway = new Proc("gateway", "gateway.ts", [
+      "--admin-port",
+      "0",
       "--port",
       String(sys.port),
       "--control",
@@ -129,7 +131,11 @@ Deno.test("the launcher restarts a killed worker and stops everything on SIGINT"
   const launcher = new Deno.Command(Deno.execPath(), {
     args: ["task", "start"],
     cwd: projectRoot,
-    env: { HOTPOTATO_PORT: "0", HOTPOTATO_CONTROL: `${dir}/run/gateway.sock` },
+    env: {
+      HOTPOTATO_PORT: "0",
+      HOTPOTATO_ADMIN_PORT: "0",
+      HOTPOTATO_CONTROL: `${dir}/run/gateway.sock`,
+    },
     stdout: "piped",
     stderr: "piped",
   }).spawn();

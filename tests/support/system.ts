@@ -145,6 +145,7 @@ export class System {
   gateway!: Proc;
   workers: Proc[] = [];
   port = 0;
+  adminPort = 0;
   denoFlags: string[] = [];
 
   private constructor(dir: string) {
@@ -162,6 +163,8 @@ export class System {
       [
         "--port",
         "0",
+        "--admin-port",
+        "0",
         "--control",
         sys.control,
         ...(opts.gatewayArgs ?? []),
@@ -171,6 +174,8 @@ export class System {
     );
     const m = await sys.gateway.waitFor(/listening on https:\/\/[^:]+:(\d+)/);
     sys.port = Number(m[1]);
+    const admin = await sys.gateway.waitFor(/admin on http:\/\/[^:]+:(\d+)/);
+    sys.adminPort = Number(admin[1]);
     const workers = opts.workers ?? [
       { name: "sum", file: "workers/sum.ts" },
       { name: "product", file: "workers/product.ts" },

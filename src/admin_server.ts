@@ -1,0 +1,155 @@
+/**
+ * The gateway's admin endpoint: plain HTTP on a separate port, bound to
+ * loopback by default, for `/metrics` (Prometheus) and `/healthz`. One request
+ * per connection, a 16 KiB head limit and a 5 s deadline; never on the
+ * public TLS port.
+ *
+ * @module
+ */
+
+import {
+  accept,
+  closeFd,
+  EAGAIN,
+  localPort,
+  receivePlain,
+  sendPlain,
+  tcpListen,
+} from "../ffi/shim.ts";
+import { EventLoop } from "./event_loop.ts";
+import { errorResponse, parseRequest, type RequestHead, serializeResponse } from "./http.ts";
+
+/** What the admin handler answers. */
+export interface AdminResponse {
+  /** HTTP status. */
+  status: number;
+  /** Content-Type header. */
+  contentType: string;
+  /** Body text. */
+  body: string;
+}
+
+const DEADLINE_MS = 5000;
+const MAX_HEAD = 16384;
+const enc = new TextEncoder();
+
+/**
+ * A minimal plain-HTTP server on the process's event loop.
+ *
+ * @example
+ * ```ts
+ * import { AdminServer } from "./admin_server.ts";
+ * const admin = new AdminServer("127.0.0.1", 0, () => ({
+ *   status: 200, contentType: "text/plain", body: "ok\n",
+ * }));
+ * console.log(admin.start());
+ * ```
+ */
+export class AdminServer {
+  #host: string;
+  #port: number;
+  #handler: (head: RequestHead) => AdminResponse;
+  #fd = -1;
+  #open = new Set<number>();
+
+  /** Prepare a server on host:port answering with `handler`.
+   *
+   * @example
+   * ```ts
+   * import { AdminServer } from "./admin_server.ts";
+   * new AdminServer("127.0.0.1", 8081, () => ({ status: 204, contentType: "", body: "" }));
+   * ```
+   */
+  constructor(host: string, port: number, handler: (head: RequestHead) => AdminResponse) {
+    this.#host = host;
+    this.#port = port;
+    this.#handler = handler;
+  }
+
+  /** Listen; returns the port.
+   *
+   * @example
+   * ```ts
+   * import type { AdminServer } from "./admin_server.ts";
+   * declare const admin: AdminServer;
+   * const port = admin.start();
+   * ```
+   */
+  start(): number {
+    this.#fd = tcpListen(this.#host, this.#port, 64);
+    EventLoop.instance().add(this.#fd, () => this.#accept());
+    return localPort(this.#fd);
+  }
+
+  #accept(): void {
+    for (;;) {
+      let c;
+      try {
+        c = accept(this.#fd);
+      } catch {
+        return;
+      }
+      if (!c) return;
+      this.#serve(c.fd);
+    }
+  }
+
+  #serve(fd: number): void {
+    let buf = new Uint8Array(0);
+    const chunk = new Uint8Array(4096);
+    const loop = EventLoop.instance();
+    const done = (bytes?: Uint8Array) => {
+      if (!this.#open.delete(fd)) return;
+      clearTimeout(timer);
+      loop.remove(fd);
+      if (bytes) sendPlain(fd, bytes); // small; fits the socket buffer
+      closeFd(fd);
+    };
+    const timer = setTimeout(() => done(), DEADLINE_MS);
+    this.#open.add(fd);
+    loop.add(fd, () => {
+      for (;;) {
+        const n = receivePlain(fd, chunk);
+        if (n === -EAGAIN) return;
+        if (n <= 0) return done();
+        const next = new Uint8Array(buf.length + n);
+        next.set(buf);
+        next.set(chunk.subarray(0, n), buf.length);
+        buf = next;
+        const r = parseRequest(buf, { maxHeadBytes: MAX_HEAD, maxBodyBytes: 0 });
+        if (r.kind === "error") {
+          return done(errorResponse(r.status, r.message, { keepAlive: false }));
+        }
+        if (r.kind === "incomplete") continue;
+        const res = this.#handler(r.head);
+        return done(serializeResponse({
+          status: res.status,
+          headers: [["content-type", res.contentType]],
+          body: enc.encode(res.body),
+        }, { keepAlive: false, headOnly: r.head.method === "HEAD" }));
+      }
+    });
+  }
+
+  /** Stop listening and close open admin connections.
+   *
+   * @example
+   * ```ts
+   * import type { AdminServer } from "./admin_server.ts";
+   * declare const admin: AdminServer;
+   * admin.stop();
+   * ```
+   */
+  stop(): void {
+    if (this.#fd < 0) return;
+    const loop = EventLoop.instance();
+    loop.remove(this.#fd);
+    closeFd(this.#fd);
+    this.#fd = -1;
+    for (const fd of this.#open) {
+      loop.remove(fd);
+      closeFd(fd);
+    }
+    this.#open.clear();
+  }
+}
