@@ -85,6 +85,13 @@ export interface FunctionOptions {
 }
 
 const log = logger("worker");
+
+/** A serialized response and what it decided. */
+interface Answer {
+  status: number;
+  bytes: Uint8Array;
+  keepAlive: boolean;
+}
 const EMPTY = new Uint8Array(0);
 const MAX_RESPONSE_BODY = 64 * 1024 * 1024;
 const RECONNECT_MIN_MS = 50;
@@ -358,17 +365,12 @@ export class FunctionServer {
         return;
       }
       const started = performance.now();
-      const keepAlive = r.head.keepAlive && !this.#draining && !this.#stopped;
       const methods = this.options.methods;
-      const { status, bytes } = methods && !methods.includes(r.head.method)
-        ? {
-          status: 405,
-          bytes: errorResponse(405, `method ${r.head.method} not allowed`, {
-            keepAlive,
-            extraHeaders: [["allow", methods.join(", ")], ["x-hotpotato-worker", this.#label]],
-          }),
-        }
-        : await this.#respond(conn, r.head, r.body, keepAlive);
+      const { status, bytes, keepAlive } = methods && !methods.includes(r.head.method)
+        ? this.#fail(conn, r.head, 405, `method ${r.head.method} not allowed`, [
+          ["allow", methods.join(", ")],
+        ])
+        : await this.#respond(conn, r.head, r.body);
       conn.consume(r.length);
       const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
       this.#count(route, status);
@@ -394,27 +396,42 @@ export class FunctionServer {
     }
   }
 
-  /** Run the handler; the serialized response and its status. */
-  async #respond(
-    conn: TlsConnection,
-    head: RequestHead,
-    body: Uint8Array,
-    keepAlive: boolean,
-  ): Promise<{ status: number; bytes: Uint8Array }> {
-    const extra: [string, string][] = [
+  /** The headers every response of ours carries. */
+  #extraHeaders(conn: TlsConnection): [string, string][] {
+    return [
       ["x-hotpotato-worker", this.#label],
       ["x-hotpotato-handoffs", String(conn.info.handoffs)],
       ["x-hotpotato-connection", String(conn.info.connId)],
     ];
-    const headOnly = head.method === "HEAD";
-    const fail = (status: number, message: string, more: [string, string][] = []) => ({
-      status,
-      bytes: errorResponse(status, message, {
-        keepAlive,
-        headOnly,
-        extraHeaders: [...extra, ...more],
-      }),
+  }
+
+  /** Keep the connection after this response? Decided when the response is
+   * serialized, so a drain that began during the handler is honoured. */
+  #keepAlive(head: RequestHead): boolean {
+    return head.keepAlive && !this.#draining && !this.#stopped;
+  }
+
+  #fail(
+    conn: TlsConnection,
+    head: RequestHead,
+    status: number,
+    message: string,
+    more: [string, string][] = [],
+  ): Answer {
+    const keepAlive = this.#keepAlive(head);
+    const bytes = errorResponse(status, message, {
+      keepAlive,
+      headOnly: head.method === "HEAD",
+      extraHeaders: [...this.#extraHeaders(conn), ...more],
     });
+    return { status, bytes, keepAlive };
+  }
+
+  /** Run the handler; the serialized response, its status, and whether the
+   * connection stays open after it. */
+  async #respond(conn: TlsConnection, head: RequestHead, body: Uint8Array): Promise<Answer> {
+    const headOnly = head.method === "HEAD";
+    const fail = (status: number, message: string) => this.#fail(conn, head, status, message);
     let req: Request;
     try {
       const hasBody = head.method !== "GET" && head.method !== "HEAD";
@@ -452,9 +469,11 @@ export class FunctionServer {
       const out = res.body ? new Uint8Array(await res.arrayBuffer()) : EMPTY;
       if (out.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
       const headers: [string, string][] = [...res.headers];
-      headers.push(...extra);
+      headers.push(...this.#extraHeaders(conn));
+      const keepAlive = this.#keepAlive(head);
       return {
         status: res.status,
+        keepAlive,
         bytes: serializeResponse(
           { status: res.status, statusText: res.statusText, headers, body: out },
           { keepAlive, headOnly },

@@ -2,21 +2,34 @@
  * The launcher (`deno task start`): runs the gateway and the workers as
  * child processes with their minimal permissions, prefixes their output
  * with their names, restarts a child that dies (with exponential backoff),
- * and stops them all on SIGINT or SIGTERM. Each child's stdin is a pipe from
- * the launcher; children exit when it closes, so a killed launcher leaves no
- * orphans.
+ * and stops them all on SIGINT or SIGTERM (each drains first). Each child's
+ * stdin is a pipe from the launcher; children exit when it closes, so a
+ * killed launcher leaves no orphans.
+ *
+ *   deno task start [--workers sum=2,product=2] [--function hello=examples/hello.ts]
  *
  * @module
  */
 
 import { projectRoot } from "../ffi/paths.ts";
-import { DEFAULT_ROLES, type Role, SERVER_FLAGS } from "./roles.ts";
+import { parseArgs } from "node:util";
+import { type Role, rolesFor, SERVER_FLAGS } from "./roles.ts";
 
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
 /** A child that ran this long is healthy again: its backoff resets. */
 const HEALTHY_MS = 10_000;
-const STOP_GRACE_MS = 5_000;
+/** How long children may drain on stop before SIGKILL: their drain timeout
+ * (HOTPOTATO_DRAIN_TIMEOUT, default 10 s) plus a margin. */
+function stopGraceMs(): number {
+  let drain = 10;
+  try {
+    drain = Number(Deno.env.get("HOTPOTATO_DRAIN_TIMEOUT") ?? "10") || 10;
+  } catch {
+    // no env access: the default
+  }
+  return drain * 1000 + 5000;
+}
 
 const enc = new TextEncoder();
 
@@ -61,8 +74,8 @@ async function pipeLines(
  * @example
  * ```ts
  * import { Launcher } from "./launcher.ts";
- * import { DEFAULT_ROLES } from "./roles.ts";
- * const launcher = new Launcher(DEFAULT_ROLES);
+ * import { rolesFor } from "./roles.ts";
+ * const launcher = new Launcher(rolesFor(["sum=2"], [])); // gateway, sum.1, sum.2, product
  * launcher.start();
  * // later: await launcher.stop();
  * ```
@@ -108,7 +121,7 @@ export class Launcher {
     const cmd = new Deno.Command(Deno.execPath(), {
       args: ["run", ...SERVER_FLAGS, role.file, ...role.args],
       cwd: projectRoot,
-      env: { HOTPOTATO_SUPERVISED: "1" },
+      env: { HOTPOTATO_SUPERVISED: "1", HOTPOTATO_RESTARTED: child.restarts > 0 ? "1" : "0" },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -174,14 +187,57 @@ export class Launcher {
           // already gone
         }
       }
-    }, STOP_GRACE_MS);
+    }, stopGraceMs());
     await Promise.all(running.map((p) => p.status));
     clearTimeout(killer);
   }
 }
 
+const USAGE = `Usage: deno task start [options]
+
+Runs the gateway and the function workers, restarts any that die, stops all on Ctrl-C.
+
+  --workers NAME=COUNT,...   workers per function (default sum=1,product=1)   HOTPOTATO_WORKERS
+  --function NAME=FILE       another function to run (repeatable)            HOTPOTATO_FUNCTIONS
+  -h, --help                 this text
+
+The gateway and workers read their own settings from HOTPOTATO_* variables
+(deno task gateway --help and deno task sum --help list them).`;
+
+function envList(name: string): string[] {
+  try {
+    const v = Deno.env.get(name);
+    return v ? [v] : [];
+  } catch {
+    return [];
+  }
+}
+
 if (import.meta.main) {
-  const launcher = new Launcher(DEFAULT_ROLES);
+  let roles: Role[];
+  try {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        workers: { type: "string", multiple: true },
+        function: { type: "string", multiple: true },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    roles = rolesFor(
+      values.workers ?? envList("HOTPOTATO_WORKERS"),
+      values.function ?? envList("HOTPOTATO_FUNCTIONS"),
+    );
+  } catch (e) {
+    console.error(`launcher: ${(e as Error).message.split("\n")[0]}`);
+    Deno.exit(2);
+  }
+  const launcher = new Launcher(roles);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -30,16 +30,78 @@ export interface Role {
   args: string[];
 }
 
-/** The default system: the gateway and the two example functions.
+/** A launcher setting that cannot be used. */
+export class RoleError extends Error {
+  /** Create an error naming the setting.
+   *
+   * @example
+   * ```ts
+   * import { RoleError } from "./roles.ts";
+   * throw new RoleError("--workers: sum=x is not NAME=COUNT");
+   * ```
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "RoleError";
+  }
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function pairs(flag: string, list: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (const item of list.flatMap((l) => l.split(",")).map((x) => x.trim()).filter(Boolean)) {
+    const eq = item.indexOf("=");
+    const name = item.slice(0, eq), value = item.slice(eq + 1);
+    if (eq <= 0 || !NAME.test(name) || !value) {
+      throw new RoleError(`${flag}: ${JSON.stringify(item)} is not NAME=VALUE`);
+    }
+    out.push([name, value]);
+  }
+  return out;
+}
+
+/**
+ * The processes to run: the gateway, then for each function its file and
+ * its number of workers. `workers` lists `NAME=COUNT` (e.g. "sum=2,product=2");
+ * `functions` lists `NAME=FILE` for functions beyond sum and product (e.g.
+ * "hello=examples/hello.ts"). A function listed in `functions` but not in
+ * `workers` gets one worker; a count of 0 leaves a function out.
  *
  * @example
  * ```ts
- * import { DEFAULT_ROLES } from "./roles.ts";
- * console.log(DEFAULT_ROLES.map((r) => r.name)); // ["gateway", "sum", "product"]
+ * import { rolesFor } from "./roles.ts";
+ * const roles = rolesFor(["sum=2"], ["hello=examples/hello.ts"]);
+ * // gateway, sum.1, sum.2, product, hello
  * ```
  */
-export const DEFAULT_ROLES: readonly Role[] = [
-  { name: "gateway", file: "gateway.ts", args: [] },
-  { name: "sum", file: "workers/sum.ts", args: [] },
-  { name: "product", file: "workers/product.ts", args: [] },
-];
+export function rolesFor(workers: string[], functions: string[]): Role[] {
+  const files = new Map<string, string>([["sum", "workers/sum.ts"], [
+    "product",
+    "workers/product.ts",
+  ]]);
+  const counts = new Map<string, number>([["sum", 1], ["product", 1]]);
+  for (const [name, file] of pairs("--function", functions)) {
+    if (!file.endsWith(".ts") && !file.endsWith(".js")) {
+      throw new RoleError(`--function: ${name}=${file} must name a .ts or .js file`);
+    }
+    files.set(name, file);
+    if (!counts.has(name)) counts.set(name, 1);
+  }
+  for (const [name, value] of pairs("--workers", workers)) {
+    if (!/^\d{1,3}$/.test(value) || Number(value) > 64) {
+      throw new RoleError(`--workers: ${name}=${value}: the count must be 0 to 64`);
+    }
+    if (!files.has(name)) {
+      throw new RoleError(`--workers: no file for function ${name} (add --function ${name}=FILE)`);
+    }
+    counts.set(name, Number(value));
+  }
+  const roles: Role[] = [{ name: "gateway", file: "gateway.ts", args: [] }];
+  for (const [name, n] of counts) {
+    for (let i = 1; i <= n; i++) {
+      roles.push({ name: n > 1 ? `${name}.${i}` : name, file: files.get(name)!, args: [] });
+    }
+  }
+  return roles;
+}

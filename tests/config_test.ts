@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, gatewayConfig, workerConfig } from "../src/config.ts";
-import { SERVER_FLAGS } from "../src/roles.ts";
+import { RoleError, rolesFor, SERVER_FLAGS } from "../src/roles.ts";
 
 Deno.test("deno.json tasks run the gateway and workers with exactly the role's flags", async () => {
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
@@ -34,6 +34,34 @@ Deno.test("bad values are refused with a message naming the setting", () => {
       () => gatewayConfig(args),
       (e: unknown) => e instanceof ConfigError && re.test(e.message),
       args.join(" "),
+    );
+  }
+});
+
+Deno.test("launcher roles: pools, extra functions, and refused settings", () => {
+  const names = (w: string[], f: string[]) => rolesFor(w, f).map((r) => `${r.name}:${r.file}`);
+  assert.deepEqual(names([], []), [
+    "gateway:gateway.ts",
+    "sum:workers/sum.ts",
+    "product:workers/product.ts",
+  ]);
+  assert.deepEqual(names(["sum=2,product=0"], ["hello=examples/hello.ts"]), [
+    "gateway:gateway.ts",
+    "sum.1:workers/sum.ts",
+    "sum.2:workers/sum.ts",
+    "hello:examples/hello.ts",
+  ]);
+  for (
+    const [w, f, re] of [
+      [["sum=x"], [], /the count must be 0 to 64/],
+      [["nope=1"], [], /no file for function nope/],
+      [["=1"], [], /is not NAME=VALUE/],
+      [[], ["hello=hello.txt"], /must name a .ts or .js file/],
+    ] as [string[], string[], RegExp][]
+  ) {
+    assert.throws(
+      () => rolesFor(w, f),
+      (e: unknown) => e instanceof RoleError && re.test(e.message),
     );
   }
 });

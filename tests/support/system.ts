@@ -187,7 +187,7 @@ export class System {
   async addWorker(name: string, file: string, args: string[] = []): Promise<Proc> {
     const p = new Proc(name, file, ["--control", this.control, ...args], {}, this.denoFlags);
     this.workers.push(p);
-    await p.waitFor(new RegExp(`registered ${name} for`));
+    await p.waitFor(new RegExp(`registered\\W{0,3}${name}\\W{0,3} for`));
     return p;
   }
 
