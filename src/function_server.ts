@@ -25,7 +25,7 @@ import {
   type Stats,
 } from "./protocol.ts";
 import { Histogram } from "./metrics.ts";
-import { readRequest } from "./request_reader.ts";
+import { type HolderOptions, nextRequest } from "./request_reader.ts";
 import { Sealer } from "./seal.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
@@ -334,31 +334,17 @@ export class FunctionServer {
 
   async #serve(conn: TlsConnection): Promise<void> {
     const cfg = this.#config;
-    const limits = { maxHeadBytes: 16384, maxBodyBytes: cfg.maxBody };
-    const wantBody = (head: RequestHead) => this.#routeOf(head.path) !== undefined;
+    const opts: HolderOptions = {
+      maxBody: cfg.maxBody,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      headerTimeoutMs: cfg.headerTimeoutMs,
+      writeTimeoutMs: cfg.writeTimeoutMs,
+      wantBody: (head) => this.#routeOf(head.path) !== undefined,
+      draining: () => this.#draining,
+    };
     for (;;) {
-      if (this.#draining && conn.bufferedLength === 0) {
-        conn.close(); // draining: no next request on this connection
-        return;
-      }
-      const r = await readRequest(conn, {
-        limits,
-        idleTimeoutMs: cfg.idleTimeoutMs,
-        headerTimeoutMs: cfg.headerTimeoutMs,
-        wantBody,
-      });
-      if (r.kind === "closed") {
-        conn.close();
-        return;
-      }
-      if (r.kind === "timeout" || r.kind === "error") {
-        const bytes = r.kind === "timeout"
-          ? errorResponse(408, "request not received in time", { keepAlive: false })
-          : errorResponse(r.status, r.message, { keepAlive: false });
-        await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
-        conn.close();
-        return;
-      }
+      const r = await nextRequest(conn, opts);
+      if (!r) return;
       const route = this.#routeOf(r.head.path);
       if (r.kind === "head" || route === undefined) {
         this.#handBack(conn, r.head);

@@ -41,7 +41,7 @@ import {
   setHandoffCount,
   type Stats,
 } from "./protocol.ts";
-import { readRequest } from "./request_reader.ts";
+import { type HolderOptions, MAX_HEAD_BYTES, nextRequest } from "./request_reader.ts";
 import { RouteConflictError, Router, type WorkerRef } from "./router.ts";
 import { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
@@ -316,33 +316,19 @@ export class Gateway {
 
   async #hold(conn: TlsConnection): Promise<void> {
     const c = this.config;
-    const limits = { maxHeadBytes: 16384, maxBodyBytes: c.maxBody };
+    const opts: HolderOptions = {
+      maxBody: c.maxBody,
+      idleTimeoutMs: c.idleTimeoutMs,
+      headerTimeoutMs: c.headerTimeoutMs,
+      writeTimeoutMs: c.writeTimeoutMs,
+      // Route on the head alone; wait for a body only when answering here.
+      wantBody: (head) => this.#router.pick(head.path) === undefined,
+      draining: () => this.#draining,
+      onError: (status) => this.#answered(status, conn, undefined),
+    };
     for (;;) {
-      if (this.#draining && conn.bufferedLength === 0) {
-        conn.close(); // draining: no next request on this connection
-        return;
-      }
-      const r = await readRequest(conn, {
-        limits,
-        idleTimeoutMs: c.idleTimeoutMs,
-        headerTimeoutMs: c.headerTimeoutMs,
-        // Route on the head alone; wait for a body only when answering here.
-        wantBody: (head) => this.#router.pick(head.path) === undefined,
-      });
-      if (r.kind === "closed") {
-        conn.close();
-        return;
-      }
-      if (r.kind === "timeout" || r.kind === "error") {
-        const status = r.kind === "timeout" ? 408 : r.status;
-        const bytes = r.kind === "timeout"
-          ? errorResponse(408, "request not received in time", { keepAlive: false })
-          : errorResponse(r.status, r.message, { keepAlive: false });
-        this.#answered(status, conn, undefined);
-        await conn.write(bytes, Date.now() + c.writeTimeoutMs);
-        conn.close();
-        return;
-      }
+      const r = await nextRequest(conn, opts);
+      if (!r) return;
       const hit = this.#router.pickWithRoute(r.head.path);
       if (hit) {
         this.#handOff(conn, hit.worker, hit.route);
@@ -548,7 +534,7 @@ export class Gateway {
       return;
     }
     const parsed = parseRequest(h.unread, {
-      maxHeadBytes: 16384,
+      maxHeadBytes: MAX_HEAD_BYTES,
       maxBodyBytes: this.config.maxBody,
     });
     const head = parsed.kind === "request" || parsed.kind === "incomplete"

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { type Limits, parseRequest, type RequestHead } from "./http.ts";
+import { errorResponse, type Limits, parseRequest, type RequestHead } from "./http.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
 /** Timeouts and limits for reading requests. */
@@ -87,3 +87,66 @@ export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promi
     return { kind: "closed" };
   }
 }
+
+/** What a holder needs to take the next request off a connection. */
+export interface HolderOptions extends Omit<ReadOptions, "limits"> {
+  /** Largest request body. */
+  maxBody: number;
+  /** Time a client has to take an error response, ms. */
+  writeTimeoutMs: number;
+  /** True while the process drains: no next request is read. */
+  draining(): boolean;
+  /** Called with the status of an error this function answered. */
+  onError?(status: number): void;
+}
+
+/**
+ * The next request for a holder (the gateway or a worker), with the
+ * endings every holder treats alike already done: while draining with
+ * nothing buffered, or when the client closed or went idle, the connection
+ * is closed cleanly; a bad or late request gets its 4xx answer (408 for a
+ * head that did not arrive in time) and a close. Null means the connection
+ * is finished.
+ *
+ * @example
+ * ```ts
+ * import { nextRequest } from "./request_reader.ts";
+ * import type { TlsConnection } from "./tls_connection.ts";
+ * declare const conn: TlsConnection;
+ * const r = await nextRequest(conn, {
+ *   maxBody: 1 << 20, idleTimeoutMs: 30_000, headerTimeoutMs: 10_000, writeTimeoutMs: 30_000,
+ *   wantBody: () => true, draining: () => false,
+ * });
+ * if (r) console.log(r.head.path);
+ * ```
+ */
+export async function nextRequest(
+  conn: TlsConnection,
+  opts: HolderOptions,
+): Promise<Extract<ReadResult, { kind: "request" | "head" }> | null> {
+  if (opts.draining() && conn.bufferedLength === 0) {
+    conn.close(); // draining: no next request on this connection
+    return null;
+  }
+  const r = await readRequest(conn, {
+    limits: { maxHeadBytes: MAX_HEAD_BYTES, maxBodyBytes: opts.maxBody },
+    idleTimeoutMs: opts.idleTimeoutMs,
+    headerTimeoutMs: opts.headerTimeoutMs,
+    wantBody: opts.wantBody,
+  });
+  if (r.kind === "request" || r.kind === "head") return r;
+  if (r.kind === "timeout" || r.kind === "error") {
+    const status = r.kind === "timeout" ? 408 : r.status;
+    const message = r.kind === "timeout" ? "request not received in time" : r.message;
+    opts.onError?.(status);
+    await conn.write(
+      errorResponse(status, message, { keepAlive: false }),
+      Date.now() + opts.writeTimeoutMs,
+    );
+  }
+  conn.close();
+  return null;
+}
+
+/** The request-head limit (RFC 9112 leaves it to the server; 431 beyond). */
+export const MAX_HEAD_BYTES = 16384;

@@ -242,13 +242,72 @@ export function parseResponse(
   };
 }
 
-/** A keep-alive HTTPS client on one Deno TLS (rustls) connection. */
-export class Client {
-  #conn: Deno.TlsConn;
+/** Reads HTTP responses from a byte stream; subclasses say where bytes come from. */
+abstract class ResponseReader {
   #buf = new Uint8Array(0);
 
+  /** The next bytes from the server, or null at EOF. */
+  protected abstract more(): Promise<Uint8Array | null>;
+
+  async #fill(deadline: number): Promise<void> {
+    if (Date.now() > deadline) throw new Error("response timed out");
+    const bytes = await this.more();
+    if (bytes === null) throw new Error("connection closed");
+    const next = new Uint8Array(this.#buf.length + bytes.length);
+    next.set(this.#buf);
+    next.set(bytes, this.#buf.length);
+    this.#buf = next;
+  }
+
+  /** Read one response (throws on EOF). */
+  async read(timeoutMs = 10_000): Promise<HttpResponse> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = parseResponse(this.#buf);
+      if (r) {
+        this.#buf = this.#buf.slice(r.length);
+        return r.res;
+      }
+      await this.#fill(deadline);
+    }
+  }
+
+  /** Read a response head only (the answer to HEAD, which has no body). */
+  async readHead(timeoutMs = 10_000): Promise<HttpResponse> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = findHeadEnd(this.#buf);
+      if (end >= 0) {
+        const res = parseResponse(this.#buf.subarray(0, end + 4), true)!.res;
+        this.#buf = this.#buf.slice(end + 4);
+        return res;
+      }
+      await this.#fill(deadline);
+    }
+  }
+
+  abstract write(bytes: Uint8Array): Promise<void>;
+
+  /** Send a GET and read its response. */
+  async get(path: string, extra = ""): Promise<HttpResponse> {
+    await this.write(Client.request(path, extra));
+    return await this.read();
+  }
+}
+
+/** A keep-alive HTTPS client on one Deno TLS (rustls) connection. */
+export class Client extends ResponseReader {
+  #conn: Deno.TlsConn;
+
   private constructor(conn: Deno.TlsConn) {
+    super();
     this.#conn = conn;
+  }
+
+  protected async more(): Promise<Uint8Array | null> {
+    const chunk = new Uint8Array(65536);
+    const n = await this.#conn.read(chunk);
+    return n === null ? null : chunk.subarray(0, n);
   }
 
   static async connect(port: number): Promise<Client> {
@@ -267,45 +326,6 @@ export class Client {
     while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
   }
 
-  /** Read one response (throws on EOF). */
-  async read(timeoutMs = 10_000): Promise<HttpResponse> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = parseResponse(this.#buf);
-      if (r) {
-        this.#buf = this.#buf.slice(r.length);
-        return r.res;
-      }
-      if (Date.now() > deadline) throw new Error("response timed out");
-      await this.#more();
-    }
-  }
-
-  /** Read a response head only (the answer to HEAD, which has no body). */
-  async readHead(timeoutMs = 10_000): Promise<HttpResponse> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const end = findHeadEnd(this.#buf);
-      if (end >= 0) {
-        const res = parseResponse(this.#buf.subarray(0, end + 4), true)!.res;
-        this.#buf = this.#buf.slice(end + 4);
-        return res;
-      }
-      if (Date.now() > deadline) throw new Error("response timed out");
-      await this.#more();
-    }
-  }
-
-  async #more(): Promise<void> {
-    const chunk = new Uint8Array(65536);
-    const n = await this.#conn.read(chunk);
-    if (n === null) throw new Error("connection closed");
-    const next = new Uint8Array(this.#buf.length + n);
-    next.set(this.#buf);
-    next.set(chunk.subarray(0, n), this.#buf.length);
-    this.#buf = next;
-  }
-
   /** True once the server has closed (EOF) within timeoutMs. */
   async closedByServer(timeoutMs = 5_000): Promise<boolean> {
     const timer = setTimeout(() => this.#conn.close(), timeoutMs);
@@ -317,11 +337,6 @@ export class Client {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  async get(path: string, extra = ""): Promise<HttpResponse> {
-    await this.write(Client.request(path, extra));
-    return await this.read();
   }
 
   close(): void {
@@ -356,14 +371,14 @@ export async function run(
 
 /** A keep-alive HTTPS client driving `openssl s_client` (a real OpenSSL
  * client, with the TLS version pinned). */
-export class OpensslClient {
+export class OpensslClient extends ResponseReader {
   #child: Deno.ChildProcess;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #buf = new Uint8Array(0);
   readonly stderr: Promise<string>;
 
   constructor(port: number, version: "1.2" | "1.3") {
+    super();
     this.#child = new Deno.Command("openssl", {
       args: [
         "s_client",
@@ -388,27 +403,9 @@ export class OpensslClient {
     await this.#writer.write(bytes);
   }
 
-  async read(timeoutMs = 10_000): Promise<HttpResponse> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = parseResponse(this.#buf);
-      if (r) {
-        this.#buf = this.#buf.slice(r.length);
-        return r.res;
-      }
-      if (Date.now() > deadline) throw new Error("response timed out");
-      const { value, done } = await this.#reader.read();
-      if (done) throw new Error("openssl: connection closed");
-      const next = new Uint8Array(this.#buf.length + value.length);
-      next.set(this.#buf);
-      next.set(value, this.#buf.length);
-      this.#buf = next;
-    }
-  }
-
-  async get(path: string): Promise<HttpResponse> {
-    await this.write(Client.request(path));
-    return await this.read();
+  protected async more(): Promise<Uint8Array | null> {
+    const { value, done } = await this.#reader.read();
+    return done ? null : value;
   }
 
   async close(): Promise<string> {
