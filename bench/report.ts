@@ -1,0 +1,355 @@
+/**
+ * Turns bench/bench.ts's results into a Markdown report and an SVG chart
+ * (grouped bars: requests/s and server CPU-s per 10k requests at 50
+ * connections, one bar per certificate type). No external tools.
+ *
+ * @module
+ */
+
+import type { Cell } from "./bench.ts";
+
+// deno-lint-ignore no-explicit-any
+type Result = Record<string, any> & { cells: Cell[] };
+
+const SHORT: Record<string, string> = {
+  "affinity": "(1) affinity",
+  "alternating": "(2) alternating",
+  "full-handshake": "(3) full handshake",
+  "resumption": "(4) resumption",
+  "nginx": "(5) nginx",
+  "nginx-same": "(5b) nginx same",
+  "bound": "(6) bound",
+  "deno-serve": "(7) Deno.serve",
+};
+
+const int = (n: number) => Math.round(n).toLocaleString("en-US");
+function ms(us: number): string {
+  const v = us / 1000;
+  return v < 10 ? `${v.toFixed(3)} ms` : `${v.toFixed(1)} ms`;
+}
+
+function proof(c: Cell): string {
+  const p = c.proof;
+  if ("returned" in p) {
+    const parts = [`handshakes ${int(p.handshakes)}`, `resumed ${int(p.resumed)}`];
+    parts.push(`returned ${int(p.returned)} (${(p.returned / c.requests * 100).toFixed(1)}%)`);
+    return parts.join(" · ");
+  }
+  if ("served" in p && "handshakes" in p) {
+    return `handshakes ${int(p.handshakes)} · resumed ${int(p.resumed)} · served ${int(p.served)}`;
+  }
+  if ("sumServed" in p) {
+    return `backends: sum ${int(p.sumServed)} · product ${int(p.productServed)}`;
+  }
+  if ("served" in p) return `served ${int(p.served)}`;
+  return "";
+}
+
+function table(cells: Cell[]): string {
+  const rows = [
+    "| system | conns | req/s | p50 | p99 | server CPU-s / 10k req | wrk CPU-s / 10k req | peak RSS (MiB, procs) | requests | errors | other CPU-s | proof (server counters) |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+  ];
+  for (const c of cells) {
+    const errs = Object.values(c.errors).reduce((a, b) => a + b, 0);
+    rows.push(
+      `| ${c.label} | ${c.connections} | ${int(c.rps)} | ${ms(c.latencyUs.p50)}${
+        c.latencyFromConnect ? "†" : ""
+      } | ${ms(c.latencyUs.p99)}${c.latencyFromConnect ? "†" : ""} | ${c.cpuPer10k.toFixed(3)} | ${
+        c.clientCpuPer10k.toFixed(3)
+      } | ${c.peakRssMiB.toFixed(0)} (${c.processes}) | ${int(c.requests)} | ${errs} | ${
+        (c.otherCpuS ?? 0).toFixed(1)
+      } | ${proof(c)} |`,
+    );
+  }
+  return rows.join("\n");
+}
+
+/** The Markdown report. */
+export function renderMarkdown(r: Result): string {
+  const out: string[] = [];
+  const m = r.machine, v = r.versions, s = r.settings;
+  out.push("# Hot potato: comparative benchmark");
+  out.push("");
+  out.push(
+    `Run ${r.startedAt}, ${r.durationSeconds} s in all. Machine: ${m.nproc} cores, ${m.cpu}, ` +
+      `${m.memoryGiB} GiB, Linux ${m.kernel}. Versions: ${v.deno}; wolfSSL ${v.wolfssl}; ` +
+      `nginx ${v.nginx}; ${v.wrk}; ${v.openssl}; Deno.serve TLS: ${v.denoTls}.`,
+  );
+  out.push("");
+  out.push(
+    `Workload: small GETs of /sum?a=..&b=.. and /product?a=..&b=.. (JSON answers of ~45 bytes), ` +
+      `wrk ${s.seconds} s per cell after a ${s.warmupSeconds} s warm-up per system, ` +
+      `1 wrk thread for 1 connection, else 2. Client TLS pinned for every system: TLS 1.3, ` +
+      `${s.client.WRK_CIPHERSUITES}, ${s.client.WRK_GROUPS}. Every system runs alone ` +
+      `(started, warmed up, measured, stopped), but wrk shares the ${m.nproc} cores with it: ` +
+      `its CPU is in the "wrk CPU" column. Server CPU = utime+stime of every server process ` +
+      `(/proc/PID/stat: gateway + 2 workers; nginx master + 2 workers + 2 backends; one process ` +
+      `for bound and Deno.serve). Peak RSS = sum of VmHWM, reset before each cell. The machine ` +
+      `is shared with other work: "other CPU-s" is what the rest of the machine used during the ` +
+      `cell (busy time from /proc/stat minus server and wrk); load average at start ` +
+      `${m.loadAverageAtStart}.`,
+  );
+  out.push("");
+  out.push(
+    "(2), (3), (4) alternate the route on every request of each connection (patched wrk: " +
+      "bench/wrk/connection.patch); (5), (6), (7) run the same alternating script; (1) and (5b) " +
+      "ask /sum only. (3) and (4) send `Connection: close` on every request (every request " +
+      "changes route, so every request is a new connection); † their latency counts from " +
+      "connect() (TCP + TLS handshake included). Keep-alive cells include opening their " +
+      "connections (500 handshakes at 500 connections) in the measured time.",
+  );
+  out.push("");
+  const tlsRows = Object.entries(r.tls ?? {}).map(([k, t]) =>
+    `${k}: ${(t as Record<string, string>).protocol} ${(t as Record<string, string>).cipher} ${
+      (t as Record<string, string>).group
+    } ${(t as Record<string, string>).signature}`
+  );
+  if (tlsRows.length) {
+    out.push("<details><summary>Negotiated TLS per system (openssl s_client probe)</summary>");
+    out.push("");
+    out.push(tlsRows.map((x) => `- ${x}`).join("\n"));
+    out.push("");
+    out.push("</details>");
+    out.push("");
+  }
+  for (const cert of ["ecdsa", "rsa"]) {
+    const cells = r.cells.filter((c) => c.cert === cert);
+    if (!cells.length) continue;
+    out.push(`## ${cert === "ecdsa" ? "ECDSA P-256" : "RSA-2048"} certificate`);
+    out.push("");
+    out.push(table(cells));
+    out.push("");
+  }
+  if (r.ratios?.length) {
+    out.push("## Ratios (ECDSA, requests/s; targets are goals, not assertions)");
+    out.push("");
+    out.push("| ratio | conns | value | target | met | server CPU per request, inverse ratio |");
+    out.push("|---|--:|--:|---|---|--:|");
+    for (const x of r.ratios) {
+      const isLatency = String(x.name).includes("latency");
+      out.push(
+        `| ${x.name} | ${x.connections} | ${
+          isLatency ? `${Math.round(x.value)} µs` : `${x.value.toFixed(2)}x`
+        } | ${x.target} | ${x.target === ">= 0x" ? "—" : x.met ? "yes" : "no"} | ${
+          x.cpuRatio !== undefined ? `${x.cpuRatio.toFixed(2)}x` : ""
+        } |`,
+      );
+    }
+    out.push("");
+    out.push(
+      "The last column divides the second system's server CPU per request by the first's " +
+        "(above 1: the first needs less CPU per request). On 2 shared cores it is the steadier " +
+        "comparison when wrk is the bottleneck.",
+    );
+    out.push("");
+  }
+  if (r.idle) {
+    const i = r.idle;
+    out.push("## Idle keep-alive connections");
+    out.push("");
+    out.push(
+      `${int(i.opened)} of ${int(i.connections)} TLS connections opened (${i.failed} failed) ` +
+        `in ${i.openSeconds} s by bench/idle.ts (Deno's rustls client), each made one request ` +
+        `(half /sum, half /product) so that a worker holds it, then stayed idle ` +
+        `(--idle-timeout 600). Server RSS (gateway + 2 workers, VmRSS): ` +
+        `**${i.serverRssMiB.toFixed(0)} MiB** (${i.serverRssBeforeMiB.toFixed(0)} MiB before; ` +
+        `${int(i.bytesPerConnection)} bytes per connection; peak ${
+          i.serverPeakMiB.toFixed(0)
+        } MiB). ` +
+        `Target: within 1 GiB — ${i.serverRssMiB <= 1024 ? "met" : "not met"}. ` +
+        `The client's own RSS: ${i.clientRssMiB.toFixed(0)} MiB (not counted).`,
+    );
+    out.push("");
+    out.push("| process | RSS MiB | peak MiB | connections held |");
+    out.push("|---|--:|--:|--:|");
+    for (
+      const [name, p] of Object.entries(i.perProcess as Record<string, Record<string, number>>)
+    ) {
+      out.push(
+        `| ${name} | ${p.rssMiB.toFixed(0)} | ${p.peakMiB.toFixed(0)} | ${p.held ?? "—"} |`,
+      );
+    }
+    out.push("");
+  }
+  if (r.micro?.length) {
+    out.push("## One handoff, part by part (deno bench bench/handoff_bench.ts)");
+    out.push("");
+    out.push(
+      "Per operation; parts marked * ran 32 per timed iteration and are divided by 32 " +
+        "(their p75/p99 are of the batch, divided). The machine is shared: trust p75 over avg.",
+    );
+    out.push("");
+    out.push("| part | avg | min | p75 | p99 |");
+    out.push("|---|--:|--:|--:|--:|");
+    const ns = (x: number) =>
+      x === undefined ? "?" : x < 1000 ? `${x.toFixed(0)} ns` : `${(x / 1000).toFixed(2)} µs`;
+    for (const b of r.micro) {
+      const star = b.opsPerIteration > 1 ? " *" : "";
+      out.push(
+        `| ${b.name}${star} | ${ns(b.avgNs)} | ${ns(b.minNs)} | ${ns(b.p75Ns)} | ${ns(b.p99Ns)} |`,
+      );
+    }
+    out.push("");
+  }
+  if (r.wake) {
+    const w = r.wake;
+    const f = (x: Record<string, number> | undefined) =>
+      x ? `p50 ${x.p50}, p90 ${x.p90}, p99 ${x.p99}, mean ${x.mean}` : "not measured";
+    out.push("## One hop between two processes (bench/wake_latency.ts)");
+    out.push("");
+    out.push(
+      `A ~480-byte message with an fd (SCM_RIGHTS) over SOCK_SEQPACKET and an answer back, ` +
+        `${int(w.rounds)} round trips; µs per one-way hop. A route change costs two such hops ` +
+        "(worker → gateway → worker) on top of the work.",
+    );
+    out.push("");
+    out.push("| hop | µs |");
+    out.push("|---|---|");
+    out.push(
+      `| project's event loop (epoll thread → threadSafe callback → JS), scheduler free | ${
+        f(w.eventLoopHopUs)
+      } |`,
+    );
+    out.push(`| project's event loop, both processes on CPU 0 | ${f(w.eventLoopHopOneCpuUs)} |`);
+    out.push(
+      `| C, blocking sendmsg/recvmsg (bench/wake_floor.c), same CPU | ${
+        f(w.kernelFloorHopUs_sameCpu)
+      } |`,
+    );
+    out.push(`| C, blocking, CPU 0 ↔ CPU 1 | ${f(w.kernelFloorHopUs_crossCpu)} |`);
+    out.push("");
+  }
+  if (r.failures?.length) {
+    out.push("## Failures");
+    out.push("");
+    for (const f of r.failures) out.push(`- ${f.split("\n")[0]}`);
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+function niceMax(v: number): number {
+  if (v <= 0) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** Grouped bars at 50 connections (or the middle connection count). */
+export function renderChart(r: Result): string {
+  const conns = r.cells.some((c) => c.connections === 50) ? 50 : r.cells[0]?.connections ?? 50;
+  const systems = [...new Set(r.cells.map((c) => c.system))];
+  const certs = ["ecdsa", "rsa"].filter((k) => r.cells.some((c) => c.cert === k));
+  const colors: Record<string, string> = { ecdsa: "#3b6fb6", rsa: "#e08a2c" };
+  const get = (sys: string, cert: string) =>
+    r.cells.find((c) => c.system === sys && c.cert === cert && c.connections === conns);
+  const panelW = 560, panelH = 330, top = 60, left = 70, gap = 60;
+  const W = left + 2 * panelW + gap + 20, H = top + panelH + 120;
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
+  parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  parts.push(
+    `<text x="${
+      W / 2
+    }" y="22" text-anchor="middle" font-size="16" font-weight="bold">Hot potato vs alternatives, ${conns} keep-alive connections (new connection per request for 3 and 4), TLS 1.3</text>`,
+  );
+  parts.push(
+    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${
+      esc(
+        `${r.machine?.nproc} cores (${r.machine?.cpu}), wrk on the same cores; ${r.settings?.seconds} s per bar; ${r.startedAt}`,
+      )
+    }</text>`,
+  );
+  const panel = (
+    x0: number,
+    title: string,
+    value: (c: Cell) => number,
+    fmt: (v: number) => string,
+  ) => {
+    const vals = systems.flatMap((s) => certs.map((k) => get(s, k))).filter(Boolean).map((c) =>
+      value(c!)
+    );
+    const max = niceMax(Math.max(0, ...vals));
+    const plotH = panelH - 20;
+    const y = (v: number) => top + 20 + plotH - v / max * plotH;
+    parts.push(
+      `<text x="${x0 + panelW / 2}" y="${top + 8}" text-anchor="middle" font-weight="bold">${
+        esc(title)
+      }</text>`,
+    );
+    for (let i = 0; i <= 5; i++) {
+      const v = max * i / 5;
+      parts.push(
+        `<line x1="${x0}" x2="${x0 + panelW}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`,
+        `<text x="${x0 - 6}" y="${y(v) + 4}" text-anchor="end" fill="#444">${fmt(v)}</text>`,
+      );
+    }
+    const groupW = panelW / Math.max(1, systems.length);
+    const barW = Math.min(28, (groupW - 10) / Math.max(1, certs.length));
+    systems.forEach((s, i) => {
+      const gx = x0 + i * groupW + (groupW - barW * certs.length) / 2;
+      certs.forEach((k, j) => {
+        const c = get(s, k);
+        if (!c) return;
+        const v = value(c);
+        const bx = gx + j * barW;
+        parts.push(
+          `<rect x="${bx}" y="${y(v)}" width="${barW - 2}" height="${
+            Math.max(0, y(0) - y(v))
+          }" fill="${colors[k]}"><title>${esc(`${SHORT[s] ?? s} ${k}: ${fmt(v)}`)}</title></rect>`,
+          `<text x="${bx + (barW - 2) / 2}" y="${
+            y(v) - 4
+          }" text-anchor="start" font-size="9" transform="rotate(-60 ${bx + (barW - 2) / 2} ${
+            y(v) - 4
+          })" fill="#222">${fmt(v)}</text>`,
+        );
+      });
+      const lx = x0 + i * groupW + groupW / 2, ly = y(0) + 14;
+      parts.push(
+        `<text x="${lx}" y="${ly}" text-anchor="end" transform="rotate(-35 ${lx} ${ly})">${
+          esc(SHORT[s] ?? s)
+        }</text>`,
+      );
+    });
+    parts.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y(0)}" y2="${y(0)}" stroke="#000"/>`);
+  };
+  panel(
+    left,
+    "requests/s (higher is better)",
+    (c) => c.rps,
+    (v) => v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : v.toFixed(0),
+  );
+  panel(
+    left + panelW + gap,
+    "server CPU-seconds per 10k requests (lower is better)",
+    (c) => c.cpuPer10k,
+    (v) => v.toFixed(2),
+  );
+  certs.forEach((k, j) => {
+    const lx = left + j * 130, ly = H - 14;
+    parts.push(
+      `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${colors[k]}"/>`,
+      `<text x="${lx + 18}" y="${ly}">${k === "ecdsa" ? "ECDSA P-256" : "RSA-2048"}</text>`,
+    );
+  });
+  parts.push("</svg>");
+  return parts.join("\n") + "\n";
+}
+
+// `deno run -A bench/report.ts [bench/results/results.json]` re-renders
+// results.md and chart.svg from a results file without re-running anything.
+if (import.meta.main) {
+  const file = Deno.args[0] ?? new URL("./results/results.json", import.meta.url).pathname;
+  const dir = file.slice(0, file.lastIndexOf("/"));
+  const r = JSON.parse(await Deno.readTextFile(file)) as Result;
+  await Deno.writeTextFile(`${dir}/results.md`, renderMarkdown(r));
+  await Deno.writeTextFile(`${dir}/chart.svg`, renderChart(r));
+  console.log(`report: wrote ${dir}/results.md and chart.svg`);
+}
