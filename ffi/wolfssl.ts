@@ -26,6 +26,8 @@ const symbols = {
   wolfSSL_CTX_use_PrivateKey_file: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int wolfSSL_CTX_set_cipher_list(WOLFSSL_CTX* ctx, const char* list) */
   wolfSSL_CTX_set_cipher_list: { parameters: ["pointer", "buffer"], result: "i32" },
+  /** int wolfSSL_CTX_set_groups(WOLFSSL_CTX* ctx, int* groups, int count) */
+  wolfSSL_CTX_set_groups: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int wolfSSL_CTX_NoTicketTLSv12(WOLFSSL_CTX* ctx) */
   wolfSSL_CTX_NoTicketTLSv12: { parameters: ["pointer"], result: "i32" },
   /** int wolfSSL_CTX_no_ticket_TLSv13(WOLFSSL_CTX* ctx) */
@@ -103,6 +105,26 @@ const TLSV1_2 = 3;
 const ALPN_CONTINUE_ON_MISMATCH = 2;
 const SNI_HOST_NAME = 0;
 const SESS_CACHE_OFF = 0n;
+
+/** The cipher suites offered, in server preference order: TLS 1.3 AEAD
+ * suites, then TLS 1.2 ECDHE with AEAD for ECDSA and RSA certificates. No
+ * CBC, no static RSA, no DHE, no pre-RFC ChaCha20 (testssl.sh flagged all of
+ * these in wolfSSL's built-in list). wolfSSL matches exact names only, skips
+ * unknown ones silently and has no "!" syntax: keep this list explicit. */
+export const DEFAULT_CIPHERS: string = [
+  "TLS13-AES128-GCM-SHA256",
+  "TLS13-AES256-GCM-SHA384",
+  "TLS13-CHACHA20-POLY1305-SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+/** Key exchange groups, preferred first: X25519 (29), P-256 (23), P-384 (24);
+ * no finite-field DH, no P-521. */
+const DEFAULT_GROUPS = new Int32Array([29, 23, 24]);
 /** wolfSSL's exported state is 328-440 bytes (TLS 1.2; TLS 1.3 with
  * AES-128/ChaCha20/AES-256 and the patch's traffic secrets); leave room. */
 const EXPORT_MAX = 2048;
@@ -143,7 +165,8 @@ export interface ServerContextOptions {
   certFile: string;
   /** PEM private key file. */
   keyFile: string;
-  /** OpenSSL-style cipher list; default: wolfSSL's defaults (AEAD, forward secret). */
+  /** wolfSSL cipher list: exact suite names joined by ":" (no OpenSSL "!" or
+   * aliases; unknown names are skipped silently). Default: {@linkcode DEFAULT_CIPHERS}. */
   ciphers?: string;
   /** Offer session resumption (tickets, session cache). Default true. */
   resumption?: boolean;
@@ -197,10 +220,11 @@ export class TlsContext {
     if (rc !== SUCCESS) fail(`cannot load certificate ${opts.certFile}`, rc);
     rc = w.wolfSSL_CTX_use_PrivateKey_file(ctx, cstr(opts.keyFile), FILETYPE_PEM);
     if (rc !== SUCCESS) fail(`cannot load private key ${opts.keyFile}`, rc);
-    if (opts.ciphers) {
-      rc = w.wolfSSL_CTX_set_cipher_list(ctx, cstr(opts.ciphers));
-      if (rc !== SUCCESS) fail(`bad cipher list ${opts.ciphers}`, rc);
-    }
+    const ciphers = opts.ciphers ?? DEFAULT_CIPHERS;
+    rc = w.wolfSSL_CTX_set_cipher_list(ctx, cstr(ciphers));
+    if (rc !== SUCCESS) fail(`bad cipher list ${ciphers}`, rc);
+    rc = w.wolfSSL_CTX_set_groups(ctx, DEFAULT_GROUPS, DEFAULT_GROUPS.length);
+    if (rc !== SUCCESS) fail("cannot set the key exchange groups", rc);
     if (opts.resumption === false) {
       w.wolfSSL_CTX_NoTicketTLSv12(ctx);
       w.wolfSSL_CTX_no_ticket_TLSv13(ctx);

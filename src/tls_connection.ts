@@ -24,6 +24,7 @@ import {
   peek,
   RDHUP,
   READABLE,
+  receivePlain,
   sendPlain,
   WRITABLE,
 } from "../ffi/shim.ts";
@@ -236,6 +237,10 @@ export class TlsConnection {
    */
   closeWithPlain(data: Uint8Array): void {
     if (!this.#open) return;
+    // Take what the client sent first: closing with unread bytes would make
+    // the kernel send a reset, which can destroy the answer in flight.
+    const sink = new Uint8Array(4096);
+    for (let i = 0; i < 16 && receivePlain(this.fd, sink) > 0; i++) { /* discard */ }
     sendPlain(this.fd, data);
     this.close(false);
   }

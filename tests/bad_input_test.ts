@@ -174,3 +174,33 @@ Deno.test("not TLS: plain HTTP gets a plain 400, garbage and broken hellos a cle
     await sys.stop();
   }
 });
+
+Deno.test("TLS: only forward-secret AEAD suites; TLS 1.2 renegotiation is refused cleanly", async () => {
+  const sys = await System.start();
+  try {
+    const connect = ["s_client", "-connect", `127.0.0.1:${sys.port}`, "-servername", "localhost"];
+    // CBC and static-RSA suites are not offered.
+    for (
+      const cipher of ["ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA", "AES128-GCM-SHA256"]
+    ) {
+      const r = await run("openssl", [...connect, "-tls1_2", "-cipher", cipher], new Uint8Array(0));
+      assert.match(r.stdout, /Cipher is \(NONE\)/, `${cipher} must be refused`);
+    }
+    const good = await run("openssl", [...connect, "-tls1_2"], new Uint8Array(0));
+    assert.match(good.stdout, /Cipher is ECDHE-ECDSA-AES128-GCM-SHA256/);
+    // A client-initiated renegotiation ("R") gets a fatal alert, not a new handshake.
+    const reneg = await run("bash", [
+      "-c",
+      `(sleep 0.5; echo R; sleep 1) | openssl ${connect.join(" ")} -tls1_2 2>&1`,
+    ]);
+    assert.match(reneg.stdout, /RENEGOTIATING/);
+    assert.match(reneg.stdout, /alert unexpected message|alert.*fatal|closed/);
+    assert.doesNotMatch(reneg.stdout, /Reused|New, TLSv1\.2.*\n[\s\S]*New, TLSv1\.2/);
+    const client = await Client.connect(sys.port);
+    assert.equal((await client.get("/sum?a=1&b=1")).status, 200);
+    client.close();
+    assert.equal(sys.gateway.exited, false);
+  } finally {
+    await sys.stop();
+  }
+});
