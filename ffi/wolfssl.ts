@@ -269,6 +269,10 @@ export class TlsContext {
 }
 
 const u32out = new Uint32Array(1);
+const u32outBytes = new Uint8Array(u32out.buffer);
+/** One export buffer for the process: export() returns a view of it, valid
+ * until the next export; the caller seals it at once (which zeroes it). */
+const exportBuf = new Uint8Array(EXPORT_MAX);
 const u16out = new Uint16Array(1);
 const ptrOut = new BigUint64Array(1);
 const cipherNames = new Map<bigint, string>();
@@ -436,7 +440,8 @@ export class TlsSession {
   }
 
   /** Serialize the session for another process. Only at a record boundary,
-   * with nothing pending. The caller zeroes `blob` after sealing it.
+   * with nothing pending. `blob` is a view of a buffer the next export reuses:
+   * seal it at once, then zero it (sealing does).
    *
    * @example
    * ```ts
@@ -447,11 +452,13 @@ export class TlsSession {
    */
   export(): ExportedState {
     const w = wolf();
-    const buf = new Uint8Array(EXPORT_MAX);
-    u32out[0] = buf.length;
-    const rc = w.wolfSSL_tls_export(this.#ssl, buf, new Uint8Array(u32out.buffer));
-    if (rc <= 0) throw new TlsError("cannot export TLS state", rc);
-    return { version: w.wolfSSL_GetVersion(this.#ssl), blob: buf.subarray(0, rc) };
+    u32out[0] = exportBuf.length;
+    const rc = w.wolfSSL_tls_export(this.#ssl, exportBuf, u32outBytes);
+    if (rc <= 0) {
+      exportBuf.fill(0);
+      throw new TlsError("cannot export TLS state", rc);
+    }
+    return { version: w.wolfSSL_GetVersion(this.#ssl), blob: exportBuf.subarray(0, rc) };
   }
 
   /** The protocol in use: "TLSv1.3" or "TLSv1.2".

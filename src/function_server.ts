@@ -361,16 +361,19 @@ export class FunctionServer {
       const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
       this.#count(route, status);
       const ms = Math.round((performance.now() - started) * 100) / 100;
-      log.info("{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}", {
-        method: r.head.method,
-        path: r.head.path,
-        route,
-        status,
-        ms,
-        worker: this.#label,
-        conn: conn.info.connId,
-        handoffs: conn.info.handoffs,
-      });
+      log.info(
+        "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
+        () => ({
+          method: r.head.method,
+          path: r.head.path,
+          route,
+          status,
+          ms,
+          worker: this.#label,
+          conn: conn.info.connId,
+          handoffs: conn.info.handoffs,
+        }),
+      );
       if (!ok) {
         conn.close(false);
         return;
@@ -437,13 +440,14 @@ export class FunctionServer {
     };
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const timeout = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), this.#config.handlerTimeoutMs);
-      });
-      const res = await Promise.race([
-        Promise.resolve().then(() => this.#handler(req, info)),
-        timeout,
-      ]);
+      let res: Response | Promise<Response> | "timeout" = this.#handler(req, info);
+      if (res instanceof Promise) {
+        // Only an asynchronous handler can hang; a synchronous one needs no timer.
+        const timeout = new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), this.#config.handlerTimeoutMs);
+        });
+        res = await Promise.race([res, timeout]);
+      }
       if (res === "timeout") {
         log.warning("{name}: handler took longer than {ms} ms", {
           name: this.options.name,
@@ -498,10 +502,10 @@ export class FunctionServer {
       return;
     }
     const i = conn.info;
-    log.debug("conn {conn}: {path} is not ours; back to the gateway", {
+    log.debug("conn {conn}: {path} is not ours; back to the gateway", () => ({
       conn: i.connId,
       path: head.path,
-    });
+    }));
     if (!channel.send(msg, conn.fd)) {
       log.warning("conn {conn}: gateway channel full or gone; connection dropped", {
         conn: i.connId,

@@ -295,12 +295,12 @@ export class Gateway {
     bump(this.#handshakesBy, `${conn.protocol} ${resumed}`);
     conn.info.sni = conn.session.serverName;
     conn.info.alpn = conn.session.alpn;
-    log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", {
+    log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", () => ({
       conn: conn.info.connId,
       peer: conn.info.peer,
       protocol: conn.protocol,
       cipher: conn.cipher,
-    });
+    }));
     await this.#serve(conn);
   }
 
@@ -373,14 +373,14 @@ export class Gateway {
   #answered(status: number, conn: TlsConnection, head: RequestHead | undefined): void {
     this.stats.answered++;
     bump(this.#answeredBy, status);
-    log.info("{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}", {
+    log.info("{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}", () => ({
       method: head?.method ?? "-",
       path: head?.path.slice(0, 200) ?? "-",
       status,
       worker: this.#label,
       conn: conn.info.connId,
       handoffs: conn.info.handoffs,
-    });
+    }));
   }
 
   #handOff(conn: TlsConnection, worker: Worker, route: string): void {
@@ -542,12 +542,12 @@ export class Gateway {
       : undefined;
     const hit = head ? this.#router.pickWithRoute(head.path) : undefined;
     const target = hit?.worker;
-    log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", {
+    log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", () => ({
       conn: h.connId,
       worker: `${from.name}/${from.pid}`,
       path: head?.path ?? "?",
       target: target ? `${target.name}/${target.pid}` : "gateway",
-    });
+    }));
     if (target) {
       // Forward as is: the sealed state is not opened here.
       setHandoffCount(raw, h.handoffs + 1);
