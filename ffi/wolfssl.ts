@@ -18,6 +18,8 @@ const symbols = {
   wolfSSL_CTX_new: { parameters: ["pointer"], result: "pointer" },
   /** void wolfSSL_CTX_free(WOLFSSL_CTX* ctx) */
   wolfSSL_CTX_free: { parameters: ["pointer"], result: "void" },
+  /** int wolfSSL_CTX_new_rng(WOLFSSL_CTX* ctx) — SINGLE_THREADED builds only */
+  wolfSSL_CTX_new_rng: { parameters: ["pointer"], result: "i32" },
   /** int wolfSSL_CTX_SetMinVersion(WOLFSSL_CTX* ctx, int version) */
   wolfSSL_CTX_SetMinVersion: { parameters: ["pointer", "i32"], result: "i32" },
   /** int wolfSSL_CTX_use_certificate_chain_file(WOLFSSL_CTX* ctx, const char* file) */
@@ -193,10 +195,17 @@ export class TlsContext {
     const w = wolf();
     const ctx = w.wolfSSL_CTX_new(w.wolfSSLv23_server_method());
     if (!ctx) throw new TlsError("wolfSSL_CTX_new failed", -1);
-    const rc = w.wolfSSL_CTX_SetMinVersion(ctx, TLSV1_2);
+    let rc = w.wolfSSL_CTX_SetMinVersion(ctx, TLSV1_2);
     if (rc !== SUCCESS) {
       w.wolfSSL_CTX_free(ctx);
       throw new TlsError("cannot require TLS 1.2 or newer", rc);
+    }
+    // One seeded RNG for every session of this context (the build is
+    // SINGLE_THREADED): wolfSSL_new no longer seeds an RNG of its own.
+    rc = w.wolfSSL_CTX_new_rng(ctx);
+    if (rc !== SUCCESS) {
+      w.wolfSSL_CTX_free(ctx);
+      throw new TlsError("cannot create the context's RNG", rc);
     }
     return ctx;
   }
