@@ -6,6 +6,7 @@
  * @module
  */
 
+import { forEachLine } from "../src/lines.ts";
 import { projectRoot } from "../ffi/paths.ts";
 
 export const root: string = projectRoot;
@@ -45,17 +46,8 @@ export class Proc {
     this.child.status.then(() => this.exited = true);
   }
 
-  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
-    let pending = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let nl;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        this.lines.push(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-      }
-    }
-    if (pending) this.lines.push(pending);
+  #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    return forEachLine(stream, (line) => this.lines.push(line));
   }
 
   /** The first line from index `from` on matching re (waits up to timeoutMs). */

@@ -13,6 +13,7 @@
 
 import { projectRoot } from "../ffi/paths.ts";
 import { parseArgs } from "node:util";
+import { forEachLine } from "./lines.ts";
 import { type Role, rolesFor, SERVER_FLAGS } from "./roles.ts";
 
 const BACKOFF_MIN_MS = 200;
@@ -45,27 +46,13 @@ async function pipeLines(
   prefix: string,
   out: typeof Deno.stdout,
 ): Promise<void> {
-  let pending = "";
-  const write = (s: string) => {
+  await forEachLine(stream, (line) => {
     try {
-      out.writeSync(enc.encode(s));
+      out.writeSync(enc.encode(`${prefix}${line}\n`));
     } catch {
       // our own stdout is gone: drop the line
     }
-  };
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    pending += chunk;
-    let nl;
-    while ((nl = pending.indexOf("\n")) >= 0) {
-      write(`${prefix}${pending.slice(0, nl)}\n`);
-      pending = pending.slice(nl + 1);
-    }
-    if (pending.length > 65536) {
-      write(`${prefix}${pending}\n`);
-      pending = "";
-    }
-  }
-  if (pending) write(`${prefix}${pending}\n`);
+  });
 }
 
 /**

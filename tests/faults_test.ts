@@ -4,6 +4,7 @@
  * process held is affected; everyone else keeps being served.
  */
 
+import { forEachLine } from "../src/lines.ts";
 import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
 import { Client, type HttpResponse, Proc, System } from "./support/system.ts";
@@ -140,11 +141,7 @@ Deno.test("the launcher restarts a killed worker and stops everything on SIGINT"
     stderr: "piped",
   }).spawn();
   const lines: string[] = [];
-  const reading = (async () => {
-    for await (
-      const chunk of launcher.stdout.pipeThrough(new TextDecoderStream())
-    ) lines.push(...chunk.split("\n"));
-  })();
+  const reading = forEachLine(launcher.stdout, (line) => lines.push(line));
   const waitLine = async (re: RegExp, after = 0): Promise<RegExpMatchArray> => {
     for (let i = 0; i < 300; i++) {
       for (const l of lines.slice(after)) {

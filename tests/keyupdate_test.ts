@@ -9,6 +9,7 @@
  * secrets. Needs wolfSSL with shim/patches/0001-export-tls13-traffic-secrets.patch.
  */
 
+import { forEachLine } from "../src/lines.ts";
 import assert from "node:assert/strict";
 import { CA_CERT, Client, type HttpResponse, parseResponse, System } from "./support/system.ts";
 
@@ -59,17 +60,10 @@ class InteractiveOpenssl {
   }
 
   async #collectStderr(): Promise<void> {
-    let pending = "";
-    for await (const chunk of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let nl;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        this.#errLines.push(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-        this.#wake();
-      }
-    }
-    if (pending) this.#errLines.push(pending);
+    await forEachLine(this.#child.stderr, (line) => {
+      this.#errLines.push(line);
+      this.#wake();
+    });
     this.#wake();
   }
 

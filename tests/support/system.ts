@@ -8,6 +8,7 @@
  */
 
 import { projectRoot } from "../../ffi/paths.ts";
+import { forEachLine } from "../../src/lines.ts";
 import { SERVER_FLAGS } from "../../src/roles.ts";
 
 export const CA_CERT = `${projectRoot}/.local/certs/ca.pem`;
@@ -45,17 +46,8 @@ export class Proc {
     this.child.status.then(() => this.exited = true);
   }
 
-  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
-    let pending = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let nl;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        this.#line(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-      }
-    }
-    if (pending) this.#line(pending);
+  #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    return forEachLine(stream, (line) => this.#line(line));
   }
 
   #line(line: string): void {
