@@ -5,6 +5,7 @@
  */
 
 import { ConfigError, gatewayConfig, usage } from "./src/config.ts";
+import { EventLoop } from "./src/event_loop.ts";
 import { Gateway } from "./src/gateway_server.ts";
 import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
 import { logger, setupLogging } from "./src/log.ts";
@@ -35,6 +36,7 @@ if (import.meta.main) {
     logger("gateway").info("draining ({reason})", { reason });
     await gateway.drain(parsed.config.drainTimeoutMs);
     gateway.stop();
+    await EventLoop.instance().close(); // stop the epoll thread before exit
     Deno.exit(0);
   });
 }

@@ -27,6 +27,7 @@ import {
   HttpError,
   type RequestInfo,
 } from "./src/function_server.ts";
+import { EventLoop } from "./src/event_loop.ts";
 import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
 import { logger, setupLogging } from "./src/log.ts";
 
@@ -107,6 +108,7 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
   onShutdown(async (reason) => {
     logger("worker").info("{name} draining ({reason})", { name: options.name, reason });
     await server.drain(parsed.config.drainTimeoutMs);
+    await EventLoop.instance().close(); // stop the epoll thread before exit
     Deno.exit(0);
   });
   return server;

@@ -465,7 +465,8 @@ export class FunctionServer {
         status: res.status,
         keepAlive,
         bytes: serializeResponse(
-          { status: res.status, statusText: res.statusText, headers, body: out },
+          // Response.json() and friends leave statusText empty: use the standard phrase.
+          { status: res.status, statusText: res.statusText || undefined, headers, body: out },
           { keepAlive, headOnly },
         ),
       };

@@ -51,6 +51,9 @@ Deno.test("curl: three requests on one connection, one handshake, two workers", 
     ]);
     assert.equal(sys.handshakes(), 1);
     assert.equal(sys.gateway.count(/connection returned/), 2);
+    const head = await run("curl", ["-si", "--cacert", CA_CERT, `${base}/sum?a=1&b=1`]);
+    assert.match(head.stdout, /^HTTP\/1\.1 200 OK\r$/m, "the standard reason phrase");
+    assert.match(head.stdout, /^content-type: application\/json\r$/m);
   } finally {
     await sys.stop();
   }
