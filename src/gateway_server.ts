@@ -30,11 +30,10 @@ import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
 import { logger } from "./log.ts";
 import { type AdminResponse, AdminServer } from "./admin_server.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
-import { Histogram, Registry } from "./metrics.ts";
+import { GatewayMetrics } from "./gateway_metrics.ts";
 import {
   encodeJson,
   type Handoff,
-  HANDOFF_LATENCY_BUCKETS,
   type Message,
   MessageType,
   type Register,
@@ -80,10 +79,6 @@ export interface GatewayStats {
   answered: number;
   /** Handshakes that failed or timed out. */
   handshakeFailures: number;
-}
-
-function bump<K>(map: Map<K, number>, key: K, n = 1): void {
-  map.set(key, (map.get(key) ?? 0) + n);
 }
 
 function dirname(path: string): string {
@@ -138,18 +133,7 @@ export class Gateway {
   #draining = false;
   #admin: AdminServer | undefined;
   #adminPort = -1;
-  // Counters behind /metrics (plain data; the registry is built per scrape).
-  #handshakesBy = new Map<string, number>(); // "TLSv1.3 false"
-  #handoffsBy = new Map<string, number>(); // "function route"
-  #returnedBy = new Map<string, number>(); // function
-  #answeredBy = new Map<number, number>(); // status
-  #restartsBy = new Map<string, number>(); // function
-  #ownLatency = new Histogram("", "", HANDOFF_LATENCY_BUCKETS);
-  /** Counters of workers that have left, so totals never go down. */
-  #departed = {
-    requests: new Map<string, number>(),
-    latency: new Histogram("", "", HANDOFF_LATENCY_BUCKETS),
-  };
+  #metrics = new GatewayMetrics();
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -173,11 +157,6 @@ export class Gateway {
   /** The admin port listened on (-1 when off). */
   get adminPort(): number {
     return this.#adminPort;
-  }
-
-  /** Registered functions, their routes and worker counts. */
-  functions(): { name: string; routes: string[]; workers: number }[] {
-    return this.#router.functions();
   }
 
   /** Load the certificate, listen on the HTTPS port and the control socket.
@@ -292,7 +271,7 @@ export class Gateway {
     this.stats.handshakes++;
     const resumed = conn.session.resumed;
     if (resumed) this.stats.resumed++;
-    bump(this.#handshakesBy, `${conn.protocol} ${resumed}`);
+    this.#metrics.handshake(conn.protocol, resumed);
     conn.info.sni = conn.session.serverName;
     conn.info.alpn = conn.session.alpn;
     log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", () => ({
@@ -372,7 +351,7 @@ export class Gateway {
   /** Count and log a request the gateway answered itself. */
   #answered(status: number, conn: TlsConnection, head: RequestHead | undefined): void {
     this.stats.answered++;
-    bump(this.#answeredBy, status);
+    this.#metrics.answered(status);
     log.info("{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}", () => ({
       method: head?.method ?? "-",
       path: head?.path.slice(0, 200) ?? "-",
@@ -392,7 +371,7 @@ export class Gateway {
     if (worker.channel.send(msg, fd)) {
       worker.held++;
       this.stats.handoffs++;
-      bump(this.#handoffsBy, `${worker.name} ${route}`);
+      this.#metrics.handoff(worker.name, route);
     } else {
       log.warning("conn {conn}: worker {worker} cannot take it; connection dropped", {
         conn: connId,
@@ -447,7 +426,8 @@ export class Gateway {
     this.#workers.delete(worker);
     if (!worker.registered) return;
     this.#router.remove(worker);
-    this.#foldStats(worker);
+    if (worker.stats) this.#metrics.workerLeft(worker.name, worker.stats);
+    worker.stats = undefined;
     log.warning("worker {worker} disconnected; {routes} now has {left} worker(s)", {
       worker: `${worker.name}/${worker.pid}`,
       routes: worker.routes.join(" "),
@@ -509,7 +489,7 @@ export class Gateway {
       return;
     }
     worker.registered = true;
-    if (restarted) bump(this.#restartsBy, name);
+    if (restarted) this.#metrics.restarted(name);
     worker.channel.send(
       encodeJson(MessageType.REGISTERED, {
         ok: true,
@@ -527,7 +507,7 @@ export class Gateway {
   /** A worker handed a connection back: its next request is not for it. */
   #returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
     this.stats.returned++;
-    bump(this.#returnedBy, from.name);
+    this.#metrics.returned(from.name);
     from.held = Math.max(0, from.held - 1);
     if (fd < 0) {
       log.warning("HANDOFF from {worker} without a socket", { worker: from.name });
@@ -564,22 +544,11 @@ export class Gateway {
       log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
       return;
     }
-    this.#ownLatency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    this.#metrics.adopted(Math.max(0, nowMicros() - h.sentAt) / 1e6);
     this.#serve(conn).catch((e) => {
       log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
       conn.close(false);
     });
-  }
-
-  /** Fold a departed worker's counters into the totals. */
-  #foldStats(worker: Worker): void {
-    const st = worker.stats;
-    if (!st) return;
-    for (const [k, n] of Object.entries(st.requests)) {
-      bump(this.#departed.requests, `${worker.name} ${k}`, n);
-    }
-    this.#departed.latency.merge(st.handoffLatency);
-    worker.stats = undefined;
   }
 
   /** Drain: stop accepting, close idle connections cleanly, let requests in
@@ -622,67 +591,18 @@ export class Gateway {
    * ```
    */
   metrics(): string {
-    const r = new Registry();
-    r.counter("hotpotato_connections_accepted_total", "TCP connections accepted")
-      .inc({}, this.stats.accepted);
-    const open = r.gauge("hotpotato_connections_open", "Client connections open, by holder");
-    open.set({ holder: "gateway" }, this.#held.size);
-    const hs = r.counter("hotpotato_tls_handshakes_total", "Completed TLS handshakes");
-    for (const [k, n] of this.#handshakesBy) {
-      const [version, resumed] = k.split(" ");
-      hs.inc({ version, resumed }, n);
-    }
-    r.counter("hotpotato_tls_handshake_failures_total", "Failed or timed-out TLS handshakes")
-      .inc({}, this.stats.handshakeFailures);
-    const handoffs = r.counter(
-      "hotpotato_handoffs_total",
-      "Connections handed to a worker, by function and route",
-    );
-    for (const [k, n] of this.#handoffsBy) {
-      const [fn, route] = k.split(" ");
-      handoffs.inc({ function: fn, route }, n);
-    }
-    const returned = r.counter(
-      "hotpotato_connections_returned_total",
-      "Connections workers handed back for another route",
-    );
-    for (const [fn, n] of this.#returnedBy) returned.inc({ function: fn }, n);
-    const latency = r.histogram(
-      "hotpotato_handoff_latency_seconds",
-      "Time from export in one process to import in the next",
-      HANDOFF_LATENCY_BUCKETS,
-    );
-    latency.merge(this.#ownLatency.snapshot());
-    latency.merge(this.#departed.latency.snapshot());
-    const requests = r.counter(
-      "hotpotato_requests_total",
-      "Requests answered, by function, route and status",
-    );
-    for (const [k, n] of this.#departed.requests) {
-      const [fn, route, status] = k.split(" ");
-      requests.inc({ function: fn, route, status }, n);
-    }
-    for (const [status, n] of this.#answeredBy) {
-      requests.inc({ function: "gateway", route: "", status: String(status) }, n);
-    }
-    const workers = r.gauge("hotpotato_workers", "Registered workers, by function");
-    for (const f of this.#router.functions()) workers.set({ function: f.name }, f.workers);
+    const workers: { name: string; stats: Stats }[] = [];
     for (const w of this.#workers) {
-      if (!w.registered || !w.stats) continue;
-      open.inc({ holder: w.name }, w.stats.held);
-      latency.merge(w.stats.handoffLatency);
-      for (const [k, n] of Object.entries(w.stats.requests)) {
-        const [route, status] = k.split(" ");
-        requests.inc({ function: w.name, route, status }, n);
-      }
+      if (w.registered && w.stats) workers.push({ name: w.name, stats: w.stats });
     }
-    const restarts = r.counter(
-      "hotpotato_worker_restarts_total",
-      "Workers that registered after the launcher restarted them, by function",
-    );
-    for (const [fn, n] of this.#restartsBy) restarts.inc({ function: fn }, n);
-    r.gauge("hotpotato_draining", "1 while the gateway drains").set({}, this.#draining ? 1 : 0);
-    return r.render();
+    return this.#metrics.render({
+      accepted: this.stats.accepted,
+      handshakeFailures: this.stats.handshakeFailures,
+      held: this.#held.size,
+      draining: this.#draining,
+      functions: this.#router.functions(),
+      workers,
+    });
   }
 
   #adminAnswer(head: RequestHead): AdminResponse {
