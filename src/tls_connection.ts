@@ -303,7 +303,8 @@ export class TlsConnection {
       this.#midRecord = true;
       const events = n === WANT_WRITE ? WRITE_EVENTS : READ_EVENTS;
       const wait = this.#wait(events, deadline);
-      this.#idleWait = this.#end === this.#start; // waiting for a next request
+      // Waiting for a next request (nothing buffered): a drain may end this wait.
+      if (this.#resolve) this.#idleWait = this.#end === this.#start;
       if (!await wait) return this.#open ? "timeout" : "closed";
     }
   }
