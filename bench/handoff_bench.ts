@@ -127,7 +127,7 @@ const fields = {
   unread,
   sentAt: Date.now() * 1000, // newer protocol versions carry and bind it
 };
-const aad = handoffAad(fields);
+const aad = handoffAad(fields).slice(); // a copy: the next call reuses its buffer
 const sealed: Sealed = sealer.seal(blob.slice(), aad);
 const handoff = { ...fields, handoffs: 1, sealed } as unknown as Handoff;
 const message = encodeHandoff(handoff);

@@ -14,11 +14,9 @@
 
 import { closeFd } from "../ffi/shim.ts";
 import { type TlsContext, TlsSession } from "../ffi/wolfssl.ts";
-import { encodeHandoff, type Handoff, Limits } from "./protocol.ts";
+import { encodeHandoff, type Handoff, Limits, utf8 } from "./protocol.ts";
 import type { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
-
-const enc = new TextEncoder();
 
 /** Wall-clock time in µs since the epoch, with sub-ms precision (the same
  * clock in every process, so a receiver can time a handoff).
@@ -34,6 +32,8 @@ export function nowMicros(): number {
 }
 
 /** The bytes a sealed state is bound to: every field but the handoff count.
+ * The result is a view of a buffer the next call reuses: pass it straight to
+ * {@linkcode Sealer.seal} or {@linkcode Sealer.open}.
  *
  * @example
  * ```ts
@@ -50,9 +50,13 @@ export function handoffAad(
     "connId" | "gatewayId" | "tlsVersion" | "sni" | "alpn" | "peer" | "unread" | "sentAt"
   >,
 ): Uint8Array {
-  const sni = enc.encode(h.sni), alpn = enc.encode(h.alpn), peer = enc.encode(h.peer);
-  const aad = new Uint8Array(17 + 4 * 4 + sni.length + alpn.length + peer.length + h.unread.length);
-  const v = new DataView(aad.buffer);
+  const sni = utf8(h.sni), alpn = utf8(h.alpn), peer = utf8(h.peer);
+  const size = 17 + 4 * 4 + sni.length + alpn.length + peer.length + h.unread.length;
+  if (aadScratch.length < size) {
+    aadScratch = new Uint8Array(Math.max(size, aadScratch.length * 2));
+    aadView = new DataView(aadScratch.buffer);
+  }
+  const aad = aadScratch, v = aadView;
   v.setUint32(0, h.connId >>> 0, true);
   v.setUint32(4, h.gatewayId >>> 0, true);
   v.setUint8(8, h.tlsVersion);
@@ -63,8 +67,13 @@ export function handoffAad(
     aad.set(part, off + 4);
     off += 4 + part.length;
   }
-  return aad;
+  return aad.subarray(0, size);
 }
+
+// The AAD is built in one reused buffer (it is consumed at once by seal or
+// open): an ArrayBuffer allocation costs more than building it.
+let aadScratch = new Uint8Array(1024);
+let aadView = new DataView(aadScratch.buffer);
 
 /**
  * Release `conn` (export its state at a record boundary) and build the

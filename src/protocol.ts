@@ -163,8 +163,38 @@ function header(buf: Uint8Array, type: number): DataView {
   return v;
 }
 
+/** UTF-8 bytes of `s`, without a TextEncoder call for ASCII (SNI, ALPN and
+ * addresses are ASCII; an encoder call costs more than the whole copy).
+ *
+ * @example
+ * ```ts
+ * import { utf8 } from "./protocol.ts";
+ * utf8("localhost"); // Uint8Array(9)
+ * ```
+ */
+export function utf8(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return enc.encode(s);
+    out[i] = c;
+  }
+  return out;
+}
+
+/** The string of UTF-8 `bytes`, without a TextDecoder call for ASCII; throws
+ * on invalid UTF-8. */
+function fromUtf8(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] > 0x7f) return dec.decode(bytes);
+    s += String.fromCharCode(bytes[i]);
+  }
+  return s;
+}
+
 function short(s: string, what: string, max: number): Uint8Array {
-  const b = enc.encode(s);
+  const b = utf8(s);
   if (b.length > max) throw new ProtocolError(`${what} longer than ${max} bytes`);
   return b;
 }
@@ -323,7 +353,7 @@ function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
   const take = (n: number) => buf.subarray(off, off += n);
   const text = (n: number, what: string) => {
     try {
-      return dec.decode(take(n));
+      return fromUtf8(take(n));
     } catch {
       throw new ProtocolError(`HANDOFF: ${what} is not UTF-8`);
     }

@@ -17,12 +17,28 @@ import {
 
 /** A sealed blob: ciphertext plus the nonce and tag needed to open it. */
 export interface Sealed {
-  /** 12 random bytes, new for every seal. */
+  /** 12 bytes, unique for every seal under a key. */
   nonce: Uint8Array;
   /** The 16-byte Poly1305 tag. */
   tag: Uint8Array;
   /** The encrypted blob, as long as the plaintext. */
   ciphertext: Uint8Array;
+}
+
+// Nonces: 4 random bytes fixed per process, then a 64-bit counter that starts
+// at a random value. Unique per (key, nonce) across the gateway and workers
+// unless two processes draw the same prefix and overlapping counter ranges;
+// cheaper than a random draw per seal.
+const noncePrefix = crypto.getRandomValues(new Uint8Array(4));
+const nonceCounter = crypto.getRandomValues(new BigUint64Array(1));
+
+const nonceCounterBytes = new Uint8Array(nonceCounter.buffer);
+
+function nextNonce(nonce: Uint8Array): Uint8Array {
+  nonce.set(noncePrefix);
+  nonceCounter[0]++;
+  nonce.set(nonceCounterBytes, 4);
+  return nonce;
 }
 
 /** Length of the deployment key in bytes. */
@@ -77,9 +93,11 @@ export class Sealer {
    * ```
    */
   seal(plain: Uint8Array, aad: Uint8Array): Sealed {
-    const nonce = crypto.getRandomValues(new Uint8Array(AEAD_NONCE_BYTES));
-    const tag = new Uint8Array(AEAD_TAG_BYTES);
-    const ciphertext = new Uint8Array(plain.length);
+    // One allocation for the three parts (an ArrayBuffer is not cheap).
+    const buf = new Uint8Array(AEAD_NONCE_BYTES + AEAD_TAG_BYTES + plain.length);
+    const nonce = nextNonce(buf.subarray(0, AEAD_NONCE_BYTES));
+    const tag = buf.subarray(AEAD_NONCE_BYTES, AEAD_NONCE_BYTES + AEAD_TAG_BYTES);
+    const ciphertext = buf.subarray(AEAD_NONCE_BYTES + AEAD_TAG_BYTES);
     const ok = aeadSeal(this.#key, nonce, aad, plain, ciphertext, tag);
     plain.fill(0);
     if (!ok) throw new Error("sealing failed");
