@@ -56,6 +56,25 @@ const scratch = new Uint8Array(READ_CHUNK);
 const EMPTY = new Uint8Array(0);
 
 const READ_EVENTS = READABLE | ERROR | HANGUP | RDHUP;
+
+// Wait deadlines are enforced by one sweep every SWEEP_MS instead of a timer
+// per wait: a wait is created and settled on every request, and two timer
+// operations per request cost more than a Set insert and delete. Deadlines
+// are therefore met within SWEEP_MS; the sweep stops when nothing waits.
+const SWEEP_MS = 50;
+const waiting = new Set<TlsConnection>();
+let sweeper: ReturnType<typeof setInterval> | undefined;
+
+function startSweeping(): void {
+  sweeper ??= setInterval(() => {
+    const now = Date.now();
+    for (const conn of waiting) conn.expireIfDue(now);
+    if (waiting.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  }, SWEEP_MS);
+}
 const WRITE_EVENTS = WRITABLE | ERROR | HANGUP;
 
 /**
@@ -84,7 +103,8 @@ export class TlsConnection {
   #waitEvents = 0;
   #resolve: ((ok: boolean) => void) | null = null;
   #idleWait = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending wait gives up (ms since epoch); see {@linkcode sweep}. */
+  #deadline = 0;
 
   /** Take over `fd` and `tls`; `unread` is plaintext that came with it.
    *
@@ -181,9 +201,9 @@ export class TlsConnection {
     this.#resolve = null;
     this.#waitEvents = 0;
     this.#idleWait = false;
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
+    if (this.#deadline !== 0) {
+      this.#deadline = 0;
+      waiting.delete(this);
     }
     resolve?.(ok);
   }
@@ -195,11 +215,15 @@ export class TlsConnection {
     return new Promise((resolve) => {
       this.#resolve = resolve;
       this.#waitEvents = events;
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#settle(false);
-      }, ms);
+      this.#deadline = deadline;
+      waiting.add(this);
+      startSweeping();
     });
+  }
+
+  /** Give up the pending wait if its deadline has passed (the sweeper). */
+  expireIfDue(now: number): void {
+    if (this.#deadline !== 0 && now >= this.#deadline) this.#settle(false);
   }
 
   /** Wait for the client's first bytes and return a copy of up to `max` of
