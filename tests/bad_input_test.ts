@@ -204,3 +204,41 @@ Deno.test("TLS: only forward-secret AEAD suites; TLS 1.2 renegotiation is refuse
     await sys.stop();
   }
 });
+
+Deno.test("chunk framing that dwarfs its data is cut off at the buffer bound (413)", async () => {
+  const sys = await System.start({
+    workers: [{ name: "misbehave", file: "tests/fixtures/misbehave.ts" }],
+  });
+  const client = await Client.connect(sys.port);
+  try {
+    // A valid chunked body whose data (400 KB) is under --max-body (1 MiB) but
+    // whose framing (2.4 MB of one-byte chunks) is more than any request may
+    // make a holder buffer.
+    const head = "POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    await client.write(enc.encode(head));
+    const chunks = enc.encode("1\r\nx\r\n".repeat(10_000));
+    const sending = (async () => {
+      for (let i = 0; i < 40; i++) await client.write(chunks);
+      await client.write(enc.encode("0\r\n\r\n"));
+    })().catch(() => {}); // the server stops reading once it has answered
+    const res = await client.read();
+    assert.equal(res.status, 413);
+    assert.deepEqual(JSON.parse(res.body), { error: "request too large", status: 413 });
+    await sending;
+    // A reasonable chunked body is served.
+    client.close();
+    const ok = await Client.connect(sys.port);
+    await ok.write(
+      enc.encode(`${head}5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n`),
+    );
+    assert.deepEqual(JSON.parse((await ok.read()).body), {
+      method: "POST",
+      length: 11,
+      body: "hello world",
+    });
+    ok.close();
+  } finally {
+    client.close();
+    await sys.stop();
+  }
+});
