@@ -171,15 +171,16 @@ HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
     return fd;
 }
 
-/* Connect to a Unix SOCK_SEQPACKET socket; the returned fd is non-blocking. */
+/* Connect to a Unix SOCK_SEQPACKET socket without blocking: a Unix connect
+ * completes at once, or fails with -EAGAIN when the listener's backlog is
+ * full (try again later). The returned fd is non-blocking. */
 HP_EXPORT int hp_unix_connect(const char *path) {
     struct sockaddr_un sa;
     int rv = fill_unix_addr(&sa, path), fd;
     if (rv < 0) return rv;
-    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
         rv = -errno;
         close(fd);
         return rv;
