@@ -1,7 +1,8 @@
 /**
  * The gateway's admin endpoint: plain HTTP on a separate port, bound to
  * loopback by default, for `/metrics` (Prometheus) and `/healthz`. One request
- * per connection, a 16 KiB head limit and a 5 s deadline; never on the
+ * per connection, a 16 KiB head limit and a 5 s deadline for the whole
+ * exchange (a large response is sent as the socket drains); never on the
  * public TLS port.
  *
  * @module
@@ -96,37 +97,50 @@ export class AdminServer {
 
   #serve(fd: number): void {
     let buf = new Uint8Array(0);
+    let out: Uint8Array | undefined; // the response, while it is being sent
     const chunk = new Uint8Array(4096);
     const loop = EventLoop.instance();
-    const done = (bytes?: Uint8Array) => {
+    const finish = () => {
       if (!this.#open.delete(fd)) return;
       clearTimeout(timer);
       loop.remove(fd);
-      if (bytes) sendPlain(fd, bytes); // small; fits the socket buffer
       closeFd(fd);
     };
-    const timer = setTimeout(() => done(), DEADLINE_MS);
+    /** Send what is left of `out`; finish when all is sent (or on error). */
+    const flush = () => {
+      while (out && out.length > 0) {
+        const n = sendPlain(fd, out);
+        if (n === -EAGAIN) return; // the next writable edge continues
+        if (n < 0) return finish();
+        out = out.subarray(n);
+      }
+      finish();
+    };
+    const timer = setTimeout(finish, DEADLINE_MS);
     this.#open.add(fd);
     loop.add(fd, () => {
+      if (out) return flush();
       for (;;) {
         const n = receivePlain(fd, chunk);
         if (n === -EAGAIN) return;
-        if (n <= 0) return done();
+        if (n <= 0) return finish();
         const next = new Uint8Array(buf.length + n);
         next.set(buf);
         next.set(chunk.subarray(0, n), buf.length);
         buf = next;
         const r = parseRequest(buf, { maxHeadBytes: MAX_HEAD, maxBodyBytes: 0 });
-        if (r.kind === "error") {
-          return done(errorResponse(r.status, r.message, { keepAlive: false }));
-        }
         if (r.kind === "incomplete") continue;
-        const res = this.#handler(r.head);
-        return done(serializeResponse({
-          status: res.status,
-          headers: [["content-type", res.contentType]],
-          body: enc.encode(res.body),
-        }, { keepAlive: false, headOnly: r.head.method === "HEAD" }));
+        if (r.kind === "error") {
+          out = errorResponse(r.status, r.message, { keepAlive: false });
+        } else {
+          const res = this.#handler(r.head);
+          out = serializeResponse({
+            status: res.status,
+            headers: [["content-type", res.contentType]],
+            body: enc.encode(res.body),
+          }, { keepAlive: false, headOnly: r.head.method === "HEAD" });
+        }
+        return flush();
       }
     });
   }
