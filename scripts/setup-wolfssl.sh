@@ -43,7 +43,7 @@ rm -rf "$prefix"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_pkgs=()
-for p in dpkg-dev autoconf automake libtool make gcc binutils; do
+for p in dpkg-dev autoconf automake libtool make gcc binutils patch; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 
