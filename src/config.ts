@@ -129,6 +129,13 @@ const gatewaySpecs = {
     max: 86400,
     help: "after a function's last worker leaves, answer 503 this long, then 404",
   },
+  "worker-timeout": {
+    kind: "seconds",
+    default: "5",
+    min: 1,
+    max: 3600,
+    help: "a worker silent this long (it reports every second) gets no new connections",
+  },
   "tls-resumption": {
     kind: "choice",
     default: "on",
@@ -188,6 +195,8 @@ export interface GatewayConfig extends CommonConfig {
   adminHost: string;
   /** Admin port; -1 when off. */
   adminPort: number;
+  /** A worker silent this long gets no new connections, ms. */
+  workerTimeoutMs: number;
 }
 
 /** A worker's settings. */
@@ -343,6 +352,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       vacantGraceMs: v["vacant-grace"] as number,
       adminHost: v["admin-host"] as string,
       adminPort: v["admin-port"] as number,
+      workerTimeoutMs: v["worker-timeout"] as number,
     },
   };
 }

@@ -134,7 +134,6 @@ export class FunctionServer {
   #draining = false;
   #requests: Record<string, number> = {};
   #latency = new Histogram("handoff", "", HANDOFF_LATENCY_BUCKETS);
-  #statsDirty = false;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
 
   /** Prepare a function server; `start()` connects it.
@@ -183,10 +182,11 @@ export class FunctionServer {
     this.#connect();
   }
 
-  /** Send the counters to the gateway when they changed since last time. */
+  /** Send the counters to the gateway. Every second, changed or not: the
+   * reports double as the heartbeat by which the gateway tells a live worker
+   * from a stuck one. */
   #reportStats(): void {
-    if (!this.#statsDirty || !this.#registered || !this.#channel) return;
-    this.#statsDirty = false;
+    if (!this.#registered || !this.#channel) return;
     this.#channel.send(encodeJson(MessageType.STATS, this.stats()));
   }
 
@@ -210,7 +210,6 @@ export class FunctionServer {
   #count(route: string, status: number): void {
     const k = `${route} ${status}`;
     this.#requests[k] = (this.#requests[k] ?? 0) + 1;
-    this.#statsDirty = true;
   }
 
   #connect(): void {
@@ -311,17 +310,13 @@ export class FunctionServer {
       return;
     }
     this.#latency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
-    this.#statsDirty = true;
     this.#connections.add(conn);
     this.#serve(conn)
       .catch((e) => {
         log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
         conn.close(false);
       })
-      .finally(() => {
-        this.#connections.delete(conn);
-        this.#statsDirty = true;
-      });
+      .finally(() => this.#connections.delete(conn));
   }
 
   /** The route of ours that `path` falls under, or undefined. */

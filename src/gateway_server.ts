@@ -61,6 +61,11 @@ interface Worker extends WorkerRef {
   registered: boolean;
   /** Its last STATS report. */
   stats?: Stats;
+  /** When it last sent anything (ms since epoch): workers report every second. */
+  lastSeen: number;
+  /** "serving", "draining" (sent DRAIN) or "stuck" (silent past --worker-timeout);
+   * only a serving worker is in the router. */
+  state: "serving" | "draining" | "stuck";
 }
 
 /** Counters the gateway keeps (the tests and the benchmark read them). */
@@ -131,6 +136,7 @@ export class Gateway {
   /** Connections the gateway holds right now. */
   #held = new Set<TlsConnection>();
   #draining = false;
+  #watchdog: ReturnType<typeof setInterval> | undefined;
   #admin: AdminServer | undefined;
   #adminPort = -1;
   #metrics = new GatewayMetrics();
@@ -171,6 +177,7 @@ export class Gateway {
   start(): void {
     const c = this.config;
     raiseFileLimit();
+    this.#watchdog = setInterval(() => this.#checkWorkers(), 1000);
     this.#serverCtx = TlsContext.server({
       certFile: c.cert,
       keyFile: c.key,
@@ -411,6 +418,8 @@ export class Gateway {
         routes: [],
         registered: false,
         channel: undefined as unknown as ControlChannel,
+        lastSeen: Date.now(),
+        state: "serving",
       };
       worker.channel = new ControlChannel(c.fd, {
         onMessage: (msg, fd, raw) => this.#onWorkerMessage(worker, msg, fd, raw),
@@ -436,6 +445,8 @@ export class Gateway {
   }
 
   #onWorkerMessage(worker: Worker, msg: Message, fd: number, raw: Uint8Array): void {
+    worker.lastSeen = Date.now();
+    if (worker.state === "stuck") this.#revive(worker);
     if (msg.type === MessageType.REGISTER) {
       closeFd(fd);
       this.#register(worker, msg.body);
@@ -454,6 +465,7 @@ export class Gateway {
     if (msg.type === MessageType.DRAIN && worker.registered) {
       closeFd(fd);
       // It finishes what it holds; new connections go to the others.
+      worker.state = "draining";
       this.#router.remove(worker);
       log.info("worker {worker} is draining; no new connections for it", {
         worker: `${worker.name}/${worker.pid}`,
@@ -626,6 +638,44 @@ export class Gateway {
     return { status: 404, contentType: "application/json", body: '{"error":"not found"}\n' };
   }
 
+  /** Take workers that have been silent past --worker-timeout out of the
+   * router: their event loop is stuck (a synchronous endless loop, say), so
+   * a connection handed to them would wait forever. Their routes answer 503
+   * (or go to the function's other workers) until they speak again. */
+  #checkWorkers(): void {
+    const limit = Date.now() - this.config.workerTimeoutMs;
+    for (const w of this.#workers) {
+      if (!w.registered || w.state !== "serving" || w.lastSeen >= limit) continue;
+      w.state = "stuck";
+      this.#router.remove(w);
+      log.warning(
+        "worker {worker} silent for {ms} ms; no new connections for it until it answers",
+        {
+          worker: `${w.name}/${w.pid}`,
+          ms: Date.now() - w.lastSeen,
+        },
+      );
+    }
+  }
+
+  #revive(worker: Worker): void {
+    try {
+      this.#router.add(worker, worker.routes);
+    } catch (e) {
+      // Another function took its routes while it was silent.
+      log.warning("worker {worker} answers again but cannot return: {error}", {
+        worker: `${worker.name}/${worker.pid}`,
+        error: (e as Error).message,
+      });
+      worker.channel.close();
+      return;
+    }
+    worker.state = "serving";
+    log.info("worker {worker} answers again; it gets new connections", {
+      worker: `${worker.name}/${worker.pid}`,
+    });
+  }
+
   /** Stop listening and close every control channel.
    *
    * @example
@@ -636,6 +686,7 @@ export class Gateway {
    * ```
    */
   stop(): void {
+    clearInterval(this.#watchdog);
     const loop = EventLoop.instance();
     for (const fd of [this.#listenFd, this.#controlFd]) {
       if (fd >= 0) {

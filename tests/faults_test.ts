@@ -186,3 +186,32 @@ Deno.test("the launcher restarts a killed worker and stops everything on SIGINT"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a worker whose event loop is stuck gets no new connections until it answers again", async () => {
+  const sys = await System.start({
+    workers: [{ name: "misbehave", file: "tests/fixtures/misbehave.ts" }],
+    gatewayArgs: ["--worker-timeout", "1.5"],
+  });
+  const stuck = await Client.connect(sys.port);
+  try {
+    await stuck.write(Client.request("/block?ms=4500")); // its worker stops answering anything
+    await sys.gateway.waitFor(/worker misbehave\/\d+ silent for \d+ ms/, 6000);
+    // A new client is told at once, instead of being handed to a process that cannot answer.
+    const other = await Client.connect(sys.port);
+    const t0 = Date.now();
+    const res = await other.get("/slow?ms=1");
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), "1");
+    assert.ok(Date.now() - t0 < 1000);
+    other.close();
+    // When the loop comes back, the blocked request is answered and the worker serves again.
+    assert.equal(JSON.parse((await stuck.read(10_000)).body).blocked, true);
+    await sys.gateway.waitFor(/worker misbehave\/\d+ answers again/, 5000);
+    const later = await Client.connect(sys.port);
+    assert.equal((await later.get("/slow?ms=1")).status, 200);
+    later.close();
+  } finally {
+    stuck.close();
+    await sys.stop();
+  }
+});
