@@ -18,12 +18,6 @@ const symbols = {
   hp_local_port: { parameters: ["i32"], result: "i32" },
   /** int hp_accept(int lfd, char* addr, int cap) */
   hp_accept: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  /** int hp_peer_address(int fd, char* addr, int cap) */
-  hp_peer_address: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  /** int hp_peer_closed(int fd) */
-  hp_peer_closed: { parameters: ["i32"], result: "i32" },
-  /** int hp_readable_bytes(int fd) */
-  hp_readable_bytes: { parameters: ["i32"], result: "i32" },
   /** int hp_unix_listen(const char* path, int backlog) */
   hp_unix_listen: { parameters: ["buffer", "i32"], result: "i32" },
   /** int hp_unix_connect(const char* path) */
@@ -82,7 +76,7 @@ function shim(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
 }
 
 /** errno values the callers branch on. */
-export const EAGAIN = 11, EMSGSIZE = 90, ECONNREFUSED = 111, ENOENT = 2;
+export const EAGAIN = 11, EMSGSIZE = 90;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM (not owned by this user)",
@@ -184,45 +178,6 @@ export function accept(listenFd: number): { fd: number; peer: string } | null {
   if (fd === -EAGAIN) return null;
   if (fd < 0) throw new SysError("accept", -fd);
   return { fd, peer: readCString(addrBuf) };
-}
-
-/** The peer address of a connected TCP socket ("ip:port"), or "" if unknown.
- *
- * @example
- * ```ts
- * import { peerAddress } from "./shim.ts";
- * declare const fd: number;
- * console.log(peerAddress(fd));
- * ```
- */
-export function peerAddress(fd: number): string {
-  return shim().hp_peer_address(fd, addrBuf, addrBuf.length) < 0 ? "" : readCString(addrBuf);
-}
-
-/** True when the peer closed the socket and nothing is left to read.
- *
- * @example
- * ```ts
- * import { peerClosed } from "./shim.ts";
- * declare const fd: number;
- * if (peerClosed(fd)) console.log("gone");
- * ```
- */
-export function peerClosed(fd: number): boolean {
-  return shim().hp_peer_closed(fd) !== 0;
-}
-
-/** Bytes waiting in a socket's receive queue.
- *
- * @example
- * ```ts
- * import { readableBytes } from "./shim.ts";
- * declare const fd: number;
- * readableBytes(fd);
- * ```
- */
-export function readableBytes(fd: number): number {
-  return check("FIONREAD", shim().hp_readable_bytes(fd));
 }
 
 /** Listen on a Unix SOCK_SEQPACKET socket (file mode 0600, non-blocking).

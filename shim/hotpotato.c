@@ -25,7 +25,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -113,32 +112,6 @@ HP_EXPORT int hp_accept(int lfd, char *addr, int cap) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     format_peer(&ss, addr, cap);
     return fd;
-}
-
-/* The peer address of a connected socket as "ip:port", or -errno. */
-HP_EXPORT int hp_peer_address(int fd, char *addr, int cap) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
-    format_peer(&ss, addr, cap);
-    return 0;
-}
-
-/* 1 when the peer has closed (orderly EOF) with nothing left to read, 0 when
- * bytes or nothing are waiting, -errno on a socket error. Never blocks. */
-HP_EXPORT int hp_peer_closed(int fd) {
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0) return 1;
-    if (n > 0) return 0;
-    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-}
-
-/* Bytes waiting in the socket's receive queue, or -errno. */
-HP_EXPORT int hp_readable_bytes(int fd) {
-    int n = 0;
-    if (ioctl(fd, FIONREAD, &n) < 0) return -errno;
-    return n;
 }
 
 /* ---------- Unix SOCK_SEQPACKET control channel ---------- */

@@ -67,16 +67,6 @@ export class ControlChannel {
     EventLoop.instance().add(fd, () => this.#onReady());
   }
 
-  /** True once closed. */
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** Messages waiting for the socket to drain. */
-  get queued(): number {
-    return this.#queue.length;
-  }
-
   #onReady(): void {
     this.#flush();
     this.#receive();

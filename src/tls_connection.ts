@@ -126,11 +126,6 @@ export class TlsConnection {
     EventLoop.instance().add(fd, (events) => this.#onEvents(events));
   }
 
-  /** True until the connection is closed or released. */
-  get open(): boolean {
-    return this.#open;
-  }
-
   /** "TLSv1.3" or "TLSv1.2". */
   get protocol(): string {
     return this.#tls.protocol;
