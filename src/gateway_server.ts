@@ -308,7 +308,8 @@ export class Gateway {
       headerTimeoutMs: c.headerTimeoutMs,
       writeTimeoutMs: c.writeTimeoutMs,
       // Route on the head alone; wait for a body only when answering here.
-      wantBody: (head) => this.#router.pick(head.path) === undefined,
+      // (status(), not pick(): asking must not advance a pool's rotation.)
+      wantBody: (head) => this.#router.status(head.path) !== "served",
       draining: () => this.#draining,
       onError: (status) => this.#answered(status, conn, undefined),
     };
