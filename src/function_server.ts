@@ -355,7 +355,6 @@ export class FunctionServer {
       conn.consume(r.length);
       const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
       this.#count(route, status);
-      const ms = Math.round((performance.now() - started) * 100) / 100;
       log.info(
         "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
         () => ({
@@ -363,7 +362,7 @@ export class FunctionServer {
           path: r.head.path,
           route,
           status,
-          ms,
+          ms: Math.round((performance.now() - started) * 100) / 100,
           worker: this.#label,
           conn: conn.info.connId,
           handoffs: conn.info.handoffs,
