@@ -33,23 +33,7 @@ import { logger, setupLogging } from "./src/log.ts";
 
 export type { FunctionOptions, Handler, RequestInfo };
 export { FunctionServer, HttpError };
-
-/**
- * A JSON response: the value serialized, a newline, and
- * `content-type: application/json`.
- *
- * @example
- * ```ts
- * import { json } from "./mod.ts";
- * const res = json({ ok: true }); // body: {"ok":true}\n
- * const missing = json({ error: "not found" }, { status: 404 });
- * ```
- */
-export function json(value: unknown, init: ResponseInit = {}): Response {
-  const headers = new Headers(init.headers);
-  headers.set("content-type", "application/json");
-  return new Response(JSON.stringify(value) + "\n", { ...init, headers });
-}
+export { json } from "./src/response_body.ts";
 
 function env(name: string): string | undefined {
   try {

@@ -1,8 +1,10 @@
 /**
  * The process's event loop: one epoll thread (in the C shim) and a table of
- * which handler owns each fd. Every fd is watched edge-triggered for reading
- * and writing once, for its whole life: owners try their I/O first and only
- * wait for the next edge after the socket said EAGAIN.
+ * which handler owns each fd. Every fd is watched edge-triggered: owners try
+ * their I/O first and only wait for the next edge after the socket said
+ * EAGAIN. Client connections are watched for reading only until a write
+ * would block: a fresh socket is writable at once, and that edge would cost
+ * a whole wake of the loop for nothing on every connection a worker adopts.
  *
  * @module
  */
@@ -54,7 +56,9 @@ export class EventLoop {
     return EventLoop.#instance;
   }
 
-  /** Watch fd (edge-triggered, readable and writable) and call handler.
+  /** Watch fd (edge-triggered) and call handler: for reading and writing,
+   * or for reading only with `{ writable: false }` (see
+   * {@linkcode EventLoop.watchWritable}).
    *
    * @example
    * ```ts
@@ -63,9 +67,24 @@ export class EventLoop {
    * EventLoop.instance().add(fd, () => {});
    * ```
    */
-  add(fd: number, handler: FdHandler): void {
-    this.#poller.watch(fd, READABLE | WRITABLE | RDHUP | EDGE);
+  add(fd: number, handler: FdHandler, opts: { writable?: boolean } = {}): void {
+    const write = opts.writable === false ? 0 : WRITABLE;
+    this.#poller.watch(fd, READABLE | write | RDHUP | EDGE);
     this.#handlers.set(fd, handler);
+  }
+
+  /** Also watch an fd added with `{ writable: false }` for writing. If it is
+   * writable already, the handler hears of it at once.
+   *
+   * @example
+   * ```ts
+   * import { EventLoop } from "./event_loop.ts";
+   * declare const fd: number;
+   * EventLoop.instance().watchWritable(fd);
+   * ```
+   */
+  watchWritable(fd: number): void {
+    if (this.#handlers.has(fd)) this.#poller.change(fd, READABLE | WRITABLE | RDHUP | EDGE);
   }
 
   /** Stop watching fd. Call before the fd is closed or handed off.

@@ -13,7 +13,7 @@ import { closeFd, peerCredentials, processUid, raiseFileLimit, unixConnect } fro
 import { TlsContext } from "../ffi/wolfssl.ts";
 import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
-import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
+import { errorResponse, type RequestHead } from "./http.ts";
 import { logger } from "./log.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import {
@@ -25,52 +25,12 @@ import {
   type Stats,
 } from "./protocol.ts";
 import { Histogram } from "./metrics.ts";
+import { type Handler, Responder } from "./responder.ts";
 import { type HolderOptions, nextRequest } from "./request_reader.ts";
 import { Sealer } from "./seal.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
-/** What a handler learns about the request besides the `Request` itself. */
-export interface RequestInfo {
-  /** The connection's id (given by the gateway). */
-  connId: number;
-  /** How many times the connection has moved between processes. */
-  handoffs: number;
-  /** The client's address, "ip:port". */
-  remoteAddr: string;
-  /** "TLSv1.3" or "TLSv1.2". */
-  protocol: string;
-}
-
-/** A function: web `Request` in, `Response` out, like a `Deno.serve` handler. */
-export type Handler = (req: Request, info: RequestInfo) => Response | Promise<Response>;
-
-/**
- * Throw this from a handler to answer with `status` and a short JSON error
- * body (`{"error": message, "status": status}`), as the gateway's own errors.
- *
- * @example
- * ```ts
- * import { HttpError } from "./function_server.ts";
- * throw new HttpError(400, "missing operand 'a'");
- * ```
- */
-export class HttpError extends Error {
-  /** HTTP status to answer with. */
-  readonly status: number;
-  /** Create an error answered with `status`.
-   *
-   * @example
-   * ```ts
-   * import { HttpError } from "./function_server.ts";
-   * const e = new HttpError(404, "no such item");
-   * ```
-   */
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = "HttpError";
-    this.status = status;
-  }
-}
+export { type Handler, HttpError, type RequestInfo } from "./responder.ts";
 
 /** What a function announces to the gateway. */
 export interface FunctionOptions {
@@ -86,14 +46,6 @@ export interface FunctionOptions {
 
 const log = logger("worker");
 
-/** A serialized response and what it decided. */
-interface Answer {
-  status: number;
-  bytes: Uint8Array;
-  keepAlive: boolean;
-}
-const EMPTY = new Uint8Array(0);
-const MAX_RESPONSE_BODY = 64 * 1024 * 1024;
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
 const STATS_INTERVAL_MS = 1000;
@@ -119,7 +71,7 @@ function base64ToBytes(s: string): Uint8Array {
  */
 export class FunctionServer {
   readonly options: FunctionOptions;
-  #handler: Handler;
+  #responder: Responder;
   #config: WorkerConfig;
   #ctx: TlsContext | undefined;
   #channel: ControlChannel | undefined;
@@ -148,9 +100,14 @@ export class FunctionServer {
   constructor(options: FunctionOptions, handler: Handler, config: WorkerConfig) {
     this.options = options;
     this.#routes = [...options.routes];
-    this.#handler = handler;
     this.#config = config;
     this.#label = `${options.name}/${Deno.pid}`;
+    this.#responder = new Responder(handler, {
+      name: options.name,
+      label: this.#label,
+      handlerTimeoutMs: config.handlerTimeoutMs,
+      keepAlive: (head) => this.#keepAlive(head),
+    });
     if (options.methods?.includes("GET") && !options.methods.includes("HEAD")) {
       this.options = { ...options, methods: [...options.methods, "HEAD"] };
     }
@@ -347,13 +304,15 @@ export class FunctionServer {
       }
       const started = performance.now();
       const methods = this.options.methods;
-      const { status, bytes, keepAlive } = methods && !methods.includes(r.head.method)
-        ? this.#fail(conn, r.head, 405, `method ${r.head.method} not allowed`, [
+      const answer = methods && !methods.includes(r.head.method)
+        ? this.#responder.fail(conn, r.head, 405, `method ${r.head.method} not allowed`, [
           ["allow", methods.join(", ")],
         ])
-        : await this.#respond(conn, r.head, r.body);
+        : this.#responder.respond(conn, r.head, r.body);
+      const { status, bytes, keepAlive } = answer instanceof Promise ? await answer : answer;
       conn.consume(r.length);
-      const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
+      const written = conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
+      const ok = typeof written === "boolean" ? written : await written;
       this.#count(route, status);
       log.info(
         "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
@@ -379,103 +338,10 @@ export class FunctionServer {
     }
   }
 
-  /** The headers every response of ours carries. */
-  #extraHeaders(conn: TlsConnection): [string, string][] {
-    return [
-      ["x-hotpotato-worker", this.#label],
-      ["x-hotpotato-handoffs", String(conn.info.handoffs)],
-      ["x-hotpotato-connection", String(conn.info.connId)],
-    ];
-  }
-
   /** Keep the connection after this response? Decided when the response is
    * serialized, so a drain that began during the handler is honoured. */
   #keepAlive(head: RequestHead): boolean {
     return head.keepAlive && !this.#draining && !this.#stopped;
-  }
-
-  #fail(
-    conn: TlsConnection,
-    head: RequestHead,
-    status: number,
-    message: string,
-    more: [string, string][] = [],
-  ): Answer {
-    const keepAlive = this.#keepAlive(head);
-    const bytes = errorResponse(status, message, {
-      keepAlive,
-      headOnly: head.method === "HEAD",
-      extraHeaders: [...this.#extraHeaders(conn), ...more],
-    });
-    return { status, bytes, keepAlive };
-  }
-
-  /** Run the handler; the serialized response, its status, and whether the
-   * connection stays open after it. */
-  async #respond(conn: TlsConnection, head: RequestHead, body: Uint8Array): Promise<Answer> {
-    const headOnly = head.method === "HEAD";
-    const fail = (status: number, message: string) => this.#fail(conn, head, status, message);
-    let req: Request;
-    try {
-      const hasBody = head.method !== "GET" && head.method !== "HEAD";
-      req = new Request(`https://${head.host || "localhost"}${head.target}`, {
-        method: head.method,
-        headers: head.headers,
-        body: hasBody ? body.slice() : undefined,
-      });
-    } catch {
-      return fail(400, "request cannot be represented (bad host or header)");
-    }
-    const info: RequestInfo = {
-      connId: conn.info.connId,
-      handoffs: conn.info.handoffs,
-      remoteAddr: conn.info.peer,
-      protocol: conn.protocol,
-    };
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      let res: Response | Promise<Response> | "timeout" = this.#handler(req, info);
-      if (res instanceof Promise) {
-        // Only an asynchronous handler can hang; a synchronous one needs no timer.
-        const timeout = new Promise<"timeout">((resolve) => {
-          timer = setTimeout(() => resolve("timeout"), this.#config.handlerTimeoutMs);
-        });
-        res = await Promise.race([res, timeout]);
-      }
-      if (res === "timeout") {
-        log.warning("{name}: handler took longer than {ms} ms", {
-          name: this.options.name,
-          ms: this.#config.handlerTimeoutMs,
-        });
-        return fail(504, "function timed out");
-      }
-      if (!(res instanceof Response)) throw new TypeError("handler did not return a Response");
-      const out = res.body ? new Uint8Array(await res.arrayBuffer()) : EMPTY;
-      if (out.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
-      const headers: [string, string][] = [...res.headers];
-      headers.push(...this.#extraHeaders(conn));
-      const keepAlive = this.#keepAlive(head);
-      return {
-        status: res.status,
-        keepAlive,
-        bytes: serializeResponse(
-          // Response.json() and friends leave statusText empty: use the standard phrase.
-          { status: res.status, statusText: res.statusText || undefined, headers, body: out },
-          { keepAlive, headOnly },
-        ),
-      };
-    } catch (e) {
-      if (e instanceof HttpError && e.status >= 400 && e.status <= 599) {
-        return fail(e.status, e.message);
-      }
-      log.error("{name}: handler failed: {error}", {
-        name: this.options.name,
-        error: String(e),
-      });
-      return fail(500, "function failed");
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   #handBack(conn: TlsConnection, head: RequestHead): void {

@@ -103,6 +103,8 @@ export class TlsConnection {
   #waitEvents = 0;
   #resolve: ((ok: boolean) => void) | null = null;
   #idleWait = false;
+  /** Watched for writing too (after the first write that would block). */
+  #watchingWrites = false;
   /** When the pending wait gives up (ms since epoch); see {@linkcode sweep}. */
   #deadline = 0;
 
@@ -123,7 +125,7 @@ export class TlsConnection {
     this.#tls = tls;
     this.info = info;
     if (unread && unread.length > 0) this.#append(unread);
-    EventLoop.instance().add(fd, (events) => this.#onEvents(events));
+    EventLoop.instance().add(fd, (events) => this.#onEvents(events), { writable: false });
   }
 
   /** "TLSv1.3" or "TLSv1.2". */
@@ -207,6 +209,10 @@ export class TlsConnection {
   #wait(events: number, deadline: number): Promise<boolean> {
     const ms = deadline - Date.now();
     if (ms <= 0 || !this.#open) return Promise.resolve(false);
+    if ((events & WRITABLE) !== 0 && !this.#watchingWrites) {
+      this.#watchingWrites = true;
+      EventLoop.instance().watchWritable(this.fd);
+    }
     return new Promise((resolve) => {
       this.#resolve = resolve;
       this.#waitEvents = events;
@@ -329,7 +335,8 @@ export class TlsConnection {
   }
 
   /** Encrypt and send all of `data`. False when the peer is gone or the
-   * deadline passed (the connection should then be closed).
+   * deadline passed (the connection should then be closed). The answer is
+   * immediate (not a promise) when the socket took everything at once.
    *
    * @example
    * ```ts
@@ -338,20 +345,35 @@ export class TlsConnection {
    * await conn.write(new TextEncoder().encode("HTTP/1.1 204 No Content\r\n\r\n"), Date.now() + 30_000);
    * ```
    */
-  async write(data: Uint8Array, deadline: number): Promise<boolean> {
-    if (data.length === 0) return true;
+  write(data: Uint8Array, deadline: number): boolean | Promise<boolean> {
+    // The usual case completes at once: no promise for it.
+    const first = this.#writeOnce(data);
+    return first === WANT_READ || first === WANT_WRITE
+      ? this.#writeLater(data, deadline, first)
+      : first === 1;
+  }
+
+  /** 1 when all is sent, 0 when the connection failed, or what to wait for. */
+  #writeOnce(data: Uint8Array): number {
+    if (data.length === 0) return 1;
+    if (!this.#open) return 0;
+    let n: number;
+    try {
+      n = this.#tls.write(data);
+    } catch {
+      return 0;
+    }
+    if (n > 0) return 1;
+    return n === WANT_READ || n === WANT_WRITE ? n : 0;
+  }
+
+  async #writeLater(data: Uint8Array, deadline: number, want: number): Promise<boolean> {
     for (;;) {
-      if (!this.#open) return false;
-      let n: number;
-      try {
-        n = this.#tls.write(data);
-      } catch {
-        return false;
-      }
-      if (n > 0) return true;
-      if (n === CLOSED) return false;
-      const events = n === WANT_READ ? READ_EVENTS : WRITE_EVENTS;
+      const events = want === WANT_READ ? READ_EVENTS : WRITE_EVENTS;
       if (!await this.#wait(events, deadline)) return false;
+      want = this.#writeOnce(data);
+      if (want === 1) return true;
+      if (want === 0) return false;
     }
   }
 

@@ -3,9 +3,8 @@
  * event loop (wolfSSL through FFI, the shim's epoll thread, TlsConnection,
  * readRequest, serializeResponse) that computes both functions itself, so no
  * connection ever moves. It accepts and handshakes as src/gateway_server.ts
- * does and serves each request as src/function_server.ts does (a web Request,
- * the handler raced against the handler timeout, the same extra headers, the
- * same filtered info log, serializeResponse): its per-request cost is hot
+ * does and serves each request as src/function_server.ts does (the same
+ * src/responder.ts, the same filtered info log): its per-request cost is hot
  * potato's without the multi-process part, the upper bound for (1).
  *
  *   deno run --allow-ffi --allow-env bench/servers/bound.ts --port 18744 \
@@ -21,14 +20,14 @@ import { parseArgs } from "node:util";
 import { projectRoot } from "../../ffi/paths.ts";
 import { accept, closeFd, localPort, raiseFileLimit, tcpListen } from "../../ffi/shim.ts";
 import { TlsContext, TlsError, TlsSession } from "../../ffi/wolfssl.ts";
-import { HttpError } from "../../mod.ts";
 import { EventLoop } from "../../src/event_loop.ts";
-import { errorResponse, type RequestHead, serializeResponse } from "../../src/http.ts";
+import { errorResponse, type RequestHead } from "../../src/http.ts";
 import { onShutdown, printStatsOnSignal } from "../../src/lifecycle.ts";
 import { logger, setupLogging } from "../../src/log.ts";
 import { readRequest } from "../../src/request_reader.ts";
 import { type ConnectionInfo, TlsConnection } from "../../src/tls_connection.ts";
-import { handlerFor } from "./functions.ts";
+import { handlerFor, product, sum } from "./functions.ts";
+import { Responder } from "../../src/responder.ts";
 
 const { values } = parseArgs({
   options: {
@@ -53,7 +52,6 @@ const cfg = {
 };
 const METHODS = ["GET", "HEAD"]; // sum and product take GET (HEAD added, as FunctionServer does)
 const TLS_HANDSHAKE_RECORD = 0x16;
-const EMPTY = new Uint8Array(0);
 
 setupLogging({ format: "text", level: values["log-level"] as "warning" });
 const log = logger("worker");
@@ -169,17 +167,18 @@ async function serve(conn: TlsConnection): Promise<void> {
       conn.close();
       return;
     }
-    const handler = handlerFor(r.head.path)!;
+    const responder = responderFor(r.head.path)!;
     const started = performance.now();
-    const bytes = !METHODS.includes(r.head.method)
-      ? errorResponse(405, `method ${r.head.method} not allowed`, {
-        keepAlive: r.head.keepAlive,
-        extraHeaders: [["allow", METHODS.join(", ")], ["x-hotpotato-worker", label]],
-      })
-      : await respond(conn, r.head, r.body, handler);
+    const answer = !METHODS.includes(r.head.method)
+      ? responder.fail(conn, r.head, 405, `method ${r.head.method} not allowed`, [
+        ["allow", METHODS.join(", ")],
+      ])
+      : responder.respond(conn, r.head, r.body);
+    const { bytes, keepAlive } = answer instanceof Promise ? await answer : answer;
     conn.consume(r.length);
     stats.requests++;
-    const ok = await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
+    const written = conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
+    const ok = typeof written === "boolean" ? written : await written;
     log.info("{method} {path} conn {conn} handoffs {handoffs} {ms}ms", {
       method: r.head.method,
       path: r.head.path,
@@ -191,78 +190,29 @@ async function serve(conn: TlsConnection): Promise<void> {
       conn.close(false);
       return;
     }
-    if (!r.head.keepAlive) {
+    if (!keepAlive) {
       conn.close();
       return;
     }
   }
 }
 
-/** src/function_server.ts #respond. */
-async function respond(
-  conn: TlsConnection,
-  head: RequestHead,
-  body: Uint8Array,
-  handler: (req: Request) => Response,
-): Promise<Uint8Array> {
-  const extra: [string, string][] = [
-    ["x-hotpotato-worker", label],
-    ["x-hotpotato-handoffs", String(conn.info.handoffs)],
-    ["x-hotpotato-connection", String(conn.info.connId)],
-  ];
-  const keepAlive = head.keepAlive;
-  const headOnly = head.method === "HEAD";
-  let req: Request;
-  try {
-    const hasBody = head.method !== "GET" && head.method !== "HEAD";
-    req = new Request(`https://${head.host || "localhost"}${head.target}`, {
-      method: head.method,
-      headers: head.headers,
-      body: hasBody ? body.slice() : undefined,
-    });
-  } catch {
-    return errorResponse(400, "request cannot be represented (bad host or header)", {
-      keepAlive,
-      extraHeaders: extra,
-    });
-  }
-  const info = {
-    connId: conn.info.connId,
-    handoffs: conn.info.handoffs,
-    remoteAddr: conn.info.peer,
-    protocol: conn.protocol,
-  };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), cfg.handlerTimeoutMs);
-    });
-    const res = await Promise.race([
-      Promise.resolve().then(() => (handler as (r: Request, i: unknown) => Response)(req, info)),
-      timeout,
-    ]);
-    if (res === "timeout") {
-      return errorResponse(504, "function timed out", { keepAlive, extraHeaders: extra });
-    }
-    if (!(res instanceof Response)) throw new TypeError("handler did not return a Response");
-    const out = res.body ? new Uint8Array(await res.arrayBuffer()) : EMPTY;
-    const headers: [string, string][] = [...res.headers];
-    headers.push(...extra);
-    return serializeResponse({
-      status: res.status,
-      statusText: res.statusText,
-      headers,
-      body: out,
-    }, { keepAlive, headOnly });
-  } catch (e) {
-    if (e instanceof HttpError && e.status >= 400 && e.status <= 599) {
-      return errorResponse(e.status, e.message, { keepAlive, headOnly, extraHeaders: extra });
-    }
-    log.error("handler failed: {error}", { error: String(e) });
-    return errorResponse(500, "function failed", { keepAlive, extraHeaders: extra });
-  } finally {
-    clearTimeout(timer);
-  }
+// src/function_server.ts answers with a Responder per function: the same here.
+const responders = new Map(
+  (["sum", "product"] as const).map((name) => [
+    name,
+    new Responder(name === "sum" ? sum : product, {
+      name,
+      label,
+      handlerTimeoutMs: cfg.handlerTimeoutMs,
+      keepAlive: (head) => head.keepAlive,
+    }),
+  ]),
+);
+
+function responderFor(path: string): Responder | undefined {
+  const h = handlerFor(path);
+  return h === sum ? responders.get("sum") : h === product ? responders.get("product") : undefined;
 }
 
 EventLoop.instance().add(listenFd, () => acceptClients());

@@ -1,0 +1,275 @@
+/**
+ * Answering one request with a function's handler: the web `Request` built
+ * from the parsed head, the handler run (bounded by the handler timeout when
+ * it is asynchronous), errors turned into JSON answers, and the `Response`
+ * serialized with hot potato's headers. Shared by the worker
+ * (src/function_server.ts) and the benchmark's single-process bound.
+ *
+ * The common case (a synchronous handler returning a body made by `json()`)
+ * runs without a promise or a stream.
+ *
+ * @module
+ */
+
+import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
+import { logger } from "./log.ts";
+import { knownBody } from "./response_body.ts";
+import type { ConnectionInfo } from "./tls_connection.ts";
+
+/** What a handler learns about the request besides the `Request` itself. */
+export interface RequestInfo {
+  /** The connection's id (given by the gateway). */
+  connId: number;
+  /** How many times the connection has moved between processes. */
+  handoffs: number;
+  /** The client's address, "ip:port". */
+  remoteAddr: string;
+  /** "TLSv1.3" or "TLSv1.2". */
+  protocol: string;
+}
+
+/** A function: web `Request` in, `Response` out, like a `Deno.serve` handler. */
+export type Handler = (req: Request, info: RequestInfo) => Response | Promise<Response>;
+
+/**
+ * Throw this from a handler to answer with `status` and a short JSON error
+ * body (`{"error": message, "status": status}`), as the gateway's own errors.
+ *
+ * @example
+ * ```ts
+ * import { HttpError } from "./responder.ts";
+ * throw new HttpError(400, "missing operand 'a'");
+ * ```
+ */
+export class HttpError extends Error {
+  /** HTTP status to answer with. */
+  readonly status: number;
+  /** Create an error answered with `status`.
+   *
+   * @example
+   * ```ts
+   * import { HttpError } from "./responder.ts";
+   * const e = new HttpError(404, "no such item");
+   * ```
+   */
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+  }
+}
+
+/** A serialized response and what it decided. */
+export interface Answer {
+  /** HTTP status. */
+  status: number;
+  /** The whole response, ready to write. */
+  bytes: Uint8Array;
+  /** Whether the connection stays open after it. */
+  keepAlive: boolean;
+}
+
+/** How a {@linkcode Responder} answers. */
+export interface ResponderOptions {
+  /** Function name, for logs. */
+  name: string;
+  /** "name/pid", sent as `x-hotpotato-worker`. */
+  label: string;
+  /** Longest an asynchronous handler may take, ms (then 504). */
+  handlerTimeoutMs: number;
+  /** Keep the connection after answering this request? */
+  keepAlive(head: RequestHead): boolean;
+}
+
+/** What a Responder reads of the connection (a TlsConnection has it). */
+export interface Peer {
+  /** The connection's identity. */
+  readonly info: ConnectionInfo;
+  /** "TLSv1.3" or "TLSv1.2". */
+  readonly protocol: string;
+}
+
+const log = logger("worker");
+const EMPTY = new Uint8Array(0);
+const MAX_RESPONSE_BODY = 64 * 1024 * 1024;
+
+/**
+ * Runs one function's handler for requests and serializes its answers.
+ *
+ * @example
+ * ```ts
+ * import { type Peer, Responder } from "./responder.ts";
+ * import type { RequestHead } from "./http.ts";
+ * declare const conn: Peer, head: RequestHead;
+ * const responder = new Responder(() => new Response("hi\n"), {
+ *   name: "hello", label: "hello/1", handlerTimeoutMs: 30_000,
+ *   keepAlive: (h) => h.keepAlive,
+ * });
+ * const answer = await responder.respond(conn, head, new Uint8Array(0));
+ * ```
+ */
+export class Responder {
+  #handler: Handler;
+  #opts: ResponderOptions;
+
+  /** Answer with `handler`.
+   *
+   * @example
+   * ```ts
+   * import { Responder } from "./responder.ts";
+   * new Responder(() => new Response("hi\n"), {
+   *   name: "hello", label: "hello/1", handlerTimeoutMs: 30_000, keepAlive: () => true,
+   * });
+   * ```
+   */
+  constructor(handler: Handler, opts: ResponderOptions) {
+    this.#handler = handler;
+    this.#opts = opts;
+  }
+
+  /** The headers every response of ours carries. */
+  #extraHeaders(conn: Peer): [string, string][] {
+    return [
+      ["x-hotpotato-worker", this.#opts.label],
+      ["x-hotpotato-handoffs", String(conn.info.handoffs)],
+      ["x-hotpotato-connection", String(conn.info.connId)],
+    ];
+  }
+
+  /** An error answer (JSON body) with hot potato's headers and `more`.
+   *
+   * @example
+   * ```ts
+   * import type { Peer, Responder } from "./responder.ts";
+   * import type { RequestHead } from "./http.ts";
+   * declare const responder: Responder, conn: Peer, head: RequestHead;
+   * responder.fail(conn, head, 405, "method not allowed", [["allow", "GET"]]);
+   * ```
+   */
+  fail(
+    conn: Peer,
+    head: RequestHead,
+    status: number,
+    message: string,
+    more: [string, string][] = [],
+  ): Answer {
+    const keepAlive = this.#opts.keepAlive(head);
+    const bytes = errorResponse(status, message, {
+      keepAlive,
+      headOnly: head.method === "HEAD",
+      extraHeaders: [...this.#extraHeaders(conn), ...more],
+    });
+    return { status, bytes, keepAlive };
+  }
+
+  /** Run the handler; the serialized response, its status, and whether the
+   * connection stays open after it. Synchronous when the handler is and the
+   * body is known (see src/response_body.ts): no promise per request then.
+   *
+   * @example
+   * ```ts
+   * import type { Peer, Responder } from "./responder.ts";
+   * import type { RequestHead } from "./http.ts";
+   * declare const responder: Responder, conn: Peer, head: RequestHead;
+   * const { status, bytes, keepAlive } = await responder.respond(conn, head, new Uint8Array(0));
+   * ```
+   */
+  respond(conn: Peer, head: RequestHead, body: Uint8Array): Answer | Promise<Answer> {
+    let req: Request;
+    try {
+      const hasBody = head.method !== "GET" && head.method !== "HEAD";
+      const url = `https://${head.host || "localhost"}${head.target}`;
+      req = head.method === "GET" ? new Request(url, { headers: head.headers }) : new Request(url, {
+        method: head.method,
+        headers: head.headers,
+        body: hasBody ? body.slice() : undefined,
+      });
+    } catch {
+      return this.fail(conn, head, 400, "request cannot be represented (bad host or header)");
+    }
+    const info: RequestInfo = {
+      connId: conn.info.connId,
+      handoffs: conn.info.handoffs,
+      remoteAddr: conn.info.peer,
+      protocol: conn.protocol,
+    };
+    let res: Response | Promise<Response>;
+    try {
+      res = this.#handler(req, info);
+      if (res instanceof Promise) return this.#respondLater(conn, head, res);
+      const bytes = res instanceof Response ? knownBody(res) : undefined;
+      if (bytes !== undefined) return this.#serialize(conn, head, res, bytes);
+    } catch (e) {
+      return this.#handlerFailed(conn, head, e);
+    }
+    return this.#respondLater(conn, head, res);
+  }
+
+  /** The asynchronous path: a handler that returned a promise (bounded by
+   * the handler timeout), or a body that must be read as a stream. */
+  async #respondLater(
+    conn: Peer,
+    head: RequestHead,
+    pending: Response | Promise<Response>,
+  ): Promise<Answer> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      let res: Response | "timeout" = pending as Response;
+      if (pending instanceof Promise) {
+        // Only an asynchronous handler can hang; a synchronous one needs no timer.
+        const timeout = new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), this.#opts.handlerTimeoutMs);
+        });
+        res = await Promise.race([pending, timeout]);
+      }
+      if (res === "timeout") {
+        log.warning("{name}: handler took longer than {ms} ms", {
+          name: this.#opts.name,
+          ms: this.#opts.handlerTimeoutMs,
+        });
+        return this.fail(conn, head, 504, "function timed out");
+      }
+      if (!(res instanceof Response)) throw new TypeError("handler did not return a Response");
+      const bytes = knownBody(res) ??
+        (res.body ? new Uint8Array(await res.arrayBuffer()) : EMPTY);
+      return this.#serialize(conn, head, res, bytes);
+    } catch (e) {
+      return this.#handlerFailed(conn, head, e);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #serialize(conn: Peer, head: RequestHead, res: Response, body: Uint8Array): Answer {
+    if (body.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
+    const headers: [string, string][] = [];
+    res.headers.forEach((value, name) => headers.push([name, value]));
+    const i = conn.info;
+    headers.push(
+      ["x-hotpotato-worker", this.#opts.label],
+      ["x-hotpotato-handoffs", String(i.handoffs)],
+      ["x-hotpotato-connection", String(i.connId)],
+    );
+    const keepAlive = this.#opts.keepAlive(head);
+    return {
+      status: res.status,
+      keepAlive,
+      bytes: serializeResponse(
+        // Response.json() and friends leave statusText empty: use the standard phrase.
+        { status: res.status, statusText: res.statusText || undefined, headers, body },
+        { keepAlive, headOnly: head.method === "HEAD" },
+      ),
+    };
+  }
+
+  #handlerFailed(conn: Peer, head: RequestHead, e: unknown): Answer {
+    if (e instanceof HttpError && e.status >= 400 && e.status <= 599) {
+      return this.fail(conn, head, e.status, e.message);
+    }
+    log.error("{name}: handler failed: {error}", {
+      name: this.#opts.name,
+      error: String(e),
+    });
+    return this.fail(conn, head, 500, "function failed");
+  }
+}

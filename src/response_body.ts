@@ -1,0 +1,55 @@
+/**
+ * Response bodies the worker can serialize without reading a stream.
+ *
+ * A `Response` hides its body behind a stream: reading it back
+ * (`await res.arrayBuffer()`) costs a promise chain and a stream per request,
+ * which on a small answer is as much as serializing the whole response. The
+ * helpers here (`json()`) remember the bytes they put in the Response, and the
+ * worker takes them straight from {@linkcode knownBody} while the body is
+ * unread. Any other Response is read the standard way.
+ *
+ * @module
+ */
+
+const ENCODER = new TextEncoder();
+const known = new WeakMap<Response, Uint8Array>();
+
+/**
+ * A JSON response: the value serialized, a newline, and
+ * `content-type: application/json`.
+ *
+ * @example
+ * ```ts
+ * import { json } from "./response_body.ts";
+ * const res = json({ ok: true }); // body: {"ok":true}\n
+ * const missing = json({ error: "not found" }, { status: 404 });
+ * ```
+ */
+export function json(value: unknown, init: ResponseInit = {}): Response {
+  const text = JSON.stringify(value) + "\n";
+  const headers = init.headers === undefined ? JSON_HEADERS : (() => {
+    const h = new Headers(init.headers);
+    h.set("content-type", "application/json");
+    return h;
+  })();
+  const res = new Response(text, { ...init, headers });
+  known.set(res, ENCODER.encode(text));
+  return res;
+}
+const JSON_HEADERS: [string, string][] = [["content-type", "application/json"]];
+
+/**
+ * The body bytes of a Response made by {@linkcode json}, while its body has
+ * not been read; otherwise undefined (read it with `arrayBuffer()`).
+ *
+ * @example
+ * ```ts
+ * import { json, knownBody } from "./response_body.ts";
+ * knownBody(json(1)); // Uint8Array of "1\n"
+ * knownBody(new Response("x")); // undefined
+ * ```
+ */
+export function knownBody(res: Response): Uint8Array | undefined {
+  const bytes = known.get(res);
+  return bytes !== undefined && !res.bodyUsed ? bytes : undefined;
+}

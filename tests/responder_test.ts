@@ -1,0 +1,145 @@
+/**
+ * Tests for src/responder.ts and src/response_body.ts: the synchronous path
+ * (a synchronous handler returning `json()`) and the asynchronous one answer
+ * with the same bytes; a body read by the handler, a stream body, errors and
+ * timeouts take the standard path.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { parseRequest, type RequestHead } from "../src/http.ts";
+import { HttpError, type Peer, Responder } from "../src/responder.ts";
+import { json, knownBody } from "../src/response_body.ts";
+
+const peer: Peer = {
+  info: { connId: 7, gatewayId: 1, handoffs: 2, peer: "127.0.0.1:5000", sni: "", alpn: "" },
+  protocol: "TLSv1.3",
+};
+
+function head(raw: string): RequestHead {
+  const r = parseRequest(new TextEncoder().encode(raw));
+  if (r.kind !== "request") throw new Error(`test request does not parse: ${r.kind}`);
+  return r.head;
+}
+
+const GET = head("GET /x?a=1 HTTP/1.1\r\nhost: example.test\r\n\r\n");
+const EMPTY = new Uint8Array(0);
+
+function responder(handler: ConstructorParameters<typeof Responder>[0], timeoutMs = 1000) {
+  return new Responder(handler, {
+    name: "t",
+    label: "t/1",
+    handlerTimeoutMs: timeoutMs,
+    keepAlive: (h) => h.keepAlive,
+  });
+}
+
+function text(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes);
+}
+
+Deno.test("json() remembers its body until the body is read", async () => {
+  const res = json({ a: 1 }, { status: 201, headers: { "x-a": "b" } });
+  assert.equal(text(knownBody(res)!), '{"a":1}\n');
+  assert.equal(res.status, 201);
+  assert.equal(res.headers.get("content-type"), "application/json");
+  assert.equal(res.headers.get("x-a"), "b");
+  assert.equal(await res.text(), '{"a":1}\n');
+  assert.equal(knownBody(res), undefined, "a read body is not reused");
+  assert.equal(knownBody(new Response("x")), undefined);
+});
+
+Deno.test("a synchronous handler with json() is answered without a promise", () => {
+  let seen: Request | undefined;
+  const answer = responder((req) => {
+    seen = req;
+    return json({ ok: true });
+  }).respond(peer, GET, EMPTY);
+  assert.ok(!(answer instanceof Promise));
+  assert.equal(seen?.url, "https://example.test/x?a=1");
+  assert.equal(seen?.method, "GET");
+  assert.equal(answer.status, 200);
+  assert.equal(answer.keepAlive, true);
+  const out = text(answer.bytes);
+  assert.match(out, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.match(out, /\r\ncontent-type: application\/json\r\n/);
+  assert.match(out, /\r\nx-hotpotato-worker: t\/1\r\nx-hotpotato-handoffs: 2\r\n/);
+  assert.match(out, /\r\nx-hotpotato-connection: 7\r\n/);
+  assert.ok(out.endsWith('\r\ncontent-length: 12\r\nconnection: keep-alive\r\n\r\n{"ok":true}\n'));
+});
+
+Deno.test("the asynchronous paths give the same bytes as the synchronous one", async () => {
+  const sync = responder(() => json({ ok: true })).respond(peer, GET, EMPTY) as {
+    bytes: Uint8Array;
+  };
+  const asyncHandler = await responder(() => Promise.resolve(json({ ok: true })))
+    .respond(peer, GET, EMPTY);
+  const streamBody = await responder(() =>
+    new Response(
+      new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('{"ok":true}\n'));
+          c.close();
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  ).respond(peer, GET, EMPTY);
+  assert.equal(text(asyncHandler.bytes), text(sync.bytes));
+  assert.equal(text(streamBody.bytes), text(sync.bytes));
+});
+
+Deno.test("a handler that read its own json() body still answers it", async () => {
+  const answer = await responder(async () => {
+    const res = json({ n: 1 });
+    const copy = res.clone();
+    await res.text(); // the original's body is used up
+    return copy;
+  }).respond(peer, GET, EMPTY);
+  assert.ok(text(answer.bytes).endsWith('\r\n\r\n{"n":1}\n'));
+});
+
+Deno.test("errors: HttpError, a throw, a non-Response, a timeout", async () => {
+  const cases: [ConstructorParameters<typeof Responder>[0], number, string][] = [
+    [
+      () => {
+        throw new HttpError(418, "short and stout");
+      },
+      418,
+      "short and stout",
+    ],
+    [
+      () => {
+        throw new Error("boom");
+      },
+      500,
+      "function failed",
+    ],
+    [() => "nope" as unknown as Response, 500, "function failed"],
+    [() => new Promise<Response>(() => {}), 504, "function timed out"],
+  ];
+  for (const [handler, status, message] of cases) {
+    const answer = await responder(handler, 50).respond(peer, GET, EMPTY);
+    assert.equal(answer.status, status);
+    const body = text(answer.bytes).split("\r\n\r\n")[1];
+    assert.deepEqual(JSON.parse(body), { error: message, status });
+  }
+});
+
+Deno.test("POST passes its body; HEAD answers without one; close is honoured", async () => {
+  const post = head(
+    "POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc",
+  );
+  const answer = await responder(async (req) => json({ got: await req.text() }))
+    .respond(peer, post, new TextEncoder().encode("abc"));
+  assert.equal(answer.keepAlive, false);
+  assert.ok(text(answer.bytes).endsWith('connection: close\r\n\r\n{"got":"abc"}\n'));
+  const answerHead = responder(() => json({ ok: true })).respond(
+    peer,
+    head("HEAD /x HTTP/1.1\r\nhost: h\r\n\r\n"),
+    EMPTY,
+  ) as { bytes: Uint8Array };
+  const out = text(answerHead.bytes);
+  assert.ok(out.endsWith("content-length: 12\r\nconnection: keep-alive\r\n\r\n"), out);
+});
