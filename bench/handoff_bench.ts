@@ -125,6 +125,7 @@ const fields = {
   alpn: conn.info.alpn,
   peer: conn.info.peer,
   unread,
+  readAhead: new Uint8Array(0),
   sentAt: Date.now() * 1000, // newer protocol versions carry and bind it
 };
 const aad = handoffAad(fields).slice(); // a copy: the next call reuses its buffer

@@ -32,6 +32,22 @@ const symbols = {
   hp_recv_msg: { parameters: ["i32", "buffer", "u32", "buffer"], result: "i32" },
   /** int hp_close(int fd) */
   hp_close: { parameters: ["i32"], result: "i32" },
+  /** struct hp_rx* hp_rx_new(int fd) */
+  hp_rx_new: { parameters: ["i32"], result: "pointer" },
+  /** void hp_rx_free(struct hp_rx* rx) */
+  hp_rx_free: { parameters: ["pointer"], result: "void" },
+  /** void hp_rx_readable(struct hp_rx* rx) */
+  hp_rx_readable: { parameters: ["pointer"], result: "void" },
+  /** int hp_rx_at_boundary(struct hp_rx* rx) */
+  hp_rx_at_boundary: { parameters: ["pointer"], result: "i32" },
+  /** int hp_rx_buffered(struct hp_rx* rx) */
+  hp_rx_buffered: { parameters: ["pointer"], result: "i32" },
+  /** int hp_rx_take(struct hp_rx* rx, uint8_t* out, uint32_t cap) */
+  hp_rx_take: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
+  /** int hp_rx_put(struct hp_rx* rx, const uint8_t* in, uint32_t len) */
+  hp_rx_put: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
+  /** void* hp_rx_callback(void) */
+  hp_rx_callback: { parameters: [], result: "pointer" },
   /** struct hp_loop* hp_loop_new(void (*wake)(void), int max_events) */
   hp_loop_new: { parameters: ["function", "i32"], result: "pointer" },
   /** void* hp_loop_events(struct hp_loop* l) */
@@ -358,6 +374,108 @@ export function raiseFileLimit(): number {
 export function closeFd(fd: number): void {
   if (fd >= 0) shim().hp_close(fd);
 }
+
+/** Most ciphertext a {@linkcode RecordReader} buffers (and a handoff carries). */
+export const MAX_READ_AHEAD = 20480;
+
+/**
+ * Reads a TLS connection's socket for wolfSSL: one recv() takes all that has
+ * arrived, and wolfSSL is given whole records only, so it is never left
+ * holding part of one (see `shim/hotpotato.c`). Bytes read ahead of what
+ * wolfSSL took travel with the connection ({@linkcode RecordReader.take},
+ * {@linkcode RecordReader.put}). Only ffi/wolfssl.ts installs it.
+ *
+ * @example
+ * ```ts
+ * import { RecordReader } from "./shim.ts";
+ * declare const fd: number;
+ * const reader = new RecordReader(fd);
+ * reader.readable(); // after each readable edge of fd
+ * reader.free();
+ * ```
+ */
+export class RecordReader {
+  #rx: Deno.PointerObject | null;
+
+  /** A reader for fd (it does not own fd).
+   *
+   * @example
+   * ```ts
+   * import { RecordReader } from "./shim.ts";
+   * const reader = new RecordReader(7);
+   * ```
+   */
+  constructor(fd: number) {
+    const rx = shim().hp_rx_new(fd);
+    if (!rx) throw new SysError("record reader", -12 /* ENOMEM */);
+    this.#rx = rx;
+  }
+
+  /** The C reader (`struct hp_rx*`) to hand to wolfSSL as its read context. */
+  get pointer(): Deno.PointerObject {
+    if (!this.#rx) throw new Error("record reader already freed");
+    return this.#rx;
+  }
+
+  /** The receive callback to install with `wolfSSL_SSLSetIORecv`. */
+  static get callback(): Deno.PointerObject {
+    return shim().hp_rx_callback()!;
+  }
+
+  /** The socket had a new readable edge: the next read asks the kernel. */
+  readable(): void {
+    if (this.#rx) shim().hp_rx_readable(this.#rx);
+  }
+
+  /** True when wolfSSL is between records. */
+  get atBoundary(): boolean {
+    return this.#rx !== null && shim().hp_rx_at_boundary(this.#rx) === 1;
+  }
+
+  /** Ciphertext read from the socket that wolfSSL has not taken. */
+  get buffered(): number {
+    return this.#rx ? shim().hp_rx_buffered(this.#rx) : 0;
+  }
+
+  /** Move the read-ahead ciphertext out (for a handoff); empty when none.
+   *
+   * @example
+   * ```ts
+   * import type { RecordReader } from "./shim.ts";
+   * declare const reader: RecordReader;
+   * const carried = reader.take();
+   * ```
+   */
+  take(): Uint8Array {
+    const n = this.buffered;
+    if (n === 0) return EMPTY_BYTES;
+    const out = new Uint8Array(n);
+    check("read-ahead take", shim().hp_rx_take(this.pointer, out, n));
+    return out;
+  }
+
+  /** Put back ciphertext another process read ahead (before any read).
+   *
+   * @example
+   * ```ts
+   * import { RecordReader } from "./shim.ts";
+   * new RecordReader(7).put(new Uint8Array([0x17, 0x03, 0x03, 0x00, 0x00]));
+   * ```
+   */
+  put(bytes: Uint8Array): void {
+    if (bytes.length > 0) {
+      check("read-ahead put", shim().hp_rx_put(this.pointer, bytes, bytes.length));
+    }
+  }
+
+  /** Release the reader and its buffer. */
+  free(): void {
+    if (!this.#rx) return;
+    shim().hp_rx_free(this.#rx);
+    this.#rx = null;
+  }
+}
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** Readiness flags, as epoll spells them. EDGE asks for edge-triggered events. */
 export const READABLE = 0x001,

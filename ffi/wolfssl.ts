@@ -8,6 +8,7 @@
  */
 
 import { wolfsslPath } from "./paths.ts";
+import { RecordReader } from "./shim.ts";
 
 const symbols = {
   /** int wolfSSL_Init(void) */
@@ -54,6 +55,10 @@ const symbols = {
   wolfSSL_read: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int wolfSSL_write(WOLFSSL* ssl, const void* data, int sz) */
   wolfSSL_write: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** void wolfSSL_SSLSetIORecv(WOLFSSL* ssl, CallbackIORecv cb) */
+  wolfSSL_SSLSetIORecv: { parameters: ["pointer", "function"], result: "void" },
+  /** void wolfSSL_SetIOReadCtx(WOLFSSL* ssl, void* ctx) */
+  wolfSSL_SetIOReadCtx: { parameters: ["pointer", "pointer"], result: "void" },
   /** int wolfSSL_get_error(WOLFSSL* ssl, int ret) */
   wolfSSL_get_error: { parameters: ["pointer", "i32"], result: "i32" },
   /** int wolfSSL_pending(WOLFSSL* ssl) */
@@ -313,10 +318,30 @@ export interface ExportedState {
  */
 export class TlsSession {
   #ssl: Deno.PointerObject;
+  #reader: RecordReader;
   #freed = false;
 
-  private constructor(ssl: Deno.PointerObject) {
+  private constructor(ssl: Deno.PointerObject, reader: RecordReader) {
     this.#ssl = ssl;
+    this.#reader = reader;
+  }
+
+  /** Bind ssl to fd: wolfSSL writes to fd itself and reads through a
+   * {@linkcode RecordReader} (one recv() per burst, whole records only). */
+  static #bind(ssl: Deno.PointerObject, fd: number): TlsSession {
+    const w = wolf();
+    w.wolfSSL_set_fd(ssl, fd);
+    w.wolfSSL_dtls_set_using_nonblock(ssl, 1);
+    let reader: RecordReader;
+    try {
+      reader = new RecordReader(fd);
+    } catch (e) {
+      w.wolfSSL_free(ssl);
+      throw e;
+    }
+    w.wolfSSL_SetIOReadCtx(ssl, reader.pointer);
+    w.wolfSSL_SSLSetIORecv(ssl, RecordReader.callback);
+    return new TlsSession(ssl, reader);
   }
 
   static #new(ctx: TlsContext): Deno.PointerObject {
@@ -335,15 +360,13 @@ export class TlsSession {
    * ```
    */
   static accept(ctx: TlsContext, fd: number): TlsSession {
-    const w = wolf();
     const ssl = TlsSession.#new(ctx);
-    w.wolfSSL_set_fd(ssl, fd);
-    w.wolfSSL_dtls_set_using_nonblock(ssl, 1);
-    w.wolfSSL_UseALPN(ssl, ALPN_HTTP11, ALPN_HTTP11.length, ALPN_CONTINUE_ON_MISMATCH);
-    return new TlsSession(ssl);
+    wolf().wolfSSL_UseALPN(ssl, ALPN_HTTP11, ALPN_HTTP11.length, ALPN_CONTINUE_ON_MISMATCH);
+    return TlsSession.#bind(ssl, fd);
   }
 
-  /** A session rebuilt from another process's export, bound to fd.
+  /** A session rebuilt from another process's export, bound to fd, with the
+   * ciphertext that process had read ahead ({@linkcode TlsSession.takeReadAhead}).
    * The caller must have authenticated the blob: wolfSSL trusts it.
    *
    * @example
@@ -353,7 +376,12 @@ export class TlsSession {
    * const tls = TlsSession.import(TlsContext.forImport(), 7, state);
    * ```
    */
-  static import(ctx: TlsContext, fd: number, state: ExportedState): TlsSession {
+  static import(
+    ctx: TlsContext,
+    fd: number,
+    state: ExportedState,
+    readAhead: Uint8Array = new Uint8Array(0),
+  ): TlsSession {
     const w = wolf();
     const ssl = TlsSession.#new(ctx);
     let rc = w.wolfSSL_SetVersion(ssl, state.version);
@@ -364,9 +392,14 @@ export class TlsSession {
       w.wolfSSL_free(ssl);
       throw new TlsError("cannot import TLS state", rc);
     }
-    w.wolfSSL_set_fd(ssl, fd); // after import, as wolfSSL requires
-    w.wolfSSL_dtls_set_using_nonblock(ssl, 1);
-    return new TlsSession(ssl);
+    const tls = TlsSession.#bind(ssl, fd); // after import, as wolfSSL requires
+    try {
+      tls.#reader.put(readAhead);
+    } catch (e) {
+      tls.free();
+      throw e;
+    }
+    return tls;
   }
 
   #fail(rc: number, what: string): number {
@@ -392,7 +425,7 @@ export class TlsSession {
   }
 
   /** Decrypt into buf; returns the byte count, WANT_READ/WANT_WRITE, or CLOSED.
-   * Reads at most one TLS record from the socket.
+   * Decrypts at most one TLS record.
    *
    * @example
    * ```ts
@@ -419,6 +452,42 @@ export class TlsSession {
   write(data: Uint8Array): number {
     const rc = wolf().wolfSSL_write(this.#ssl, data, data.length);
     return rc > 0 ? rc : this.#fail(rc, "TLS write failed");
+  }
+
+  /** The socket had a new readable edge (call before the next read or
+   * handshake step): until then a read that finds nothing buffered answers
+   * WANT_READ without asking the kernel again.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * tls.readable();
+   * ```
+   */
+  readable(): void {
+    this.#reader.readable();
+  }
+
+  /** True when wolfSSL holds no part of a record (export is safe then, with
+   * {@linkcode TlsSession.pending} at 0 and the read-ahead carried along). */
+  get atRecordBoundary(): boolean {
+    return this.#reader.atBoundary;
+  }
+
+  /** Move out the ciphertext read from the socket that wolfSSL has not taken
+   * (whole or partial records after the last one it read), to travel with
+   * an exported session.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * const readAhead = tls.takeReadAhead();
+   * ```
+   */
+  takeReadAhead(): Uint8Array {
+    return this.#reader.take();
   }
 
   /** Decrypted bytes wolfSSL holds that read() has not returned yet.
@@ -570,6 +639,7 @@ export class TlsSession {
     if (this.#freed) return;
     this.#freed = true;
     wolf().wolfSSL_free(this.#ssl);
+    this.#reader.free();
   }
 }
 

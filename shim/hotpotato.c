@@ -261,6 +261,166 @@ HP_EXPORT void hp_memzero(void *p, uint32_t len) {
     explicit_bzero(p, len);
 }
 
+/* ---------- Reading TLS records in one system call ---------- */
+
+/*
+ * wolfSSL reads a record in two recv() calls (its 5-byte header, then its
+ * body) and a third to learn that nothing more has come. A record reader
+ * takes everything the socket has in one recv() into its own buffer and
+ * gives wolfSSL whole records only: wolfSSL's receive callback is served from
+ * the buffer, and a record is handed out only once all of it is there. So
+ * wolfSSL never holds part of a record, and the session can be exported
+ * whenever it is not in the middle of one; the records read ahead (a
+ * pipelined request, part of the next) are carried with the connection
+ * (hp_rx_take / hp_rx_put).
+ *
+ * A recv() that returns less than it asked for leaves the socket empty; the
+ * reader then answers "want read" without another system call until
+ * hp_rx_readable() says the socket had a new edge.
+ */
+#define RX_CAP 20480            /* one TLS 1.2 record at most is 5 + 16384 + 2048 */
+#define RX_HEADER 5
+#define CBIO_ERR_GENERAL (-1)   /* wolfSSL's WOLFSSL_CBIO_ERR_* values */
+#define CBIO_ERR_WANT_READ (-2)
+#define CBIO_ERR_CONN_RST (-3)
+#define CBIO_ERR_CONN_CLOSE (-5)
+
+struct hp_rx {
+    int fd;
+    int drained;              /* the last recv() emptied the socket */
+    uint32_t start, end;      /* buffered bytes: buf[start..end) */
+    uint32_t record_left;     /* bytes of the record being handed out */
+    uint8_t *buf;             /* RX_CAP bytes while anything is buffered */
+};
+
+/* A reader for fd, or NULL (out of memory). */
+HP_EXPORT struct hp_rx *hp_rx_new(int fd) {
+    struct hp_rx *rx = calloc(1, sizeof *rx);
+    if (rx) rx->fd = fd;
+    return rx;
+}
+
+/* The buffer holds ciphertext only (what the network carried), so it is
+ * freed without zeroing. */
+static void rx_drop_buffer(struct hp_rx *rx) {
+    if (!rx->buf) return;
+    free(rx->buf);
+    rx->buf = NULL;
+    rx->start = rx->end = 0;
+}
+
+/* Release the reader and its buffer. */
+HP_EXPORT void hp_rx_free(struct hp_rx *rx) {
+    if (!rx) return;
+    rx_drop_buffer(rx);
+    free(rx);
+}
+
+/* The socket had a new readable edge: the next need for bytes reads it. */
+HP_EXPORT void hp_rx_readable(struct hp_rx *rx) { rx->drained = 0; }
+
+/* 1 when wolfSSL is between records (the session may be exported). */
+HP_EXPORT int hp_rx_at_boundary(struct hp_rx *rx) { return rx->record_left == 0; }
+
+/* Bytes read from the socket that wolfSSL has not taken. */
+HP_EXPORT int hp_rx_buffered(struct hp_rx *rx) { return (int)(rx->end - rx->start); }
+
+/* Move the buffered bytes to out (for a handoff). Returns their count, or
+ * -ENOSPC if cap is too small, or -EBUSY in the middle of a record. */
+HP_EXPORT int hp_rx_take(struct hp_rx *rx, uint8_t *out, uint32_t cap) {
+    uint32_t n = rx->end - rx->start;
+    if (rx->record_left != 0) return -EBUSY;
+    if (n > cap) return -ENOSPC;
+    if (n > 0) memcpy(out, rx->buf + rx->start, n);
+    rx_drop_buffer(rx);
+    return (int)n;
+}
+
+static int rx_reserve(struct hp_rx *rx) {
+    if (rx->buf) return 0;
+    rx->buf = malloc(RX_CAP);
+    return rx->buf ? 0 : -ENOMEM;
+}
+
+/* Put back bytes another process had read ahead (before any read).
+ * Returns 0, or -EINVAL if something is buffered already or len is too big. */
+HP_EXPORT int hp_rx_put(struct hp_rx *rx, const uint8_t *in, uint32_t len) {
+    if (len == 0) return 0;
+    if (rx->end != rx->start || len > RX_CAP) return -EINVAL;
+    if (rx_reserve(rx) < 0) return -ENOMEM;
+    memcpy(rx->buf, in, len);
+    rx->start = 0;
+    rx->end = len;
+    return 0;
+}
+
+/* Bytes from start that wolfSSL may take now: the rest of the record being
+ * handed out, or a whole next record if all of it is buffered. A header
+ * announcing more than fits is let through: wolfSSL rejects it. */
+static uint32_t rx_available(struct hp_rx *rx) {
+    uint32_t have = rx->end - rx->start;
+    if (rx->record_left > 0) return rx->record_left < have ? rx->record_left : have;
+    if (have < RX_HEADER) return 0;
+    const uint8_t *h = rx->buf + rx->start;
+    uint32_t len = RX_HEADER + ((uint32_t)h[3] << 8 | h[4]);
+    if (len > RX_CAP) len = have;
+    if (have < len) return 0;
+    rx->record_left = len;
+    return len;
+}
+
+/* One recv() into the free end of the buffer. Returns the count, 0 at end of
+ * stream, or -errno. */
+static int rx_fill(struct hp_rx *rx) {
+    int r = rx_reserve(rx);
+    if (r < 0) return r;
+    if (rx->start > 0) {
+        memmove(rx->buf, rx->buf + rx->start, rx->end - rx->start);
+        rx->end -= rx->start;
+        rx->start = 0;
+    }
+    uint32_t room = RX_CAP - rx->end;
+    if (room == 0) return -ENOBUFS; /* cannot happen: a full buffer holds a whole record */
+    ssize_t n;
+    do {
+        n = recv(rx->fd, rx->buf + rx->end, room, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    rx->end += (uint32_t)n;
+    if ((uint32_t)n < room) rx->drained = 1;
+    return (int)n;
+}
+
+/* wolfSSL's receive callback (CallbackIORecv): ctx is the reader. */
+static int rx_receive(void *ssl, char *out, int sz, void *ctx) {
+    struct hp_rx *rx = ctx;
+    (void)ssl;
+    if (sz <= 0) return 0;
+    for (;;) {
+        uint32_t n = rx->buf ? rx_available(rx) : 0;
+        if (n > 0) {
+            if (n > (uint32_t)sz) n = (uint32_t)sz;
+            memcpy(out, rx->buf + rx->start, n);
+            rx->start += n;
+            rx->record_left -= n;
+            if (rx->start == rx->end) rx_drop_buffer(rx);
+            return (int)n;
+        }
+        if (rx->drained) return CBIO_ERR_WANT_READ;
+        int r = rx_fill(rx);
+        if (r == -EAGAIN || r == -EWOULDBLOCK) {
+            rx->drained = 1;
+            return CBIO_ERR_WANT_READ;
+        }
+        if (r == 0) return CBIO_ERR_CONN_CLOSE;
+        if (r == -ECONNRESET) return CBIO_ERR_CONN_RST;
+        if (r < 0) return CBIO_ERR_GENERAL;
+    }
+}
+
+/* The callback's address, for wolfSSL_SSLSetIORecv(). */
+HP_EXPORT void *hp_rx_callback(void) { return (void *)rx_receive; }
+
 /* ---------- The epoll thread ---------- */
 
 /*

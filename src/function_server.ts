@@ -352,8 +352,9 @@ export class FunctionServer {
       return;
     }
     let msg: Uint8Array;
+    const carried = { unread: 0, readAhead: 0 };
     try {
-      msg = releaseForHandoff(conn, sealer, conn.info.handoffs);
+      msg = releaseForHandoff(conn, sealer, conn.info.handoffs, carried);
     } catch (e) {
       log.error("conn {conn}: cannot export: {error}", {
         conn: conn.info.connId,
@@ -363,10 +364,10 @@ export class FunctionServer {
       return;
     }
     const i = conn.info;
-    log.debug("conn {conn}: {path} is not ours; back to the gateway", () => ({
-      conn: i.connId,
-      path: head.path,
-    }));
+    log.debug(
+      "conn {conn}: {path} is not ours; back to the gateway with {unread} unread bytes and {readAhead} read ahead",
+      () => ({ conn: i.connId, path: head.path, ...carried }),
+    );
     if (!channel.send(msg, conn.fd)) {
       log.warning("conn {conn}: gateway channel full or gone; connection dropped", {
         conn: i.connId,

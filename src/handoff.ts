@@ -6,8 +6,8 @@
  * The seal (ChaCha20-Poly1305 under the deployment key) covers the TLS state
  * and is bound to every other field of the message except the handoff count,
  * which the gateway rewrites when it forwards a connection unopened: a
- * changed connection id, peer, SNI/ALPN or unread byte makes the message
- * fail to open, and it is never imported.
+ * changed connection id, peer, SNI/ALPN, unread or read-ahead byte makes the
+ * message fail to open, and it is never imported.
  *
  * @module
  */
@@ -40,18 +40,27 @@ export function nowMicros(): number {
  * import { handoffAad } from "./handoff.ts";
  * const aad = handoffAad({
  *   connId: 1, gatewayId: 2, tlsVersion: 4, sni: "", alpn: "http/1.1", peer: "127.0.0.1:1",
- *   unread: new Uint8Array(0), sentAt: Date.now() * 1000,
+ *   unread: new Uint8Array(0), readAhead: new Uint8Array(0), sentAt: Date.now() * 1000,
  * });
  * ```
  */
 export function handoffAad(
   h: Pick<
     Handoff,
-    "connId" | "gatewayId" | "tlsVersion" | "sni" | "alpn" | "peer" | "unread" | "sentAt"
+    | "connId"
+    | "gatewayId"
+    | "tlsVersion"
+    | "sni"
+    | "alpn"
+    | "peer"
+    | "unread"
+    | "readAhead"
+    | "sentAt"
   >,
 ): Uint8Array {
   const sni = utf8(h.sni), alpn = utf8(h.alpn), peer = utf8(h.peer);
-  const size = 17 + 4 * 4 + sni.length + alpn.length + peer.length + h.unread.length;
+  const size = 17 + 5 * 4 + sni.length + alpn.length + peer.length + h.unread.length +
+    h.readAhead.length;
   if (aadScratch.length < size) {
     aadScratch = new Uint8Array(Math.max(size, aadScratch.length * 2));
     aadView = new DataView(aadScratch.buffer);
@@ -62,7 +71,7 @@ export function handoffAad(
   v.setUint8(8, h.tlsVersion);
   v.setFloat64(9, h.sentAt, true);
   let off = 17;
-  for (const part of [sni, alpn, peer, h.unread]) {
+  for (const part of [sni, alpn, peer, h.unread, h.readAhead]) {
     v.setUint32(off, part.length, true);
     aad.set(part, off + 4);
     off += 4 + part.length;
@@ -75,10 +84,19 @@ export function handoffAad(
 let aadScratch = new Uint8Array(1024);
 let aadView = new DataView(aadScratch.buffer);
 
+/** How many bytes a released connection's HANDOFF carries along. */
+export interface Carried {
+  /** Decrypted request bytes not answered yet. */
+  unread: number;
+  /** Ciphertext read from the socket ahead of them. */
+  readAhead: number;
+}
+
 /**
  * Release `conn` (export its state at a record boundary) and build the
  * HANDOFF message that carries it, sealed. The connection's fd stays open
- * for the caller to send with the message (and then close).
+ * for the caller to send with the message (and then close). `carried`, when
+ * given, is filled with the sizes of what travels along (for logs).
  *
  * @example
  * ```ts
@@ -93,12 +111,13 @@ export function releaseForHandoff(
   conn: TlsConnection,
   sealer: Sealer,
   handoffs: number,
+  carried?: Carried,
 ): Uint8Array {
   if (conn.bufferedLength > Limits.maxUnread) {
     // Checked before release, so the caller can still answer and close.
     throw new Error(`${conn.bufferedLength} unread bytes exceed the handoff limit`);
   }
-  const { state, unread } = conn.release();
+  const { state, unread, readAhead } = conn.release();
   const i = conn.info;
   const fields = {
     connId: i.connId,
@@ -108,10 +127,15 @@ export function releaseForHandoff(
     alpn: i.alpn,
     peer: i.peer,
     unread,
+    readAhead,
     sentAt: nowMicros(),
   };
   const sealed = sealer.seal(state.blob, handoffAad(fields)); // zeroes state.blob
   const message = encodeHandoff({ ...fields, handoffs, sealed });
+  if (carried) {
+    carried.unread = unread.length;
+    carried.readAhead = readAhead.length;
+  }
   unread.fill(0);
   return message;
 }
@@ -146,7 +170,7 @@ export function adoptHandoff(
   }
   let tls: TlsSession;
   try {
-    tls = TlsSession.import(ctx, fd, { version: h.tlsVersion, blob });
+    tls = TlsSession.import(ctx, fd, { version: h.tlsVersion, blob }, h.readAhead);
   } catch (e) {
     closeFd(fd);
     return (e as Error).message;

@@ -9,10 +9,14 @@
  * ```
  *  8 u32 connection id      12 u32 gateway id     16 u32 handoff count
  * 20 u8  TLS version        21 u8 SNI length      22 u8 ALPN length
- * 23 u8  peer length        24 u16 blob length    26 u16 reserved (0)
+ * 23 u8  peer length        24 u16 blob length    26 u16 read-ahead length
  * 28 u32 unread length      32 nonce[12]          44 tag[16]
  * 60 f64 sent at (µs since the epoch, for the handoff latency histogram)
- * 68 SNI, ALPN, peer address, sealed TLS blob, unread plaintext
+ * 68 SNI, ALPN, peer address, sealed TLS blob, unread plaintext, read-ahead
+ * ```
+ * The read-ahead is ciphertext: TLS records read from the socket that the
+ * sender's wolfSSL had not decrypted (a pipelined request, part of the next).
+ * ```
  * ```
  *
  * @module
@@ -21,7 +25,7 @@
 import type { Sealed } from "./seal.ts";
 
 /** Protocol version spoken by this build. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Message types. */
 export const MessageType = {
   /** worker → gateway: name, routes, pid. */
@@ -44,6 +48,8 @@ export const Limits = {
   maxBlob: 1024,
   /** Largest unread plaintext that travels with a connection. */
   maxUnread: 98304,
+  /** Largest read-ahead ciphertext (the record reader's buffer). */
+  maxReadAhead: 20480,
   /** Largest JSON body of a REGISTER / REGISTERED message. */
   maxJson: 16384,
 } as const;
@@ -88,6 +94,8 @@ export interface Handoff {
   sealed: Sealed;
   /** Decrypted request bytes not yet answered (the next request starts here). */
   unread: Uint8Array;
+  /** TLS records read from the socket and not decrypted yet (after `unread`). */
+  readAhead: Uint8Array;
   /** When the connection left its last holder, µs since the epoch. */
   sentAt: number;
 }
@@ -206,7 +214,8 @@ function short(s: string, what: string, max: number): Uint8Array {
  * import { encodeHandoff } from "./protocol.ts";
  * const bytes = encodeHandoff({
  *   connId: 1, gatewayId: 7, handoffs: 1, tlsVersion: 4, sni: "", alpn: "http/1.1",
- *   peer: "127.0.0.1:5000", unread: new Uint8Array(0), sentAt: Date.now() * 1000,
+ *   peer: "127.0.0.1:5000", unread: new Uint8Array(0), readAhead: new Uint8Array(0),
+ *   sentAt: Date.now() * 1000,
  *   sealed: { nonce: new Uint8Array(12), tag: new Uint8Array(16), ciphertext: new Uint8Array(300) },
  * });
  * ```
@@ -222,10 +231,16 @@ export function encodeHandoff(h: Handoff): Uint8Array {
   if (h.unread.length > Limits.maxUnread) {
     throw new ProtocolError(`${h.unread.length} unread bytes (limit ${Limits.maxUnread})`);
   }
+  if (h.readAhead.length > Limits.maxReadAhead) {
+    throw new ProtocolError(
+      `${h.readAhead.length} read-ahead bytes (limit ${Limits.maxReadAhead})`,
+    );
+  }
   if (h.sealed.nonce.length !== 12 || h.sealed.tag.length !== 16) {
     throw new ProtocolError("bad nonce or tag length");
   }
-  const total = FIXED + sni.length + alpn.length + peer.length + blob.length + h.unread.length;
+  const total = FIXED + sni.length + alpn.length + peer.length + blob.length + h.unread.length +
+    h.readAhead.length;
   const buf = new Uint8Array(total);
   const v = header(buf, MessageType.HANDOFF);
   v.setUint32(8, h.connId >>> 0, true);
@@ -236,12 +251,13 @@ export function encodeHandoff(h: Handoff): Uint8Array {
   v.setUint8(22, alpn.length);
   v.setUint8(23, peer.length);
   v.setUint16(24, blob.length, true);
+  v.setUint16(26, h.readAhead.length, true);
   v.setUint32(28, h.unread.length, true);
   buf.set(h.sealed.nonce, 32);
   buf.set(h.sealed.tag, 44);
   v.setFloat64(60, h.sentAt, true);
   let off = FIXED;
-  for (const part of [sni, alpn, peer, blob, h.unread]) {
+  for (const part of [sni, alpn, peer, blob, h.unread, h.readAhead]) {
     buf.set(part, off);
     off += part.length;
   }
@@ -342,8 +358,11 @@ function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
     throw new ProtocolError("HANDOFF: bad blob length");
   }
   if (unreadLen > Limits.maxUnread) throw new ProtocolError("HANDOFF: too many unread bytes");
-  if (v.getUint16(26, true) !== 0) throw new ProtocolError("HANDOFF: reserved field not zero");
-  const total = FIXED + sniLen + alpnLen + peerLen + blobLen + unreadLen;
+  const aheadLen = v.getUint16(26, true);
+  if (aheadLen > Limits.maxReadAhead) {
+    throw new ProtocolError("HANDOFF: too many read-ahead bytes");
+  }
+  const total = FIXED + sniLen + alpnLen + peerLen + blobLen + unreadLen + aheadLen;
   if (total !== buf.length) {
     throw new ProtocolError(`HANDOFF: lengths add up to ${total}, message has ${buf.length}`);
   }
@@ -373,6 +392,7 @@ function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
       ciphertext: take(blobLen),
     },
     unread: take(unreadLen),
+    readAhead: take(aheadLen),
     sentAt: v.getFloat64(60, true),
   };
 }

@@ -2,13 +2,13 @@
  * A client connection held by this process: its socket fd, its wolfSSL
  * session, and the decrypted bytes received but not yet answered.
  *
- * It owns the record-boundary invariant that makes handoff safe: wolfSSL
- * reads one TLS record at a time, and `fill()` reads exactly one record (plus
- * whatever wolfSSL already decrypted) per call. Callers only call `fill()`
- * when no complete request is buffered, so after a request is complete the
- * session sits at a record boundary and can be exported. A read that stopped
- * in the middle of a record marks the session unexportable until the record
- * is complete.
+ * It owns the record-boundary invariant that makes handoff safe. The socket
+ * is read through a record reader (ffi/shim.ts `RecordReader`): one recv()
+ * takes what has arrived, and wolfSSL is handed whole records only, so it
+ * never holds part of one. `fill()` decrypts one record (plus whatever
+ * wolfSSL already decrypted) per call, and callers only call it when no
+ * complete request is buffered. A released connection carries the
+ * plaintext not yet answered and the ciphertext read ahead.
  *
  * All I/O is non-blocking; waits are promises resolved by the event loop,
  * each bounded by a deadline.
@@ -98,7 +98,6 @@ export class TlsConnection {
   #buf: Uint8Array = EMPTY;
   #start = 0;
   #end = 0;
-  #midRecord = false;
   #open = true;
   #waitEvents = 0;
   #resolve: ((ok: boolean) => void) | null = null;
@@ -190,6 +189,7 @@ export class TlsConnection {
   }
 
   #onEvents(events: number): void {
+    if ((events & READ_EVENTS) !== 0) this.#tls.readable();
     if (this.#resolve && (events & this.#waitEvents) !== 0) this.#settle(true);
   }
 
@@ -321,11 +321,9 @@ export class TlsConnection {
           this.#append(scratch.subarray(0, m));
         }
         scratch.fill(0, 0, n);
-        this.#midRecord = false;
         return "data";
       }
       if (n === CLOSED) return "closed";
-      this.#midRecord = true;
       const events = n === WANT_WRITE ? WRITE_EVENTS : READ_EVENTS;
       const wait = this.#wait(events, deadline);
       // Waiting for a next request (nothing buffered): a drain may end this wait.
@@ -394,27 +392,29 @@ export class TlsConnection {
 
   /** Whether the session can be exported now (at a record boundary). */
   get exportable(): boolean {
-    return this.#open && !this.#midRecord && this.#tls.pending() === 0;
+    return this.#open && this.#tls.atRecordBoundary && this.#tls.pending() === 0;
   }
 
   /** Export the TLS state and hand over the socket: the connection stops
    * being watched and its session is freed, but the fd stays open for the
    * caller to send (and then close). Returns the state (zero `blob` after
-   * sealing) and a copy of the unread plaintext.
+   * sealing), a copy of the unread plaintext, and the ciphertext read ahead
+   * of it (records wolfSSL has not decrypted yet).
    *
    * @example
    * ```ts
    * import type { TlsConnection } from "./tls_connection.ts";
    * declare const conn: TlsConnection;
-   * const { state, unread } = conn.release();
+   * const { state, unread, readAhead } = conn.release();
    * ```
    */
-  release(): { state: ExportedState; unread: Uint8Array } {
+  release(): { state: ExportedState; unread: Uint8Array; readAhead: Uint8Array } {
     if (!this.exportable) throw new Error("TLS state is not at a record boundary");
     const state = this.#tls.export();
     const unread = this.buffered.slice();
+    const readAhead = this.#tls.takeReadAhead();
     this.#detach();
-    return { state, unread };
+    return { state, unread, readAhead };
   }
 
   #detach(): void {

@@ -139,6 +139,29 @@ for (const [how, split] of Object.entries(splits)) {
   });
 }
 
+Deno.test("pipelined records read ahead by one worker travel to the next and are answered", async () => {
+  // One record per request, all sent at once: a worker's single read takes
+  // several records, so handing the connection on carries ciphertext the
+  // next holder must decrypt. The workers' debug log shows the sizes.
+  const sys = await System.start({ workerArgs: ["--log-level", "debug"] });
+  const client = await Client.connect(sys.port);
+  try {
+    const { bytes, expect } = mixedRequests(30);
+    for (const part of bytes) await client.write(part);
+    for (const [op, a, b] of expect) expectAnswer(await client.read(), op, a, b);
+    const ahead = sys.workers.flatMap((w) => w.lines)
+      .map((l) => l.match(/back to the gateway with \d+ unread bytes and (\d+) read ahead/))
+      .filter((m) => m !== null)
+      .map((m) => Number(m![1]));
+    assert.ok(ahead.length > 0, "no hand-back was logged");
+    assert.ok(ahead.some((n) => n > 0), `no hand-back carried read-ahead: ${ahead}`);
+    assert.equal(sys.handshakes(), 1);
+  } finally {
+    client.close();
+    await sys.stop();
+  }
+});
+
 Deno.test("200 concurrent clients, 20 alternating requests each, all correct", async () => {
   const sys = await System.start();
   try {

@@ -29,6 +29,7 @@ function sample(over: Partial<Handoff> = {}): Handoff {
       ciphertext: new Uint8Array(300).fill(3),
     },
     unread: enc.encode("GET /sum?a=1&b=2 HTTP/1.1\r\nhost: x\r\n\r\n"),
+    readAhead: new Uint8Array([0x17, 0x03, 0x03, 0x00, 0x20, 9, 9, 9]),
     sentAt: 1764000000123456.5,
     ...over,
   };
@@ -84,6 +85,10 @@ Deno.test("encodeHandoff refuses over-limit fields", () => {
     () => encodeHandoff(sample({ unread: new Uint8Array(Limits.maxUnread + 1) })),
     ProtocolError,
   );
+  assert.throws(
+    () => encodeHandoff(sample({ readAhead: new Uint8Array(Limits.maxReadAhead + 1) })),
+    ProtocolError,
+  );
   const s = sample();
   s.sealed.ciphertext = new Uint8Array(Limits.maxBlob + 1);
   assert.throws(() => encodeHandoff(s), ProtocolError);
@@ -106,7 +111,8 @@ Deno.test("decodeMessage rejects bad header fields and lying lengths", () => {
     [5, 77], // type
     [20, 5], // TLS version
     [24, 0], // blob length low byte (0 or mismatched)
-    [26, 1], // reserved
+    [26, 1], // read-ahead length (lies: the parts no longer add up)
+    [27, 0x60], // read-ahead length over the limit
     [31, 0xff], // unread length high byte
   ];
   for (const [off, value] of cases) {
@@ -130,6 +136,7 @@ Deno.test("a sealed blob opens only with its key and its message's other fields"
     alpn: "http/1.1",
     peer: "127.0.0.1:9",
     unread: enc.encode("GET / HTTP/1.1\r\n"),
+    readAhead: new Uint8Array([0x17, 0x03, 0x03, 0x00, 0x01, 7]),
     sentAt: 1764000000000000,
   };
   const aad = handoffAad(fields).slice(); // a copy: the next call reuses its buffer
@@ -147,6 +154,13 @@ Deno.test("a sealed blob opens only with its key and its message's other fields"
   const unread = fields.unread.slice();
   unread[3] ^= 1;
   assert.equal(sealer.open(sealed, handoffAad({ ...fields, unread })), null, "unread bytes");
+  const readAhead = fields.readAhead.slice();
+  readAhead[5] ^= 1;
+  assert.equal(
+    sealer.open(sealed, handoffAad({ ...fields, readAhead })),
+    null,
+    "read-ahead bytes",
+  );
   for (let i = 0; i < sealed.ciphertext.length; i += 37) {
     const flipped = { ...sealed, ciphertext: sealed.ciphertext.slice() };
     flipped.ciphertext[i] ^= 0x01;
