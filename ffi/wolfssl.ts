@@ -304,7 +304,11 @@ export interface ExportedState {
  *
  * Methods return a byte count, or {@linkcode WANT_READ} / {@linkcode WANT_WRITE}
  * when the socket must become ready first, or {@linkcode CLOSED}; they throw
- * {@linkcode TlsError} on protocol errors.
+ * {@linkcode TlsError} on protocol errors. The socket is read through a
+ * record reader that does not ask the kernel again until told of a readable
+ * edge: call {@linkcode TlsSession.readable} on every one (a new session
+ * waits for the first; watch the fd edge-triggered, which reports data that
+ * is already there when the fd is added).
  *
  * @example
  * ```ts
@@ -312,7 +316,7 @@ export interface ExportedState {
  * const ctx = TlsContext.server({ certFile: "cert.pem", keyFile: "key.pem" });
  * const tls = TlsSession.accept(ctx, 7);
  * if (tls.handshake() === WANT_READ) {
- *   // wait until fd 7 is readable, then call handshake() again
+ *   // wait until fd 7 is readable, call tls.readable(), then handshake() again
  * }
  * ```
  */

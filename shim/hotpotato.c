@@ -276,7 +276,9 @@ HP_EXPORT void hp_memzero(void *p, uint32_t len) {
  *
  * A recv() that returns less than it asked for leaves the socket empty; the
  * reader then answers "want read" without another system call until
- * hp_rx_readable() says the socket had a new edge.
+ * hp_rx_readable() says the socket had a new edge. A new reader starts that
+ * way too: its socket is about to be added to the epoll set, and adding an
+ * fd that already has data reports an edge at once.
  */
 #define RX_CAP 20480            /* one TLS 1.2 record at most is 5 + 16384 + 2048 */
 #define RX_HEADER 5
@@ -296,7 +298,9 @@ struct hp_rx {
 /* A reader for fd, or NULL (out of memory). */
 HP_EXPORT struct hp_rx *hp_rx_new(int fd) {
     struct hp_rx *rx = calloc(1, sizeof *rx);
-    if (rx) rx->fd = fd;
+    if (!rx) return NULL;
+    rx->fd = fd;
+    rx->drained = 1; /* until the first readable edge */
     return rx;
 }
 
