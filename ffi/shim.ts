@@ -32,8 +32,10 @@ const symbols = {
   hp_recv_msg: { parameters: ["i32", "buffer", "u32", "buffer"], result: "i32" },
   /** int hp_close(int fd) */
   hp_close: { parameters: ["i32"], result: "i32" },
-  /** struct hp_rx* hp_rx_new(int fd) */
-  hp_rx_new: { parameters: ["i32"], result: "pointer" },
+  /** struct hp_rx_pool* hp_rx_pool_new(void) */
+  hp_rx_pool_new: { parameters: [], result: "pointer" },
+  /** struct hp_rx* hp_rx_new(struct hp_rx_pool* pool, int fd) */
+  hp_rx_new: { parameters: ["pointer", "i32"], result: "pointer" },
   /** void hp_rx_free(struct hp_rx* rx) */
   hp_rx_free: { parameters: ["pointer"], result: "void" },
   /** void hp_rx_readable(struct hp_rx* rx) */
@@ -406,7 +408,8 @@ export class RecordReader {
    * ```
    */
   constructor(fd: number) {
-    const rx = shim().hp_rx_new(fd);
+    rxPool ??= shim().hp_rx_pool_new();
+    const rx = rxPool ? shim().hp_rx_new(rxPool, fd) : null;
     if (!rx) throw new SysError("record reader", -12 /* ENOMEM */);
     this.#rx = rx;
   }
@@ -476,6 +479,8 @@ export class RecordReader {
   }
 }
 const EMPTY_BYTES = new Uint8Array(0);
+/** The process's pool of reader buffers (lives as long as the process). */
+let rxPool: Deno.PointerObject | null = null;
 
 /** Readiness flags, as epoll spells them. EDGE asks for edge-triggered events. */
 export const READABLE = 0x001,

@@ -287,28 +287,56 @@ HP_EXPORT void hp_memzero(void *p, uint32_t len) {
 #define CBIO_ERR_CONN_RST (-3)
 #define CBIO_ERR_CONN_CLOSE (-5)
 
+/* Buffers lent to readers while they hold bytes: a request borrows one and
+ * gives it back when wolfSSL has taken everything, so the allocator sees no
+ * 20 KiB malloc/free per request. Used from one thread (JavaScript's). */
+#define RX_POOL_MAX 64
+struct hp_rx_pool {
+    int nfree;
+    uint8_t *free[RX_POOL_MAX];
+};
+
 struct hp_rx {
     int fd;
     int drained;              /* the last recv() emptied the socket */
     uint32_t start, end;      /* buffered bytes: buf[start..end) */
     uint32_t record_left;     /* bytes of the record being handed out */
     uint8_t *buf;             /* RX_CAP bytes while anything is buffered */
+    struct hp_rx_pool *pool;
 };
 
-/* A reader for fd, or NULL (out of memory). */
-HP_EXPORT struct hp_rx *hp_rx_new(int fd) {
+/* A pool for the readers of one process, or NULL (out of memory). */
+HP_EXPORT struct hp_rx_pool *hp_rx_pool_new(void) {
+    return calloc(1, sizeof(struct hp_rx_pool));
+}
+
+static uint8_t *pool_get(struct hp_rx_pool *p) {
+    return p->nfree > 0 ? p->free[--p->nfree] : malloc(RX_CAP);
+}
+
+/* The buffer holds ciphertext only (what the network carried), so it is
+ * reused or freed without zeroing. */
+static void pool_put(struct hp_rx_pool *p, uint8_t *buf) {
+    if (p->nfree < RX_POOL_MAX) {
+        p->free[p->nfree++] = buf;
+    } else {
+        free(buf);
+    }
+}
+
+/* A reader for fd drawing buffers from pool, or NULL (out of memory). */
+HP_EXPORT struct hp_rx *hp_rx_new(struct hp_rx_pool *pool, int fd) {
     struct hp_rx *rx = calloc(1, sizeof *rx);
     if (!rx) return NULL;
     rx->fd = fd;
+    rx->pool = pool;
     rx->drained = 1; /* until the first readable edge */
     return rx;
 }
 
-/* The buffer holds ciphertext only (what the network carried), so it is
- * freed without zeroing. */
 static void rx_drop_buffer(struct hp_rx *rx) {
     if (!rx->buf) return;
-    free(rx->buf);
+    pool_put(rx->pool, rx->buf);
     rx->buf = NULL;
     rx->start = rx->end = 0;
 }
@@ -342,7 +370,7 @@ HP_EXPORT int hp_rx_take(struct hp_rx *rx, uint8_t *out, uint32_t cap) {
 
 static int rx_reserve(struct hp_rx *rx) {
     if (rx->buf) return 0;
-    rx->buf = malloc(RX_CAP);
+    rx->buf = pool_get(rx->pool);
     return rx->buf ? 0 : -ENOMEM;
 }
 
