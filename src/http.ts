@@ -659,6 +659,18 @@ export function statusText(status: number): string {
   return STATUS_TEXT[status] ?? "";
 }
 
+/** `s` as UTF-8 in a reused buffer: a view valid until the next call (the
+ * serializer copies it into the response at once). */
+function utf8Scratch(s: string): Uint8Array {
+  if (s.length > 16384) return ENCODER.encode(s); // large bodies get their own buffer
+  if (bodyScratch.length < s.length * 3) {
+    bodyScratch = new Uint8Array(Math.max(s.length * 3, bodyScratch.length * 2));
+  }
+  const { written } = ENCODER.encodeInto(s, bodyScratch);
+  return bodyScratch.subarray(0, written);
+}
+let bodyScratch = new Uint8Array(4096);
+
 /** Write a string whose code units are all <= 0xff into `out` as latin1. */
 function writeLatin1(s: string, out: Uint8Array): void {
   // Fast path: ASCII-only strings encode 1:1 as UTF-8.
@@ -674,7 +686,8 @@ function writeLatin1(s: string, out: Uint8Array): void {
  * headers with an invalid name or a value containing CR, LF or other control characters
  * (or characters above U+00FF). Then `content-length` (except for 1xx/204/304, which never
  * carry a body) and `connection: keep-alive|close` are appended. With `headOnly` (HEAD) the
- * body is omitted but `content-length` still states its length.
+ * body is omitted but `content-length` still states its length. A string body is sent as
+ * UTF-8.
  *
  * @example
  * ```ts
@@ -692,10 +705,11 @@ export function serializeResponse(
     status: number;
     statusText?: string;
     headers: Iterable<[string, string]>;
-    body: Uint8Array;
+    body: Uint8Array | string;
   },
   opts: { keepAlive: boolean; headOnly?: boolean },
 ): Uint8Array {
+  const body = typeof res.body === "string" ? utf8Scratch(res.body) : res.body;
   const status = res.status;
   if (!Number.isInteger(status) || status < 100 || status > 999) {
     throw new RangeError(`invalid HTTP status code: ${status}`);
@@ -714,12 +728,12 @@ export function serializeResponse(
     head += name + ": " + value + "\r\n";
   }
   const noBody = status < 200 || status === 204 || status === 304;
-  if (!noBody) head += "content-length: " + res.body.length + "\r\n";
+  if (!noBody) head += "content-length: " + body.length + "\r\n";
   head += opts.keepAlive ? "connection: keep-alive\r\n\r\n" : "connection: close\r\n\r\n";
   const sendBody = !noBody && !opts.headOnly;
-  const out = new Uint8Array(head.length + (sendBody ? res.body.length : 0));
+  const out = new Uint8Array(head.length + (sendBody ? body.length : 0));
   writeLatin1(head, out);
-  if (sendBody) out.set(res.body, head.length);
+  if (sendBody) out.set(body, head.length);
   return out;
 }
 

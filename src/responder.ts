@@ -197,8 +197,8 @@ export class Responder {
     try {
       res = this.#handler(req, info);
       if (res instanceof Promise) return this.#respondLater(conn, head, res);
-      const bytes = res instanceof Response ? knownBody(res) : undefined;
-      if (bytes !== undefined) return this.#serialize(conn, head, res, bytes);
+      const known = res instanceof Response ? knownBody(res) : undefined;
+      if (known !== undefined) return this.#serialize(conn, head, res, known);
     } catch (e) {
       return this.#handlerFailed(conn, head, e);
     }
@@ -240,7 +240,7 @@ export class Responder {
     }
   }
 
-  #serialize(conn: Peer, head: RequestHead, res: Response, body: Uint8Array): Answer {
+  #serialize(conn: Peer, head: RequestHead, res: Response, body: Uint8Array | string): Answer {
     if (body.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
     const headers: [string, string][] = [];
     res.headers.forEach((value, name) => headers.push([name, value]));

@@ -4,15 +4,15 @@
  * A `Response` hides its body behind a stream: reading it back
  * (`await res.arrayBuffer()`) costs a promise chain and a stream per request,
  * which on a small answer is as much as serializing the whole response. The
- * helpers here (`json()`) remember the bytes they put in the Response, and the
- * worker takes them straight from {@linkcode knownBody} while the body is
- * unread. Any other Response is read the standard way.
+ * helpers here (`json()`) remember the text they put in the Response, and the
+ * worker takes it straight from {@linkcode knownBody} while the body is
+ * unread (the serializer encodes it into the response). Any other Response is
+ * read the standard way.
  *
  * @module
  */
 
-const ENCODER = new TextEncoder();
-const known = new WeakMap<Response, Uint8Array>();
+const known = new WeakMap<Response, string>();
 
 /**
  * A JSON response: the value serialized, a newline, and
@@ -33,23 +33,23 @@ export function json(value: unknown, init: ResponseInit = {}): Response {
     return h;
   })();
   const res = new Response(text, { ...init, headers });
-  known.set(res, ENCODER.encode(text));
+  known.set(res, text);
   return res;
 }
 const JSON_HEADERS: [string, string][] = [["content-type", "application/json"]];
 
 /**
- * The body bytes of a Response made by {@linkcode json}, while its body has
+ * The body text of a Response made by {@linkcode json}, while its body has
  * not been read; otherwise undefined (read it with `arrayBuffer()`).
  *
  * @example
  * ```ts
  * import { json, knownBody } from "./response_body.ts";
- * knownBody(json(1)); // Uint8Array of "1\n"
+ * knownBody(json(1)); // "1\n"
  * knownBody(new Response("x")); // undefined
  * ```
  */
-export function knownBody(res: Response): Uint8Array | undefined {
+export function knownBody(res: Response): string | undefined {
   const bytes = known.get(res);
   return bytes !== undefined && !res.bodyUsed ? bytes : undefined;
 }

@@ -41,7 +41,7 @@ function text(bytes: Uint8Array): string {
 
 Deno.test("json() remembers its body until the body is read", async () => {
   const res = json({ a: 1 }, { status: 201, headers: { "x-a": "b" } });
-  assert.equal(text(knownBody(res)!), '{"a":1}\n');
+  assert.equal(knownBody(res), '{"a":1}\n');
   assert.equal(res.status, 201);
   assert.equal(res.headers.get("content-type"), "application/json");
   assert.equal(res.headers.get("x-a"), "b");
@@ -142,4 +142,14 @@ Deno.test("POST passes its body; HEAD answers without one; close is honoured", a
   ) as { bytes: Uint8Array };
   const out = text(answerHead.bytes);
   assert.ok(out.endsWith("content-length: 12\r\nconnection: keep-alive\r\n\r\n"), out);
+});
+
+Deno.test("a json() body with non-ASCII text is sent as UTF-8 with its byte length", () => {
+  const answer = responder(() => json({ name: "Zoë ☕" })).respond(peer, GET, EMPTY) as {
+    bytes: Uint8Array;
+  };
+  const body = new TextEncoder().encode('{"name":"Zoë ☕"}\n');
+  const out = text(answer.bytes);
+  assert.match(out, new RegExp(`\r\ncontent-length: ${body.length}\r\n`));
+  assert.deepEqual(answer.bytes.subarray(answer.bytes.length - body.length), body);
 });
