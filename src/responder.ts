@@ -128,12 +128,13 @@ export class Responder {
   }
 
   /** The headers every response of ours carries. */
-  #extraHeaders(conn: Peer): [string, string][] {
-    return [
+  #extraHeaders(conn: Peer, into: [string, string][] = []): [string, string][] {
+    into.push(
       ["x-hotpotato-worker", this.#opts.label],
       ["x-hotpotato-handoffs", String(conn.info.handoffs)],
       ["x-hotpotato-connection", String(conn.info.connId)],
-    ];
+    );
+    return into;
   }
 
   /** An error answer (JSON body) with hot potato's headers and `more`.
@@ -244,12 +245,7 @@ export class Responder {
     if (body.length > MAX_RESPONSE_BODY) throw new RangeError("response body too large");
     const headers: [string, string][] = [];
     res.headers.forEach((value, name) => headers.push([name, value]));
-    const i = conn.info;
-    headers.push(
-      ["x-hotpotato-worker", this.#opts.label],
-      ["x-hotpotato-handoffs", String(i.handoffs)],
-      ["x-hotpotato-connection", String(i.connId)],
-    );
+    this.#extraHeaders(conn, headers);
     const keepAlive = this.#opts.keepAlive(head);
     return {
       status: res.status,

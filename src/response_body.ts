@@ -13,6 +13,7 @@
  */
 
 const known = new WeakMap<Response, string>();
+const JSON_HEADERS: [string, string][] = [["content-type", "application/json"]];
 
 /**
  * A JSON response: the value serialized, a newline, and
@@ -27,16 +28,16 @@ const known = new WeakMap<Response, string>();
  */
 export function json(value: unknown, init: ResponseInit = {}): Response {
   const text = JSON.stringify(value) + "\n";
-  const headers = init.headers === undefined ? JSON_HEADERS : (() => {
-    const h = new Headers(init.headers);
-    h.set("content-type", "application/json");
-    return h;
-  })();
+  let headers: HeadersInit = JSON_HEADERS;
+  if (init.headers !== undefined) {
+    const merged = new Headers(init.headers);
+    merged.set("content-type", "application/json");
+    headers = merged;
+  }
   const res = new Response(text, { ...init, headers });
   known.set(res, text);
   return res;
 }
-const JSON_HEADERS: [string, string][] = [["content-type", "application/json"]];
 
 /**
  * The body text of a Response made by {@linkcode json}, while its body has
