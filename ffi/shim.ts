@@ -422,7 +422,8 @@ export class RecordReader {
 
   /** The receive callback to install with `wolfSSL_SSLSetIORecv`. */
   static get callback(): Deno.PointerObject {
-    return shim().hp_rx_callback()!;
+    rxCallback ??= shim().hp_rx_callback()!;
+    return rxCallback;
   }
 
   /** The socket had a new readable edge: the next read asks the kernel. */
@@ -481,6 +482,8 @@ export class RecordReader {
 const EMPTY_BYTES = new Uint8Array(0);
 /** The process's pool of reader buffers (lives as long as the process). */
 let rxPool: Deno.PointerObject | null = null;
+/** The receive callback's address (constant for the process). */
+let rxCallback: Deno.PointerObject | undefined;
 
 /** Readiness flags, as epoll spells them. EDGE asks for edge-triggered events. */
 export const READABLE = 0x001,

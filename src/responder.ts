@@ -178,12 +178,11 @@ export class Responder {
   respond(conn: Peer, head: RequestHead, body: Uint8Array): Answer | Promise<Answer> {
     let req: Request;
     try {
-      const hasBody = head.method !== "GET" && head.method !== "HEAD";
       const url = `https://${head.host || "localhost"}${head.target}`;
       req = head.method === "GET" ? new Request(url, { headers: head.headers }) : new Request(url, {
         method: head.method,
         headers: head.headers,
-        body: hasBody ? body.slice() : undefined,
+        body: head.method === "HEAD" ? undefined : body.slice(),
       });
     } catch {
       return this.fail(conn, head, 400, "request cannot be represented (bad host or header)");
