@@ -74,14 +74,16 @@ const symbols = {
   hp_private_dir: { parameters: ["buffer"], result: "i32" },
   /** int hp_unlink(const char* path) */
   hp_unlink: { parameters: ["buffer"], result: "i32" },
+  /** int hp_file_id(const char* path, uint64_t* out) (out: dev, inode) */
+  hp_file_id: { parameters: ["buffer", "buffer"], result: "i32" },
   /** int hp_peek(int fd, uint8_t* buf, uint32_t cap) */
   hp_peek: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int hp_recv(int fd, uint8_t* buf, uint32_t cap) */
   hp_recv: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int hp_send(int fd, const uint8_t* buf, uint32_t len) */
   hp_send: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  /** int hp_raise_nofile(void) */
-  hp_raise_nofile: { parameters: [], result: "i32" },
+  /** int hp_raise_nofile(int32_t* before) */
+  hp_raise_nofile: { parameters: ["buffer"], result: "i32" },
   /** int hp_uid(void) */
   hp_uid: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -94,7 +96,15 @@ function shim(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
 }
 
 /** errno values the callers branch on. */
-export const EAGAIN = 11, EMSGSIZE = 90;
+export const EAGAIN = 11,
+  EMSGSIZE = 90,
+  ENOENT = 2,
+  ENOMEM = 12,
+  ENFILE = 23,
+  EMFILE = 24,
+  ENOBUFS = 105,
+  EADDRINUSE = 98,
+  ECONNREFUSED = 111;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM (not owned by this user)",
@@ -102,15 +112,22 @@ const ERRNO_NAMES: Record<number, string> = {
   9: "EBADF",
   11: "EAGAIN",
   13: "EACCES",
+  12: "ENOMEM",
   20: "ENOTDIR",
   22: "EINVAL",
-  24: "EMFILE",
+  23: "ENFILE (too many open files in the system)",
+  24: "EMFILE (too many open files)",
   32: "EPIPE",
   36: "ENAMETOOLONG",
+  71: "EPROTO",
+  88: "ENOTSOCK (not a socket)",
   90: "EMSGSIZE",
+  91: "EPROTOTYPE (a socket of another type)",
   98: "EADDRINUSE",
   99: "EADDRNOTAVAIL",
+  103: "ECONNABORTED",
   104: "ECONNRESET",
+  105: "ENOBUFS",
   111: "ECONNREFUSED",
 };
 
@@ -125,6 +142,9 @@ const ERRNO_NAMES: Record<number, string> = {
 export class SysError extends Error {
   /** The errno (positive). */
   readonly errno: number;
+  /** The errno's name, with a word of explanation for some ("ENOENT",
+   * "EMFILE (too many open files)"): the message without what failed. */
+  readonly reason: string;
   /** Create an error for a failed call.
    *
    * @example
@@ -134,9 +154,11 @@ export class SysError extends Error {
    * ```
    */
   constructor(what: string, errno: number) {
-    super(`${what}: ${ERRNO_NAMES[errno] ?? `errno ${errno}`}`);
+    const reason = ERRNO_NAMES[errno] ?? `errno ${errno}`;
+    super(`${what}: ${reason}`);
     this.name = "SysError";
     this.errno = errno;
+    this.reason = reason;
   }
 }
 
@@ -199,6 +221,10 @@ export function accept(listenFd: number): { fd: number; peer: string } | null {
 }
 
 /** Listen on a Unix SOCK_SEQPACKET socket (file mode 0600, non-blocking).
+ * A socket file left by a process that is gone (connecting is refused) is
+ * replaced; a socket that answers is never removed: that throws a
+ * {@linkcode SysError} with errno EADDRINUSE, and a file at `path` that is
+ * not a socket one with ENOTSOCK.
  *
  * @example
  * ```ts
@@ -208,6 +234,28 @@ export function accept(listenFd: number): { fd: number; peer: string } | null {
  */
 export function unixListen(path: string, backlog = 128): number {
   return check(`listen on ${path}`, shim().hp_unix_listen(cstr(path), backlog));
+}
+
+const fileIdOut = new BigUint64Array(2);
+const fileIdBytes = new Uint8Array(fileIdOut.buffer);
+
+/** The identity of the file at `path` ("device:inode", not following a
+ * symlink): a listener keeps its socket file's identity to learn later
+ * whether the path still names its socket. Throws {@linkcode SysError}
+ * (ENOENT when the file is gone).
+ *
+ * @example
+ * ```ts
+ * import { fileIdentity, unixListen } from "./shim.ts";
+ * const path = "/run/user/1000/hotpotato/control.sock";
+ * unixListen(path);
+ * const mine = fileIdentity(path); // e.g. "64768:1837"
+ * const stillMine = fileIdentity(path) === mine;
+ * ```
+ */
+export function fileIdentity(path: string): string {
+  check(path, shim().hp_file_id(cstr(path), fileIdBytes));
+  return `${fileIdOut[0]}:${fileIdOut[1]}`;
 }
 
 /** Connect to a Unix SOCK_SEQPACKET socket; returns a non-blocking fd.
@@ -352,16 +400,19 @@ export function sendPlain(fd: number, data: Uint8Array): number {
   return shim().hp_send(fd, data, data.length);
 }
 
-/** Raise this process's open-file limit to its hard limit; returns the limit.
+/** Raise this process's soft open-file limit (RLIMIT_NOFILE) to its hard
+ * limit. Returns the limit now in force and the soft limit before.
  *
  * @example
  * ```ts
  * import { raiseFileLimit } from "./shim.ts";
- * console.log(raiseFileLimit());
+ * const { limit, before } = raiseFileLimit(); // e.g. { limit: 1048576, before: 1024 }
  * ```
  */
-export function raiseFileLimit(): number {
-  return check("RLIMIT_NOFILE", shim().hp_raise_nofile());
+export function raiseFileLimit(): { limit: number; before: number } {
+  const before = new Int32Array(1);
+  const limit = check("RLIMIT_NOFILE", shim().hp_raise_nofile(new Uint8Array(before.buffer)));
+  return { limit, before: before[0] };
 }
 
 /** Close a file descriptor; errors are ignored (the fd is gone either way).

@@ -124,15 +124,44 @@ static int fill_unix_addr(struct sockaddr_un *sa, const char *path) {
     return 0;
 }
 
-/* Listen on a Unix SOCK_SEQPACKET socket at path (a stale socket file is
- * replaced); the file gets mode 0600. Returns the fd or -errno. */
+/* Whether a process accepts connections on the SOCK_SEQPACKET socket at sa:
+ * 1 when one does (a full backlog, EAGAIN, counts as yes), 0 when the socket
+ * refuses (ECONNREFUSED: no process listens there any more), or -errno
+ * (-ENOENT when there is no file, -EPROTOTYPE for a socket of another type). */
+static int unix_answers(const struct sockaddr_un *sa) {
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rv = 1;
+    if (fd < 0) return -errno;
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) < 0)
+        rv = errno == ECONNREFUSED ? 0 : errno == EAGAIN ? 1 : -errno;
+    close(fd);
+    return rv;
+}
+
+/* Make path free for a new socket. Nothing there: fine. A socket file whose
+ * process is gone (connecting to it is refused) is stale and removed. A
+ * socket that answers is never touched (-EADDRINUSE), nor is a file that is
+ * not a socket (-ENOTSOCK); any other failure is returned as -errno. */
+static int unix_clear_stale(const char *path, const struct sockaddr_un *sa) {
+    struct stat st;
+    int rv;
+    if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode)) return -ENOTSOCK;
+    rv = unix_answers(sa);
+    if (rv == 1) return -EADDRINUSE;
+    if (rv < 0) return rv == -ENOENT ? 0 : rv;
+    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Listen on a Unix SOCK_SEQPACKET socket at path; the file gets mode 0600.
+ * A stale socket file is replaced; a live one is not (see unix_clear_stale).
+ * Returns the fd or -errno (-EADDRINUSE when a process answers at path). */
 HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
     struct sockaddr_un sa;
     int rv = fill_unix_addr(&sa, path), fd;
     if (rv < 0) return rv;
+    if ((rv = unix_clear_stale(path, &sa)) < 0) return rv;
     fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    unlink(path);
     mode_t old = umask(0077);
     rv = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
@@ -142,6 +171,18 @@ HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
         return rv;
     }
     return fd;
+}
+
+/* The identity of the file at path (not following a symlink): its device
+ * and inode numbers in out[0] and out[1]. A socket's fd has an inode of its
+ * own, so a listener remembers its file's identity after bind and compares
+ * later to learn whether path still names its socket. Returns 0 or -errno. */
+HP_EXPORT int hp_file_id(const char *path, uint64_t *out) {
+    struct stat st;
+    if (lstat(path, &st) < 0) return -errno;
+    out[0] = (uint64_t)st.st_dev;
+    out[1] = (uint64_t)st.st_ino;
+    return 0;
 }
 
 /* Connect to a Unix SOCK_SEQPACKET socket without blocking: a Unix connect
@@ -602,11 +643,13 @@ HP_EXPORT int hp_send(int fd, const uint8_t *buf, uint32_t len) {
     return n < 0 ? -errno : (int)n;
 }
 
-/* Raise the soft limit on open files to the hard limit. Returns the new
- * soft limit (capped at INT32_MAX) or -errno. */
-HP_EXPORT int hp_raise_nofile(void) {
+/* Raise the soft limit on open files to the hard limit. The soft limit
+ * before is stored in *before. Returns the new soft limit (capped at
+ * INT32_MAX) or -errno. */
+HP_EXPORT int hp_raise_nofile(int32_t *before) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+    *before = rl.rlim_cur > INT32_MAX ? INT32_MAX : (int32_t)rl.rlim_cur;
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;

@@ -8,16 +8,9 @@
  * @module
  */
 
-import {
-  accept,
-  closeFd,
-  EAGAIN,
-  localPort,
-  receivePlain,
-  sendPlain,
-  tcpListen,
-} from "../ffi/shim.ts";
+import { closeFd, EAGAIN, localPort, receivePlain, sendPlain, tcpListen } from "../ffi/shim.ts";
 import { EventLoop } from "./event_loop.ts";
+import { Listener, retryBlockedListeners } from "./listener.ts";
 import { errorResponse, parseRequest, type RequestHead, serializeResponse } from "./http.ts";
 
 /** What the admin handler answers. */
@@ -50,7 +43,7 @@ export class AdminServer {
   #host: string;
   #port: number;
   #handler: (head: RequestHead) => AdminResponse;
-  #fd = -1;
+  #listener: Listener | undefined;
   #open = new Set<number>();
 
   /** Prepare a server on host:port answering with `handler`.
@@ -77,22 +70,9 @@ export class AdminServer {
    * ```
    */
   start(): number {
-    this.#fd = tcpListen(this.#host, this.#port, 64);
-    EventLoop.instance().add(this.#fd, () => this.#accept());
-    return localPort(this.#fd);
-  }
-
-  #accept(): void {
-    for (;;) {
-      let c;
-      try {
-        c = accept(this.#fd);
-      } catch {
-        return;
-      }
-      if (!c) return;
-      this.#serve(c.fd);
-    }
+    const fd = tcpListen(this.#host, this.#port, 64);
+    this.#listener = new Listener(fd, "admin", (c) => this.#serve(c.fd));
+    return localPort(fd);
   }
 
   #serve(fd: number): void {
@@ -105,6 +85,7 @@ export class AdminServer {
       clearTimeout(timer);
       loop.remove(fd);
       closeFd(fd);
+      retryBlockedListeners();
     };
     /** Send what is left of `out`; finish when all is sent (or on error). */
     const flush = () => {
@@ -155,11 +136,10 @@ export class AdminServer {
    * ```
    */
   stop(): void {
-    if (this.#fd < 0) return;
+    if (!this.#listener) return;
+    this.#listener.close();
+    this.#listener = undefined;
     const loop = EventLoop.instance();
-    loop.remove(this.#fd);
-    closeFd(this.#fd);
-    this.#fd = -1;
     for (const fd of this.#open) {
       loop.remove(fd);
       closeFd(fd);

@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { projectRoot } from "../ffi/paths.ts";
 import type { LogFormat } from "./log.ts";
 import { LOG_LEVELS } from "./log.ts";
+import { DEFAULT_BODY_TIMEOUT_MS } from "./request_reader.ts";
 import type { LogLevel } from "@logtape/logtape";
 
 /** A setting that could not be used. */
@@ -67,6 +68,13 @@ const common = {
     min: 0.01,
     max: 3600,
     help: "a request head must arrive within this time of its first byte",
+  },
+  "body-timeout": {
+    kind: "seconds",
+    default: String(DEFAULT_BODY_TIMEOUT_MS / 1000),
+    min: 0.01,
+    max: 3600,
+    help: "a request body must arrive within this time of the end of its head",
   },
   "write-timeout": {
     kind: "seconds",
@@ -167,6 +175,8 @@ export interface CommonConfig {
   idleTimeoutMs: number;
   /** Request-head timeout from its first byte, ms. */
   headerTimeoutMs: number;
+  /** Whole-body timeout from the end of its head, ms. */
+  bodyTimeoutMs: number;
   /** Timeout for a client to take a response, ms. */
   writeTimeoutMs: number;
   /** Largest request body, bytes. */
@@ -296,6 +306,7 @@ function commonOf(v: Record<string, string | number>): CommonConfig {
     logLevel: v["log-level"] as LogLevel,
     idleTimeoutMs: v["idle-timeout"] as number,
     headerTimeoutMs: v["header-timeout"] as number,
+    bodyTimeoutMs: v["body-timeout"] as number,
     writeTimeoutMs: v["write-timeout"] as number,
     maxBody: v["max-body"] as number,
     drainTimeoutMs: v["drain-timeout"] as number,

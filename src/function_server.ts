@@ -9,7 +9,16 @@
  * @module
  */
 
-import { closeFd, peerCredentials, processUid, raiseFileLimit, unixConnect } from "../ffi/shim.ts";
+import {
+  closeFd,
+  ECONNREFUSED,
+  ENOENT,
+  peerCredentials,
+  processUid,
+  raiseFileLimit,
+  SysError,
+  unixConnect,
+} from "../ffi/shim.ts";
 import { TlsContext } from "../ffi/wolfssl.ts";
 import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
@@ -48,6 +57,8 @@ const log = logger("worker");
 
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
+/** While the gateway stays unreachable, at most one warning this often. */
+const CONNECT_WARNING_EVERY_MS = 15_000;
 const STATS_INTERVAL_MS = 1000;
 
 function base64ToBytes(s: string): Uint8Array {
@@ -79,6 +90,11 @@ export class FunctionServer {
   #registered = false;
   #reconnectMs = RECONNECT_MIN_MS;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Failed attempts to reach the gateway since it was last reached. */
+  #connectFailures = 0;
+  #failingSince = 0;
+  #lastWarning = 0;
+  #lastFailure = "";
   #stopped = false;
   #connections = new Set<TlsConnection>();
   #label: string;
@@ -133,7 +149,15 @@ export class FunctionServer {
    * ```
    */
   start(): void {
-    raiseFileLimit();
+    try {
+      const { limit, before } = raiseFileLimit();
+      log.debug("open-file limit {limit}{raised}", {
+        limit,
+        raised: before < limit ? ` (soft limit raised from ${before})` : "",
+      });
+    } catch (e) {
+      log.warning("cannot raise the open-file limit: {error}", { error: (e as Error).message });
+    }
     this.#ctx ??= TlsContext.forImport();
     this.#statsTimer = setInterval(() => this.#reportStats(), STATS_INTERVAL_MS);
     this.#connect();
@@ -172,25 +196,28 @@ export class FunctionServer {
   #connect(): void {
     this.#reconnectTimer = undefined;
     if (this.#stopped) return;
+    const control = this.#config.control;
     let fd: number;
     try {
-      fd = unixConnect(this.#config.control);
+      fd = unixConnect(control);
     } catch (e) {
-      log.debug("gateway not reachable at {control}: {error}", {
-        control: this.#config.control,
-        error: (e as Error).message,
-      });
-      this.#scheduleReconnect();
+      const none = e instanceof SysError && (e.errno === ENOENT || e.errno === ECONNREFUSED);
+      this.#connectFailed(
+        none ? `${e.reason} (is the gateway running?)` : (e as Error).message,
+      );
       return;
     }
-    const { uid } = peerCredentials(fd);
-    if (uid !== processUid()) {
-      log.error("control socket {control} belongs to uid {uid}, not us: refused", {
-        control: this.#config.control,
-        uid,
-      });
+    let uid: number;
+    try {
+      uid = peerCredentials(fd).uid;
+    } catch (e) {
       closeFd(fd);
-      this.#scheduleReconnect();
+      this.#connectFailed(`cannot check its owner: ${(e as Error).message}`);
+      return;
+    }
+    if (uid !== processUid()) {
+      closeFd(fd);
+      this.#connectFailed(`it belongs to uid ${uid}, not us: refused`);
       return;
     }
     this.#channel = new ControlChannel(fd, {
@@ -208,6 +235,40 @@ export class FunctionServer {
     );
   }
 
+  /** An attempt to reach the gateway failed: warn on the first failure and
+   * when the reason changes, then at most every CONNECT_WARNING_EVERY_MS with
+   * the count, not at every attempt; try again after the backoff. */
+  #connectFailed(error: string): void {
+    const now = Date.now();
+    const first = this.#connectFailures++ === 0;
+    if (first) this.#failingSince = now;
+    if (
+      first || error !== this.#lastFailure || now - this.#lastWarning >= CONNECT_WARNING_EVERY_MS
+    ) {
+      this.#lastWarning = now;
+      const fields = {
+        control: this.#config.control,
+        error,
+        attempts: this.#connectFailures,
+        s: Math.round((now - this.#failingSince) / 1000),
+        max: RECONNECT_MAX_MS / 1000,
+      };
+      if (first) {
+        log.warning(
+          "cannot reach the gateway at {control}: {error}; retrying (backoff up to {max} s)",
+          fields,
+        );
+      } else {
+        log.warning(
+          "still cannot reach the gateway at {control} after {attempts} attempts in {s} s: {error}",
+          fields,
+        );
+      }
+    }
+    this.#lastFailure = error;
+    this.#scheduleReconnect();
+  }
+
   #scheduleReconnect(): void {
     if (this.#stopped || this.#reconnectTimer !== undefined) return;
     this.#reconnectTimer = setTimeout(() => this.#connect(), this.#reconnectMs);
@@ -219,6 +280,11 @@ export class FunctionServer {
     this.#registered = false;
     this.#channel = undefined;
     if (was) log.warning("gateway went away; reconnecting");
+    if (!was && !this.#stopped) {
+      // Connected, but closed before it answered REGISTER.
+      this.#connectFailed("the gateway closed the control connection before registering us");
+      return;
+    }
     this.#scheduleReconnect();
   }
 
@@ -243,6 +309,15 @@ export class FunctionServer {
       key.fill(0);
       this.#registered = true;
       this.#reconnectMs = RECONNECT_MIN_MS;
+      if (this.#connectFailures > 0) {
+        log.info("reached the gateway at {control} after {attempts} failed attempt(s) in {s} s", {
+          control: this.#config.control,
+          attempts: this.#connectFailures,
+          s: Math.round((Date.now() - this.#failingSince) / 100) / 10,
+        });
+        this.#connectFailures = 0;
+        this.#lastFailure = "";
+      }
       log.info("registered {name} for {routes} with gateway pid {gatewayPid}", {
         name: this.options.name,
         routes: this.#routes.join(" "),
@@ -290,6 +365,7 @@ export class FunctionServer {
       maxBody: cfg.maxBody,
       idleTimeoutMs: cfg.idleTimeoutMs,
       headerTimeoutMs: cfg.headerTimeoutMs,
+      bodyTimeoutMs: cfg.bodyTimeoutMs,
       writeTimeoutMs: cfg.writeTimeoutMs,
       wantBody: (head) => this.#routeOf(head.path) !== undefined,
       draining: () => this.#draining,

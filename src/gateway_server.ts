@@ -11,26 +11,29 @@
  */
 
 import {
-  accept,
   closeFd,
+  EADDRINUSE,
+  ENOENT,
+  fileIdentity,
   localPort,
   peerCredentials,
   privateDirectory,
   processUid,
   raiseFileLimit,
   removeFile,
+  SysError,
   tcpListen,
   unixListen,
 } from "../ffi/shim.ts";
 import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
 import type { GatewayConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
-import { EventLoop } from "./event_loop.ts";
 import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
 import { logger } from "./log.ts";
 import { type AdminResponse, AdminServer } from "./admin_server.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import { GatewayMetrics } from "./gateway_metrics.ts";
+import { type Accepted, Listener, retryBlockedListeners } from "./listener.ts";
 import {
   encodeJson,
   type Handoff,
@@ -127,8 +130,12 @@ export class Gateway {
   #sealer = new Sealer(this.#key);
   #serverCtx: TlsContext | undefined;
   #importCtx: TlsContext | undefined;
-  #listenFd = -1;
-  #controlFd = -1;
+  #clients: Listener | undefined;
+  #control: Listener | undefined;
+  /** The control socket file's identity ("dev:inode") once we bound it. */
+  #controlId = "";
+  /** Why the control socket cannot be reached at its path ("" while it can). */
+  #controlLost = "";
   #nextConnId = 1;
   #port = 0;
   #uid = processUid();
@@ -165,7 +172,10 @@ export class Gateway {
     return this.#adminPort;
   }
 
-  /** Load the certificate, listen on the HTTPS port and the control socket.
+  /** Load the certificate, listen on the control socket and the HTTPS port.
+   * Throws (having opened nothing that stays open) when a setting cannot be
+   * used, or when another gateway answers on the control socket: a live
+   * socket is never removed, only one whose process is gone.
    *
    * @example
    * ```ts
@@ -176,29 +186,26 @@ export class Gateway {
    */
   start(): void {
     const c = this.config;
-    raiseFileLimit();
-    this.#watchdog = setInterval(() => this.#checkWorkers(), 1000);
+    this.#raiseFileLimit();
     this.#serverCtx = TlsContext.server({
       certFile: c.cert,
       keyFile: c.key,
       resumption: c.resumption,
     });
     this.#importCtx = TlsContext.forImport();
-    privateDirectory(dirname(c.control));
-    this.#listenFd = tcpListen(c.host, c.port);
-    this.#port = localPort(this.#listenFd);
-    this.#controlFd = unixListen(c.control);
-    const loop = EventLoop.instance();
-    loop.add(this.#listenFd, () => this.#acceptClients());
-    loop.add(this.#controlFd, () => this.#acceptWorkers());
+    try {
+      this.#listen();
+    } catch (e) {
+      this.stop();
+      throw e;
+    }
+    this.#watchdog = setInterval(() => this.#checkWorkers(), 1000);
     log.info("listening on https://{host}:{port}, control socket {control}", {
       host: c.host,
       port: this.#port,
       control: c.control,
     });
-    if (c.adminPort >= 0) {
-      this.#admin = new AdminServer(c.adminHost, c.adminPort, (head) => this.#adminAnswer(head));
-      this.#adminPort = this.#admin.start();
+    if (this.#admin) {
       log.info("admin on http://{host}:{port} (/metrics, /healthz)", {
         host: c.adminHost,
         port: this.#adminPort,
@@ -206,41 +213,79 @@ export class Gateway {
     }
   }
 
+  #raiseFileLimit(): void {
+    try {
+      const { limit, before } = raiseFileLimit();
+      log.debug("open-file limit {limit}{raised}", {
+        limit,
+        raised: before < limit ? ` (soft limit raised from ${before})` : "",
+      });
+    } catch (e) {
+      log.warning("cannot raise the open-file limit: {error}", { error: (e as Error).message });
+    }
+  }
+
+  /** The control socket first: a gateway that finds another one there
+   * stops before it has taken anything else. */
+  #listen(): void {
+    const c = this.config;
+    privateDirectory(dirname(c.control));
+    let controlFd;
+    try {
+      controlFd = unixListen(c.control);
+    } catch (e) {
+      if (e instanceof SysError && e.errno === EADDRINUSE) {
+        throw new Error(
+          `control socket ${c.control} is in use: another gateway answers there ` +
+            `(stop it first, or give this one another --control)`,
+        );
+      }
+      if (e instanceof SysError) {
+        // Not ours to remove (not a socket, a socket of another kind, no
+        // access...): say what it is and leave it alone.
+        throw new Error(`control socket ${c.control}: ${e.reason}; left as it is`);
+      }
+      throw e;
+    }
+    this.#controlId = fileIdentity(c.control);
+    this.#control = new Listener(controlFd, "control", (w) => this.#acceptWorker(w));
+    const listenFd = tcpListen(c.host, c.port);
+    this.#clients = new Listener(listenFd, "clients", (conn) => this.#acceptClient(conn));
+    this.#port = localPort(listenFd);
+    if (c.adminPort >= 0) {
+      this.#admin = new AdminServer(c.adminHost, c.adminPort, (head) => this.#adminAnswer(head));
+      this.#adminPort = this.#admin.start();
+    }
+  }
+
   // ---- clients
 
-  #acceptClients(): void {
-    for (;;) {
-      let c;
-      try {
-        c = accept(this.#listenFd);
-      } catch (e) {
-        log.warning("accept failed: {error}", { error: (e as Error).message });
-        return; // EMFILE and friends: the next edge retries
-      }
-      if (!c) return;
-      this.stats.accepted++;
-      const info: ConnectionInfo = {
-        connId: this.#nextConnId++ >>> 0,
-        gatewayId: this.gatewayId,
-        handoffs: 0,
-        peer: c.peer,
-        sni: "",
-        alpn: "",
-      };
-      let tls: TlsSession;
-      try {
-        tls = TlsSession.accept(this.#serverCtx!, c.fd);
-      } catch (e) {
-        log.error("cannot create a TLS session: {error}", { error: (e as Error).message });
-        closeFd(c.fd);
-        continue;
-      }
-      const conn = new TlsConnection(c.fd, tls, info);
-      this.#handshake(conn).catch((e) => {
+  #acceptClient(c: Accepted): void {
+    this.stats.accepted++;
+    const info: ConnectionInfo = {
+      connId: this.#nextConnId++ >>> 0,
+      gatewayId: this.gatewayId,
+      handoffs: 0,
+      peer: c.peer,
+      sni: "",
+      alpn: "",
+    };
+    let tls: TlsSession;
+    try {
+      tls = TlsSession.accept(this.#serverCtx!, c.fd);
+    } catch (e) {
+      log.error("cannot create a TLS session: {error}", { error: (e as Error).message });
+      closeFd(c.fd);
+      return;
+    }
+    const conn = new TlsConnection(c.fd, tls, info);
+    this.#handshake(conn)
+      .catch((e) => {
         log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
         conn.close(false);
-      });
-    }
+      })
+      // Its fd is closed or handed off now: room for one in the listen queue.
+      .finally(retryBlockedListeners);
   }
 
   async #handshake(conn: TlsConnection): Promise<void> {
@@ -306,6 +351,7 @@ export class Gateway {
       maxBody: c.maxBody,
       idleTimeoutMs: c.idleTimeoutMs,
       headerTimeoutMs: c.headerTimeoutMs,
+      bodyTimeoutMs: c.bodyTimeoutMs,
       writeTimeoutMs: c.writeTimeoutMs,
       // Route on the head alone; wait for a body only when answering here.
       // (status(), not pick(): asking must not advance a pool's rotation.)
@@ -390,46 +436,39 @@ export class Gateway {
 
   // ---- workers
 
-  #acceptWorkers(): void {
-    for (;;) {
-      let c;
-      try {
-        c = accept(this.#controlFd);
-      } catch (e) {
-        log.warning("control accept failed: {error}", { error: (e as Error).message });
-        return;
-      }
-      if (!c) return;
-      let cred;
-      try {
-        cred = peerCredentials(c.fd);
-      } catch {
-        closeFd(c.fd);
-        continue;
-      }
-      if (cred.uid !== this.#uid) {
-        log.warning("refused a control connection from uid {uid} (pid {pid})", cred);
-        closeFd(c.fd);
-        continue;
-      }
-      const worker: Worker = {
-        name: "",
-        pid: cred.pid,
-        held: 0,
-        routes: [],
-        registered: false,
-        channel: undefined as unknown as ControlChannel,
-        lastSeen: Date.now(),
-        state: "serving",
-      };
-      worker.channel = new ControlChannel(c.fd, {
-        onMessage: (msg, fd, raw) => this.#onWorkerMessage(worker, msg, fd, raw),
-        onBadMessage: (error) =>
-          log.warning("dropped a bad message from pid {pid}: {error}", { pid: cred.pid, error }),
-        onClose: () => this.#onWorkerGone(worker),
-      });
-      this.#workers.add(worker);
+  #acceptWorker(c: Accepted): void {
+    let cred;
+    try {
+      cred = peerCredentials(c.fd);
+    } catch {
+      closeFd(c.fd);
+      return;
     }
+    if (cred.uid !== this.#uid) {
+      log.warning("refused a control connection from uid {uid} (pid {pid})", cred);
+      closeFd(c.fd);
+      return;
+    }
+    const worker: Worker = {
+      name: "",
+      pid: cred.pid,
+      held: 0,
+      routes: [],
+      registered: false,
+      channel: undefined as unknown as ControlChannel,
+      lastSeen: Date.now(),
+      state: "serving",
+    };
+    worker.channel = new ControlChannel(c.fd, {
+      onMessage: (msg, fd, raw) => this.#onWorkerMessage(worker, msg, fd, raw),
+      onBadMessage: (error) =>
+        log.warning("dropped a bad message from pid {pid}: {error}", { pid: cred.pid, error }),
+      onClose: () => {
+        this.#onWorkerGone(worker);
+        retryBlockedListeners();
+      },
+    });
+    this.#workers.add(worker);
   }
 
   #onWorkerGone(worker: Worker): void {
@@ -558,10 +597,12 @@ export class Gateway {
       return;
     }
     this.#metrics.adopted(Math.max(0, nowMicros() - h.sentAt) / 1e6);
-    this.#serve(conn).catch((e) => {
-      log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
-      conn.close(false);
-    });
+    this.#serve(conn)
+      .catch((e) => {
+        log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
+        conn.close(false);
+      })
+      .finally(retryBlockedListeners);
   }
 
   /** Drain: stop accepting, close idle connections cleanly, let requests in
@@ -579,11 +620,8 @@ export class Gateway {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.#draining = true;
-    if (this.#listenFd >= 0) {
-      EventLoop.instance().remove(this.#listenFd);
-      closeFd(this.#listenFd);
-      this.#listenFd = -1;
-    }
+    this.#clients?.close();
+    this.#clients = undefined;
     const until = Date.now() + deadlineMs;
     while (this.#held.size > 0 && Date.now() < until) {
       for (const conn of this.#held) conn.interruptIdle();
@@ -630,11 +668,16 @@ export class Gateway {
       };
     }
     if (head.path === "/healthz") {
+      // A gateway whose control socket is gone from its path keeps serving
+      // what it holds, but no worker can (re)register: not healthy.
+      const lost = this.#checkControlSocket();
+      const status = this.#draining ? "draining" : lost ? "control socket lost" : "ok";
       const body = JSON.stringify({
-        status: this.#draining ? "draining" : "ok",
+        status,
+        ...(lost ? { error: lost } : {}),
         functions: this.#router.functions(),
       }) + "\n";
-      return { status: this.#draining ? 503 : 200, contentType: "application/json", body };
+      return { status: status === "ok" ? 200 : 503, contentType: "application/json", body };
     }
     return { status: 404, contentType: "application/json", body: '{"error":"not found"}\n' };
   }
@@ -644,6 +687,7 @@ export class Gateway {
    * a connection handed to them would wait forever. Their routes answer 503
    * (or go to the function's other workers) until they speak again. */
   #checkWorkers(): void {
+    this.#checkControlSocket();
     const limit = Date.now() - this.config.workerTimeoutMs;
     for (const w of this.#workers) {
       if (!w.registered || w.state !== "serving" || w.lastSeen >= limit) continue;
@@ -677,7 +721,36 @@ export class Gateway {
     });
   }
 
-  /** Stop listening and close every control channel.
+  /** Whether the control socket's path still names our socket (one lstat;
+   * asked by /healthz and the 1 s watchdog): "" when it does, else why not.
+   * A change is logged once. */
+  #checkControlSocket(): string {
+    if (!this.#control) return "";
+    const path = this.config.control;
+    let why = "";
+    try {
+      if (fileIdentity(path) !== this.#controlId) why = "now names another file";
+    } catch (e) {
+      why = !(e instanceof SysError)
+        ? String(e)
+        : e.errno === ENOENT
+        ? "was removed"
+        : `cannot be checked: ${e.reason}`;
+    }
+    if (why && why !== this.#controlLost) {
+      log.error("control socket {path} {why}: workers cannot register with this gateway", {
+        path,
+        why,
+      });
+    } else if (!why && this.#controlLost) {
+      log.info("control socket {path} is this gateway's again", { path });
+    }
+    this.#controlLost = why;
+    return why && `control socket ${path} ${why}: workers cannot register with this gateway`;
+  }
+
+  /** Stop listening and close every control channel. The control socket
+   * file is removed only while it is still ours.
    *
    * @example
    * ```ts
@@ -688,16 +761,22 @@ export class Gateway {
    */
   stop(): void {
     clearInterval(this.#watchdog);
-    const loop = EventLoop.instance();
-    for (const fd of [this.#listenFd, this.#controlFd]) {
-      if (fd >= 0) {
-        loop.remove(fd);
-        closeFd(fd);
-      }
+    this.#clients?.close();
+    this.#clients = undefined;
+    if (this.#control) {
+      this.#control.close();
+      this.#control = undefined;
+      if (this.#controlId && this.#ownsControlPath()) removeFile(this.config.control);
     }
-    this.#listenFd = this.#controlFd = -1;
     this.#admin?.stop();
     for (const w of [...this.#workers]) w.channel.close();
-    removeFile(this.config.control);
+  }
+
+  #ownsControlPath(): boolean {
+    try {
+      return fileIdentity(this.config.control) === this.#controlId;
+    } catch {
+      return false;
+    }
   }
 }

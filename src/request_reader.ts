@@ -2,7 +2,8 @@
  * Reading the next request from a held connection, with the timeouts that
  * keep one slow client from costing anything but its own connection:
  * idle (nothing buffered), header (from the first byte of a request head),
- * and per-read progress while a body arrives.
+ * and body (the whole body, from the end of its head; each read must also
+ * come within the idle time).
  *
  * It only asks the connection for more bytes while no complete request is
  * buffered, which keeps the TLS session exportable (see tls_connection.ts).
@@ -21,6 +22,9 @@ export interface ReadOptions {
   idleTimeoutMs: number;
   /** A head must be complete this long after its first byte, ms. */
   headerTimeoutMs: number;
+  /** A body must be complete this long after the end of its head, ms
+   * (default {@linkcode DEFAULT_BODY_TIMEOUT_MS}). */
+  bodyTimeoutMs?: number;
   /** Whether the caller needs the body of a request with this head. When
    * false, the head alone is returned as soon as it is complete. */
   wantBody(head: RequestHead): boolean;
@@ -36,8 +40,11 @@ export type ReadResult =
   | { kind: "error"; status: number; message: string }
   /** The client closed, or an idle connection timed out: close quietly. */
   | { kind: "closed" }
-  /** A request started but did not arrive in time: answer 408 and close. */
-  | { kind: "timeout" };
+  /** A request's head or body did not arrive in time: answer 408 and close. */
+  | { kind: "timeout"; part: "head" | "body" };
+
+/** The default of `--body-timeout`, ms. */
+export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
 
 /**
  * Wait for the next request on `conn`.
@@ -50,12 +57,14 @@ export type ReadResult =
  * declare const conn: TlsConnection;
  * const r = await readRequest(conn, {
  *   limits: DEFAULT_LIMITS, idleTimeoutMs: 30_000, headerTimeoutMs: 10_000,
- *   wantBody: () => true,
+ *   bodyTimeoutMs: 60_000, wantBody: () => true,
  * });
  * ```
  */
 export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promise<ReadResult> {
   let headStarted = conn.bufferedLength > 0 ? Date.now() : 0;
+  /** When the body must be complete (set once its head is). */
+  let bodyDeadline = 0;
   const maxBuffered = opts.limits.maxHeadBytes * 2 + opts.limits.maxBodyBytes * 2 + 65536;
   for (;;) {
     let inBody = false;
@@ -65,6 +74,7 @@ export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promi
       if (r.head) {
         if (!opts.wantBody(r.head)) return { kind: "head", head: r.head };
         inBody = true;
+        bodyDeadline ||= Date.now() + (opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
       }
     }
     if (conn.bufferedLength > maxBuffered) {
@@ -74,16 +84,20 @@ export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promi
     }
     const hadBytes = conn.bufferedLength > 0;
     // Idle: nothing buffered. Head: a fixed budget from its first byte
-    // (slowloris). Body: each read must make progress within the idle time.
-    const deadline = !hadBytes || inBody
-      ? Date.now() + opts.idleTimeoutMs
+    // (slowloris). Body: a fixed budget from the end of the head, and each
+    // read must make progress within the idle time.
+    const now = Date.now();
+    const deadline = !hadBytes
+      ? now + opts.idleTimeoutMs
+      : inBody
+      ? Math.min(bodyDeadline, now + opts.idleTimeoutMs)
       : headStarted + opts.headerTimeoutMs;
     const f = await conn.fill(deadline);
     if (f === "data") {
       if (!hadBytes) headStarted = Date.now();
       continue;
     }
-    if (f === "timeout" && hadBytes) return { kind: "timeout" };
+    if (f === "timeout" && hadBytes) return { kind: "timeout", part: inBody ? "body" : "head" };
     return { kind: "closed" };
   }
 }
@@ -105,7 +119,7 @@ export interface HolderOptions extends Omit<ReadOptions, "limits"> {
  * endings every holder treats alike already done: while draining with
  * nothing buffered, or when the client closed or went idle, the connection
  * is closed cleanly; a bad or late request gets its 4xx answer (408 for a
- * head that did not arrive in time) and a close. Null means the connection
+ * head or body that did not arrive in time) and a close. Null means the connection
  * is finished.
  *
  * @example
@@ -114,8 +128,8 @@ export interface HolderOptions extends Omit<ReadOptions, "limits"> {
  * import type { TlsConnection } from "./tls_connection.ts";
  * declare const conn: TlsConnection;
  * const r = await nextRequest(conn, {
- *   maxBody: 1 << 20, idleTimeoutMs: 30_000, headerTimeoutMs: 10_000, writeTimeoutMs: 30_000,
- *   wantBody: () => true, draining: () => false,
+ *   maxBody: 1 << 20, idleTimeoutMs: 30_000, headerTimeoutMs: 10_000, bodyTimeoutMs: 60_000,
+ *   writeTimeoutMs: 30_000, wantBody: () => true, draining: () => false,
  * });
  * if (r) console.log(r.head.path);
  * ```
@@ -132,12 +146,17 @@ export async function nextRequest(
     limits: { maxHeadBytes: MAX_HEAD_BYTES, maxBodyBytes: opts.maxBody },
     idleTimeoutMs: opts.idleTimeoutMs,
     headerTimeoutMs: opts.headerTimeoutMs,
+    bodyTimeoutMs: opts.bodyTimeoutMs,
     wantBody: opts.wantBody,
   });
   if (r.kind === "request" || r.kind === "head") return r;
   if (r.kind === "timeout" || r.kind === "error") {
     const status = r.kind === "timeout" ? 408 : r.status;
-    const message = r.kind === "timeout" ? "request not received in time" : r.message;
+    const message = r.kind === "error"
+      ? r.message
+      : r.part === "body"
+      ? "request body not received in time"
+      : "request not received in time";
     opts.onError?.(status);
     await conn.write(
       errorResponse(status, message, { keepAlive: false }),

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { closeFd, fileIdentity, unixListen } from "../ffi/shim.ts";
 import { Client, Proc, System } from "./support/system.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
@@ -179,5 +180,149 @@ Deno.test("request log lines as JSON: route, status, duration, worker, handoffs"
     assert.equal(entry.handoffs, 2);
   } finally {
     await sys.stop();
+  }
+});
+
+/** The exit code of `p` once it has exited, or null (and p killed) if it
+ * is still running after `ms`. */
+async function exitCode(p: Proc, ms = 10_000): Promise<number | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((ok) => timer = setTimeout(() => ok(null), ms));
+  const status = await Promise.race([p.child.status, late]);
+  clearTimeout(timer);
+  if (status === null) await p.stop("SIGKILL");
+  await p.done;
+  return status === null ? null : status.code;
+}
+
+Deno.test("a second gateway on a live control socket refuses to start and leaves the first one reachable", async () => {
+  const sys = await System.start({ workers: [] });
+  const controlBefore = (await Deno.lstat(sys.control)).ino;
+  try {
+    // Another port, and A's admin port (what an operator's second start
+    // looks like), then any free admin port: each must stop at once.
+    for (const admin of [String(sys.adminPort), "0"]) {
+      const b = new Proc("gateway-b", "gateway.ts", [
+        "--port",
+        "0",
+        "--admin-port",
+        admin,
+        "--control",
+        sys.control,
+      ]);
+      const code = await exitCode(b);
+      assert.ok(code !== null && code !== 0, `gateway B exited with ${code}`);
+      const out = b.lines.join("\n");
+      assert.match(out, /control socket .*gateway\.sock is in use: another gateway answers there/);
+      assert.doesNotMatch(out, /listening on/);
+    }
+    // A's socket file is the one A bound, and a worker started now reaches A.
+    assert.equal((await Deno.lstat(sys.control)).ino, controlBefore);
+    await sys.addWorker("sum", "workers/sum.ts");
+    await sys.gateway.waitFor(/worker sum\/\d+ registered for \/sum/, 5000);
+    const client = await Client.connect(sys.port);
+    assert.equal(JSON.parse((await client.get("/sum?a=2&b=3")).body).result, "5");
+    client.close();
+    assert.equal((await fetch(`http://127.0.0.1:${sys.adminPort}/healthz`)).status, 200);
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("a stale control socket (its gateway was killed) is replaced; a file that is not a socket is left alone", async () => {
+  const sys = await System.start();
+  try {
+    await sys.gateway.stop("SIGKILL"); // leaves its socket file behind
+    assert.ok((await Deno.lstat(sys.control)).isSocket);
+    sys.gateway = new Proc("gateway", "gateway.ts", [
+      "--port",
+      "0",
+      "--admin-port",
+      "0",
+      "--control",
+      sys.control,
+    ]);
+    const port = Number((await sys.gateway.waitFor(/listening on https:\/\/[^:]+:(\d+)/))[1]);
+    await sys.gateway.waitFor(/registered for \/sum/);
+    const client = await Client.connect(port);
+    assert.equal((await client.get("/sum?a=1&b=1")).status, 200);
+    client.close();
+
+    const file = `${sys.dir}/not-a-socket`;
+    await Deno.writeTextFile(file, "keep me\n");
+    const c = new Proc("gateway-c", "gateway.ts", ["--port", "0", "--control", file]);
+    const code = await exitCode(c);
+    assert.ok(code !== null && code !== 0, `exited with ${code}`);
+    assert.match(c.lines.join("\n"), /control socket .*not-a-socket: ENOTSOCK/);
+    assert.equal(await Deno.readTextFile(file), "keep me\n");
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("/healthz answers 503 once the control socket file is deleted or replaced", async () => {
+  const sys = await System.start({ workers: [] });
+  const health = async () => {
+    const res = await fetch(`http://127.0.0.1:${sys.adminPort}/healthz`);
+    return { status: res.status, body: await res.json() };
+  };
+  try {
+    assert.equal((await health()).status, 200);
+    await Deno.remove(sys.control);
+    const gone = await health();
+    assert.equal(gone.status, 503);
+    assert.equal(gone.body.status, "control socket lost");
+    assert.match(gone.body.error, /gateway\.sock was removed: workers cannot register/);
+    await sys.gateway.waitFor(/\[ERR\].*control socket .* was removed/, 3000);
+    // Another socket at the same path is not ours either, and stopping the
+    // gateway leaves it alone.
+    const other = unixListen(sys.control);
+    try {
+      const replaced = await health();
+      assert.equal(replaced.status, 503);
+      assert.match(replaced.body.error, /now names another file/);
+      const id = fileIdentity(sys.control);
+      await sys.gateway.stop();
+      assert.equal(fileIdentity(sys.control), id);
+    } finally {
+      closeFd(other);
+    }
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("a worker with no gateway warns (the path and the error, not at every attempt) and registers once one starts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hotpotato-test-" });
+  const control = `${dir}/run/gateway.sock`;
+  const worker = new Proc("sum", "workers/sum.ts", ["--control", control]);
+  let gateway: Proc | undefined;
+  try {
+    await worker.waitFor(
+      /\[WRN\].*cannot reach the gateway at \S+\/run\/gateway\.sock: ENOENT/,
+      5000,
+    );
+    await sleep(2500); // retries at 50, 100, 200, ... ms: several more attempts
+    assert.equal(worker.count(/\[WRN\]/), 1, worker.lines.join("\n"));
+    gateway = new Proc("gateway", "gateway.ts", [
+      "--port",
+      "0",
+      "--admin-port",
+      "0",
+      "--control",
+      control,
+    ]);
+    const port = Number((await gateway.waitFor(/listening on https:\/\/[^:]+:(\d+)/))[1]);
+    await worker.waitFor(
+      /\[INF\].*reached the gateway at \S+gateway\.sock after \d+ failed attempt/,
+      5000,
+    );
+    await worker.waitFor(/registered sum for \/sum/);
+    const client = await Client.connect(port);
+    assert.equal((await client.get("/sum?a=1&b=1")).status, 200);
+    client.close();
+  } finally {
+    await Promise.all([worker.stop(), gateway?.stop()]);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });

@@ -25,16 +25,20 @@ export class Proc {
   /** True once the process has exited. */
   exited = false;
 
+  /** `wrapper` runs the process through a command that execs it, e.g.
+   * `["prlimit", "--nofile=64:64"]` (the pid stays that of deno). */
   constructor(
     name: string,
     file: string,
     args: string[],
     env: Record<string, string> = {},
     denoFlags: string[] = [],
+    wrapper: string[] = [],
   ) {
     this.name = name;
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SERVER_FLAGS, ...denoFlags, file, ...args],
+    const command = [...wrapper, Deno.execPath()];
+    this.child = new Deno.Command(command[0], {
+      args: [...command.slice(1), "run", ...SERVER_FLAGS, ...denoFlags, file, ...args],
       cwd: projectRoot,
       env: { HOTPOTATO_SUPERVISED: "1", ...env },
       stdin: "piped",
