@@ -20,6 +20,21 @@ Deno.test("flags and defaults", () => {
   assert.equal(workerConfig([]).config.handlerTimeoutMs, 30_000);
 });
 
+Deno.test("--body-timeout / HOTPOTATO_BODY_TIMEOUT, for both roles", () => {
+  assert.equal(gatewayConfig([]).config.bodyTimeoutMs, 60_000);
+  assert.equal(workerConfig([]).config.bodyTimeoutMs, 60_000);
+  assert.equal(workerConfig(["--body-timeout", "2.5"]).config.bodyTimeoutMs, 2500);
+  Deno.env.set("HOTPOTATO_BODY_TIMEOUT", "7");
+  try {
+    assert.equal(gatewayConfig([]).config.bodyTimeoutMs, 7000);
+    assert.equal(gatewayConfig(["--body-timeout", "1"]).config.bodyTimeoutMs, 1000);
+    Deno.env.set("HOTPOTATO_BODY_TIMEOUT", "soon");
+    assert.throws(() => workerConfig([]), /HOTPOTATO_BODY_TIMEOUT must be a number of seconds/);
+  } finally {
+    Deno.env.delete("HOTPOTATO_BODY_TIMEOUT");
+  }
+});
+
 Deno.test("bad values are refused with a message naming the setting", () => {
   const bad: [string[], RegExp][] = [
     [["--port", "70000"], /--port must be an integer from 0 to 65535/],

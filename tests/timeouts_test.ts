@@ -1,6 +1,6 @@
 /**
- * Every wait has a timeout: handshake, request head (slowloris), keep-alive
- * idle, a function that hangs, a client that does not read. Each one costs
+ * Every wait has a timeout: handshake, request head (slowloris), request
+ * body, keep-alive idle, a function that hangs, a client that does not read. Each one costs
  * the offending connection only; everyone else keeps being served.
  */
 
@@ -71,6 +71,59 @@ for (const where of ["gateway", "worker"] as const) {
       assert.equal(await slow.closedByServer(), true);
       await trickle;
     } finally {
+      slow.close();
+      await sys.stop();
+    }
+  });
+}
+
+for (const where of ["worker", "gateway"] as const) {
+  const path = where === "worker" ? "/echo" : "/nowhere";
+  Deno.test(`a body trickling in gets 408 at the body timeout (POST ${path}, held by the ${where})`, async () => {
+    const sys = await System.start({
+      workers: [MISBEHAVE],
+      gatewayArgs: ["--body-timeout", "1"],
+      workerArgs: ["--body-timeout", "1"],
+    });
+    const slow = await Client.connect(sys.port);
+    let trickling = true;
+    try {
+      // The body is good so far: a route that takes bodies answers it.
+      await slow.write(
+        enc.encode(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello`),
+      );
+      assert.equal((await slow.read()).status, where === "worker" ? 200 : 404);
+      const started = Date.now();
+      await slow.write(
+        enc.encode(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n`),
+      );
+      // One byte every 150 ms: each read is well within the idle timeout (30 s).
+      const trickle = (async () => {
+        for (let i = 0; i < 40 && trickling; i++) {
+          await sleep(150);
+          await slow.write(enc.encode("z")).catch(() => {});
+        }
+      })();
+      // (read()'s timeout is checked between reads: closing bounds this wait.)
+      const guard = setTimeout(() => slow.close(), 5000);
+      const res = await slow.read(5000).finally(() => clearTimeout(guard));
+      const ms = Date.now() - started;
+      trickling = false;
+      assert.equal(res.status, 408);
+      assert.equal(res.headers.get("connection"), "close");
+      assert.deepEqual(JSON.parse(res.body), {
+        error: "request body not received in time",
+        status: 408,
+      });
+      assert.ok(ms >= 900 && ms < 2500, `408 after ${ms} ms`);
+      assert.equal(await slow.closedByServer(), true);
+      await trickle;
+      // The process serves everyone else as before.
+      const other = await Client.connect(sys.port);
+      assert.equal((await other.get("/slow?ms=1")).status, 200);
+      other.close();
+    } finally {
+      trickling = false;
       slow.close();
       await sys.stop();
     }
