@@ -278,7 +278,15 @@ export class Gateway {
       closeFd(c.fd);
       return;
     }
-    const conn = new TlsConnection(c.fd, tls, info);
+    let conn: TlsConnection;
+    try {
+      conn = new TlsConnection(c.fd, tls, info); // watches the fd: can fail (ENOMEM, ENOSPC)
+    } catch (e) {
+      log.error("cannot watch a connection: {error}", { error: (e as Error).message });
+      tls.free();
+      closeFd(c.fd);
+      return;
+    }
     this.#handshake(conn)
       .catch((e) => {
         log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
@@ -459,15 +467,21 @@ export class Gateway {
       lastSeen: Date.now(),
       state: "serving",
     };
-    worker.channel = new ControlChannel(c.fd, {
-      onMessage: (msg, fd, raw) => this.#onWorkerMessage(worker, msg, fd, raw),
-      onBadMessage: (error) =>
-        log.warning("dropped a bad message from pid {pid}: {error}", { pid: cred.pid, error }),
-      onClose: () => {
-        this.#onWorkerGone(worker);
-        retryBlockedListeners();
-      },
-    });
+    try {
+      worker.channel = new ControlChannel(c.fd, {
+        onMessage: (msg, fd, raw) => this.#onWorkerMessage(worker, msg, fd, raw),
+        onBadMessage: (error) =>
+          log.warning("dropped a bad message from pid {pid}: {error}", { pid: cred.pid, error }),
+        onClose: () => {
+          this.#onWorkerGone(worker);
+          retryBlockedListeners();
+        },
+      });
+    } catch (e) {
+      log.error("cannot watch a control connection: {error}", { error: (e as Error).message });
+      closeFd(c.fd);
+      return;
+    }
     this.#workers.add(worker);
   }
 

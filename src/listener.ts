@@ -119,7 +119,16 @@ export class Listener {
       }
       this.#unblock();
       if (!c) return;
-      this.#onConnection(c);
+      try {
+        this.#onConnection(c);
+      } catch (e) {
+        // The owner's bug or failure (its fd is its own to close): the rest
+        // of the queue must not wait for an edge that may never come.
+        log.error("{listener}: cannot take a connection: {error}", {
+          listener: this.name,
+          error: String(e),
+        });
+      }
     }
   }
 
