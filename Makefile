@@ -2,6 +2,8 @@
 # runs every test; both first run `make setup`, which installs only what is
 # missing: Deno (pinned, from npm), npm packages, wolfSSL with session export
 # (built from Debian's source package), the C shim, a dev certificate.
+# `make start ARGS="--workers sum=2 --function hello=examples/hello.ts"` passes
+# ARGS to the launcher; ./hp runs any deno task the same way (./hp --help).
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
@@ -29,7 +31,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 wolfssl: $(WOLFSSL)
 $(WOLFSSL): scripts/setup-wolfssl.sh $(wildcard shim/patches/*.patch)
-	bash scripts/setup-wolfssl.sh
+	@bash scripts/setup-wolfssl.sh
 
 shim: $(SHIM)
 $(SHIM): shim/hotpotato.c
@@ -40,7 +42,7 @@ $(CERT):
 	bash scripts/dev-cert.sh
 
 start: setup
-	"$(DENO)" task start
+	"$(DENO)" task start $(ARGS)
 
 test: setup
 	bash scripts/test.sh "$(DENO)"

@@ -1,5 +1,5 @@
 /**
- * The gateway process: `deno task gateway [--port 8443] [--help]`.
+ * The gateway process: `./hp gateway [--port 8443] [--help]` (= `deno task gateway ...`).
  *
  * @module
  */

@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * // workers/hello.ts — run with: deno task worker workers/hello.ts
+ * // workers/hello.ts — run with: ./hp worker workers/hello.ts
  * import { serveFunction } from "./mod.ts";
  *
  * serveFunction({ name: "hello", routes: ["/hello"] }, (req) => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The comparative benchmark (`make bench` / `deno task bench`): hot potato
+# The comparative benchmark (`make bench` / `./hp bench`): hot potato
 # (affinity, alternating, new connection per route change with and without
 # resumption) against nginx, a one-process bound on the same TLS stack and
 # Deno.serve, with wrk at 1, 50 and 500 connections, ECDSA and RSA

@@ -1,7 +1,7 @@
 /**
  * A third function, to show how small one is: `GET /hello?name=Ada` answers
  * `{"hello":"Ada","connection":7,"handoffs":2}`. Start it at any time, with
- * the gateway running or not: `deno task worker examples/hello.ts`.
+ * the gateway running or not: `./hp worker examples/hello.ts`.
  *
  * @module
  */

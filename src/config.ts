@@ -325,8 +325,8 @@ export function usage(role: "gateway" | "worker"): string {
   const specs: Record<string, Spec> = role === "gateway" ? gatewaySpecs : workerSpecs;
   const lines = [
     role === "gateway"
-      ? "Usage: deno task gateway [options]"
-      : "Usage: deno task worker <function.ts> [options]   (or deno task sum / product)",
+      ? "Usage: ./hp gateway [options]"
+      : "Usage: ./hp worker <function.ts> [options]   (or ./hp sum, ./hp product)",
     "",
     "Every option can also be set with the environment variable shown.",
     "",

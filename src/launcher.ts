@@ -1,12 +1,13 @@
 /**
- * The launcher (`deno task start`): runs the gateway and the workers as
+ * The launcher (`./hp start`, `make start`, `deno task start`): runs the gateway and the workers as
  * child processes with their minimal permissions, prefixes their output
  * with their names, restarts a child that dies (with exponential backoff),
  * and stops them all on SIGINT or SIGTERM (each drains first). Each child's
  * stdin is a pipe from the launcher; children exit when it closes, so a
  * killed launcher leaves no orphans.
  *
- *   deno task start [--workers sum=2,product=2] [--function hello=examples/hello.ts]
+ *   ./hp start [--workers sum=2,product=2] [--function hello=examples/hello.ts]
+ *   make start ARGS="--workers sum=2,product=2 --function hello=examples/hello.ts"
  *
  * @module
  */
@@ -180,7 +181,8 @@ export class Launcher {
   }
 }
 
-const USAGE = `Usage: deno task start [options]
+const USAGE = `Usage: ./hp start [options]
+       make start ARGS="[options]"
 
 Runs the gateway and the function workers, restarts any that die, stops all on Ctrl-C.
 
@@ -189,7 +191,7 @@ Runs the gateway and the function workers, restarts any that die, stops all on C
   -h, --help                 this text
 
 The gateway and workers read their own settings from HOTPOTATO_* variables
-(deno task gateway --help and deno task sum --help list them).`;
+(./hp gateway --help and ./hp sum --help list them).`;
 
 function envList(name: string): string[] {
   try {

@@ -3,7 +3,7 @@
  * `{"op":"product","a":"5","b":"6","result":"30"}`. Exact for integers of any
  * size and for decimals; a missing or malformed operand answers 400.
  *
- * Run it with `deno task product` (the gateway must be running, or start later).
+ * Run it with `./hp product` (the gateway must be running, or start later).
  *
  * @module
  */

@@ -3,7 +3,7 @@
  * `{"op":"sum","a":"10","b":"20","result":"30"}`. Exact for integers of any
  * size and for decimals; a missing or malformed operand answers 400.
  *
- * Run it with `deno task sum` (the gateway must be running, or start later).
+ * Run it with `./hp sum` (the gateway must be running, or start later).
  *
  * @module
  */
