@@ -38,8 +38,8 @@ const symbols = {
   hp_rx_new: { parameters: ["pointer", "i32"], result: "pointer" },
   /** void hp_rx_free(struct hp_rx* rx) */
   hp_rx_free: { parameters: ["pointer"], result: "void" },
-  /** void hp_rx_readable(struct hp_rx* rx) */
-  hp_rx_readable: { parameters: ["pointer"], result: "void" },
+  /** void hp_rx_readable(struct hp_rx* rx, int peer_closed) */
+  hp_rx_readable: { parameters: ["pointer", "i32"], result: "void" },
   /** int hp_rx_at_boundary(struct hp_rx* rx) */
   hp_rx_at_boundary: { parameters: ["pointer"], result: "i32" },
   /** int hp_rx_buffered(struct hp_rx* rx) */
@@ -477,9 +477,11 @@ export class RecordReader {
     return rxCallback;
   }
 
-  /** The socket had a new readable edge: the next read asks the kernel. */
-  readable(): void {
-    if (this.#rx) shim().hp_rx_readable(this.#rx);
+  /** The socket had a new readable edge: the next read asks the kernel.
+   * `peerClosed`: the edge reported the peer's FIN (RDHUP or HANGUP); reads
+   * then go on until the kernel reports the end of the stream. */
+  readable(peerClosed = false): void {
+    if (this.#rx) shim().hp_rx_readable(this.#rx, peerClosed ? 1 : 0);
   }
 
   /** True when wolfSSL is between records. */

@@ -59,6 +59,8 @@ const symbols = {
   wolfSSL_SSLSetIORecv: { parameters: ["pointer", "function"], result: "void" },
   /** void wolfSSL_SetIOReadCtx(WOLFSSL* ssl, void* ctx) */
   wolfSSL_SetIOReadCtx: { parameters: ["pointer", "pointer"], result: "void" },
+  /** const char* wolfSSL_ERR_reason_error_string(unsigned long e) */
+  wolfSSL_ERR_reason_error_string: { parameters: ["u64"], result: "pointer" },
   /** int wolfSSL_get_error(WOLFSSL* ssl, int ret) */
   wolfSSL_get_error: { parameters: ["pointer", "i32"], result: "i32" },
   /** int wolfSSL_pending(WOLFSSL* ssl) */
@@ -132,7 +134,7 @@ export const DEFAULT_CIPHERS: string = [
 /** Key exchange groups, preferred first: X25519 (29), P-256 (23), P-384 (24);
  * no finite-field DH, no P-521. */
 const DEFAULT_GROUPS = new Int32Array([29, 23, 24]);
-/** wolfSSL's exported state is 328-440 bytes (TLS 1.2; TLS 1.3 with
+/** wolfSSL's exported state is 265-441 bytes (TLS 1.2; TLS 1.3 with
  * AES-128/ChaCha20/AES-256 and the patch's traffic secrets); leave room. */
 const EXPORT_MAX = 2048;
 
@@ -142,6 +144,27 @@ export const WANT_READ = -2;
 export const WANT_WRITE = -3;
 /** The peer sent close_notify (or closed at a record boundary). */
 export const CLOSED = 0;
+
+const reasons = new Map<number, string>();
+
+/** wolfSSL's description of one of its error codes, e.g. "can't match cipher
+ * suite" for -501 (MATCH_SUITE_ERROR).
+ *
+ * @example
+ * ```ts
+ * import { errorReason } from "./wolfssl.ts";
+ * console.log(errorReason(-501));
+ * ```
+ */
+export function errorReason(code: number): string {
+  let r = reasons.get(code);
+  if (r === undefined) {
+    const p = wolf().wolfSSL_ERR_reason_error_string(BigInt(code < 0 ? -code : code));
+    r = p ? Deno.UnsafePointerView.getCString(p) : "unknown error";
+    if (reasons.size < 1024) reasons.set(code, r);
+  }
+  return r;
+}
 
 /** An error reported by wolfSSL, with its error code. */
 export class TlsError extends Error {
@@ -159,6 +182,11 @@ export class TlsError extends Error {
     super(`${message} (wolfSSL ${code})`);
     this.name = "TlsError";
     this.code = code;
+  }
+
+  /** wolfSSL's description of the code (see {@linkcode errorReason}). */
+  get reason(): string {
+    return errorReason(this.code);
   }
 }
 
@@ -460,7 +488,8 @@ export class TlsSession {
 
   /** The socket had a new readable edge (call before the next read or
    * handshake step): until then a read that finds nothing buffered answers
-   * WANT_READ without asking the kernel again.
+   * WANT_READ without asking the kernel again. Pass `peerClosed` when the
+   * edge reported the peer's FIN, so that reads go on to the end of stream.
    *
    * @example
    * ```ts
@@ -469,8 +498,8 @@ export class TlsSession {
    * tls.readable();
    * ```
    */
-  readable(): void {
-    this.#reader.readable();
+  readable(peerClosed = false): void {
+    this.#reader.readable(peerClosed);
   }
 
   /** True when wolfSSL holds no part of a record (export is safe then, with

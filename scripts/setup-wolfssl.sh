@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Builds wolfSSL from Debian's source package with session export into a
-# project-local prefix (default: .local/wolfssl). Idempotent: does nothing when
-# the prefix already has a library that exports wolfSSL_tls_export.
+# Builds wolfSSL $WOLFSSL_RELEASE from Debian's source package with session
+# export into a project-local prefix (.local/wolfssl). Idempotent: does nothing
+# when the prefix already has a library that exports wolfSSL_tls_export and
+# was built by this recipe (this script and shim/patches/).
+#
+# The release is pinned; its Debian revision is the newest apt knows (Debian
+# $WOLFSSL_SUITE with its security updates), recorded in .hotpotato-version.
 #
 # HOTPOTATO_WOLFSSL_PREFIX=/path uses an existing build instead (it must have
 # session export): .local/wolfssl becomes a link to it and nothing is built.
 set -euo pipefail
+
+# wolfSSL 5.7.2, as Debian 13 "trixie" ships it with security updates:
+# 5.5.4 (Debian 12) shares suite state between connections; see README.md.
+WOLFSSL_RELEASE=5.7.2
+WOLFSSL_SUITE=trixie
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=$root/.local/wolfssl
@@ -15,7 +24,9 @@ has_export() { [ -f "$1" ] && nm -D "$1" 2>/dev/null | grep -q ' T wolfSSL_tls_e
 
 # What the build is made of: this script and the patches. A build whose stamp
 # differs is rebuilt, so a new patch reaches every checkout.
-recipe=$(cat "$0" "$root"/shim/patches/*.patch 2>/dev/null | sha256sum | cut -d' ' -f1)
+shopt -s nullglob
+patches=("$root"/shim/patches/*.patch)
+recipe=$(cat "$0" "${patches[@]}" | sha256sum | cut -d' ' -f1)
 stamp="$prefix/.hotpotato-recipe"
 
 if [ -n "${HOTPOTATO_WOLFSSL_PREFIX:-}" ]; then
@@ -42,43 +53,64 @@ rm -rf "$prefix"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# The newest Debian revision of $WOLFSSL_RELEASE that apt knows, or nothing.
+source_version() {
+  apt-cache showsrc wolfssl 2>/dev/null | awk '/^Version: /{print $2}' |
+    grep -E "^${WOLFSSL_RELEASE//./\\.}-" | sort -V | tail -n 1
+}
+
+# The URI of the Debian archive with label $1 (Debian, Debian-Security) that
+# apt already uses on this machine.
+debian_archive() {
+  apt-cache policy | awk -v label="$1" '
+    /^ +[0-9]+ https?:\/\// { uri = $2; next }
+    /^ +release / && /o=Debian,/ && /,c=main,/ && index($0, ",l=" label ",") { print uri; exit }'
+}
+
 need_pkgs=()
 for p in dpkg-dev autoconf automake libtool make gcc binutils patch; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
-
-# A deb-src entry is needed for `apt-get source`.
-if ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  echo "setup-wolfssl: adding a deb-src entry for Debian's source packages"
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    as_root sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
-  else
-    . /etc/os-release
-    echo "deb-src http://deb.debian.org/debian ${VERSION_CODENAME} main" | as_root tee /etc/apt/sources.list.d/hotpotato-src.list >/dev/null
-  fi
-  apt_updated=0
-fi
-
-if [ ${#need_pkgs[@]} -gt 0 ] || [ "${apt_updated:-1}" = 0 ] || ! apt-cache showsrc wolfssl >/dev/null 2>&1; then
-  as_root apt-get update -qq
-fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
+  as_root apt-get update -qq
   echo "setup-wolfssl: installing ${need_pkgs[*]}"
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
+
+# The release comes from Debian $WOLFSSL_SUITE and its security updates: add
+# deb-src entries for them (on the mirrors this machine's apt already uses)
+# when apt does not know that source package yet.
+if [ -z "$(source_version)" ]; then
+  as_root apt-get update -qq
+fi
+if [ -z "$(source_version)" ]; then
+  mirror=$(debian_archive Debian)
+  security=$(debian_archive Debian-Security)
+  [ -n "$mirror" ] || { echo "setup-wolfssl: apt has no Debian main archive configured" >&2; exit 1; }
+  keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  {
+    echo "# Added by Hot Potato's scripts/setup-wolfssl.sh: wolfSSL $WOLFSSL_RELEASE's source package."
+    echo "deb-src [signed-by=$keyring] $mirror $WOLFSSL_SUITE main"
+    [ -z "$security" ] || echo "deb-src [signed-by=$keyring] $security $WOLFSSL_SUITE-security main"
+  } | as_root tee /etc/apt/sources.list.d/hotpotato-wolfssl-src.list >/dev/null
+  echo "setup-wolfssl: added deb-src entries for Debian $WOLFSSL_SUITE"
+  as_root apt-get update -qq
+fi
+version=$(source_version)
+[ -n "$version" ] || { echo "setup-wolfssl: Debian has no wolfssl $WOLFSSL_RELEASE source package" >&2; exit 1; }
 
 work="$root/.local/build"
 rm -rf "$work"
 mkdir -p "$work"
 cd "$work"
-echo "setup-wolfssl: fetching Debian's wolfssl source package"
-apt-get source -qq wolfssl >/dev/null 2>&1 || apt-get source wolfssl
+echo "setup-wolfssl: fetching Debian's wolfssl $version source package"
+apt-get source -qq "wolfssl=$version" >/dev/null 2>&1 || apt-get source "wolfssl=$version"
 src=$(find . -maxdepth 1 -type d -name 'wolfssl-*' | head -n 1)
 cd "$src"
 
-# Carry the TLS 1.3 traffic secrets through export/import (see patches/).
-for p in "$root"/shim/patches/*.patch; do
-  [ -f "$p" ] || continue
+# shim/patches/, in order: carry the TLS 1.3 traffic secrets through
+# export/import (and fix 5.7.2's export/import), then TLS conformance fixes.
+for p in "${patches[@]}"; do
   echo "setup-wolfssl: applying $(basename "$p")"
   patch -p1 -s < "$p"
 done
@@ -88,9 +120,14 @@ echo "setup-wolfssl: configuring (about 10 s)"
 # WOLFSSL_GETRANDOM: no /dev/urandom open per WOLFSSL object.
 # WOLFSSL_EXTRA_ALERTS: send an alert (not a silent close) on more failures,
 # e.g. handshake_failure and unexpected_message for a renegotiation attempt.
-# SINGLE_THREADED: sessions share their context's RNG and suite list instead
-# of seeding an RNG per wolfSSL_new (12% of a worker's time on the alternating
-# benchmark); only the JavaScript thread ever calls wolfSSL.
+# SINGLE_THREADED: sessions share their context's seeded RNG instead of
+# seeding one per wolfSSL_new (12% of a worker's time on the alternating
+# benchmark); only the JavaScript thread ever calls wolfSSL. (5.5.4 also
+# shared the context's suite list, so one client's resumption changed what
+# the next was offered; since 5.6 a session copies the list before changing
+# it, and tests/tls_resumption_test.ts checks it.)
+# WOLFSSL_MAX_SUITE_SZ: take ClientHellos with up to 512 cipher suites (the
+# default, 150, refused scanners' hellos with decode_error).
 ./configure -q --prefix="$prefix" \
   --enable-sessionexport=nopeer \
   --enable-tls13 --disable-oldtls --enable-tlsv12 \
@@ -99,7 +136,7 @@ echo "setup-wolfssl: configuring (about 10 s)"
   --enable-sni --enable-alpn --enable-session-ticket \
   --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm \
   --disable-examples --disable-crypttests --disable-static \
-  CFLAGS="-O2 -DWOLFSSL_GETRANDOM -DWOLFSSL_EXTRA_ALERTS -DSINGLE_THREADED" >/dev/null
+  CFLAGS="-O2 -DWOLFSSL_GETRANDOM -DWOLFSSL_EXTRA_ALERTS -DSINGLE_THREADED -DWOLFSSL_MAX_SUITE_SZ=1024" >/dev/null
 echo "setup-wolfssl: building (about 15 s)"
 make -s -j"$(nproc)" >/dev/null 2>&1 || make -j"$(nproc)"
 make -s install >/dev/null
@@ -107,4 +144,5 @@ cd "$root"
 rm -rf "$work"
 has_export "$lib" || { echo "setup-wolfssl: built library lacks wolfSSL_tls_export" >&2; exit 1; }
 echo "$recipe" > "$stamp"
+echo "$version" > "$prefix/.hotpotato-version"
 echo "setup-wolfssl: installed $lib"

@@ -340,6 +340,7 @@ struct hp_rx_pool {
 struct hp_rx {
     int fd;
     int drained;              /* the last recv() emptied the socket */
+    int peer_closed;          /* the peer sent FIN: read until recv() says so */
     uint32_t start, end;      /* buffered bytes: buf[start..end) */
     uint32_t record_left;     /* bytes of the record being handed out */
     uint8_t *buf;             /* RX_CAP bytes while anything is buffered */
@@ -389,8 +390,15 @@ HP_EXPORT void hp_rx_free(struct hp_rx *rx) {
     free(rx);
 }
 
-/* The socket had a new readable edge: the next need for bytes reads it. */
-HP_EXPORT void hp_rx_readable(struct hp_rx *rx) { rx->drained = 0; }
+/* The socket had a new readable edge: the next need for bytes reads it.
+ * peer_closed: the edge came with EPOLLRDHUP/EPOLLHUP. The peer's last bytes
+ * and its FIN can share one edge, and no edge follows: from then on a short
+ * read does not mean "wait", so the next need reads again and sees the end
+ * of the stream (a client that half-closes mid-record is closed at once). */
+HP_EXPORT void hp_rx_readable(struct hp_rx *rx, int peer_closed) {
+    rx->drained = 0;
+    if (peer_closed) rx->peer_closed = 1;
+}
 
 /* 1 when wolfSSL is between records (the session may be exported). */
 HP_EXPORT int hp_rx_at_boundary(struct hp_rx *rx) { return rx->record_left == 0; }
@@ -460,7 +468,7 @@ static int rx_fill(struct hp_rx *rx) {
     } while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     rx->end += (uint32_t)n;
-    if ((uint32_t)n < room) rx->drained = 1;
+    if ((uint32_t)n < room && !rx->peer_closed) rx->drained = 1;
     return (int)n;
 }
 

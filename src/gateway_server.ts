@@ -29,7 +29,7 @@ import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
 import type { GatewayConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
-import { logger } from "./log.ts";
+import { LogBudget, logger } from "./log.ts";
 import { type AdminResponse, AdminServer } from "./admin_server.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import { GatewayMetrics } from "./gateway_metrics.ts";
@@ -147,6 +147,7 @@ export class Gateway {
   #admin: AdminServer | undefined;
   #adminPort = -1;
   #metrics = new GatewayMetrics();
+  #handshakeLogBudget = new LogBudget(10, 1000);
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -314,17 +315,16 @@ export class Gateway {
       return;
     }
     let ok = false;
+    let failure = "";
     try {
       ok = await conn.handshake(deadline);
+      if (!ok && Date.now() >= deadline) failure = "no handshake within --handshake-timeout";
     } catch (e) {
-      log.debug("conn {conn}: handshake failed from {peer}: {error}", {
-        conn: conn.info.connId,
-        peer: conn.info.peer,
-        error: e instanceof TlsError ? e.message : String(e),
-      });
+      failure = e instanceof TlsError ? `${e.reason} (wolfSSL ${e.code})` : String(e);
     }
     if (!ok) {
       this.stats.handshakeFailures++;
+      this.#handshakeFailed(conn, failure);
       conn.close(false);
       return;
     }
@@ -341,6 +341,29 @@ export class Gateway {
       cipher: conn.cipher,
     }));
     await this.#serve(conn);
+  }
+
+  /** Log a failed handshake: at info with wolfSSL's reason and the client's
+   * address, at most 10 lines a second (any client can cause them); a client
+   * that just went away is logged at debug. */
+  #handshakeFailed(conn: TlsConnection, failure: string): void {
+    if (!failure) {
+      log.debug("conn {conn}: {peer} closed during the handshake", {
+        conn: conn.info.connId,
+        peer: conn.info.peer,
+      });
+      return;
+    }
+    const skipped = this.#handshakeLogBudget.take();
+    if (skipped === false) return;
+    const props = { conn: conn.info.connId, peer: conn.info.peer, error: failure, skipped };
+    if (skipped === 0) log.info("TLS handshake failed: conn {conn} from {peer}: {error}", props);
+    else {
+      log.info(
+        "TLS handshake failed: conn {conn} from {peer}: {error} ({skipped} more not logged)",
+        props,
+      );
+    }
   }
 
   /** Hold a connection until its next request can go to a worker. */

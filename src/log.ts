@@ -67,3 +67,65 @@ export function setupLogging(opts: { format: LogFormat; level: LogLevel }): void
 export function logger(...category: string[]): Logger {
   return getLogger(["hotpotato", ...category]);
 }
+
+/**
+ * A budget for a log line that a client can cause at will (a failed TLS
+ * handshake, say): at most `limit` lines per `intervalMs`; what is over is
+ * counted, and the next line let through says how many were left out.
+ *
+ * @example
+ * ```ts
+ * import { LogBudget, logger } from "./log.ts";
+ * const budget = new LogBudget(10, 1000);
+ * const skipped = budget.take();
+ * if (skipped !== false) {
+ *   logger("gateway").info("handshake failed ({skipped} not logged before)", { skipped });
+ * }
+ * ```
+ */
+export class LogBudget {
+  readonly limit: number;
+  readonly intervalMs: number;
+  #windowStart = 0;
+  #used = 0;
+  #skipped = 0;
+
+  /** Allow `limit` lines per `intervalMs`.
+   *
+   * @example
+   * ```ts
+   * import { LogBudget } from "./log.ts";
+   * new LogBudget(10, 1000);
+   * ```
+   */
+  constructor(limit: number, intervalMs: number) {
+    this.limit = limit;
+    this.intervalMs = intervalMs;
+  }
+
+  /** May a line be logged now? Returns false (and counts it) when the budget
+   * is spent, else the number of lines left out since the last one logged.
+   *
+   * @example
+   * ```ts
+   * import { LogBudget } from "./log.ts";
+   * const budget = new LogBudget(1, 60_000);
+   * budget.take(); // 0
+   * budget.take(); // false
+   * ```
+   */
+  take(now: number = Date.now()): number | false {
+    if (now - this.#windowStart >= this.intervalMs) {
+      this.#windowStart = now;
+      this.#used = 0;
+    }
+    if (this.#used >= this.limit) {
+      this.#skipped++;
+      return false;
+    }
+    this.#used++;
+    const skipped = this.#skipped;
+    this.#skipped = 0;
+    return skipped;
+  }
+}

@@ -56,6 +56,8 @@ const scratch = new Uint8Array(READ_CHUNK);
 const EMPTY = new Uint8Array(0);
 
 const READ_EVENTS = READABLE | ERROR | HANGUP | RDHUP;
+/** Events that say the peer sent FIN (or the socket is gone). */
+const PEER_CLOSED = HANGUP | RDHUP;
 
 // Wait deadlines are enforced by one sweep every SWEEP_MS instead of a timer
 // per wait: a wait is created and settled on every request, and two timer
@@ -189,7 +191,7 @@ export class TlsConnection {
   }
 
   #onEvents(events: number): void {
-    if ((events & READ_EVENTS) !== 0) this.#tls.readable();
+    if ((events & READ_EVENTS) !== 0) this.#tls.readable((events & PEER_CLOSED) !== 0);
     if (this.#resolve && (events & this.#waitEvents) !== 0) this.#settle(true);
   }
 
