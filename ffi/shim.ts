@@ -301,9 +301,23 @@ export function sendMessage(sock: number, data: Uint8Array, fd = -1): number {
   return shim().hp_send_msg(sock, data, data.length, fd);
 }
 
+/** The `fd` of a received message whose fd could not be installed (the
+ * receiver is at its fd limit; the kernel discarded it: MSG_CTRUNC).
+ *
+ * @example
+ * ```ts
+ * import { FD_LOST, receiveMessage } from "./shim.ts";
+ * declare const sock: number;
+ * const r = receiveMessage(sock, new Uint8Array(65536));
+ * if (typeof r !== "number" && r.fd === FD_LOST) console.log("at the fd limit");
+ * ```
+ */
+export const FD_LOST = -2;
+
 /** Receive one message into buf. Returns `{ length, fd }` (fd -1 when none;
- * length 0 when the peer closed) or `-errno` (-EAGAIN when nothing waits,
- * -EMSGSIZE when the message was larger than buf: it was dropped, fds closed).
+ * length 0 when the peer closed; fd {@linkcode FD_LOST} when one was sent but
+ * could not be received) or `-errno` (-EAGAIN when nothing waits, -EMSGSIZE
+ * when the message was larger than buf: it was dropped, fds closed).
  *
  * @example
  * ```ts

@@ -260,8 +260,10 @@ static void take_fds(struct msghdr *msg, int32_t *fd_out, int keep) {
     }
 }
 
+#define HP_FD_LOST (-2)
+
 /* Receive one message into buf (cap bytes); a passed fd goes to *fd_out
- * (-1 when none). Extra fds are closed. A message larger than cap is
+ * (-1 when none, HP_FD_LOST when one was sent but could not be received). Extra fds are closed. A message larger than cap is
  * dropped whole, its fds closed, and -EMSGSIZE returned. Returns the message
  * length (0 means the peer closed), or -errno (-EAGAIN when none waits). */
 HP_EXPORT int hp_recv_msg(int sock, uint8_t *buf, uint32_t cap, int32_t *fd_out) {
@@ -278,12 +280,15 @@ HP_EXPORT int hp_recv_msg(int sock, uint8_t *buf, uint32_t cap, int32_t *fd_out)
     msg.msg_controllen = sizeof ctrl.buf;
     n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0) return -errno;
-    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+    if (msg.msg_flags & MSG_TRUNC) {
         take_fds(&msg, fd_out, 0);
         *fd_out = -1;
         return -EMSGSIZE;
     }
     take_fds(&msg, fd_out, 1);
+    /* The message is whole but the fd it carried could not be installed
+     * (this process is at its fd limit): the kernel discarded it. */
+    if ((msg.msg_flags & MSG_CTRUNC) && *fd_out < 0) *fd_out = HP_FD_LOST;
     return (int)n;
 }
 

@@ -10,12 +10,53 @@
  * received fd belongs to the `onMessage` callback; received bytes are zeroed
  * after it returns.
  *
+ * Live connections move with `transfer`, acknowledged: the sender keeps its
+ * copy of the socket and of the sealed message until the receiver's ACK.
+ * Adopted: the copy is dropped. Refused, or the channel closes first (the
+ * receiver died): the connection comes back to the sender's `onReturned`,
+ * which places it elsewhere. The receiver answers with `confirm`, batched:
+ * one ACK per receive turn, and what it does with an adopted connection
+ * (read or write a TLS byte) waits until the ACK has left (`confirm`'s
+ * `then`), so the sender's copy is never used once the new owner has moved
+ * the TLS state on.
+ *
  * @module
  */
 
 import { closeFd, EAGAIN, EMSGSIZE, receiveMessage, sendMessage } from "../ffi/shim.ts";
 import { EventLoop } from "./event_loop.ts";
-import { decodeMessage, Limits, type Message, ProtocolError } from "./protocol.ts";
+import {
+  type Ack,
+  decodeMessage,
+  encodeAck,
+  Limits,
+  type Message,
+  MessageType,
+  ProtocolError,
+  setTransferId,
+} from "./protocol.ts";
+
+/** A connection that came back to its sender: the receiver refused it, or
+ * the channel closed before the receiver said anything. The callee owns
+ * `fd` and `message` again (the sealed HANDOFF as sent). */
+export type OnReturned = (fd: number, message: Uint8Array, reason: string) => void;
+
+interface Transfer {
+  fd: number;
+  message: Uint8Array;
+  onReturned: OnReturned;
+}
+
+interface Queued {
+  data: Uint8Array;
+  fd: number;
+  /** A transfer: the fd stays open after sending (the sender keeps it until
+   * the ACK). */
+  keepFd: boolean;
+  /** Run once the message has gone to the socket (true), or when it never
+   * will and the peer may still be alive (false). */
+  after?: ((mine: boolean) => void)[];
+}
 
 /** What the channel reports to its owner. */
 export interface ControlChannelHandlers {
@@ -24,7 +65,8 @@ export interface ControlChannelHandlers {
   onMessage(msg: Message, fd: number, raw: Uint8Array): void;
   /** A message that could not be decoded; its fd was already closed. */
   onBadMessage?(error: string): void;
-  /** The peer closed the channel (or it failed); the channel is closed. */
+  /** The peer closed the channel (or it failed); the channel is closed.
+   * Transfers still waiting for an ACK come back (`onReturned`) after this. */
   onClose(): void;
 }
 
@@ -48,8 +90,16 @@ const MAX_QUEUED = 4096;
 export class ControlChannel {
   readonly fd: number;
   #handlers: ControlChannelHandlers;
-  #queue: { data: Uint8Array; fd: number }[] = [];
+  #queue: Queued[] = [];
   #closed = false;
+  /** Transfers sent and not acknowledged, by transfer id. */
+  #pending = new Map<number, Transfer>();
+  #nextTransfer = 1;
+  /** Confirmations of this receive turn, and what waits for them. */
+  #acks: Ack[] = [];
+  #afterAcks: ((mine: boolean) => void)[] = [];
+  /** The peer closed its end (EOF): what it sent us is ours alone. */
+  #peerGone = false;
 
   /** Take over `fd` and start receiving.
    *
@@ -73,6 +123,14 @@ export class ControlChannel {
   }
 
   #receive(): void {
+    try {
+      this.#receiveAll();
+    } finally {
+      this.#sendAcks();
+    }
+  }
+
+  #receiveAll(): void {
     while (!this.#closed) {
       const r = receiveMessage(this.fd, recvBuf);
       if (typeof r === "number") {
@@ -81,11 +139,13 @@ export class ControlChannel {
           this.#handlers.onBadMessage?.(`message larger than ${Limits.maxMessage} bytes`);
           continue;
         }
+        this.#peerGone = true;
         this.close();
         return;
       }
       if (r.length === 0) {
         closeFd(r.fd);
+        this.#peerGone = true;
         this.close();
         return;
       }
@@ -95,14 +155,109 @@ export class ControlChannel {
         msg = decodeMessage(raw);
       } catch (e) {
         closeFd(r.fd);
+        // A HANDOFF that does not decode still names its transfer: refuse
+        // it, so that its sender places the connection elsewhere.
+        if (r.length >= 8 && raw[5] === MessageType.HANDOFF && raw[4] !== 0) {
+          this.#acks.push({ transfer: raw[6] | raw[7] << 8, ok: false });
+        }
         raw.fill(0);
         this.#handlers.onBadMessage?.(e instanceof ProtocolError ? e.message : String(e));
+        continue;
+      }
+      if (msg.type === MessageType.ACK) {
+        closeFd(r.fd);
+        this.#acknowledged(msg.body);
         continue;
       }
       try {
         this.#handlers.onMessage(msg, r.fd, raw);
       } finally {
         raw.fill(0); // it may have held a sealed blob and request bytes
+      }
+    }
+  }
+
+  /** Send a live connection: `message` (a sealed HANDOFF, taken by the
+   * channel) with `fd`. The sender keeps the socket until the receiver's
+   * ACK; if it refuses, or the channel closes first, `onReturned` gets both
+   * back. Returns false (and takes nothing) when the channel is closed or
+   * too many transfers are in flight.
+   *
+   * @example
+   * ```ts
+   * import { ControlChannel } from "./control_channel.ts";
+   * declare const channel: ControlChannel, message: Uint8Array, connFd: number;
+   * channel.transfer(message, connFd, (fd, msg, reason) => {
+   *   console.log(`came back: ${reason}`); // place it elsewhere
+   * });
+   * ```
+   */
+  transfer(message: Uint8Array, fd: number, onReturned: OnReturned): boolean {
+    if (this.#closed || this.#pending.size >= Limits.maxAcks) return false;
+    let id = this.#nextTransfer;
+    while (this.#pending.has(id)) id = (id + 1) & 0xffff;
+    this.#nextTransfer = (id + 1) & 0xffff;
+    setTransferId(message, id);
+    this.#pending.set(id, { fd, message, onReturned });
+    this.#write({ data: message, fd, keepFd: true });
+    return true;
+  }
+
+  /** Connections in flight on this channel, waiting for an ACK. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Answer a received HANDOFF: adopted (`ok`) or refused. Confirmations of
+   * one receive turn leave in one ACK; `then(true)` runs once it has left
+   * (start using an adopted connection there, not before), `then(false)` if
+   * it never can while the sender may live (close the copy, send nothing).
+   *
+   * @example
+   * ```ts
+   * import { ControlChannel } from "./control_channel.ts";
+   * declare const channel: ControlChannel, transfer: number;
+   * channel.confirm(transfer, true, (mine) => console.log(mine ? "serve it" : "drop it"));
+   * ```
+   */
+  confirm(transfer: number, ok: boolean, then?: (mine: boolean) => void): void {
+    this.#acks.push({ transfer, ok });
+    if (then) this.#afterAcks.push(then);
+    if (this.#closed) this.#sendAcks(); // outside a receive turn
+  }
+
+  #sendAcks(): void {
+    if (this.#acks.length === 0) return;
+    const acks = this.#acks, after = this.#afterAcks;
+    this.#acks = [];
+    this.#afterAcks = [];
+    if (this.#closed) {
+      // The sender is gone: what it sent is ours (its copy died with it).
+      // If we closed the channel ourselves, it takes everything back.
+      for (const f of after) f(this.#peerGone);
+      return;
+    }
+    for (let i = 0; i < acks.length; i += Limits.maxAcks) {
+      const last = i + Limits.maxAcks >= acks.length;
+      this.#write({
+        data: encodeAck(acks.slice(i, i + Limits.maxAcks)),
+        fd: -1,
+        keepFd: false,
+        after: last ? after : undefined,
+      });
+    }
+  }
+
+  #acknowledged(acks: Ack[]): void {
+    for (const a of acks) {
+      const t = this.#pending.get(a.transfer);
+      if (!t) continue; // unknown or already settled: ignore
+      this.#pending.delete(a.transfer);
+      if (a.ok) {
+        closeFd(t.fd);
+        t.message.fill(0);
+      } else {
+        t.onReturned(t.fd, t.message, "refused by the receiver");
       }
     }
   }
@@ -123,35 +278,48 @@ export class ControlChannel {
       closeFd(fd);
       return false;
     }
+    this.#write({ data, fd, keepFd: false });
+    return true;
+  }
+
+  /** Send now, or queue while the socket is full (a copy: data may be a view
+   * of a reused buffer). */
+  #write(q: Queued): void {
     if (this.#queue.length === 0) {
-      const n = sendMessage(this.fd, data, fd);
+      const n = sendMessage(this.fd, q.data, q.fd);
       if (n >= 0) {
-        closeFd(fd);
-        data.fill(0); // it may have held the deployment key or request bytes
-        return true;
+        this.#sent(q);
+        return;
       }
       if (n !== -EAGAIN) {
-        closeFd(fd);
+        if (!q.keepFd) closeFd(q.fd);
         this.close();
-        return false;
+        return;
       }
     }
-    this.#queue.push({ data: data.slice(), fd }); // data may be a view of a reused buffer
-    return true;
+    this.#queue.push({ ...q, data: q.keepFd ? q.data : q.data.slice() });
+  }
+
+  #sent(q: Queued): void {
+    if (!q.keepFd) {
+      closeFd(q.fd);
+      q.data.fill(0); // it may have held the deployment key or request bytes
+    }
+    if (q.after) { for (const f of q.after) f(true); }
   }
 
   #flush(): void {
     while (this.#queue.length > 0 && !this.#closed) {
-      const { data, fd } = this.#queue[0];
-      const n = sendMessage(this.fd, data, fd);
+      const q = this.#queue[0];
+      const n = sendMessage(this.fd, q.data, q.fd);
       if (n === -EAGAIN) return;
       this.#queue.shift();
-      closeFd(fd);
-      data.fill(0);
       if (n < 0) {
+        if (!q.keepFd) closeFd(q.fd);
         this.close();
         return;
       }
+      this.#sent(q);
     }
   }
 
@@ -168,12 +336,20 @@ export class ControlChannel {
     if (this.#closed) return;
     this.#closed = true;
     EventLoop.instance().remove(this.fd);
-    for (const { data, fd } of this.#queue) {
-      closeFd(fd);
-      data.fill(0);
+    for (const q of this.#queue) {
+      if (!q.keepFd) {
+        closeFd(q.fd);
+        q.data.fill(0);
+      }
+      // An ACK that never left: the sender takes back what it named. If it
+      // died instead, the connections are ours.
+      if (q.after) { for (const f of q.after) f(this.#peerGone); }
     }
     this.#queue = [];
     closeFd(this.fd);
     this.#handlers.onClose();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const t of pending) t.onReturned(t.fd, t.message, "the receiver went away");
   }
 }

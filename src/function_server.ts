@@ -13,6 +13,7 @@ import {
   closeFd,
   ECONNREFUSED,
   ENOENT,
+  FD_LOST,
   peerCredentials,
   processUid,
   raiseFileLimit,
@@ -22,10 +23,11 @@ import {
 import { TlsContext } from "../ffi/wolfssl.ts";
 import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
-import { errorResponse, type RequestHead } from "./http.ts";
+import type { RequestHead } from "./http.ts";
 import { logger } from "./log.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import {
+  decodeMessage,
   encodeJson,
   type Handoff,
   HANDOFF_LATENCY_BUCKETS,
@@ -333,19 +335,45 @@ export class FunctionServer {
     log.warning("unexpected control message type {type}", { type: msg.type });
   }
 
+  /** A connection handed to us: adopt it and confirm before any TLS byte is
+   * read or written; refuse it (the sender places it elsewhere) when it
+   * cannot be taken. */
   #adopt(h: Handoff, fd: number): void {
-    const conn = this.#sealer
+    const channel = this.#channel;
+    const transfer = h.transfer ?? 0;
+    const conn = fd === FD_LOST
+      ? "no socket: this process is at its open-file limit (the kernel discarded it)"
+      : this.#sealer
       ? adoptHandoff(h, fd, this.#sealer, this.#ctx!)
       : (closeFd(fd), "not registered yet");
     if (typeof conn === "string") {
-      log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
+      log.warning("conn {conn}: cannot take it: {error}; refused, its sender places it", {
+        conn: h.connId,
+        error: conn,
+      });
+      channel?.confirm(transfer, false);
       return;
     }
     this.#latency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    const start = (mine: boolean) => {
+      if (!mine) {
+        conn.close(false); // its sender took it back: touch nothing
+        return;
+      }
+      this.#hold(conn, false);
+    };
+    if (channel) channel.confirm(transfer, true, start);
+    else start(true);
+  }
+
+  /** Serve a connection we own until it leaves or closes. `answerHere`: the
+   * next request that is not ours gets a 503 here instead of moving (its
+   * move just failed). */
+  #hold(conn: TlsConnection, answerHere: boolean): void {
     this.#connections.add(conn);
-    this.#serve(conn)
+    this.#serve(conn, answerHere)
       .catch((e) => {
-        log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
+        log.error("conn {conn}: {error}", { conn: conn.info.connId, error: String(e) });
         conn.close(false);
       })
       .finally(() => this.#connections.delete(conn));
@@ -359,7 +387,7 @@ export class FunctionServer {
     return undefined;
   }
 
-  async #serve(conn: TlsConnection): Promise<void> {
+  async #serve(conn: TlsConnection, answerHere: boolean): Promise<void> {
     const cfg = this.#config;
     const opts: HolderOptions = {
       maxBody: cfg.maxBody,
@@ -367,29 +395,36 @@ export class FunctionServer {
       headerTimeoutMs: cfg.headerTimeoutMs,
       bodyTimeoutMs: cfg.bodyTimeoutMs,
       writeTimeoutMs: cfg.writeTimeoutMs,
-      wantBody: (head) => this.#routeOf(head.path) !== undefined,
+      wantBody: (head) => answerHere || this.#routeOf(head.path) !== undefined,
       draining: () => this.#draining,
     };
     for (;;) {
       const r = await nextRequest(conn, opts);
       if (!r) return;
       const route = this.#routeOf(r.head.path);
-      if (r.kind === "head" || route === undefined) {
-        this.#handBack(conn, r.head);
-        return;
+      if (route === undefined && !answerHere) {
+        if (this.#handBack(conn, r.head)) return;
+        answerHere = true; // it cannot move: answer it here, with its body read
+        if (r.kind === "head") continue;
       }
+      if (r.kind === "head") continue; // cannot happen: wantBody was true
       const started = performance.now();
       const methods = this.options.methods;
-      const answer = methods && !methods.includes(r.head.method)
+      const answer = route === undefined
+        ? this.#responder.fail(conn, r.head, 503, "cannot reach the gateway right now", [
+          ["retry-after", "1"],
+        ])
+        : methods && !methods.includes(r.head.method)
         ? this.#responder.fail(conn, r.head, 405, `method ${r.head.method} not allowed`, [
           ["allow", methods.join(", ")],
         ])
         : this.#responder.respond(conn, r.head, r.body);
+      if (route === undefined) answerHere = false;
       const { status, bytes, keepAlive } = answer instanceof Promise ? await answer : answer;
       conn.consume(r.length);
       const written = conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
       const ok = typeof written === "boolean" ? written : await written;
-      this.#count(route, status);
+      this.#count(route ?? "-", status);
       log.info(
         "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
         () => ({
@@ -420,13 +455,14 @@ export class FunctionServer {
     return head.keepAlive && !this.#draining && !this.#stopped;
   }
 
-  #handBack(conn: TlsConnection, head: RequestHead): void {
+  /** Hand the connection back to the gateway (its next request is not
+   * ours). False when that cannot even start (no gateway): the caller still
+   * holds it. If the gateway refuses it or goes away before confirming, it
+   * comes back here and its request is answered with a 503. */
+  #handBack(conn: TlsConnection, head: RequestHead): boolean {
     const channel = this.#channel;
     const sealer = this.#sealer;
-    if (!channel || !this.#registered || !sealer || !conn.exportable) {
-      void this.#refuse(conn, "gateway unavailable");
-      return;
-    }
+    if (!channel || !this.#registered || !sealer || !conn.exportable) return false;
     let msg: Uint8Array;
     const carried = { unread: 0, readAhead: 0 };
     try {
@@ -437,27 +473,43 @@ export class FunctionServer {
         error: (e as Error).message,
       });
       conn.close(false);
-      return;
+      return true;
     }
     const i = conn.info;
     log.debug(
       "conn {conn}: {path} is not ours; back to the gateway with {unread} unread bytes and {readAhead} read ahead",
       () => ({ conn: i.connId, path: head.path, ...carried }),
     );
-    if (!channel.send(msg, conn.fd)) {
-      log.warning("conn {conn}: gateway channel full or gone; connection dropped", {
-        conn: i.connId,
-      });
-    }
+    const back = (fd: number, message: Uint8Array, reason: string) =>
+      this.#takeBack(fd, message, reason, sealer);
+    if (!channel.transfer(msg, conn.fd, back)) back(conn.fd, msg, "the gateway channel is closed");
+    return true;
   }
 
-  async #refuse(conn: TlsConnection, why: string): Promise<void> {
-    const bytes = errorResponse(503, why, {
-      keepAlive: false,
-      extraHeaders: [["retry-after", "1"], ["x-hotpotato-worker", this.#label]],
+  /** A connection we sent came back (the gateway refused it or went away):
+   * adopt our own message again and answer its request with a 503. */
+  #takeBack(fd: number, message: Uint8Array, reason: string, sealer: Sealer): void {
+    let conn: TlsConnection | string;
+    try {
+      const msg = decodeMessage(message);
+      conn = msg.type === MessageType.HANDOFF
+        ? adoptHandoff(msg.body, fd, sealer, this.#ctx!)
+        : (closeFd(fd), "not a HANDOFF");
+    } catch (e) {
+      closeFd(fd);
+      conn = (e as Error).message;
+    } finally {
+      message.fill(0);
+    }
+    if (typeof conn === "string") {
+      log.error("a connection that came back cannot be taken again: {error}", { error: conn });
+      return;
+    }
+    log.warning("conn {conn}: the gateway did not take it ({reason}); answering 503 here", {
+      conn: conn.info.connId,
+      reason,
     });
-    await conn.write(bytes, Date.now() + this.#config.writeTimeoutMs);
-    conn.close();
+    this.#hold(conn, true);
   }
 
   /** Drain: tell the gateway to send no more connections, close idle ones

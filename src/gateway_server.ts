@@ -14,6 +14,7 @@ import {
   closeFd,
   EADDRINUSE,
   ENOENT,
+  FD_LOST,
   fileIdentity,
   localPort,
   peerCredentials,
@@ -35,6 +36,7 @@ import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import { GatewayMetrics } from "./gateway_metrics.ts";
 import { type Accepted, Listener, retryBlockedListeners } from "./listener.ts";
 import {
+  decodeMessage,
   encodeJson,
   type Handoff,
   type Message,
@@ -49,6 +51,16 @@ import { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
 
 const log = logger("gateway");
+
+/** How often a connection is offered to workers before it is answered 503
+ * here (each refusal or death before confirming is one). */
+const MAX_PLACEMENTS = 3;
+
+/** The head of the request at the start of `unread`, if complete. */
+function requestHead(unread: Uint8Array, maxBody: number): RequestHead | undefined {
+  const parsed = parseRequest(unread, { maxHeadBytes: MAX_HEAD_BYTES, maxBodyBytes: maxBody });
+  return parsed.kind === "request" || parsed.kind === "incomplete" ? parsed.head : undefined;
+}
 
 /** The first byte of a TLS ClientHello (content type "handshake"). */
 const TLS_HANDSHAKE_RECORD = 0x16;
@@ -366,17 +378,19 @@ export class Gateway {
     }
   }
 
-  /** Hold a connection until its next request can go to a worker. */
-  async #serve(conn: TlsConnection): Promise<void> {
+  /** Hold a connection until its next request can go to a worker.
+   * `answerHere`: its next request gets a 503 here (a worker could not take
+   * it just now). */
+  async #serve(conn: TlsConnection, answerHere = false): Promise<void> {
     this.#held.add(conn);
     try {
-      await this.#hold(conn);
+      await this.#hold(conn, answerHere);
     } finally {
       this.#held.delete(conn);
     }
   }
 
-  async #hold(conn: TlsConnection): Promise<void> {
+  async #hold(conn: TlsConnection, answerHere: boolean): Promise<void> {
     const c = this.config;
     const opts: HolderOptions = {
       maxBody: c.maxBody,
@@ -386,14 +400,14 @@ export class Gateway {
       writeTimeoutMs: c.writeTimeoutMs,
       // Route on the head alone; wait for a body only when answering here.
       // (status(), not pick(): asking must not advance a pool's rotation.)
-      wantBody: (head) => this.#router.status(head.path) !== "served",
+      wantBody: (head) => answerHere || this.#router.status(head.path) !== "served",
       draining: () => this.#draining,
       onError: (status) => this.#answered(status, conn, undefined),
     };
     for (;;) {
       const r = await nextRequest(conn, opts);
       if (!r) return;
-      const hit = this.#router.pickWithRoute(r.head.path);
+      const hit = answerHere ? undefined : this.#router.pickWithRoute(r.head.path);
       if (hit) {
         this.#handOff(conn, hit.worker, hit.route);
         return;
@@ -401,10 +415,11 @@ export class Gateway {
       // No worker: answer here, then keep reading this connection.
       if (r.kind === "request") conn.consume(r.length);
       const keepAlive = r.head.keepAlive && r.kind === "request" && !this.#draining;
-      const ok = await conn.write(
-        this.#noWorker(r.head, keepAlive, conn),
-        Date.now() + c.writeTimeoutMs,
-      );
+      const answer = answerHere
+        ? this.#unplaced(r.head, keepAlive, conn)
+        : this.#noWorker(r.head, keepAlive, conn);
+      answerHere = false;
+      const ok = await conn.write(answer, Date.now() + c.writeTimeoutMs);
       if (!ok || !keepAlive) {
         conn.close(ok);
         return;
@@ -433,6 +448,17 @@ export class Gateway {
     });
   }
 
+  /** 503 for a request no worker could take when it was handed over (it
+   * refused, or died before confirming). */
+  #unplaced(head: RequestHead, keepAlive: boolean, conn: TlsConnection): Uint8Array {
+    this.#answered(503, conn, head);
+    return errorResponse(503, `no worker could take ${head.path.slice(0, 200)} right now`, {
+      keepAlive,
+      headOnly: head.method === "HEAD",
+      extraHeaders: [["retry-after", "1"], ["x-hotpotato-worker", this.#label]],
+    });
+  }
+
   /** Count and log a request the gateway answered itself. */
   #answered(status: number, conn: TlsConnection, head: RequestHead | undefined): void {
     this.stats.answered++;
@@ -449,20 +475,69 @@ export class Gateway {
 
   #handOff(conn: TlsConnection, worker: Worker, route: string): void {
     const msg = releaseForHandoff(conn, this.#sealer, conn.info.handoffs + 1);
-    this.#send(worker, route, msg, conn.fd, conn.info.connId);
+    this.#transfer(worker, route, msg, conn.fd, 1);
   }
 
-  #send(worker: Worker, route: string, msg: Uint8Array, fd: number, connId: number): void {
-    if (worker.channel.send(msg, fd)) {
-      worker.held++;
-      this.stats.handoffs++;
-      this.#metrics.handoff(worker.name, route);
-    } else {
-      log.warning("conn {conn}: worker {worker} cannot take it; connection dropped", {
-        conn: connId,
-        worker: `${worker.name}/${worker.pid}`,
-      });
+  /** Send a connection to a worker; it stays ours until the worker confirms.
+   * If it refuses or dies first, the connection is placed again. */
+  #transfer(
+    worker: Worker,
+    route: string,
+    msg: Uint8Array,
+    fd: number,
+    attempt: number,
+  ): void {
+    const back = (fd: number, message: Uint8Array, reason: string) => {
+      worker.held = Math.max(0, worker.held - 1);
+      this.#placeAgain(worker, fd, message, reason, attempt);
+    };
+    if (!worker.channel.transfer(msg, fd, back)) {
+      this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt);
+      return;
     }
+    worker.held++;
+    this.stats.handoffs++;
+    this.#metrics.handoff(worker.name, route);
+  }
+
+  /** A connection a worker did not take (`reason`) is ours again: another
+   * worker of its route gets it, or it is answered 503 here (the connection
+   * stays open). */
+  #placeAgain(
+    failed: Worker,
+    fd: number,
+    message: Uint8Array,
+    reason: string,
+    attempt: number,
+  ): void {
+    let h: Handoff;
+    try {
+      const msg = decodeMessage(message);
+      if (msg.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
+      h = msg.body;
+    } catch (e) {
+      log.error("a connection that came back cannot be read: {error}", { error: String(e) });
+      closeFd(fd);
+      message.fill(0);
+      return;
+    }
+    const head = requestHead(h.unread, this.config.maxBody);
+    const hit = head && attempt < MAX_PLACEMENTS
+      ? this.#router.pickWithRoute(head.path)
+      : undefined;
+    const to = hit && hit.worker !== failed ? hit : undefined;
+    log.warning("conn {conn}: {worker} did not take it ({reason}); {next}", {
+      conn: h.connId,
+      worker: `${failed.name}/${failed.pid}`,
+      reason,
+      next: to ? `to ${to.worker.name}/${to.worker.pid}` : "answering 503 here",
+    });
+    if (to) {
+      this.#transfer(to.worker, to.route, message, fd, attempt + 1);
+      return;
+    }
+    this.#adopt(h, fd, true);
+    message.fill(0);
   }
 
   // ---- workers
@@ -593,22 +668,39 @@ export class Gateway {
     });
   }
 
-  /** A worker handed a connection back: its next request is not for it. */
+  /** A worker handed a connection back: its next request is not for it.
+   * Confirm it, then (once the confirmation has left) forward it unopened to
+   * the route's worker, or answer it here. */
   #returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
     this.stats.returned++;
     this.#metrics.returned(from.name);
     from.held = Math.max(0, from.held - 1);
+    const transfer = h.transfer ?? 0;
     if (fd < 0) {
-      log.warning("HANDOFF from {worker} without a socket", { worker: from.name });
+      log.warning("conn {conn}: HANDOFF from {worker} without a socket{why}; refused", {
+        conn: h.connId,
+        worker: `${from.name}/${from.pid}`,
+        why: fd === FD_LOST ? " (the gateway is at its open-file limit)" : "",
+      });
+      from.channel.confirm(transfer, false);
       return;
     }
-    const parsed = parseRequest(h.unread, {
-      maxHeadBytes: MAX_HEAD_BYTES,
-      maxBodyBytes: this.config.maxBody,
+    const message = raw.slice(); // raw is zeroed when this returns
+    from.channel.confirm(transfer, true, (mine) => {
+      if (!mine) {
+        closeFd(fd); // its sender took it back
+        message.fill(0);
+        return;
+      }
+      this.#forward(from, message, fd);
     });
-    const head = parsed.kind === "request" || parsed.kind === "incomplete"
-      ? parsed.head
-      : undefined;
+  }
+
+  #forward(from: Worker, message: Uint8Array, fd: number): void {
+    const msg = decodeMessage(message);
+    if (msg.type !== MessageType.HANDOFF) return;
+    const h = msg.body;
+    const head = requestHead(h.unread, this.config.maxBody);
     const hit = head ? this.#router.pickWithRoute(head.path) : undefined;
     const target = hit?.worker;
     log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", () => ({
@@ -617,24 +709,26 @@ export class Gateway {
       path: head?.path ?? "?",
       target: target ? `${target.name}/${target.pid}` : "gateway",
     }));
-    if (target) {
+    if (hit) {
       // Forward as is: the sealed state is not opened here.
-      setHandoffCount(raw, h.handoffs + 1);
-      this.#send(target, hit!.route, raw, fd, h.connId);
+      setHandoffCount(message, h.handoffs + 1);
+      this.#transfer(hit.worker, hit.route, message, fd, 1);
       return;
     }
-    this.#adopt(h, fd);
+    this.#adopt(h, fd, false);
+    message.fill(0);
   }
 
-  /** Import a returned connection to answer it here (no worker for it). */
-  #adopt(h: Handoff, fd: number): void {
+  /** Import a connection to answer it here (no worker for it, or none could
+   * take it: `answerHere`). */
+  #adopt(h: Handoff, fd: number, answerHere: boolean): void {
     const conn = adoptHandoff(h, fd, this.#sealer, this.#importCtx!);
     if (typeof conn === "string") {
       log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
       return;
     }
     this.#metrics.adopted(Math.max(0, nowMicros() - h.sentAt) / 1e6);
-    this.#serve(conn)
+    this.#serve(conn, answerHere)
       .catch((e) => {
         log.error("conn {conn}: {error}", { conn: h.connId, error: String(e) });
         conn.close(false);

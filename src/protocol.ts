@@ -1,9 +1,12 @@
 /**
  * The control-channel protocol between the gateway and its workers: one
  * message per SOCK_SEQPACKET datagram, an 8-byte header (magic "HPOT",
- * version, type), then the body. HANDOFF carries a live connection (its fd
- * travels beside the message with SCM_RIGHTS); the others are small JSON
- * documents. Every length is checked against hard limits before use.
+ * version, type, u16 transfer id), then the body. HANDOFF carries a live
+ * connection (its fd travels beside the message with SCM_RIGHTS); its
+ * transfer id is what the receiver's ACK names: the sender keeps the
+ * connection until then. ACK is binary (u16 count, then per entry u16
+ * transfer id and u8 status); the others are small JSON documents. Every
+ * length is checked against hard limits before use.
  *
  * HANDOFF body layout (little-endian):
  * ```
@@ -25,7 +28,7 @@
 import type { Sealed } from "./seal.ts";
 
 /** Protocol version spoken by this build. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Message types. */
 export const MessageType = {
   /** worker → gateway: name, routes, pid. */
@@ -38,7 +41,18 @@ export const MessageType = {
   STATS: 4,
   /** worker → gateway: send me no more connections (I am draining). */
   DRAIN: 5,
+  /** both ways: HANDOFFs adopted or refused, by transfer id. */
+  ACK: 7,
 } as const;
+
+/** One entry of an ACK: the receiver took the connection (it owns it now)
+ * or refused it (the sender still owns it and places it elsewhere). */
+export interface Ack {
+  /** The HANDOFF's transfer id. */
+  transfer: number;
+  /** True when adopted. */
+  ok: boolean;
+}
 
 /** Hard limits on what a message may carry. */
 export const Limits = {
@@ -52,6 +66,8 @@ export const Limits = {
   maxReadAhead: 20480,
   /** Largest JSON body of a REGISTER / REGISTERED message. */
   maxJson: 16384,
+  /** Most entries in one ACK (transfer ids are u16: fewer pending at once). */
+  maxAcks: 4096,
 } as const;
 
 const MAGIC = 0x544f5048; // "HPOT" read as little-endian u32
@@ -98,6 +114,8 @@ export interface Handoff {
   readAhead: Uint8Array;
   /** When the connection left its last holder, µs since the epoch. */
   sentAt: number;
+  /** The sender's transfer id (from the header; the ACK names it). */
+  transfer?: number;
 }
 
 /** REGISTER body. */
@@ -150,7 +168,8 @@ export type Message =
   | { type: typeof MessageType.REGISTERED; body: Registered }
   | { type: typeof MessageType.HANDOFF; body: Handoff }
   | { type: typeof MessageType.STATS; body: Stats }
-  | { type: typeof MessageType.DRAIN; body: Record<string, never> };
+  | { type: typeof MessageType.DRAIN; body: Record<string, never> }
+  | { type: typeof MessageType.ACK; body: Ack[] };
 
 /** The message types with a JSON body. */
 type JsonType =
@@ -262,6 +281,63 @@ export function encodeHandoff(h: Handoff): Uint8Array {
     off += part.length;
   }
   return buf;
+}
+
+/** Set the transfer id of an encoded HANDOFF in place (its sender numbers
+ * the connections it has in flight on one channel).
+ *
+ * @example
+ * ```ts
+ * import { setTransferId } from "./protocol.ts";
+ * declare const message: Uint8Array;
+ * setTransferId(message, 12);
+ * ```
+ */
+export function setTransferId(message: Uint8Array, transfer: number): void {
+  new DataView(message.buffer, message.byteOffset, message.byteLength).setUint16(
+    6,
+    transfer,
+    true,
+  );
+}
+
+/** Encode an ACK for `acks` (at most {@linkcode Limits.maxAcks}).
+ *
+ * @example
+ * ```ts
+ * import { encodeAck } from "./protocol.ts";
+ * const bytes = encodeAck([{ transfer: 12, ok: true }]);
+ * ```
+ */
+export function encodeAck(acks: readonly Ack[]): Uint8Array {
+  if (acks.length === 0 || acks.length > Limits.maxAcks) {
+    throw new ProtocolError(`ACK of ${acks.length} entries`);
+  }
+  const buf = new Uint8Array(HEADER + 2 + acks.length * 3);
+  const v = header(buf, MessageType.ACK);
+  v.setUint16(HEADER, acks.length, true);
+  let off = HEADER + 2;
+  for (const a of acks) {
+    v.setUint16(off, a.transfer, true);
+    v.setUint8(off + 2, a.ok ? 1 : 0);
+    off += 3;
+  }
+  return buf;
+}
+
+function decodeAck(buf: Uint8Array, v: DataView): Ack[] {
+  if (buf.length < HEADER + 2) throw new ProtocolError("ACK shorter than its count");
+  const n = v.getUint16(HEADER, true);
+  if (n === 0 || n > Limits.maxAcks || buf.length !== HEADER + 2 + n * 3) {
+    throw new ProtocolError("ACK: bad length");
+  }
+  const acks: Ack[] = [];
+  for (let i = 0, off = HEADER + 2; i < n; i++, off += 3) {
+    const status = v.getUint8(off + 2);
+    if (status > 1) throw new ProtocolError("ACK: bad status");
+    acks.push({ transfer: v.getUint16(off, true), ok: status === 1 });
+  }
+  return acks;
 }
 
 /** Rewrite the handoff count of an encoded HANDOFF in place (the gateway
@@ -394,6 +470,7 @@ function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
     unread: take(unreadLen),
     readAhead: take(aheadLen),
     sentAt: v.getFloat64(60, true),
+    transfer: v.getUint16(6, true),
   };
 }
 
@@ -416,6 +493,7 @@ export function decodeMessage(buf: Uint8Array): Message {
   }
   const type = v.getUint8(5);
   if (type === MessageType.HANDOFF) return { type, body: decodeHandoff(buf, v) };
+  if (type === MessageType.ACK) return { type, body: decodeAck(buf, v) };
   if (
     type !== MessageType.REGISTER && type !== MessageType.REGISTERED &&
     type !== MessageType.STATS && type !== MessageType.DRAIN

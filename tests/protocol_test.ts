@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { handoffAad } from "../src/handoff.ts";
 import {
   decodeMessage,
+  encodeAck,
   encodeHandoff,
   encodeJson,
   type Handoff,
@@ -9,6 +10,7 @@ import {
   MessageType,
   ProtocolError,
   setHandoffCount,
+  setTransferId,
 } from "../src/protocol.ts";
 import { Sealer } from "../src/seal.ts";
 
@@ -37,9 +39,27 @@ function sample(over: Partial<Handoff> = {}): Handoff {
 
 Deno.test("HANDOFF round-trips every field", () => {
   const h = sample();
-  const msg = decodeMessage(encodeHandoff(h));
+  const bytes = encodeHandoff(h);
+  setTransferId(bytes, 0xbeef);
+  const msg = decodeMessage(bytes);
   assert.equal(msg.type, MessageType.HANDOFF);
-  assert.deepEqual(msg.body, h);
+  assert.deepEqual(msg.body, { ...h, transfer: 0xbeef });
+});
+
+Deno.test("ACK round-trips and is validated", () => {
+  const acks = [{ transfer: 1, ok: true }, { transfer: 65535, ok: false }];
+  assert.deepEqual(decodeMessage(encodeAck(acks)), { type: MessageType.ACK, body: acks });
+  assert.throws(() => encodeAck([]), ProtocolError);
+  const bytes = encodeAck(acks);
+  for (let cut = 8; cut < bytes.length; cut++) {
+    assert.throws(() => decodeMessage(bytes.subarray(0, cut)), ProtocolError, `cut ${cut}`);
+  }
+  const badStatus = bytes.slice();
+  badStatus[12] = 2;
+  assert.throws(() => decodeMessage(badStatus), ProtocolError);
+  const lyingCount = bytes.slice();
+  lyingCount[8] = 3;
+  assert.throws(() => decodeMessage(lyingCount), ProtocolError);
 });
 
 Deno.test("setHandoffCount rewrites the count in place", () => {
