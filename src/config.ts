@@ -150,6 +150,13 @@ const gatewaySpecs = {
     choices: ["on", "off"],
     help: "offer TLS session resumption (tickets and session cache)",
   },
+  "handoff": {
+    kind: "choice",
+    default: "direct",
+    choices: ["direct", "gateway"],
+    help: "route changes: direct (worker to worker, one hop) or gateway (worker to gateway " +
+      "to worker)",
+  },
 } as const satisfies Record<string, Spec>;
 
 const workerSpecs = {
@@ -207,6 +214,9 @@ export interface GatewayConfig extends CommonConfig {
   adminPort: number;
   /** A worker silent this long gets no new connections, ms. */
   workerTimeoutMs: number;
+  /** How a connection changes worker: straight between workers, or through
+   * the gateway. */
+  handoff: "direct" | "gateway";
 }
 
 /** A worker's settings. */
@@ -364,6 +374,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       adminHost: v["admin-host"] as string,
       adminPort: v["admin-port"] as number,
       workerTimeoutMs: v["worker-timeout"] as number,
+      handoff: v["handoff"] as "direct" | "gateway",
     },
   };
 }

@@ -1,0 +1,187 @@
+/**
+ * Worker-to-worker channels for direct handoffs (`--handoff direct`): each
+ * worker listens on a socket of its own in the gateway's private directory
+ * (mode 0700), and a worker whose next request belongs to another function
+ * connects to a worker of that function and hands the connection over in one
+ * hop, acknowledged like every handoff (src/control_channel.ts). Both ends
+ * check the other's uid with SO_PEERCRED, and the connecting side also checks
+ * that the socket belongs to the process the gateway's route table names. A
+ * peer channel carries HANDOFF and ACK only.
+ *
+ * @module
+ */
+
+import {
+  closeFd,
+  peerCredentials,
+  processUid,
+  removeFile,
+  unixConnect,
+  unixListen,
+} from "../ffi/shim.ts";
+import { ControlChannel } from "./control_channel.ts";
+import { type Accepted, Listener } from "./listener.ts";
+import { logger } from "./log.ts";
+import { type Handoff, MessageType } from "./protocol.ts";
+
+const log = logger("peers");
+
+/** A worker of another function, as the gateway's route table names it. */
+export interface PeerAddress {
+  /** Its process id (checked against the socket's SO_PEERCRED). */
+  pid: number;
+  /** Its peer socket path. */
+  socket: string;
+}
+
+/** Called with a connection another worker hands us, and the channel to
+ * confirm it on. */
+export type OnPeerHandoff = (h: Handoff, fd: number, channel: ControlChannel) => void;
+
+/**
+ * This worker's peer socket and its channels to other workers.
+ *
+ * @example
+ * ```ts
+ * import { Peers } from "./peers.ts";
+ * const peers = new Peers("/run/user/1000/hotpotato", (h, fd, channel) => {
+ *   channel.confirm(h.transfer ?? 0, false); // refuse: the sender places it elsewhere
+ * });
+ * console.log(peers.socket); // tell the gateway, in REGISTER
+ * peers.close();
+ * ```
+ */
+export class Peers {
+  /** This worker's peer socket path. */
+  readonly socket: string;
+  #uid = processUid();
+  #listener: Listener;
+  #onHandoff: OnPeerHandoff;
+  /** Channels this worker opened, by peer pid. */
+  #out = new Map<number, ControlChannel>();
+  /** Channels other workers opened to us. */
+  #in = new Set<ControlChannel>();
+  #closed = false;
+
+  /** Listen on `<dir>/peer-<pid>.sock` (dir is the gateway's 0700 directory).
+   *
+   * @example
+   * ```ts
+   * import { Peers } from "./peers.ts";
+   * new Peers("/run/user/1000/hotpotato", () => {});
+   * ```
+   */
+  constructor(dir: string, onHandoff: OnPeerHandoff) {
+    this.socket = `${dir}/peer-${Deno.pid}.sock`;
+    this.#onHandoff = onHandoff;
+    removeFile(this.socket); // a pid is unique among live processes: a stale file
+    this.#listener = new Listener(unixListen(this.socket), "peer", (c) => this.#accepted(c));
+  }
+
+  #accepted(c: Accepted): void {
+    let cred;
+    try {
+      cred = peerCredentials(c.fd);
+    } catch {
+      closeFd(c.fd);
+      return;
+    }
+    if (cred.uid !== this.#uid) {
+      log.warning("refused a peer connection from uid {uid} (pid {pid})", cred);
+      closeFd(c.fd);
+      return;
+    }
+    const channel: ControlChannel = new ControlChannel(c.fd, {
+      onMessage: (msg, fd) => {
+        if (msg.type === MessageType.HANDOFF) {
+          this.#onHandoff(msg.body, fd, channel);
+          return;
+        }
+        closeFd(fd);
+        log.warning("unexpected message type {type} from peer pid {pid}", {
+          type: msg.type,
+          pid: cred.pid,
+        });
+      },
+      onBadMessage: (error) =>
+        log.warning("dropped a bad message from peer pid {pid}: {error}", { pid: cred.pid, error }),
+      onClose: () => this.#in.delete(channel),
+    });
+    this.#in.add(channel);
+  }
+
+  /** The channel to `peer`, connecting first if needed; undefined when it
+   * cannot be reached or is not the process the table names.
+   *
+   * @example
+   * ```ts
+   * import { Peers } from "./peers.ts";
+   * declare const peers: Peers;
+   * const channel = peers.channelTo({ pid: 4242, socket: "/run/user/1000/hotpotato/peer-4242.sock" });
+   * ```
+   */
+  channelTo(peer: PeerAddress): ControlChannel | undefined {
+    if (this.#closed) return undefined;
+    const known = this.#out.get(peer.pid);
+    if (known) return known;
+    let fd: number;
+    try {
+      fd = unixConnect(peer.socket);
+    } catch (e) {
+      log.debug("cannot reach peer {pid} at {socket}: {error}", {
+        pid: peer.pid,
+        socket: peer.socket,
+        error: (e as Error).message,
+      });
+      return undefined;
+    }
+    let cred;
+    try {
+      cred = peerCredentials(fd);
+    } catch {
+      closeFd(fd);
+      return undefined;
+    }
+    if (cred.uid !== this.#uid || cred.pid !== peer.pid) {
+      log.warning("peer socket {socket} belongs to uid {uid} pid {pid}, not pid {want}; not used", {
+        socket: peer.socket,
+        uid: cred.uid,
+        pid: cred.pid,
+        want: peer.pid,
+      });
+      closeFd(fd);
+      return undefined;
+    }
+    const channel: ControlChannel = new ControlChannel(fd, {
+      onMessage: (msg, mfd) => {
+        closeFd(mfd); // only ACKs are expected back (handled by the channel)
+        log.warning("unexpected message type {type} from peer pid {pid}", {
+          type: msg.type,
+          pid: peer.pid,
+        });
+      },
+      onClose: () => {
+        if (this.#out.get(peer.pid) === channel) this.#out.delete(peer.pid);
+      },
+    });
+    this.#out.set(peer.pid, channel);
+    return channel;
+  }
+
+  /** Close every channel and the listening socket, and remove its file.
+   *
+   * @example
+   * ```ts
+   * import { Peers } from "./peers.ts";
+   * declare const peers: Peers;
+   * peers.close();
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listener.close();
+    removeFile(this.socket);
+    for (const c of [...this.#out.values(), ...this.#in]) c.close();
+  }
+}
