@@ -99,6 +99,10 @@ Deno.test("a vacant nested function keeps its paths (503); once forgotten they a
     await ab.stop(); // drains and leaves: a-b is vacant, still in a's table
     sys.workers = sys.workers.filter((w) => w !== ab);
     await sys.gateway.waitFor(/worker a-b\/\d+ disconnected/);
+    // Another function arrives: the table a gets keeps the vacant /a/b.
+    let since = a.lines.length;
+    await sys.addWorker("sum", "workers/sum.ts");
+    await tableOf(a, 3, since);
     let res = await client.get("/a/b/c");
     assert.equal(res.status, 503, "not answered by a: /a/b belongs to a restarting function");
     assert.equal(res.headers.get("retry-after"), "1");
@@ -109,8 +113,8 @@ Deno.test("a vacant nested function keeps its paths (503); once forgotten they a
     const moved = handoffs(res);
     // After --vacant-grace the gateway forgets a-b (its 1 s watchdog, with no
     // request asking) and tells a.
-    const since = a.lines.length;
-    await tableOf(a, 1, since);
+    since = a.lines.length;
+    await tableOf(a, 2, since); // /a and /sum
     res = await client.get("/a/b/c");
     assert.equal(res.status, 200);
     assert.deepEqual(JSON.parse(res.body), { function: "a", path: "/a/b/c" });
