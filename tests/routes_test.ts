@@ -125,6 +125,26 @@ Deno.test("a vacant nested function keeps its paths (503); once forgotten they a
   }
 });
 
+Deno.test("with the gateway gone a worker decides by its own routes again", async () => {
+  const sys = await System.start({ workers: [] });
+  const client = await Client.connect(sys.port);
+  try {
+    const a = await sys.addWorker("a", A, DEBUG, NESTED);
+    await sys.addWorker("a-b", A_B, [], NESTED);
+    await tableOf(a, 2, 0);
+    assert.equal(holder(await client.get("/a/x")), `a/${a.child.pid}`);
+    await sys.gateway.stop("SIGKILL");
+    await a.waitFor(/gateway went away/);
+    // No gateway to hand it to: a serves what its own route covers.
+    const res = await client.get("/a/b/c");
+    assert.equal(res.status, 200);
+    assert.deepEqual(JSON.parse(res.body), { function: "a", path: "/a/b/c" });
+  } finally {
+    client.close();
+    await sys.stop();
+  }
+});
+
 Deno.test("a route inside another function's route is refused without nestedRoutes, served with it", async () => {
   const sys = await System.start({ workers: [{ name: "sum", file: "workers/sum.ts" }] });
   try {
