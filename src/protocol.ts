@@ -129,7 +129,15 @@ export interface Register {
   nestedRoutes?: boolean;
 }
 
-/** ROUTES body: the gateway's route table. */
+/** ROUTES body: the gateway's route table.
+ *
+ * @example
+ * ```ts
+ * import { encodeJson, MessageType, type Routes } from "./protocol.ts";
+ * const body: Routes = { version: 7, routes: { "/sum": "sum", "/product": "product" } };
+ * const bytes = encodeJson(MessageType.ROUTES, body);
+ * ```
+ */
 export interface Routes {
   /** Grows with every change of the table (per gateway process); a worker
    * keeps the newest it has seen. */

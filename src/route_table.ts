@@ -12,7 +12,15 @@
  * @module
  */
 
-/** A route of a {@linkcode RouteTable} and what it maps to. */
+/** A route of a {@linkcode RouteTable} and what it maps to.
+ *
+ * @example
+ * ```ts
+ * import { type RouteMatch, RouteTable } from "./route_table.ts";
+ * const hit: RouteMatch<string> | undefined = new RouteTable([["/sum", "sum"]]).match("/sum/x");
+ * console.log(hit?.route, hit?.value); // "/sum" "sum"
+ * ```
+ */
 export interface RouteMatch<T> {
   /** The registered route, e.g. "/sum". */
   readonly route: string;

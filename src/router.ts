@@ -42,7 +42,15 @@ interface FunctionEntry<W extends WorkerRef> {
   vacantSince: number;
 }
 
-/** How a function registers. */
+/** How a function registers.
+ *
+ * @example
+ * ```ts
+ * import { type AddOptions, Router } from "./router.ts";
+ * const options: AddOptions = { nestedRoutes: true };
+ * new Router().add({ name: "admin", pid: 8, held: 0 }, ["/sum/admin"], options);
+ * ```
+ */
 export interface AddOptions {
   /** Allow its routes to nest with other functions' routes (default false). */
   nestedRoutes?: boolean;
