@@ -82,6 +82,7 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
       name: options.name,
       routes: options.routes,
       methods: options.methods,
+      nestedRoutes: options.nestedRoutes,
       restarted: env("HOTPOTATO_RESTARTED") === "1",
     },
     handler,

@@ -4,7 +4,9 @@
  * connections, imports their TLS state, and answers their requests with the
  * function's fetch-style handler for as long as they ask for its routes. A
  * request for another route sends the connection back to the gateway, with
- * the request's bytes, at a TLS record boundary.
+ * the request's bytes, at a TLS record boundary. Which requests are its is
+ * decided over the gateway's route table (src/worker_routes.ts), so a
+ * connection goes where a new one would.
  *
  * @module
  */
@@ -40,6 +42,7 @@ import { type Handler, Responder } from "./responder.ts";
 import { type HolderOptions, nextRequest } from "./request_reader.ts";
 import { Sealer } from "./seal.ts";
 import type { TlsConnection } from "./tls_connection.ts";
+import { WorkerRoutes } from "./worker_routes.ts";
 
 export { type Handler, HttpError, type RequestInfo } from "./responder.ts";
 
@@ -47,12 +50,22 @@ export { type Handler, HttpError, type RequestInfo } from "./responder.ts";
 export interface FunctionOptions {
   /** Function name: 1-64 letters, digits, ".", "_" or "-". */
   name: string;
-  /** Paths it serves. "/sum" also covers "/sum/anything". */
+  /** Paths it serves. "/sum" also covers "/sum/anything" (unless another
+   * function registered a longer route there, see `nestedRoutes`). */
   routes: string[];
   /** Methods it accepts (default: all); others get 405 with an Allow header. */
   methods?: string[];
   /** Whether this process replaces one that died (the launcher says so). */
   restarted?: boolean;
+  /**
+   * Let its routes nest with other functions' routes (default false). The
+   * gateway refuses a route inside another function's route ("/sum/admin"
+   * while function sum has "/sum") or around one ("/a" while another has
+   * "/a/b") unless the function registering it sets this. Paths then go to
+   * the longest route: `{ name: "admin", routes: ["/sum/admin"],
+   * nestedRoutes: true }` serves "/sum/admin/users", sum keeps "/sum/x".
+   */
+  nestedRoutes?: boolean;
 }
 
 const log = logger("worker");
@@ -101,6 +114,8 @@ export class FunctionServer {
   #connections = new Set<TlsConnection>();
   #label: string;
   #routes: string[];
+  /** Which paths are ours: the gateway's table, or our routes before it. */
+  #table: WorkerRoutes;
   #draining = false;
   #requests: Record<string, number> = {};
   #latency = new Histogram("handoff", "", HANDOFF_LATENCY_BUCKETS);
@@ -118,6 +133,7 @@ export class FunctionServer {
   constructor(options: FunctionOptions, handler: Handler, config: WorkerConfig) {
     this.options = options;
     this.#routes = [...options.routes];
+    this.#table = new WorkerRoutes(options.name, this.#routes);
     this.#config = config;
     this.#label = `${options.name}/${Deno.pid}`;
     this.#responder = new Responder(handler, {
@@ -233,6 +249,7 @@ export class FunctionServer {
         routes: this.#routes,
         pid: Deno.pid,
         restarted: this.options.restarted === true,
+        nestedRoutes: this.options.nestedRoutes === true,
       }),
     );
   }
@@ -281,6 +298,7 @@ export class FunctionServer {
     const was = this.#registered;
     this.#registered = false;
     this.#channel = undefined;
+    this.#table.reset(); // our own routes until the next gateway's table
     if (was) log.warning("gateway went away; reconnecting");
     if (!was && !this.#stopped) {
       // Connected, but closed before it answered REGISTER.
@@ -331,6 +349,16 @@ export class FunctionServer {
       this.#adopt(msg.body, fd);
       return;
     }
+    if (msg.type === MessageType.ROUTES && this.#registered) {
+      closeFd(fd);
+      if (this.#table.update(msg.body)) {
+        log.debug("route table version {version} from the gateway: {count} route(s)", {
+          version: msg.body.version,
+          count: this.#table.size,
+        });
+      }
+      return;
+    }
     closeFd(fd);
     log.warning("unexpected control message type {type}", { type: msg.type });
   }
@@ -379,12 +407,10 @@ export class FunctionServer {
       .finally(() => this.#connections.delete(conn));
   }
 
-  /** The route of ours that `path` falls under, or undefined. */
+  /** The route of ours that serves `path`, or undefined: another
+   * function's route serves it (or none does). */
   #routeOf(path: string): string | undefined {
-    for (const route of this.#routes) {
-      if (path === route || (path.startsWith(route) && path[route.length] === "/")) return route;
-    }
-    return undefined;
+    return this.#table.routeOf(path);
   }
 
   async #serve(conn: TlsConnection, answerHere: boolean): Promise<void> {

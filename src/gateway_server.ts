@@ -7,6 +7,12 @@
  * unknown route (404), a route whose function has no worker left (503), or a
  * malformed request (400 and friends).
  *
+ * Every registered worker gets the route table (ROUTES) right after
+ * REGISTERED and again whenever it changes (changes in one event-loop turn
+ * make one push, and a pending push goes out before any connection is handed
+ * to a worker), so workers keep a connection only for paths the gateway
+ * would route to them.
+ *
  * @module
  */
 
@@ -73,6 +79,8 @@ const PLAIN_HTTP_ANSWER = errorResponse(400, "this port speaks HTTPS: use https:
 interface Worker extends WorkerRef {
   channel: ControlChannel;
   routes: string[];
+  /** Its routes may nest with other functions' (REGISTER's nestedRoutes). */
+  nestedRoutes: boolean;
   registered: boolean;
   /** Its last STATS report. */
   stats?: Stats;
@@ -160,6 +168,8 @@ export class Gateway {
   #adminPort = -1;
   #metrics = new GatewayMetrics();
   #handshakeLogBudget = new LogBudget(10, 1000);
+  /** The route table changed since it was last sent to the workers. */
+  #routesPending = false;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -172,7 +182,7 @@ export class Gateway {
    */
   constructor(config: GatewayConfig) {
     this.config = config;
-    this.#router = new Router<Worker>(config.vacantGraceMs);
+    this.#router = new Router<Worker>(config.vacantGraceMs, () => this.#routesChanged());
   }
 
   /** The HTTPS port listened on (useful with `--port 0`). */
@@ -491,6 +501,8 @@ export class Gateway {
       worker.held = Math.max(0, worker.held - 1);
       this.#placeAgain(worker, fd, message, reason, attempt);
     };
+    // The worker decides what is its by the table: it must have the newest.
+    this.#pushRoutes();
     if (!worker.channel.transfer(msg, fd, back)) {
       this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt);
       return;
@@ -560,6 +572,7 @@ export class Gateway {
       pid: cred.pid,
       held: 0,
       routes: [],
+      nestedRoutes: false,
       registered: false,
       channel: undefined as unknown as ControlChannel,
       lastSeen: Date.now(),
@@ -631,7 +644,7 @@ export class Gateway {
     });
   }
 
-  #register(worker: Worker, { name, routes, pid, restarted }: Register): void {
+  #register(worker: Worker, { name, routes, pid, restarted, nestedRoutes }: Register): void {
     if (worker.registered) {
       log.warning("pid {pid} registered twice; ignored", { pid });
       return;
@@ -644,8 +657,9 @@ export class Gateway {
     }
     worker.name = name;
     worker.routes = routes;
+    worker.nestedRoutes = nestedRoutes === true;
     try {
-      this.#router.add(worker, routes);
+      this.#router.add(worker, routes, { nestedRoutes: worker.nestedRoutes });
     } catch (e) {
       const error = e instanceof RouteConflictError ? e.message : String(e);
       log.error("refused worker {name}/{pid}: {error}", { name, pid: worker.pid, error });
@@ -661,6 +675,8 @@ export class Gateway {
         key: bytesToBase64(this.#key),
       }),
     );
+    // A pending push reaches it too (it is registered now); else the table as it is.
+    if (!this.#routesPending) worker.channel.send(this.#routesMessage());
     log.info("worker {name}/{pid} registered for {routes}", {
       name,
       pid: worker.pid,
@@ -668,6 +684,40 @@ export class Gateway {
     });
   }
 
+  /** The router's table changed: push it to the workers once this turn of
+   * the event loop is over (several changes make one push). */
+  #routesChanged(): void {
+    if (this.#routesPending) return;
+    this.#routesPending = true;
+    queueMicrotask(() => this.#pushRoutes());
+  }
+
+  /** Send the route table to every registered worker if it changed since
+   * the last push. */
+  #pushRoutes(): void {
+    if (!this.#routesPending) return;
+    this.#routesPending = false;
+    const msg = this.#routesMessage();
+    let sent = 0;
+    for (const w of this.#workers) {
+      if (!w.registered) continue;
+      w.channel.send(msg.slice()); // send() zeroes what it sent: one copy each
+      sent++;
+    }
+    log.debug("route table version {version} sent to {sent} worker(s)", {
+      version: this.#router.version,
+      sent,
+    });
+  }
+
+  #routesMessage(): Uint8Array {
+    return encodeJson(MessageType.ROUTES, {
+      version: this.#router.version,
+      routes: this.#router.routes(),
+    });
+  }
+
+  /** A worker handed a connection back: its next request is not for it. */
   /** A worker handed a connection back: its next request is not for it.
    * Confirm it, then (once the confirmation has left) forward it unopened to
    * the route's worker, or answer it here. */
@@ -816,9 +866,12 @@ export class Gateway {
   /** Take workers that have been silent past --worker-timeout out of the
    * router: their event loop is stuck (a synchronous endless loop, say), so
    * a connection handed to them would wait forever. Their routes answer 503
-   * (or go to the function's other workers) until they speak again. */
+   * (or go to the function's other workers) until they speak again. Also
+   * forget functions vacant past --vacant-grace, so the workers' tables
+   * drop them even when no request asks for their routes. */
   #checkWorkers(): void {
     this.#checkControlSocket();
+    this.#router.sweep(); // forgotten functions leave the workers' tables too
     const limit = Date.now() - this.config.workerTimeoutMs;
     for (const w of this.#workers) {
       if (!w.registered || w.state !== "serving" || w.lastSeen >= limit) continue;
@@ -836,7 +889,7 @@ export class Gateway {
 
   #revive(worker: Worker): void {
     try {
-      this.#router.add(worker, worker.routes);
+      this.#router.add(worker, worker.routes, { nestedRoutes: worker.nestedRoutes });
     } catch (e) {
       // Another function took its routes while it was silent.
       log.warning("worker {worker} answers again but cannot return: {error}", {

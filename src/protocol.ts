@@ -8,6 +8,11 @@
  * transfer id and u8 status); the others are small JSON documents. Every
  * length is checked against hard limits before use.
  *
+ * ROUTES (gateway → every registered worker, after REGISTERED and whenever
+ * the table changes) carries the gateway's whole route table, so workers
+ * decide which requests are theirs with the same table and matcher
+ * (src/route_table.ts) as the gateway.
+ *
  * HANDOFF body layout (little-endian):
  * ```
  *  8 u32 connection id      12 u32 gateway id     16 u32 handoff count
@@ -41,6 +46,8 @@ export const MessageType = {
   STATS: 4,
   /** worker → gateway: send me no more connections (I am draining). */
   DRAIN: 5,
+  /** gateway → worker: the versioned route table (every route, vacant functions included). */
+  ROUTES: 6,
   /** both ways: HANDOFFs adopted or refused, by transfer id. */
   ACK: 7,
 } as const;
@@ -64,8 +71,14 @@ export const Limits = {
   maxUnread: 98304,
   /** Largest read-ahead ciphertext (the record reader's buffer). */
   maxReadAhead: 20480,
-  /** Largest JSON body of a REGISTER / REGISTERED message. */
-  maxJson: 16384,
+  /** Largest JSON body (REGISTER, REGISTERED, STATS, ROUTES). 48 KiB: a
+   * ROUTES table of `maxRoutes` routes of the longest kind (256-byte routes,
+   * 64-byte names) takes 41.8 KB. */
+  maxJson: 49152,
+  /** Most routes the gateway serves in all (so the ROUTES table fits). */
+  maxRoutes: 128,
+  /** Longest route, in bytes. */
+  maxRouteLength: 256,
   /** Most entries in one ACK (transfer ids are u16: fewer pending at once). */
   maxAcks: 4096,
 } as const;
@@ -128,6 +141,28 @@ export interface Register {
   pid: number;
   /** True when the launcher restarted this worker after it died. */
   restarted?: boolean;
+  /** True when its routes may nest with other functions' routes ("/sum/admin"
+   * inside "/sum", or "/a" around "/a/b"); without it such a registration is
+   * refused. */
+  nestedRoutes?: boolean;
+}
+
+/** ROUTES body: the gateway's route table.
+ *
+ * @example
+ * ```ts
+ * import { encodeJson, MessageType, type Routes } from "./protocol.ts";
+ * const body: Routes = { version: 7, routes: { "/sum": "sum", "/product": "product" } };
+ * const bytes = encodeJson(MessageType.ROUTES, body);
+ * ```
+ */
+export interface Routes {
+  /** Grows with every change of the table (per gateway process); a worker
+   * keeps the newest it has seen. */
+  version: number;
+  /** Route → function name, for every function the gateway knows, vacant
+   * ones (no worker right now) included, e.g. `{ "/sum": "sum" }`. */
+  routes: Record<string, string>;
 }
 
 /** STATS body: a worker's counters since it started (monotonic). */
@@ -169,6 +204,7 @@ export type Message =
   | { type: typeof MessageType.HANDOFF; body: Handoff }
   | { type: typeof MessageType.STATS; body: Stats }
   | { type: typeof MessageType.DRAIN; body: Record<string, never> }
+  | { type: typeof MessageType.ROUTES; body: Routes }
   | { type: typeof MessageType.ACK; body: Ack[] };
 
 /** The message types with a JSON body. */
@@ -176,7 +212,8 @@ type JsonType =
   | typeof MessageType.REGISTER
   | typeof MessageType.REGISTERED
   | typeof MessageType.STATS
-  | typeof MessageType.DRAIN;
+  | typeof MessageType.DRAIN
+  | typeof MessageType.ROUTES;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -358,7 +395,7 @@ export function setHandoffCount(message: Uint8Array, handoffs: number): void {
   );
 }
 
-/** Encode a JSON message (REGISTER or REGISTERED).
+/** Encode a JSON message (REGISTER, REGISTERED, STATS, DRAIN or ROUTES).
  *
  * @example
  * ```ts
@@ -368,7 +405,7 @@ export function setHandoffCount(message: Uint8Array, handoffs: number): void {
  */
 export function encodeJson(
   type: JsonType,
-  body: Register | Registered | Stats | Record<string, never>,
+  body: Register | Registered | Stats | Routes | Record<string, never>,
 ): Uint8Array {
   const json = enc.encode(JSON.stringify(body));
   if (json.length > Limits.maxJson) throw new ProtocolError("JSON body too large");
@@ -381,6 +418,9 @@ export function encodeJson(
 const ROUTE_RE = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%\/-]*$/;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+const isRoute = (route: unknown): route is string =>
+  typeof route === "string" && route.length <= Limits.maxRouteLength && ROUTE_RE.test(route);
+
 function parseRegister(o: unknown): Register {
   const r = o as Partial<Register>;
   if (typeof r?.name !== "string" || !NAME_RE.test(r.name)) {
@@ -390,7 +430,7 @@ function parseRegister(o: unknown): Register {
     throw new ProtocolError("REGISTER: routes must be a list of 1 to 64 paths");
   }
   for (const route of r.routes) {
-    if (typeof route !== "string" || route.length > 256 || !ROUTE_RE.test(route)) {
+    if (!isRoute(route)) {
       throw new ProtocolError(`REGISTER: bad route ${JSON.stringify(route).slice(0, 80)}`);
     }
   }
@@ -400,7 +440,16 @@ function parseRegister(o: unknown): Register {
   if (r.restarted !== undefined && typeof r.restarted !== "boolean") {
     throw new ProtocolError("REGISTER: restarted must be a boolean");
   }
-  return { name: r.name, routes: [...r.routes], pid: r.pid as number, restarted: !!r.restarted };
+  if (r.nestedRoutes !== undefined && typeof r.nestedRoutes !== "boolean") {
+    throw new ProtocolError("REGISTER: nestedRoutes must be a boolean");
+  }
+  return {
+    name: r.name,
+    routes: [...r.routes],
+    pid: r.pid as number,
+    restarted: !!r.restarted,
+    nestedRoutes: !!r.nestedRoutes,
+  };
 }
 
 const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
@@ -424,6 +473,32 @@ function parseRegistered(o: unknown): Registered {
   }
   if (r?.ok === false && typeof r.error === "string") return { ok: false, error: r.error };
   throw new ProtocolError("REGISTERED: malformed");
+}
+
+function parseRoutes(o: unknown): Routes {
+  const r = o as Partial<Routes>;
+  if (!count(r?.version)) {
+    throw new ProtocolError("ROUTES: version must be a non-negative safe integer");
+  }
+  const table = r.routes;
+  if (typeof table !== "object" || table === null || Array.isArray(table)) {
+    throw new ProtocolError("ROUTES: routes must be an object of route to function name");
+  }
+  const entries = Object.entries(table);
+  if (entries.length > Limits.maxRoutes) {
+    throw new ProtocolError(`ROUTES: ${entries.length} routes (limit ${Limits.maxRoutes})`);
+  }
+  const routes: Record<string, string> = {};
+  for (const [route, name] of entries) {
+    if (!isRoute(route)) {
+      throw new ProtocolError(`ROUTES: bad route ${JSON.stringify(route).slice(0, 80)}`);
+    }
+    if (typeof name !== "string" || !NAME_RE.test(name)) {
+      throw new ProtocolError(`ROUTES: bad function name for route ${route}`);
+    }
+    routes[route] = name;
+  }
+  return { version: r.version!, routes };
 }
 
 function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
@@ -496,7 +571,7 @@ export function decodeMessage(buf: Uint8Array): Message {
   if (type === MessageType.ACK) return { type, body: decodeAck(buf, v) };
   if (
     type !== MessageType.REGISTER && type !== MessageType.REGISTERED &&
-    type !== MessageType.STATS && type !== MessageType.DRAIN
+    type !== MessageType.STATS && type !== MessageType.DRAIN && type !== MessageType.ROUTES
   ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }
@@ -514,6 +589,8 @@ export function decodeMessage(buf: Uint8Array): Message {
       return { type, body: parseRegistered(parsed) };
     case MessageType.STATS:
       return { type, body: parseStats(parsed) };
+    case MessageType.ROUTES:
+      return { type, body: parseRoutes(parsed) };
     default:
       return { type, body: {} };
   }

@@ -3,14 +3,25 @@
  * function serves a path, and which of its worker processes gets the next
  * connection (the one holding the fewest, so a pool shares the load).
  *
- * A route "/sum" matches the path "/sum" and every path below it
- * ("/sum/x"), never "/summary". The longest matching route wins. When a
+ * Paths are matched by the one route matcher (src/route_table.ts, which
+ * workers use too): a route "/sum" matches "/sum" and every path below it
+ * ("/sum/x"), never "/summary"; the longest matching route wins. When a
  * function's last worker leaves, its routes stay known for a grace period
  * ("vacant": the gateway answers 503 while a restart is likely), then are
  * forgotten ("unknown": 404) unless a worker registers again.
  *
+ * Registration rules: a route belongs to one function; a route nested
+ * inside another function's route, or containing one, is refused unless the
+ * registering function allows nesting (`nestedRoutes`); at most
+ * `Limits.maxRoutes` routes in all, so the table fits one ROUTES message.
+ * Every change of the table (a function added or forgotten) bumps its
+ * version and is reported, so the gateway can push the table to workers.
+ *
  * @module
  */
+
+import { Limits } from "./protocol.ts";
+import { covers, type RouteMatch, RouteTable } from "./route_table.ts";
 
 /** A registered worker process as the router sees it. */
 export interface WorkerRef {
@@ -29,6 +40,20 @@ interface FunctionEntry<W extends WorkerRef> {
   next: number;
   /** When its last worker left (ms since epoch); 0 while it has workers. */
   vacantSince: number;
+}
+
+/** How a function registers.
+ *
+ * @example
+ * ```ts
+ * import { type AddOptions, Router } from "./router.ts";
+ * const options: AddOptions = { nestedRoutes: true };
+ * new Router().add({ name: "admin", pid: 8, held: 0 }, ["/sum/admin"], options);
+ * ```
+ */
+export interface AddOptions {
+  /** Allow its routes to nest with other functions' routes (default false). */
+  nestedRoutes?: boolean;
 }
 
 /** What the router knows about a path. */
@@ -69,34 +94,62 @@ export class RouteConflictError extends Error {
  * ```
  */
 export class Router<W extends WorkerRef = WorkerRef> {
-  #byRoute = new Map<string, FunctionEntry<W>>();
+  #table = new RouteTable<FunctionEntry<W>>();
   #byName = new Map<string, FunctionEntry<W>>();
   #graceMs: number;
-  /** The route #match last matched (valid right after a match). */
-  #route = "";
+  #onChange: (() => void) | undefined;
+  #version = 0;
 
-  /** A router whose vacant functions are forgotten after `graceMs`.
+  /** A router whose vacant functions are forgotten after `graceMs`;
+   * `onChange` is called after each change of the route table.
    *
    * @example
    * ```ts
    * import { Router } from "./router.ts";
-   * const router = new Router(30_000);
+   * const router = new Router(30_000, () => console.log("routes changed"));
    * ```
    */
-  constructor(graceMs = 30_000) {
+  constructor(graceMs = 30_000, onChange?: () => void) {
     this.#graceMs = graceMs;
+    this.#onChange = onChange;
+  }
+
+  /** The route table's version: it grows with every change.
+   *
+   * @example
+   * ```ts
+   * import { Router } from "./router.ts";
+   * const router = new Router();
+   * router.add({ name: "sum", pid: 42, held: 0 }, ["/sum"]);
+   * router.version; // 1
+   * ```
+   */
+  get version(): number {
+    return this.#version;
+  }
+
+  #changed(): void {
+    this.#version++;
+    this.#onChange?.();
   }
 
   /** Register a worker for its function's routes. A function's workers must
-   * all announce the same routes; a route belongs to one function.
+   * all announce the same routes; a route belongs to one function; a route
+   * nested inside another function's route ("/sum/admin" in "/sum") or
+   * containing one ("/a" around "/a/b") is refused unless `nestedRoutes`;
+   * at most `Limits.maxRoutes` routes in all. Throws
+   * {@linkcode RouteConflictError} naming the routes and their owner.
    *
    * @example
    * ```ts
    * import { Router } from "./router.ts";
-   * new Router().add({ name: "product", pid: 7, held: 0 }, ["/product"]);
+   * const router = new Router();
+   * router.add({ name: "sum", pid: 7, held: 0 }, ["/sum"]);
+   * router.add({ name: "admin", pid: 8, held: 0 }, ["/sum/admin"], { nestedRoutes: true });
    * ```
    */
-  add(worker: W, routes: string[]): void {
+  add(worker: W, routes: string[], options: AddOptions = {}): void {
+    this.sweep(); // expired functions neither conflict nor count
     const wanted = [...new Set(routes)].sort();
     let existing = this.#byName.get(worker.name);
     if (
@@ -115,16 +168,25 @@ export class Router<W extends WorkerRef = WorkerRef> {
       existing.vacantSince = 0;
       return;
     }
+    /** Vacant functions that own one of the routes: the new function takes over. */
+    const taken = new Set<FunctionEntry<W>>();
     for (const route of wanted) {
-      const owner = this.#byRoute.get(route);
-      if (owner && owner.workers.length > 0) {
+      const owner = this.#table.get(route);
+      if (!owner) continue;
+      if (owner.workers.length > 0) {
         throw new RouteConflictError(`route ${route} belongs to function ${owner.name}`);
       }
+      taken.add(owner);
     }
-    for (const route of wanted) {
-      const owner = this.#byRoute.get(route);
-      if (owner) this.#forget(owner); // vacant: the new function takes over
+    if (!options.nestedRoutes) this.#checkNesting(wanted, taken);
+    let size = this.#table.size + wanted.length;
+    for (const owner of taken) size -= owner.routes.length;
+    if (size > Limits.maxRoutes) {
+      throw new RouteConflictError(
+        `function ${worker.name} would make ${size} routes; the gateway serves at most ${Limits.maxRoutes}`,
+      );
     }
+    for (const owner of taken) this.#forget(owner);
     const entry: FunctionEntry<W> = {
       name: worker.name,
       routes: wanted,
@@ -133,14 +195,59 @@ export class Router<W extends WorkerRef = WorkerRef> {
       vacantSince: 0,
     };
     this.#byName.set(worker.name, entry);
-    for (const route of wanted) this.#byRoute.set(route, entry);
+    for (const route of wanted) this.#table.set(route, entry);
+    this.#changed();
+  }
+
+  /** Refuse routes nested inside another function's route or containing
+   * one (functions in `except` are being replaced). */
+  #checkNesting(wanted: string[], except: Set<FunctionEntry<W>>): void {
+    for (const route of wanted) {
+      for (const { route: other, value: owner } of this.#table.entries()) {
+        if (except.has(owner)) continue;
+        const how = covers(other, route) ? "is inside" : covers(route, other) ? "contains" : "";
+        if (how) {
+          throw new RouteConflictError(
+            `route ${route} ${how} route ${other} of function ${owner.name} ` +
+              `(set nestedRoutes: true to allow it)`,
+          );
+        }
+      }
+    }
   }
 
   #forget(entry: FunctionEntry<W>): void {
     this.#byName.delete(entry.name);
     for (const route of entry.routes) {
-      if (this.#byRoute.get(route) === entry) this.#byRoute.delete(route);
+      if (this.#table.get(route) === entry) this.#table.delete(route);
     }
+    this.#changed();
+  }
+
+  #expired(entry: FunctionEntry<W>): boolean {
+    return entry.vacantSince !== 0 && Date.now() - entry.vacantSince > this.#graceMs;
+  }
+
+  /** Forget the functions that have been vacant longer than the grace
+   * period (the gateway calls it every second, so workers learn of it even
+   * when no request asks); returns how many were forgotten.
+   *
+   * @example
+   * ```ts
+   * import { Router } from "./router.ts";
+   * declare const router: Router;
+   * router.sweep(); // 0
+   * ```
+   */
+  sweep(): number {
+    let n = 0;
+    for (const entry of [...this.#byName.values()]) {
+      if (this.#expired(entry)) {
+        this.#forget(entry);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Forget a worker; a function with no worker left becomes vacant.
@@ -170,7 +277,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * ```
    */
   status(path: string): RouteStatus {
-    const entry = this.#match(path);
+    const entry = this.#match(path)?.value;
     if (!entry) return "unknown";
     return entry.workers.length > 0 ? "served" : "vacant";
   }
@@ -185,21 +292,17 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * ```
    */
   functionFor(path: string): string | undefined {
-    return this.#match(path)?.name;
+    return this.#match(path)?.value.name;
   }
 
-  #match(path: string): FunctionEntry<W> | undefined {
-    this.#route = path;
-    let hit = this.#byRoute.get(path);
-    for (let i = path.lastIndexOf("/"); !hit && i > 0; i = path.lastIndexOf("/", i - 1)) {
-      this.#route = path.slice(0, i);
-      hit = this.#byRoute.get(this.#route);
+  /** The longest route that covers `path`, forgetting expired functions on
+   * the way (a shorter route of another function may then cover it). */
+  #match(path: string): RouteMatch<FunctionEntry<W>> | undefined {
+    for (;;) {
+      const hit = this.#table.match(path);
+      if (!hit || !this.#expired(hit.value)) return hit;
+      this.#forget(hit.value);
     }
-    if (hit && hit.vacantSince !== 0 && Date.now() - hit.vacantSince > this.#graceMs) {
-      this.#forget(hit);
-      return undefined;
-    }
-    return hit;
   }
 
   /** Like {@linkcode Router.pick}, and also the registered route that
@@ -213,8 +316,9 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * ```
    */
   pickWithRoute(path: string): { worker: W; route: string } | undefined {
-    const worker = this.pick(path);
-    return worker ? { worker, route: this.#route } : undefined;
+    const hit = this.#match(path);
+    const worker = hit && this.#pick(hit.value);
+    return worker ? { worker, route: hit.route } : undefined;
   }
 
   /** The worker that should take a connection whose request is for `path`:
@@ -228,8 +332,11 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * ```
    */
   pick(path: string): W | undefined {
-    const entry = this.#match(path);
-    if (!entry) return undefined;
+    const entry = this.#match(path)?.value;
+    return entry && this.#pick(entry);
+  }
+
+  #pick(entry: FunctionEntry<W>): W | undefined {
     const ws = entry.workers;
     if (ws.length <= 1) return ws[0];
     let best: W | undefined;
@@ -250,10 +357,29 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * ```
    */
   functions(): { name: string; routes: string[]; workers: number }[] {
+    this.sweep();
     return [...this.#byName.values()].map((e) => ({
       name: e.name,
       routes: e.routes,
       workers: e.workers.length,
     }));
+  }
+
+  /** The route table: every route and its function, vacant functions
+   * included (their routes answer 503, and a worker must not keep a path
+   * that falls under one of them). The body of a ROUTES message.
+   *
+   * @example
+   * ```ts
+   * import { Router } from "./router.ts";
+   * const router = new Router();
+   * router.add({ name: "sum", pid: 42, held: 0 }, ["/sum"]);
+   * router.routes(); // { "/sum": "sum" }
+   * ```
+   */
+  routes(): Record<string, string> {
+    const routes: Record<string, string> = {};
+    for (const { route, value } of this.#table.entries()) routes[route] = value.name;
+    return routes;
   }
 }

@@ -16,6 +16,17 @@ import { Sealer } from "../src/seal.ts";
 
 const enc = new TextEncoder();
 
+/** A JSON message with any body, valid or not (encodeJson takes only valid shapes). */
+function rawJson(type: number, body: unknown): Uint8Array {
+  const header = encodeJson(MessageType.DRAIN, {}).subarray(0, 8);
+  header[5] = type;
+  const json = enc.encode(JSON.stringify(body));
+  const bytes = new Uint8Array(8 + json.length);
+  bytes.set(header);
+  bytes.set(json, 8);
+  return bytes;
+}
+
 function sample(over: Partial<Handoff> = {}): Handoff {
   return {
     connId: 42,
@@ -75,8 +86,17 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
   );
   assert.deepEqual(reg, {
     type: MessageType.REGISTER,
-    body: { name: "sum", routes: ["/sum"], pid: 7, restarted: false },
+    body: { name: "sum", routes: ["/sum"], pid: 7, restarted: false, nestedRoutes: false },
   });
+  const nested = decodeMessage(
+    encodeJson(MessageType.REGISTER, {
+      name: "admin",
+      routes: ["/sum/admin"],
+      pid: 8,
+      nestedRoutes: true,
+    }),
+  );
+  assert.equal(nested.type === MessageType.REGISTER && nested.body.nestedRoutes, true);
   const ok = decodeMessage(
     encodeJson(MessageType.REGISTERED, { ok: true, gatewayPid: 1, key: "abc" }),
   );
@@ -97,6 +117,81 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
       JSON.stringify(bad),
     );
   }
+  assert.throws(
+    () =>
+      decodeMessage(
+        rawJson(MessageType.REGISTER, { name: "x", routes: ["/x"], pid: 1, nestedRoutes: "yes" }),
+      ),
+    new ProtocolError("REGISTER: nestedRoutes must be a boolean"),
+  );
+});
+
+Deno.test("ROUTES round-trips its version and table", () => {
+  const body = { version: 7, routes: { "/sum": "sum", "/product": "product", "/": "home" } };
+  assert.deepEqual(decodeMessage(encodeJson(MessageType.ROUTES, body)), {
+    type: MessageType.ROUTES,
+    body,
+  });
+  const empty = { version: 0, routes: {} };
+  assert.deepEqual(decodeMessage(encodeJson(MessageType.ROUTES, empty)).body, empty);
+});
+
+Deno.test("ROUTES at its limits: the largest table fits the JSON limit; more is refused", () => {
+  // maxRoutes routes of the longest kind, each with the longest name.
+  const longest: Record<string, string> = {};
+  for (let i = 0; i < Limits.maxRoutes; i++) {
+    const route = `/${String(i).padStart(3, "0")}/`.padEnd(Limits.maxRouteLength, "x");
+    longest[route] = `f${i}`.padEnd(64, "y");
+  }
+  const big = { version: Number.MAX_SAFE_INTEGER, routes: longest };
+  const bytes = encodeJson(MessageType.ROUTES, big);
+  assert.ok(bytes.length <= Limits.maxJson + 8, `${bytes.length} bytes`);
+  assert.deepEqual(decodeMessage(bytes).body, big);
+
+  const oneMore = { ...longest, "/one-more": "f" };
+  assert.throws(
+    () => decodeMessage(encodeJson(MessageType.ROUTES, { version: 1, routes: oneMore })),
+    new ProtocolError(`ROUTES: ${Limits.maxRoutes + 1} routes (limit ${Limits.maxRoutes})`),
+  );
+});
+
+Deno.test("ROUTES with a bad version, table, route or name is refused", () => {
+  const tooLong = "/" + "x".repeat(Limits.maxRouteLength);
+  for (
+    const bad of [
+      {},
+      { routes: {} },
+      { version: -1, routes: {} },
+      { version: 1.5, routes: {} },
+      { version: "7", routes: {} },
+      { version: 2 ** 53, routes: {} },
+      { version: 1 },
+      { version: 1, routes: null },
+      { version: 1, routes: [["/sum", "sum"]] },
+      { version: 1, routes: "/sum" },
+      { version: 1, routes: { "sum": "sum" } },
+      { version: 1, routes: { "/x y": "sum" } },
+      { version: 1, routes: { [tooLong]: "sum" } },
+      { version: 1, routes: { "/sum": "" } },
+      { version: 1, routes: { "/sum": "a b" } },
+      { version: 1, routes: { "/sum": 7 } },
+      { version: 1, routes: { "/sum": "n".repeat(65) } },
+    ]
+  ) {
+    assert.throws(
+      () => decodeMessage(rawJson(MessageType.ROUTES, bad)),
+      ProtocolError,
+      JSON.stringify(bad).slice(0, 100),
+    );
+  }
+  assert.throws(() => decodeMessage(rawJson(MessageType.ROUTES, [1])), ProtocolError);
+  assert.throws(() => decodeMessage(rawJson(MessageType.ROUTES, null)), ProtocolError);
+  const over = rawJson(MessageType.ROUTES, {
+    version: 1,
+    routes: {},
+    pad: "x".repeat(Limits.maxJson),
+  });
+  assert.throws(() => decodeMessage(over), new ProtocolError("JSON body too large"));
 });
 
 Deno.test("encodeHandoff refuses over-limit fields", () => {

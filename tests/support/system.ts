@@ -180,8 +180,13 @@ export class System {
     return sys;
   }
 
-  async addWorker(name: string, file: string, args: string[] = []): Promise<Proc> {
-    const p = new Proc(name, file, ["--control", this.control, ...args], {}, this.denoFlags);
+  async addWorker(
+    name: string,
+    file: string,
+    args: string[] = [],
+    env: Record<string, string> = {},
+  ): Promise<Proc> {
+    const p = new Proc(name, file, ["--control", this.control, ...args], env, this.denoFlags);
     this.workers.push(p);
     await p.waitFor(new RegExp(`registered\\W{0,3}${name}\\W{0,3} for`));
     return p;

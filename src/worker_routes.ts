@@ -1,0 +1,124 @@
+/**
+ * A worker's answer to "is this request mine?": the route that serves the
+ * path, found by the one route matcher (src/route_table.ts) over the
+ * gateway's route table, is one of this function's. Then a connection holds
+ * the same route whichever process has it: a worker on "/a" hands "/a/b/c"
+ * back when another function serves "/a/b", exactly as the gateway would
+ * route a new connection.
+ *
+ * The table comes from the gateway in ROUTES messages; the newest version
+ * wins. Before the first one, or once the gateway is gone, the worker uses a
+ * table of its own routes only.
+ *
+ * @module
+ */
+
+import type { Routes } from "./protocol.ts";
+import { RouteTable } from "./route_table.ts";
+
+/**
+ * The route table a worker decides by.
+ *
+ * @example
+ * ```ts
+ * import { WorkerRoutes } from "./worker_routes.ts";
+ * const routes = new WorkerRoutes("a", ["/a"]);
+ * routes.routeOf("/a/b/c"); // "/a": only our own routes are known
+ * routes.update({ version: 3, routes: { "/a": "a", "/a/b": "ab" } });
+ * routes.routeOf("/a/b/c"); // undefined: function ab serves it
+ * routes.routeOf("/a/x"); // "/a"
+ * ```
+ */
+export class WorkerRoutes {
+  /** This worker's function name. */
+  readonly name: string;
+  #own: RouteTable<string>;
+  #table: RouteTable<string>;
+  #version = -1;
+
+  /** The view of function `name`, serving `routes` until a table arrives.
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * new WorkerRoutes("sum", ["/sum"]);
+   * ```
+   */
+  constructor(name: string, routes: readonly string[]) {
+    this.name = name;
+    this.#own = new RouteTable(routes.map((route) => [route, name] as const));
+    this.#table = this.#own;
+  }
+
+  /** The version of the gateway's table in use, or -1 while using our own
+   * routes only.
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * new WorkerRoutes("sum", ["/sum"]).version; // -1
+   * ```
+   */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** How many routes the table in use holds.
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * new WorkerRoutes("sum", ["/sum"]).size; // 1
+   * ```
+   */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  /** The route of ours that serves `path`, or undefined when the route that
+   * serves it belongs to another function (or no route does).
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * new WorkerRoutes("sum", ["/sum"]).routeOf("/sum/x"); // "/sum"
+   * ```
+   */
+  routeOf(path: string): string | undefined {
+    const hit = this.#table.match(path);
+    return hit !== undefined && hit.value === this.name ? hit.route : undefined;
+  }
+
+  /** Use the gateway's table if it is newer than the one in use; returns
+   * whether it was taken (an older or equal version is ignored).
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * const routes = new WorkerRoutes("sum", ["/sum"]);
+   * routes.update({ version: 2, routes: { "/sum": "sum" } }); // true
+   * routes.update({ version: 1, routes: {} }); // false
+   * ```
+   */
+  update(body: Routes): boolean {
+    if (body.version <= this.#version) return false;
+    this.#version = body.version;
+    this.#table = new RouteTable(Object.entries(body.routes));
+    return true;
+  }
+
+  /** Forget the gateway's table (it is gone; a new gateway counts versions
+   * from the start again): decide by our own routes until the next table.
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * declare const routes: WorkerRoutes;
+   * routes.reset();
+   * ```
+   */
+  reset(): void {
+    this.#version = -1;
+    this.#table = this.#own;
+  }
+}
