@@ -212,6 +212,7 @@ export class ControlChannel {
    * one receive turn leave in one ACK; `then(true)` runs once it has left
    * (start using an adopted connection there, not before), `then(false)` if
    * it never can while the sender may live (close the copy, send nothing).
+   * With `now`, the ACK leaves at once instead of at the end of the turn.
    *
    * @example
    * ```ts
@@ -220,10 +221,17 @@ export class ControlChannel {
    * channel.confirm(transfer, true, (mine) => console.log(mine ? "serve it" : "drop it"));
    * ```
    */
-  confirm(transfer: number, ok: boolean, then?: (mine: boolean) => void): void {
+  confirm(
+    transfer: number,
+    ok: boolean,
+    then?: (mine: boolean) => void,
+    now = false,
+  ): void {
     this.#acks.push({ transfer, ok });
     if (then) this.#afterAcks.push(then);
-    if (this.#closed) this.#sendAcks(); // outside a receive turn
+    // `now`: a relay's confirmation leaves at once (with any batched before
+    // it), so it owns the connection for as short a time as possible.
+    if (now || this.#closed) this.#sendAcks();
   }
 
   #sendAcks(): void {

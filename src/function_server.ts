@@ -33,8 +33,11 @@ import {
   encodeJson,
   type Handoff,
   HANDOFF_LATENCY_BUCKETS,
+  Limits,
   type Message,
   MessageType,
+  type Moved,
+  setHandoffCount,
   type Stats,
 } from "./protocol.ts";
 import { Histogram } from "./metrics.ts";
@@ -43,6 +46,7 @@ import { type HolderOptions, nextRequest } from "./request_reader.ts";
 import { Sealer } from "./seal.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 import { WorkerRoutes } from "./worker_routes.ts";
+import { Peers } from "./peers.ts";
 
 export { type Handler, HttpError, type RequestInfo } from "./responder.ts";
 
@@ -120,6 +124,10 @@ export class FunctionServer {
   #requests: Record<string, number> = {};
   #latency = new Histogram("handoff", "", HANDOFF_LATENCY_BUCKETS);
   #statsTimer: ReturnType<typeof setInterval> | undefined;
+  /** Our peer socket and channels to other workers (direct handoffs). */
+  #peers: Peers | undefined;
+  /** Direct moves not yet told to the gateway. */
+  #moves: Moved["moves"] = [];
 
   /** Prepare a function server; `start()` connects it.
    *
@@ -243,6 +251,7 @@ export class FunctionServer {
       onBadMessage: (error) => log.warning("dropped a bad control message: {error}", { error }),
       onClose: () => this.#onGatewayGone(),
     });
+    this.#listenForPeers();
     this.#channel.send(
       encodeJson(MessageType.REGISTER, {
         name: this.options.name,
@@ -250,8 +259,24 @@ export class FunctionServer {
         pid: Deno.pid,
         restarted: this.options.restarted === true,
         nestedRoutes: this.options.nestedRoutes === true,
+        peer: this.#peers !== undefined,
       }),
     );
+  }
+
+  /** Listen on our peer socket, beside the gateway's control socket (the
+   * directory the gateway keeps at mode 0700), once: other workers hand us
+   * connections there directly. */
+  #listenForPeers(): void {
+    if (this.#peers) return;
+    const dir = this.#config.control.slice(0, this.#config.control.lastIndexOf("/")) || "/";
+    try {
+      this.#peers = new Peers(dir, (h, fd, channel) => this.#adopt(h, fd, channel));
+    } catch (e) {
+      log.warning("no peer socket ({error}): connections reach us through the gateway only", {
+        error: (e as Error).message,
+      });
+    }
   }
 
   /** An attempt to reach the gateway failed: warn on the first failure and
@@ -298,7 +323,7 @@ export class FunctionServer {
     const was = this.#registered;
     this.#registered = false;
     this.#channel = undefined;
-    this.#table.reset(); // our own routes until the next gateway's table
+    this.#table.gatewayGone(); // its last table stands until the next gateway's
     if (was) log.warning("gateway went away; reconnecting");
     if (!was && !this.#stopped) {
       // Connected, but closed before it answered REGISTER.
@@ -346,7 +371,7 @@ export class FunctionServer {
       return;
     }
     if (msg.type === MessageType.HANDOFF) {
-      this.#adopt(msg.body, fd);
+      this.#adopt(msg.body, fd, this.#channel);
       return;
     }
     if (msg.type === MessageType.ROUTES && this.#registered) {
@@ -366,8 +391,7 @@ export class FunctionServer {
   /** A connection handed to us: adopt it and confirm before any TLS byte is
    * read or written; refuse it (the sender places it elsewhere) when it
    * cannot be taken. */
-  #adopt(h: Handoff, fd: number): void {
-    const channel = this.#channel;
+  #adopt(h: Handoff, fd: number, channel: ControlChannel | undefined): void {
     const transfer = h.transfer ?? 0;
     const conn = fd === FD_LOST
       ? "no socket: this process is at its open-file limit (the kernel discarded it)"
@@ -429,7 +453,7 @@ export class FunctionServer {
       if (!r) return;
       const route = this.#routeOf(r.head.path);
       if (route === undefined && !answerHere) {
-        if (this.#handBack(conn, r.head)) return;
+        if (this.#moveDirect(conn, r.head) || this.#handBack(conn, r.head)) return;
         answerHere = true; // it cannot move: answer it here, with its body read
         if (r.kind === "head") continue;
       }
@@ -512,6 +536,73 @@ export class FunctionServer {
     return true;
   }
 
+  /** Hand the connection straight to a worker of the function that serves
+   * its next request (`--handoff direct`): one hop. False when the table
+   * names no such worker we can reach (the gateway decides then). If that
+   * worker refuses or dies before confirming, the connection comes back and
+   * goes to the gateway after all. */
+  #moveDirect(conn: TlsConnection, head: RequestHead): boolean {
+    const sealer = this.#sealer;
+    const peer = this.#peers && sealer ? this.#table.peerFor(head.path) : undefined;
+    if (!peer || peer.pid === Deno.pid || !conn.exportable) return false;
+    const dir = this.#peers!.socket.slice(0, this.#peers!.socket.lastIndexOf("/"));
+    const channel = this.#peers!.channelTo({
+      pid: peer.pid,
+      socket: `${dir}/peer-${peer.pid}.sock`,
+    });
+    if (!channel) return false;
+    const handoffs = conn.info.handoffs;
+    const carried = { unread: 0, readAhead: 0 };
+    let msg: Uint8Array;
+    try {
+      msg = releaseForHandoff(conn, sealer!, handoffs + 1, carried);
+    } catch (e) {
+      log.error("conn {conn}: cannot export: {error}", {
+        conn: conn.info.connId,
+        error: (e as Error).message,
+      });
+      conn.close(false);
+      return true;
+    }
+    const connId = conn.info.connId;
+    log.debug(
+      "conn {conn}: {path} is not ours; straight to {to} with {unread} unread bytes and {readAhead} read ahead",
+      () => ({ conn: connId, path: head.path, to: `${peer.fn}/${peer.pid}`, ...carried }),
+    );
+    const fallBack = (fd: number, message: Uint8Array, reason: string) => {
+      log.warning("conn {conn}: {to} did not take it ({reason}); to the gateway", {
+        conn: connId,
+        to: `${peer.fn}/${peer.pid}`,
+        reason,
+      });
+      setHandoffCount(message, handoffs);
+      const back = (fd: number, m: Uint8Array, why: string) => this.#takeBack(fd, m, why, sealer!);
+      const gateway = this.#registered ? this.#channel : undefined;
+      if (!gateway?.transfer(message, fd, back)) back(fd, message, "no gateway");
+    };
+    if (!channel.transfer(msg, conn.fd, fallBack)) {
+      fallBack(conn.fd, msg, "its channel is closed or full");
+      return true;
+    }
+    this.#moved({ conn: connId, to: peer.pid, fn: peer.fn, route: peer.route });
+    return true;
+  }
+
+  /** Tell the gateway about direct moves, batched: one MOVED per turn. */
+  #moved(move: Moved["moves"][number]): void {
+    if (this.#moves.push(move) > 1) return;
+    queueMicrotask(() => {
+      const moves = this.#moves;
+      this.#moves = [];
+      if (!this.#registered || !this.#channel) return; // the gateway is away: not told
+      for (let i = 0; i < moves.length; i += Limits.maxMoves) {
+        this.#channel.send(
+          encodeJson(MessageType.MOVED, { moves: moves.slice(i, i + Limits.maxMoves) }),
+        );
+      }
+    });
+  }
+
   /** A connection we sent came back (the gateway refused it or went away):
    * adopt our own message again and answer its request with a 503. */
   #takeBack(fd: number, message: Uint8Array, reason: string, sealer: Sealer): void {
@@ -582,5 +673,6 @@ export class FunctionServer {
     clearTimeout(this.#reconnectTimer);
     clearInterval(this.#statsTimer);
     this.#channel?.close();
+    this.#peers?.close();
   }
 }

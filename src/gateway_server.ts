@@ -47,6 +47,7 @@ import {
   type Handoff,
   type Message,
   MessageType,
+  type Moved,
   type Register,
   setHandoffCount,
   type Stats,
@@ -81,6 +82,8 @@ interface Worker extends WorkerRef {
   routes: string[];
   /** Its routes may nest with other functions' (REGISTER's nestedRoutes). */
   nestedRoutes: boolean;
+  /** It listens on its peer socket for direct handoffs (REGISTER's peer). */
+  peer: boolean;
   registered: boolean;
   /** Its last STATS report. */
   stats?: Stats;
@@ -107,6 +110,8 @@ export interface GatewayStats {
   answered: number;
   /** Handshakes that failed or timed out. */
   handshakeFailures: number;
+  /** Connections workers moved straight to another worker (told in MOVED). */
+  moved: number;
 }
 
 function dirname(path: string): string {
@@ -142,6 +147,7 @@ export class Gateway {
     returned: 0,
     answered: 0,
     handshakeFailures: 0,
+    moved: 0,
   };
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
   #router: Router<Worker>;
@@ -170,6 +176,8 @@ export class Gateway {
   #handshakeLogBudget = new LogBudget(10, 1000);
   /** The route table changed since it was last sent to the workers. */
   #routesPending = false;
+  /** Version of the ROUTES sent last (one per message: members change too). */
+  #routesVersion = 0;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -573,6 +581,7 @@ export class Gateway {
       held: 0,
       routes: [],
       nestedRoutes: false,
+      peer: false,
       registered: false,
       channel: undefined as unknown as ControlChannel,
       lastSeen: Date.now(),
@@ -600,6 +609,7 @@ export class Gateway {
     this.#workers.delete(worker);
     if (!worker.registered) return;
     this.#router.remove(worker);
+    this.#membersChanged();
     if (worker.stats) this.#metrics.workerLeft(worker.name, worker.stats);
     worker.stats = undefined;
     log.warning("worker {worker} disconnected; {routes} now has {left} worker(s)", {
@@ -627,11 +637,17 @@ export class Gateway {
       worker.held = msg.body.held;
       return;
     }
+    if (msg.type === MessageType.MOVED && worker.registered) {
+      closeFd(fd);
+      this.#movedDirect(worker, msg.body);
+      return;
+    }
     if (msg.type === MessageType.DRAIN && worker.registered) {
       closeFd(fd);
       // It finishes what it holds; new connections go to the others.
       worker.state = "draining";
       this.#router.remove(worker);
+      this.#membersChanged();
       log.info("worker {worker} is draining; no new connections for it", {
         worker: `${worker.name}/${worker.pid}`,
       });
@@ -644,7 +660,10 @@ export class Gateway {
     });
   }
 
-  #register(worker: Worker, { name, routes, pid, restarted, nestedRoutes }: Register): void {
+  #register(
+    worker: Worker,
+    { name, routes, pid, restarted, nestedRoutes, peer }: Register,
+  ): void {
     if (worker.registered) {
       log.warning("pid {pid} registered twice; ignored", { pid });
       return;
@@ -658,6 +677,7 @@ export class Gateway {
     worker.name = name;
     worker.routes = routes;
     worker.nestedRoutes = nestedRoutes === true;
+    worker.peer = peer === true && pid === worker.pid;
     try {
       this.#router.add(worker, routes, { nestedRoutes: worker.nestedRoutes });
     } catch (e) {
@@ -667,6 +687,7 @@ export class Gateway {
       return;
     }
     worker.registered = true;
+    this.#membersChanged();
     if (restarted) this.#metrics.restarted(name);
     worker.channel.send(
       encodeJson(MessageType.REGISTERED, {
@@ -705,16 +726,32 @@ export class Gateway {
       sent++;
     }
     log.debug("route table version {version} sent to {sent} worker(s)", {
-      version: this.#router.version,
+      version: this.#routesVersion,
       sent,
     });
   }
 
   #routesMessage(): Uint8Array {
+    const direct = this.config.handoff === "direct";
+    const members: Record<string, number[]> = {};
+    if (direct) {
+      for (const w of this.#workers) {
+        if (!w.registered || !w.peer || w.state !== "serving") continue;
+        (members[w.name] ??= []).push(w.pid);
+      }
+    }
     return encodeJson(MessageType.ROUTES, {
-      version: this.#router.version,
+      version: ++this.#routesVersion,
       routes: this.#router.routes(),
+      handoff: this.config.handoff,
+      ...(direct ? { members } : {}),
     });
+  }
+
+  /** A worker joined, left, stopped answering or came back: in direct mode
+   * the workers' member lists change. */
+  #membersChanged(): void {
+    if (this.config.handoff === "direct") this.#routesChanged();
   }
 
   /** A worker handed a connection back: its next request is not for it. */
@@ -736,37 +773,45 @@ export class Gateway {
       return;
     }
     const message = raw.slice(); // raw is zeroed when this returns
+    // Decide where it goes before confirming: between the confirmation and
+    // the kernel taking the forward, the connection lives in this process
+    // alone (a SIGKILL then loses it), so that gap holds two sendmsg calls.
+    const head = requestHead(h.unread, this.config.maxBody);
+    const hit = head ? this.#router.pickWithRoute(head.path) : undefined;
+    if (hit) setHandoffCount(message, h.handoffs + 1); // forwarded unopened
     from.channel.confirm(transfer, true, (mine) => {
       if (!mine) {
         closeFd(fd); // its sender took it back
         message.fill(0);
         return;
       }
-      this.#forward(from, message, fd);
-    });
+      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1);
+      else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
+      log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", () => ({
+        conn: h.connId,
+        worker: `${from.name}/${from.pid}`,
+        path: head?.path ?? "?",
+        target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
+      }));
+      if (!hit) message.fill(0);
+    }, true);
   }
 
-  #forward(from: Worker, message: Uint8Array, fd: number): void {
-    const msg = decodeMessage(message);
-    if (msg.type !== MessageType.HANDOFF) return;
-    const h = msg.body;
-    const head = requestHead(h.unread, this.config.maxBody);
-    const hit = head ? this.#router.pickWithRoute(head.path) : undefined;
-    const target = hit?.worker;
-    log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", () => ({
-      conn: h.connId,
-      worker: `${from.name}/${from.pid}`,
-      path: head?.path ?? "?",
-      target: target ? `${target.name}/${target.pid}` : "gateway",
-    }));
-    if (hit) {
-      // Forward as is: the sealed state is not opened here.
-      setHandoffCount(message, h.handoffs + 1);
-      this.#transfer(hit.worker, hit.route, message, fd, 1);
-      return;
+  /** Route changes a worker made directly (`--handoff direct`), told after
+   * the fact: logged and counted as if the gateway had forwarded them. */
+  #movedDirect(from: Worker, { moves }: Moved): void {
+    for (const m of moves) {
+      this.stats.moved++;
+      this.stats.returned++; // it left from's function, as a hand-back does
+      this.#metrics.returned(from.name);
+      this.#metrics.handoff(m.fn, m.route);
+      log.info("connection moved: conn {conn} from {worker} for {route}, to {target}", () => ({
+        conn: m.conn,
+        worker: `${from.name}/${from.pid}`,
+        route: m.route,
+        target: `${m.fn}/${m.to}`,
+      }));
     }
-    this.#adopt(h, fd, false);
-    message.fill(0);
   }
 
   /** Import a connection to answer it here (no worker for it, or none could
@@ -877,6 +922,7 @@ export class Gateway {
       if (!w.registered || w.state !== "serving" || w.lastSeen >= limit) continue;
       w.state = "stuck";
       this.#router.remove(w);
+      this.#membersChanged();
       log.warning(
         "worker {worker} silent for {ms} ms; no new connections for it until it answers",
         {
@@ -890,6 +936,7 @@ export class Gateway {
   #revive(worker: Worker): void {
     try {
       this.#router.add(worker, worker.routes, { nestedRoutes: worker.nestedRoutes });
+      this.#membersChanged();
     } catch (e) {
       // Another function took its routes while it was silent.
       log.warning("worker {worker} answers again but cannot return: {error}", {

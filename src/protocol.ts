@@ -50,6 +50,8 @@ export const MessageType = {
   ROUTES: 6,
   /** both ways: HANDOFFs adopted or refused, by transfer id. */
   ACK: 7,
+  /** worker → gateway: connections it moved straight to another worker. */
+  MOVED: 8,
 } as const;
 
 /** One entry of an ACK: the receiver took the connection (it owns it now)
@@ -71,16 +73,20 @@ export const Limits = {
   maxUnread: 98304,
   /** Largest read-ahead ciphertext (the record reader's buffer). */
   maxReadAhead: 20480,
-  /** Largest JSON body (REGISTER, REGISTERED, STATS, ROUTES). 48 KiB: a
-   * ROUTES table of `maxRoutes` routes of the longest kind (256-byte routes,
-   * 64-byte names) takes 41.8 KB. */
-  maxJson: 49152,
+  /** Largest JSON body (REGISTER, REGISTERED, STATS, ROUTES, MOVED). 64 KiB:
+   * a ROUTES table of `maxRoutes` routes of the longest kind (256-byte routes,
+   * 64-byte names) takes 41.8 KB, and `maxMembers` pids up to 10 KB more. */
+  maxJson: 65536,
   /** Most routes the gateway serves in all (so the ROUTES table fits). */
   maxRoutes: 128,
   /** Longest route, in bytes. */
   maxRouteLength: 256,
   /** Most entries in one ACK (transfer ids are u16: fewer pending at once). */
   maxAcks: 4096,
+  /** Most workers listed in a ROUTES table's members (all functions). */
+  maxMembers: 1024,
+  /** Most moves in one MOVED notice. */
+  maxMoves: 256,
 } as const;
 
 const MAGIC = 0x544f5048; // "HPOT" read as little-endian u32
@@ -145,6 +151,9 @@ export interface Register {
    * inside "/sum", or "/a" around "/a/b"); without it such a registration is
    * refused. */
   nestedRoutes?: boolean;
+  /** True when it listens on its peer socket (`peer-<pid>.sock` beside the
+   * control socket) for direct handoffs from other workers. */
+  peer?: boolean;
 }
 
 /** ROUTES body: the gateway's route table.
@@ -163,6 +172,26 @@ export interface Routes {
   /** Route → function name, for every function the gateway knows, vacant
    * ones (no worker right now) included, e.g. `{ "/sum": "sum" }`. */
   routes: Record<string, string>;
+  /** How connections change worker: "direct" (worker to worker, through the
+   * members' peer sockets) or "gateway" (back through the gateway). */
+  handoff?: "direct" | "gateway";
+  /** Function name → the pids of its workers that take direct handoffs now
+   * (serving, listening on `peer-<pid>.sock`). */
+  members?: Record<string, number[]>;
+}
+
+/** MOVED body: connections a worker handed straight to another worker (the
+ * gateway logs and counts route changes it did not see). */
+export interface Moved {
+  moves: {
+    /** Connection id. */
+    conn: number;
+    /** The receiving worker's pid and function. */
+    to: number;
+    fn: string;
+    /** The route the request was for. */
+    route: string;
+  }[];
 }
 
 /** STATS body: a worker's counters since it started (monotonic). */
@@ -205,7 +234,8 @@ export type Message =
   | { type: typeof MessageType.STATS; body: Stats }
   | { type: typeof MessageType.DRAIN; body: Record<string, never> }
   | { type: typeof MessageType.ROUTES; body: Routes }
-  | { type: typeof MessageType.ACK; body: Ack[] };
+  | { type: typeof MessageType.ACK; body: Ack[] }
+  | { type: typeof MessageType.MOVED; body: Moved };
 
 /** The message types with a JSON body. */
 type JsonType =
@@ -213,7 +243,8 @@ type JsonType =
   | typeof MessageType.REGISTERED
   | typeof MessageType.STATS
   | typeof MessageType.DRAIN
-  | typeof MessageType.ROUTES;
+  | typeof MessageType.ROUTES
+  | typeof MessageType.MOVED;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -405,7 +436,7 @@ export function setHandoffCount(message: Uint8Array, handoffs: number): void {
  */
 export function encodeJson(
   type: JsonType,
-  body: Register | Registered | Stats | Routes | Record<string, never>,
+  body: Register | Registered | Stats | Routes | Moved | Record<string, never>,
 ): Uint8Array {
   const json = enc.encode(JSON.stringify(body));
   if (json.length > Limits.maxJson) throw new ProtocolError("JSON body too large");
@@ -443,12 +474,16 @@ function parseRegister(o: unknown): Register {
   if (r.nestedRoutes !== undefined && typeof r.nestedRoutes !== "boolean") {
     throw new ProtocolError("REGISTER: nestedRoutes must be a boolean");
   }
+  if (r.peer !== undefined && typeof r.peer !== "boolean") {
+    throw new ProtocolError("REGISTER: peer must be a boolean");
+  }
   return {
     name: r.name,
     routes: [...r.routes],
     pid: r.pid as number,
     restarted: !!r.restarted,
     nestedRoutes: !!r.nestedRoutes,
+    peer: !!r.peer,
   };
 }
 
@@ -498,7 +533,49 @@ function parseRoutes(o: unknown): Routes {
     }
     routes[route] = name;
   }
-  return { version: r.version!, routes };
+  const out: Routes = { version: r.version!, routes };
+  if (r.handoff !== undefined) {
+    if (r.handoff !== "direct" && r.handoff !== "gateway") {
+      throw new ProtocolError("ROUTES: handoff must be direct or gateway");
+    }
+    out.handoff = r.handoff;
+  }
+  if (r.members !== undefined) {
+    const m = r.members;
+    if (typeof m !== "object" || m === null || Array.isArray(m)) {
+      throw new ProtocolError("ROUTES: members must be an object of function to pids");
+    }
+    let total = 0;
+    const members: Record<string, number[]> = {};
+    for (const [name, pids] of Object.entries(m)) {
+      if (!NAME_RE.test(name) || !Array.isArray(pids)) {
+        throw new ProtocolError("ROUTES: bad members entry");
+      }
+      total += pids.length;
+      if (total > Limits.maxMembers) {
+        throw new ProtocolError(`ROUTES: more than ${Limits.maxMembers} members`);
+      }
+      if (!pids.every((p) => Number.isSafeInteger(p) && p > 0)) {
+        throw new ProtocolError("ROUTES: members must be positive pids");
+      }
+      members[name] = [...pids];
+    }
+    out.members = members;
+  }
+  return out;
+}
+
+function parseMoved(o: unknown): Moved {
+  const r = o as Partial<Moved>;
+  if (!Array.isArray(r?.moves) || r.moves.length === 0 || r.moves.length > Limits.maxMoves) {
+    throw new ProtocolError(`MOVED: moves must be a list of 1 to ${Limits.maxMoves}`);
+  }
+  for (const m of r.moves) {
+    const ok = m && count(m.conn) && m.conn <= 0xffffffff && Number.isSafeInteger(m.to) &&
+      m.to > 0 && typeof m.fn === "string" && NAME_RE.test(m.fn) && isRoute(m.route);
+    if (!ok) throw new ProtocolError("MOVED: malformed move");
+  }
+  return { moves: r.moves.map((m) => ({ conn: m.conn, to: m.to, fn: m.fn, route: m.route })) };
 }
 
 function decodeHandoff(buf: Uint8Array, v: DataView): Handoff {
@@ -571,7 +648,8 @@ export function decodeMessage(buf: Uint8Array): Message {
   if (type === MessageType.ACK) return { type, body: decodeAck(buf, v) };
   if (
     type !== MessageType.REGISTER && type !== MessageType.REGISTERED &&
-    type !== MessageType.STATS && type !== MessageType.DRAIN && type !== MessageType.ROUTES
+    type !== MessageType.STATS && type !== MessageType.DRAIN && type !== MessageType.ROUTES &&
+    type !== MessageType.MOVED
   ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }
@@ -591,6 +669,8 @@ export function decodeMessage(buf: Uint8Array): Message {
       return { type, body: parseStats(parsed) };
     case MessageType.ROUTES:
       return { type, body: parseRoutes(parsed) };
+    case MessageType.MOVED:
+      return { type, body: parseMoved(parsed) };
     default:
       return { type, body: {} };
   }

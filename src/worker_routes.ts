@@ -35,6 +35,9 @@ export class WorkerRoutes {
   #own: RouteTable<string>;
   #table: RouteTable<string>;
   #version = -1;
+  #direct = false;
+  #members = new Map<string, number[]>();
+  #turn = 0;
 
   /** The view of function `name`, serving `routes` until a table arrives.
    *
@@ -104,11 +107,54 @@ export class WorkerRoutes {
     if (body.version <= this.#version) return false;
     this.#version = body.version;
     this.#table = new RouteTable(Object.entries(body.routes));
+    this.#direct = body.handoff === "direct";
+    this.#members = new Map(Object.entries(body.members ?? {}));
     return true;
   }
 
-  /** Forget the gateway's table (it is gone; a new gateway counts versions
-   * from the start again): decide by our own routes until the next table.
+  /** Where a path that is not ours goes in one hop (direct handoffs): the
+   * function and route that serve it and a worker of that function (the
+   * pool's members in turn), or undefined when the gateway must decide (the
+   * gateway's mode, no table, no route, no member listening).
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * const routes = new WorkerRoutes("sum", ["/sum"]);
+   * routes.update({
+   *   version: 1, routes: { "/sum": "sum", "/product": "product" },
+   *   handoff: "direct", members: { product: [4242] },
+   * });
+   * routes.peerFor("/product?a=1"); // { fn: "product", route: "/product", pid: 4242 }
+   * ```
+   */
+  peerFor(path: string): { fn: string; route: string; pid: number } | undefined {
+    if (!this.#direct) return undefined;
+    const hit = this.#table.match(path);
+    if (hit === undefined || hit.value === this.name) return undefined;
+    const pids = this.#members.get(hit.value);
+    if (!pids || pids.length === 0) return undefined;
+    const pid = pids[this.#turn++ % pids.length];
+    return { fn: hit.value, route: hit.route, pid };
+  }
+
+  /** The gateway is gone: keep deciding by its last table (direct moves
+   * between known functions go on), but take any version the next gateway
+   * sends (it counts from the start again).
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * declare const routes: WorkerRoutes;
+   * routes.gatewayGone();
+   * ```
+   */
+  gatewayGone(): void {
+    this.#version = -1;
+  }
+
+  /** Forget the gateway's table: decide by our own routes until the next
+   * table.
    *
    * @example
    * ```ts
@@ -120,5 +166,7 @@ export class WorkerRoutes {
   reset(): void {
     this.#version = -1;
     this.#table = this.#own;
+    this.#direct = false;
+    this.#members.clear();
   }
 }

@@ -86,7 +86,14 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
   );
   assert.deepEqual(reg, {
     type: MessageType.REGISTER,
-    body: { name: "sum", routes: ["/sum"], pid: 7, restarted: false, nestedRoutes: false },
+    body: {
+      name: "sum",
+      routes: ["/sum"],
+      pid: 7,
+      restarted: false,
+      nestedRoutes: false,
+      peer: false,
+    },
   });
   const nested = decodeMessage(
     encodeJson(MessageType.REGISTER, {

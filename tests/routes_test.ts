@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Client, type HttpResponse, Proc, System } from "./support/system.ts";
+import { Client, HANDOFF_MODE, type HttpResponse, Proc, System } from "./support/system.ts";
 
 const A = "tests/fixtures/route_a.ts";
 const A_B = "tests/fixtures/route_a_b.ts";
@@ -125,20 +125,29 @@ Deno.test("a vacant nested function keeps its paths (503); once forgotten they a
   }
 });
 
-Deno.test("with the gateway gone a worker decides by its own routes again", async () => {
+Deno.test("with the gateway gone a worker keeps deciding by its last table", async () => {
   const sys = await System.start({ workers: [] });
   const client = await Client.connect(sys.port);
   try {
     const a = await sys.addWorker("a", A, DEBUG, NESTED);
-    await sys.addWorker("a-b", A_B, [], NESTED);
+    const ab = await sys.addWorker("a-b", A_B, [], NESTED);
     await tableOf(a, 2, 0);
     assert.equal(holder(await client.get("/a/x")), `a/${a.child.pid}`);
     await sys.gateway.stop("SIGKILL");
     await a.waitFor(/gateway went away/);
-    // No gateway to hand it to: a serves what its own route covers.
+    // /a/b/c is a-b's by the table a knows: never answered by a. Direct
+    // mode moves it to a-b in one hop without the gateway; in gateway mode
+    // it cannot move: a 503, and the connection stays open.
     const res = await client.get("/a/b/c");
-    assert.equal(res.status, 200);
-    assert.deepEqual(JSON.parse(res.body), { function: "a", path: "/a/b/c" });
+    if (HANDOFF_MODE === "direct") {
+      assert.equal(res.status, 200, res.body);
+      assert.equal(holder(res), `a-b/${ab.child.pid}`);
+      assert.deepEqual(JSON.parse(res.body), { function: "a-b", path: "/a/b/c" });
+    } else {
+      assert.equal(res.status, 503, res.body);
+      assert.equal(holder(res), `a/${a.child.pid}`);
+    }
+    assert.equal((await client.get("/a/y")).status, 200);
   } finally {
     client.close();
     await sys.stop();

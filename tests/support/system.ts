@@ -12,6 +12,13 @@ import { forEachLine } from "../../src/lines.ts";
 import { SERVER_FLAGS } from "../../src/roles.ts";
 
 export const CA_CERT = `${projectRoot}/.local/certs/ca.pem`;
+
+/** The handoff mode the gateways under test run in: the default (direct), or
+ * the one HOTPOTATO_HANDOFF names (`scripts/test.sh` runs the end-to-end
+ * tests in both). */
+export const HANDOFF_MODE: "direct" | "gateway" = Deno.env.get("HOTPOTATO_HANDOFF") === "gateway"
+  ? "gateway"
+  : "direct";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -198,6 +205,17 @@ export class System {
 
   handshakes(): number {
     return this.gateway.count(/TLS handshake complete/);
+  }
+
+  /** The route changes the gateway has logged ("connection returned" through
+   * it, "connection moved" when told of a direct move, which may come a
+   * little after the move), once at least `n` are there or after 5 s. */
+  async routeChanges(n: number): Promise<number> {
+    const re = /connection (returned|moved):/;
+    for (let i = 0; i < 250 && this.gateway.count(re) < n; i++) {
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    return this.gateway.count(re);
   }
 
   async stop(): Promise<void> {
