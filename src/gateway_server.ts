@@ -29,7 +29,7 @@ import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
 import type { GatewayConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
-import { LogBudget, logger } from "./log.ts";
+import { LogBudget, logger, LogLine } from "./log.ts";
 import { type AdminResponse, AdminServer } from "./admin_server.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import { GatewayMetrics } from "./gateway_metrics.ts";
@@ -49,6 +49,22 @@ import { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
 
 const log = logger("gateway");
+// The lines made per request, connection or handoff (LogLine: cheap enough to leave on).
+const answeredLine = new LogLine(
+  log,
+  "info",
+  "{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}",
+);
+const handshakeLine = new LogLine(
+  log,
+  "info",
+  "TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}",
+);
+const returnedLine = new LogLine(
+  log,
+  "info",
+  "connection returned: conn {conn} from {worker} for {path}, to {target}",
+);
 
 /** The first byte of a TLS ClientHello (content type "handshake"). */
 const TLS_HANDSHAKE_RECORD = 0x16;
@@ -334,7 +350,7 @@ export class Gateway {
     this.#metrics.handshake(conn.protocol, resumed);
     conn.info.sni = conn.session.serverName;
     conn.info.alpn = conn.session.alpn;
-    log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", () => ({
+    handshakeLine.log(() => ({
       conn: conn.info.connId,
       peer: conn.info.peer,
       protocol: conn.protocol,
@@ -437,7 +453,7 @@ export class Gateway {
   #answered(status: number, conn: TlsConnection, head: RequestHead | undefined): void {
     this.stats.answered++;
     this.#metrics.answered(status);
-    log.info("{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}", () => ({
+    answeredLine.log(() => ({
       method: head?.method ?? "-",
       path: head?.path.slice(0, 200) ?? "-",
       status,
@@ -611,7 +627,7 @@ export class Gateway {
       : undefined;
     const hit = head ? this.#router.pickWithRoute(head.path) : undefined;
     const target = hit?.worker;
-    log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", () => ({
+    returnedLine.log(() => ({
       conn: h.connId,
       worker: `${from.name}/${from.pid}`,
       path: head?.path ?? "?",
