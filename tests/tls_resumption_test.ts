@@ -127,6 +127,7 @@ for (const { name, offer } of RESUMPTIONS) {
       assert.deepEqual(again.bodies, ANSWERS, again.stdout);
       assert.equal(await metric(sys, /^hotpotato_tls_handshakes_total\{.*resumed="true"/), 1);
       // Each connection moved on every request: 3 handoffs, 2 returns each.
+      await sys.settle();
       assert.equal(sys.gateway.count(/connection returned/), 4);
     } finally {
       await sys.stop();
