@@ -168,7 +168,10 @@ export class LineWriter {
   #timerNow = false;
   #dropped = 0;
   #broken = new Set<Stream>();
-  #idle: (() => void)[] = [];
+  /** Bytes ever queued, and of those, written (or given up on a broken stream). */
+  #queued = 0;
+  #handled = 0;
+  #waiters: { upTo: number; done: () => void }[] = [];
 
   /** A writer (nothing is written until lines come).
    *
@@ -237,7 +240,8 @@ export class LineWriter {
   }
 
   /** Write what is buffered now, without waiting for the timer; resolves once
-   * all of it is written, or false after `timeoutMs` if the output does not take it.
+   * all of it is written (lines queued later may still wait), or false after
+   * `timeoutMs` if the output does not take it.
    *
    * @example
    * ```ts
@@ -248,14 +252,17 @@ export class LineWriter {
    * ```
    */
   flush(timeoutMs = 2000): Promise<boolean> {
-    if (this.#fill.len === 0 && !this.#writing && this.#dropped === 0) {
-      return Promise.resolve(true);
-    }
+    this.#addNotice();
+    const upTo = this.#queued;
+    if (this.#handled >= upTo) return Promise.resolve(true);
     const done = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs); // keeps the loop alive
-      this.#idle.push(() => {
-        clearTimeout(timer);
-        resolve(true);
+      this.#waiters.push({
+        upTo,
+        done: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
       });
     });
     this.#due = true;
@@ -290,6 +297,7 @@ export class LineWriter {
     this.#addNotice();
     const fill = this.#fill;
     this.#writeSync(fill, 0);
+    this.#handled += fill.len;
     fill.clear();
   }
 
@@ -303,6 +311,7 @@ export class LineWriter {
         if (r.read === text.length) {
           if (b.stream !== stream) b.marks.push(b.len, stream);
           b.len += r.written;
+          this.#queued += r.written;
           return true;
         }
       }
@@ -370,17 +379,24 @@ export class LineWriter {
         this.#pos = end;
         await this.#writeAll(stream, batch.bytes.subarray(start, end));
       }
+      this.#handled += batch.len;
+      this.#settle();
       batch.clear();
       // Keep the smaller buffer: a big one grew while the output was slow.
       if (batch.bytes.length <= 2 * this.#flushBytes + NOTICE_ROOM) this.#spare = batch;
     }
     this.#writing = undefined;
-    if (this.#fill.len > 0 || this.#dropped > 0) {
-      this.#arm(false);
-    } else {
-      const idle = this.#idle;
-      this.#idle = [];
-      for (const done of idle) done();
+    if (this.#fill.len > 0 || this.#dropped > 0) this.#arm(false);
+  }
+
+  /** Resolve the flushes whose lines are all out. */
+  #settle(): void {
+    if (this.#waiters.length === 0) return;
+    const waiting = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiting) {
+      if (w.upTo <= this.#handled) w.done();
+      else this.#waiters.push(w);
     }
   }
 

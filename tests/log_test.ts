@@ -170,6 +170,8 @@ Deno.test("a LogLine makes the record logger.info makes (text and JSON)", () => 
 class FakeOutput implements LineOutput {
   writes: { stream: Stream; text: string; sync: boolean }[] = [];
   held = false;
+  /** Each write takes this long (a slow reader). */
+  delayMs = 0;
   #release: (() => void)[] = [];
 
   write(stream: Stream, bytes: Uint8Array): Promise<number> {
@@ -178,6 +180,7 @@ class FakeOutput implements LineOutput {
       this.writes.push({ stream, text, sync: false });
       return bytes.length;
     };
+    if (this.delayMs) return new Promise((ok) => setTimeout(() => ok(done()), this.delayMs));
     if (!this.held) return Promise.resolve(done());
     return new Promise((ok) => this.#release.push(() => ok(done())));
   }
@@ -328,4 +331,28 @@ Deno.test("line writer: flushSync writes everything now, unless a write is stuck
   out.release();
   assert.ok(await w.flush());
   assert.equal(out.text(1), "gw | a\ngw | c\ngw | d\ngw | e\n");
+});
+
+Deno.test("line writer: flush waits for the lines queued before it, not for later ones", async () => {
+  const out = new FakeOutput();
+  out.delayMs = 3; // lines keep coming while each write is under way
+  const w = new LineWriter({ output: out, flushMs: 5, flushBytes: 256 });
+  let n = 0;
+  const traffic = setInterval(() => {
+    for (let i = 0; i < 20; i++) w.write(1, `line ${n++}\n`);
+  }, 1);
+  try {
+    for (let i = 0; i < 20; i++) w.write(1, `line ${n++}\n`);
+    const queued = n;
+    assert.equal(await w.flush(2000), true, "resolved while lines keep coming");
+    const written = out.text().split("\n").slice(0, -1);
+    assert.ok(written.length >= queued, `${written.length} of the first ${queued} lines`);
+    assert.deepEqual(
+      written.slice(0, queued),
+      Array.from({ length: queued }, (_, i) => `line ${i}`),
+    );
+  } finally {
+    clearInterval(traffic);
+    await w.flush();
+  }
 });
