@@ -8,7 +8,7 @@ import { ConfigError, gatewayConfig, usage } from "./src/config.ts";
 import { EventLoop } from "./src/event_loop.ts";
 import { Gateway } from "./src/gateway_server.ts";
 import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
-import { logger, setupLogging } from "./src/log.ts";
+import { flushLogs, logger, printLine, setupLogging } from "./src/log.ts";
 
 if (import.meta.main) {
   let parsed;
@@ -16,7 +16,7 @@ if (import.meta.main) {
     parsed = gatewayConfig(Deno.args);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    console.error(`gateway: ${e.message}`);
+    printLine(`gateway: ${e.message}`, "stderr");
     Deno.exit(2);
   }
   if (parsed.help) {
@@ -28,7 +28,7 @@ if (import.meta.main) {
   try {
     gateway.start();
   } catch (e) {
-    console.error(`gateway: ${(e as Error).message}`);
+    printLine(`gateway: ${(e as Error).message}`, "stderr");
     Deno.exit(1);
   }
   printStatsOnSignal(() => ({ ...gateway.stats }));
@@ -37,6 +37,7 @@ if (import.meta.main) {
     await gateway.drain(parsed.config.drainTimeoutMs);
     gateway.stop();
     await EventLoop.instance().close(); // stop the epoll thread before exit
+    await flushLogs(); // every line out before exit (gives up after 2 s if nobody reads)
     Deno.exit(0);
   });
 }

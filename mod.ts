@@ -29,7 +29,7 @@ import {
 } from "./src/function_server.ts";
 import { EventLoop } from "./src/event_loop.ts";
 import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
-import { logger, setupLogging } from "./src/log.ts";
+import { flushLogs, logger, printLine, setupLogging } from "./src/log.ts";
 
 export type { FunctionOptions, Handler, RequestInfo };
 export { FunctionServer, HttpError };
@@ -69,7 +69,7 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
     parsed = workerConfig(options.args ?? Deno.args);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    console.error(`${options.name}: ${e.message}`);
+    printLine(`${options.name}: ${e.message}`, "stderr");
     Deno.exit(2);
   }
   if (parsed.help) {
@@ -94,6 +94,7 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
     logger("worker").info("{name} draining ({reason})", { name: options.name, reason });
     await server.drain(parsed.config.drainTimeoutMs);
     await EventLoop.instance().close(); // stop the epoll thread before exit
+    await flushLogs(); // every line out before exit (gives up after 2 s if nobody reads)
     Deno.exit(0);
   });
   return server;

@@ -26,7 +26,7 @@ import { TlsContext } from "../ffi/wolfssl.ts";
 import type { WorkerConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
 import type { RequestHead } from "./http.ts";
-import { logger } from "./log.ts";
+import { logger, LogLine } from "./log.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import {
   decodeMessage,
@@ -73,6 +73,12 @@ export interface FunctionOptions {
 }
 
 const log = logger("worker");
+/** One line per request (LogLine: cheap enough to leave on). */
+const served = new LogLine(
+  log,
+  "info",
+  "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
+);
 
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
@@ -475,19 +481,16 @@ export class FunctionServer {
       const written = conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
       const ok = typeof written === "boolean" ? written : await written;
       this.#count(route ?? "-", status);
-      log.info(
-        "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
-        () => ({
-          method: r.head.method,
-          path: r.head.path,
-          route,
-          status,
-          ms: Math.round((performance.now() - started) * 100) / 100,
-          worker: this.#label,
-          conn: conn.info.connId,
-          handoffs: conn.info.handoffs,
-        }),
-      );
+      served.log(() => ({
+        method: r.head.method,
+        path: r.head.path,
+        route,
+        status,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+        worker: this.#label,
+        conn: conn.info.connId,
+        handoffs: conn.info.handoffs,
+      }));
       if (!ok) {
         conn.close(false);
         return;

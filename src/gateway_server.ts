@@ -36,7 +36,7 @@ import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
 import type { GatewayConfig } from "./config.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
-import { LogBudget, logger } from "./log.ts";
+import { LogBudget, logger, LogLine } from "./log.ts";
 import { type AdminResponse, AdminServer } from "./admin_server.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
 import { GatewayMetrics } from "./gateway_metrics.ts";
@@ -58,6 +58,22 @@ import { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
 
 const log = logger("gateway");
+// The lines made per request, connection or handoff (LogLine: cheap enough to leave on).
+const answeredLine = new LogLine(
+  log,
+  "info",
+  "{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}",
+);
+const handshakeLine = new LogLine(
+  log,
+  "info",
+  "TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}",
+);
+const returnedLine = new LogLine(
+  log,
+  "info",
+  "connection returned: conn {conn} from {worker} for {path}, to {target}",
+);
 
 /** How often a connection is offered to workers before it is answered 503
  * here (each refusal or death before confirming is one). */
@@ -364,7 +380,7 @@ export class Gateway {
     this.#metrics.handshake(conn.protocol, resumed);
     conn.info.sni = conn.session.serverName;
     conn.info.alpn = conn.session.alpn;
-    log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", () => ({
+    handshakeLine.log(() => ({
       conn: conn.info.connId,
       peer: conn.info.peer,
       protocol: conn.protocol,
@@ -481,7 +497,7 @@ export class Gateway {
   #answered(status: number, conn: TlsConnection, head: RequestHead | undefined): void {
     this.stats.answered++;
     this.#metrics.answered(status);
-    log.info("{method} {path} {status} worker {worker} conn {conn} handoffs {handoffs}", () => ({
+    answeredLine.log(() => ({
       method: head?.method ?? "-",
       path: head?.path.slice(0, 200) ?? "-",
       status,
@@ -787,7 +803,7 @@ export class Gateway {
       }
       if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1);
       else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
-      log.info("connection returned: conn {conn} from {worker} for {path}, to {target}", () => ({
+      returnedLine.log(() => ({
         conn: h.connId,
         worker: `${from.name}/${from.pid}`,
         path: head?.path ?? "?",

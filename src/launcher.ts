@@ -1,10 +1,13 @@
 /**
  * The launcher (`./hp start`, `make start`, `deno task start`): runs the gateway and the workers as
- * child processes with their minimal permissions, prefixes their output
- * with their names, restarts a child that dies (with exponential backoff),
- * and stops them all on SIGINT or SIGTERM (each drains first). Each child's
- * stdin is a pipe from the launcher; children exit when it closes, so a
- * killed launcher leaves no orphans.
+ * child processes with their minimal permissions, restarts a child that dies
+ * (with exponential backoff), and stops them all on SIGINT or SIGTERM (each
+ * drains first). Children write to the launcher's own stdout and stderr
+ * (inherited), each line prefixed with the child's name: the launcher passes
+ * the prefix in HOTPOTATO_LOG_PREFIX and src/log.ts writes it, so no line
+ * passes through the launcher. Each child's stdin is a pipe from the
+ * launcher; children exit when it closes, so a killed launcher leaves no
+ * orphans.
  *
  *   ./hp start [--workers sum=2,product=2] [--function hello=examples/hello.ts]
  *   make start ARGS="--workers sum=2,product=2 --function hello=examples/hello.ts"
@@ -14,7 +17,6 @@
 
 import { projectRoot } from "../ffi/paths.ts";
 import { parseArgs } from "node:util";
-import { forEachLine } from "./lines.ts";
 import { type Role, rolesFor, SERVER_FLAGS } from "./roles.ts";
 
 const BACKOFF_MIN_MS = 200;
@@ -33,27 +35,11 @@ function stopGraceMs(): number {
   return drain * 1000 + 5000;
 }
 
-const enc = new TextEncoder();
-
 interface Child {
   role: Role;
   process?: Deno.ChildProcess;
   backoffMs: number;
   restarts: number;
-}
-
-async function pipeLines(
-  stream: ReadableStream<Uint8Array>,
-  prefix: string,
-  out: typeof Deno.stdout,
-): Promise<void> {
-  await forEachLine(stream, (line) => {
-    try {
-      out.writeSync(enc.encode(`${prefix}${line}\n`));
-    } catch {
-      // our own stdout is gone: drop the line
-    }
-  });
 }
 
 /**
@@ -109,10 +95,14 @@ export class Launcher {
     const cmd = new Deno.Command(Deno.execPath(), {
       args: ["run", ...SERVER_FLAGS, role.file, ...role.args],
       cwd: projectRoot,
-      env: { HOTPOTATO_SUPERVISED: "1", HOTPOTATO_RESTARTED: child.restarts > 0 ? "1" : "0" },
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
+      env: {
+        HOTPOTATO_SUPERVISED: "1",
+        HOTPOTATO_RESTARTED: child.restarts > 0 ? "1" : "0",
+        HOTPOTATO_LOG_PREFIX: `${role.name.padEnd(this.#width)} | `,
+      },
+      stdin: "piped", // never written: its EOF tells the child the launcher is gone
+      stdout: "inherit",
+      stderr: "inherit",
     });
     const started = Date.now();
     let proc: Deno.ChildProcess;
@@ -124,13 +114,7 @@ export class Launcher {
       return;
     }
     child.process = proc;
-    const prefix = `${role.name.padEnd(this.#width)} | `;
-    const logs = Promise.all([
-      pipeLines(proc.stdout, prefix, Deno.stdout),
-      pipeLines(proc.stderr, prefix, Deno.stderr),
-    ]).catch(() => {});
-    proc.status.then(async (status) => {
-      await logs;
+    proc.status.then((status) => {
       child.process = undefined;
       if (this.#stopping) return;
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;

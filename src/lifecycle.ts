@@ -7,6 +7,8 @@
  * @module
  */
 
+import { printLine } from "./log.ts";
+
 /** Call `stop` once on SIGINT, SIGTERM or (under the launcher) stdin EOF.
  *
  * @example
@@ -47,7 +49,8 @@ export function onShutdown(stop: (reason: string) => void | Promise<void>): void
 }
 
 /** Print `hotpotato-stats {json}` on stdout at each SIGUSR2, whatever the log
- * level: the role's counters plus memory use (after a full GC when the
+ * level, after every log line written before it (with the log prefix under
+ * the launcher): the role's counters plus memory use (after a full GC when the
  * process runs with `--v8-flags=--expose-gc`, as the leak test does). The
  * benchmark and the tests read it.
  *
@@ -63,6 +66,7 @@ export function printStatsOnSignal(stats: () => Record<string, unknown>): void {
     gc?.();
     const m = Deno.memoryUsage();
     const memory = { rss: m.rss, heapUsed: m.heapUsed, external: m.external };
-    console.log(`hotpotato-stats ${JSON.stringify({ ...stats(), memory })}`);
+    // In order with the log lines before it (the tests use it as a barrier).
+    printLine(`hotpotato-stats ${JSON.stringify({ ...stats(), memory })}`);
   });
 }

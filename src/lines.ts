@@ -1,6 +1,6 @@
 /**
- * Reading a child process's output line by line (the launcher prefixes
- * them; the tests and the benchmark collect them). A line longer than
+ * Reading a child process's output line by line (the tests and the
+ * benchmark collect them). A line longer than
  * `maxLine` characters is passed on in pieces rather than held forever.
  *
  * @module

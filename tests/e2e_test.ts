@@ -49,7 +49,7 @@ Deno.test("curl: three requests on one connection, one handshake, two workers", 
       `{"op":"sum","a":"1","b":"2","result":"3"}`,
       "connects=0",
     ]);
-    assert.equal(sys.handshakes(), 1);
+    assert.equal(await sys.handshakes(), 1);
     assert.equal(await sys.routeChanges(2), 2);
     const head = await run("curl", ["-si", "--cacert", CA_CERT, `${base}/sum?a=1&b=1`]);
     assert.match(head.stdout, /^HTTP\/1\.1 200 OK\r$/m, "the standard reason phrase");
@@ -74,7 +74,7 @@ for (const version of ["1.3", "1.2"] as const) {
         if (!pids.has(op)) pids.set(op, worker);
         assert.equal(worker, pids.get(op), "the same worker process serves each function");
       }
-      assert.equal(sys.handshakes(), 1);
+      assert.equal(await sys.handshakes(), 1);
       const protocol = version === "1.3" ? "TLSv1.3" : "TLSv1.2";
       assert.equal(sys.gateway.count(new RegExp(`handshake complete.*${protocol}`)), 1);
     } finally {
@@ -131,7 +131,7 @@ for (const [how, split] of Object.entries(splits)) {
       for (const [op, a, b] of expect) expectAnswer(await client.read(), op, a, b);
       // The connection is still usable afterwards.
       expectAnswer(await client.get("/product?a=7&b=6"), "product", 7, 6);
-      assert.equal(sys.handshakes(), 1);
+      assert.equal(await sys.handshakes(), 1);
     } finally {
       client.close();
       await sys.stop();
@@ -149,6 +149,7 @@ Deno.test("pipelined records read ahead by one worker travel to the next and are
     const { bytes, expect } = mixedRequests(30);
     for (const part of bytes) await client.write(part);
     for (const [op, a, b] of expect) expectAnswer(await client.read(), op, a, b);
+    await sys.settle();
     const ahead = sys.workers.flatMap((w) => w.lines)
       .map((l) =>
         l.match(
@@ -159,7 +160,7 @@ Deno.test("pipelined records read ahead by one worker travel to the next and are
       .map((m) => Number(m![1]));
     assert.ok(ahead.length > 0, "no hand-back was logged");
     assert.ok(ahead.some((n) => n > 0), `no hand-back carried read-ahead: ${ahead}`);
-    assert.equal(sys.handshakes(), 1);
+    assert.equal(await sys.handshakes(), 1);
   } finally {
     client.close();
     await sys.stop();
@@ -183,7 +184,7 @@ Deno.test("200 concurrent clients, 20 alternating requests each, all correct", a
       }
     }));
     assert.equal(ok, 4000);
-    assert.equal(sys.handshakes(), 200);
+    assert.equal(await sys.handshakes(), 200);
   } finally {
     await sys.stop();
   }
@@ -201,7 +202,7 @@ Deno.test("unknown route: 404 from the gateway, and the connection stays usable"
     // From a worker, too: the connection comes back, the gateway answers 404.
     assert.equal((await client.get("/missing")).status, 404);
     expectAnswer(await client.get("/product?a=2&b=5"), "product", 2, 5);
-    assert.equal(sys.handshakes(), 1);
+    assert.equal(await sys.handshakes(), 1);
   } finally {
     client.close();
     await sys.stop();

@@ -212,7 +212,8 @@ Deno.test("TLS 1.3 KeyUpdate (k and K) on a migrated connection, which keeps mov
     }
     assert.equal(client.stderrCount(/^KEYUPDATE$/), steps.filter((s) => s).length);
     // One TLS 1.3 handshake, nothing closed, no alert and no TLS error anywhere.
-    assert.equal(sys.handshakes(), 1);
+    await sys.settle();
+    assert.equal(await sys.handshakes(), 1);
     assert.equal(sys.gateway.count(/handshake complete.*TLSv1\.3/), 1);
     assert.equal(await sys.routeChanges(steps.length - 1), steps.length - 1);
     assert.doesNotMatch(client.stderrText, /alert|error|closed|errno/i);

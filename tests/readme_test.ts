@@ -234,7 +234,8 @@ Deno.test("make start ARGS=... from the README, its curl line, then Ctrl-C stops
 
     // The README's curl line: one connection (1, 0, 0), the three answers it shows.
     assert.deepEqual(await curl(args, port), [answers[0], "1", answers[1], "0", answers[2], "0"]);
-    // ... and the gateway's log lines the README mentions (they reach us through the launcher).
+    // ... and the gateway's log lines the README mentions (the gateway writes them, prefixed,
+    // to the launcher's stdout, which it inherits).
     await start.waitForCount(/^gateway\s+\| .*connection (returned|moved)/, 2, 10_000);
     assert.equal(start.lines.filter((l) => /TLS handshake complete/.test(l)).length, 1);
     const hello = await curl(

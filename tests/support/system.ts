@@ -110,6 +110,15 @@ export class Proc {
     return JSON.parse(line.slice("hotpotato-stats ".length));
   }
 
+  /** Wait until every line the process logged before this call is in
+   * `lines`. Log lines are buffered (up to 50 ms), so count them after this.
+   * The stats line (SIGUSR2) is written after them, in order; stderr lines
+   * written before it are read a moment later from their own pipe. */
+  async settle(): Promise<void> {
+    await this.stats();
+    await new Promise((ok) => setTimeout(ok, 20));
+  }
+
   count(re: RegExp): number {
     return this.lines.filter((l) => re.test(l)).length;
   }
@@ -203,7 +212,9 @@ export class System {
     return this.workers.find((w) => w.name === name)!;
   }
 
-  handshakes(): number {
+  /** Handshakes the gateway logged so far (after {@linkcode Proc.settle}). */
+  async handshakes(): Promise<number> {
+    await this.gateway.settle();
     return this.gateway.count(/TLS handshake complete/);
   }
 
@@ -216,6 +227,11 @@ export class System {
       await new Promise((ok) => setTimeout(ok, 20));
     }
     return this.gateway.count(re);
+  }
+
+  /** Wait for every process's log lines so far (see {@linkcode Proc.settle}). */
+  async settle(): Promise<void> {
+    await Promise.all([this.gateway, ...this.workers].map((p) => p.settle()));
   }
 
   async stop(): Promise<void> {
