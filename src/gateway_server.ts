@@ -74,6 +74,11 @@ const returnedLine = new LogLine(
   "info",
   "connection returned: conn {conn} from {worker} for {path}, to {target}",
 );
+const movedLine = new LogLine(
+  log,
+  "info",
+  "connection moved: conn {conn} from {worker} for {route}, to {target}",
+);
 
 /** How often a connection is offered to workers before it is answered 503
  * here (each refusal or death before confirming is one). */
@@ -821,7 +826,7 @@ export class Gateway {
       this.stats.returned++; // it left from's function, as a hand-back does
       this.#metrics.returned(from.name);
       this.#metrics.handoff(m.fn, m.route);
-      log.info("connection moved: conn {conn} from {worker} for {route}, to {target}", () => ({
+      movedLine.log(() => ({
         conn: m.conn,
         worker: `${from.name}/${from.pid}`,
         route: m.route,
