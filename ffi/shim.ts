@@ -38,6 +38,8 @@ const symbols = {
   hp_rx_new: { parameters: ["pointer", "i32"], result: "pointer" },
   /** void hp_rx_free(struct hp_rx* rx) */
   hp_rx_free: { parameters: ["pointer"], result: "void" },
+  /** int hp_rx_capacity(void) */
+  hp_rx_capacity: { parameters: [], result: "i32" },
   /** void hp_rx_readable(struct hp_rx* rx, int peer_closed) */
   hp_rx_readable: { parameters: ["pointer", "i32"], result: "void" },
   /** int hp_rx_at_boundary(struct hp_rx* rx) */
@@ -444,6 +446,19 @@ export function closeFd(fd: number): void {
 
 /** Most ciphertext a {@linkcode RecordReader} buffers (and a handoff carries). */
 export const MAX_READ_AHEAD = 20480;
+
+/** The record reader's buffer size as the C shim defines it (RX_CAP); equal
+ * to {@linkcode MAX_READ_AHEAD} (a test checks it).
+ *
+ * @example
+ * ```ts
+ * import { MAX_READ_AHEAD, shimReadAheadCapacity } from "./shim.ts";
+ * console.log(shimReadAheadCapacity() === MAX_READ_AHEAD);
+ * ```
+ */
+export function shimReadAheadCapacity(): number {
+  return shim().hp_rx_capacity();
+}
 
 /**
  * Reads a TLS connection's socket for wolfSSL: one recv() takes all that has

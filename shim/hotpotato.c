@@ -504,6 +504,10 @@ static int rx_receive(void *ssl, char *out, int sz, void *ctx) {
     }
 }
 
+/* The reader's buffer size (what a handoff's read-ahead may carry): the
+ * TypeScript side's MAX_READ_AHEAD must equal it (tests/limits_test.ts). */
+HP_EXPORT int hp_rx_capacity(void) { return RX_CAP; }
+
 /* The callback's address, for wolfSSL_SSLSetIORecv(). */
 HP_EXPORT void *hp_rx_callback(void) { return (void *)rx_receive; }
 

@@ -30,6 +30,7 @@
  * @module
  */
 
+import { MAX_READ_AHEAD } from "../ffi/shim.ts";
 import type { Sealed } from "./seal.ts";
 
 /** Protocol version spoken by this build. */
@@ -72,7 +73,7 @@ export const Limits = {
   /** Largest unread plaintext that travels with a connection. */
   maxUnread: 98304,
   /** Largest read-ahead ciphertext (the record reader's buffer). */
-  maxReadAhead: 20480,
+  maxReadAhead: MAX_READ_AHEAD,
   /** Largest JSON body (REGISTER, REGISTERED, STATS, ROUTES, MOVED). 64 KiB:
    * a ROUTES table of `maxRoutes` routes of the longest kind (256-byte routes,
    * 64-byte names) takes 41.8 KB, and `maxMembers` pids up to 10 KB more. */

@@ -11,7 +11,13 @@
  * @module
  */
 
-import { errorResponse, type Limits, parseRequest, type RequestHead } from "./http.ts";
+import {
+  DEFAULT_LIMITS,
+  errorResponse,
+  type Limits,
+  parseRequest,
+  type RequestHead,
+} from "./http.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
 /** Timeouts and limits for reading requests. */
@@ -168,4 +174,4 @@ export async function nextRequest(
 }
 
 /** The request-head limit (RFC 9112 leaves it to the server; 431 beyond). */
-export const MAX_HEAD_BYTES = 16384;
+export const MAX_HEAD_BYTES: number = DEFAULT_LIMITS.maxHeadBytes;
