@@ -22,32 +22,61 @@ export class Proc {
   readonly child: Deno.ChildProcess;
   readonly pid: number;
   readonly lines: string[] = [];
+  /** Lines of stdout read and thrown away (not matching `stdoutKeep`): the
+   * request log of a system that runs with it on. */
+  discarded = 0;
+  /** Log lines the process itself dropped because its output did not take
+   * them in time (from its "N log line(s) dropped" warnings). */
+  logDropped = 0;
   exited = false;
   readonly done: Promise<void>;
+  readonly #stdoutKeep: RegExp | undefined;
 
   constructor(
     name: string,
     cmd: string,
     args: string[],
-    opts: { env?: Record<string, string>; cwd?: string; stdin?: "piped" | "null" } = {},
+    opts: {
+      env?: Record<string, string>;
+      /** Start from `env` alone, not the bench's environment plus `env`. */
+      clearEnv?: boolean;
+      cwd?: string;
+      stdin?: "piped" | "null";
+      /** Keep only the stdout lines matching this (the rest are read, counted
+       * in `discarded` and thrown away, as a terminal would take them);
+       * stderr lines are all kept. Default: keep every line. */
+      stdoutKeep?: RegExp;
+    } = {},
   ) {
     this.name = name;
+    this.#stdoutKeep = opts.stdoutKeep;
     this.child = new Deno.Command(cmd, {
       args,
       cwd: opts.cwd ?? root,
       env: opts.env,
+      clearEnv: opts.clearEnv,
       stdin: opts.stdin ?? "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
     this.pid = this.child.pid;
-    this.done = Promise.all([this.#collect(this.child.stdout), this.#collect(this.child.stderr)])
-      .then(() => {});
+    this.done = Promise.all([
+      this.#collect(this.child.stdout, this.#stdoutKeep),
+      this.#collect(this.child.stderr),
+    ]).then(() => {});
     this.child.status.then(() => this.exited = true);
   }
 
-  #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
-    return forEachLine(stream, (line) => this.lines.push(line));
+  #collect(stream: ReadableStream<Uint8Array>, keep?: RegExp): Promise<void> {
+    return forEachLine(stream, (line) => {
+      if (keep && !keep.test(line)) {
+        this.discarded++;
+        return;
+      }
+      const dropped = line.match(/(\d+) log line\(s\) dropped/);
+      if (dropped) this.logDropped += Number(dropped[1]);
+      this.lines.push(line);
+    });
   }
 
   /** The first line from index `from` on matching re (waits up to timeoutMs). */
@@ -259,12 +288,15 @@ export async function runWrk(opts: {
   seconds: number;
   script: string;
   latencyFromConnect?: boolean;
+  /** More environment for the script (BENCH_RUN_LENGTH for runs.lua). */
+  env?: Record<string, string>;
 }): Promise<WrkResult> {
   const threads = opts.connections === 1 ? 1 : 2;
   const env: Record<string, string> = {
     ...WRK_TLS_ENV,
     BENCH_DIR: `${root}/bench`,
     WRK_LATENCY_FROM_CONNECT: opts.latencyFromConnect ? "1" : "0",
+    ...opts.env,
   };
   // bash's `times` gives wrk's CPU (children of that shell).
   const r = await run("bash", [
@@ -303,6 +335,9 @@ export interface Running {
   pids(): number[];
   /** Counters of the processes that have them (name → stats). */
   counters(): Promise<Record<string, Record<string, unknown>>>;
+  /** Log lines written so far: read and thrown away, and dropped by the
+   * processes themselves (hot potato only; 0 for the others). */
+  logLines(): { written: number; dropped: number };
   stop(): Promise<void>;
   port: number;
 }
@@ -312,6 +347,10 @@ function running(procs: Proc[], port: number, extraPids: () => number[] = () => 
     procs,
     port,
     pids: () => [...procs.map((p) => p.pid), ...extraPids()],
+    logLines: () => ({
+      written: procs.reduce((t, p) => t + p.discarded, 0),
+      dropped: procs.reduce((t, p) => t + p.logDropped, 0),
+    }),
     async counters() {
       const out: Record<string, Record<string, unknown>> = {};
       for (const p of procs) {
@@ -328,11 +367,32 @@ function running(procs: Proc[], port: number, extraPids: () => number[] = () => 
 
 const SERVER_FLAGS = ["--no-prompt", "--allow-ffi", "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR"];
 
+/** Settings the bench decides with flags (or leaves at their defaults, for
+ * the shipped configuration): never taken from the bench's environment. */
+const DECIDED_ENV = ["HOTPOTATO_LOG_LEVEL", "HOTPOTATO_LOG_FORMAT", "HOTPOTATO_HANDOFF"];
+
+/** The bench's environment without {@linkcode DECIDED_ENV}. */
+function hotPotatoEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const k of DECIDED_ENV) delete env[k];
+  return env;
+}
+
+/** The gateway's and workers' stdout lines the bench keeps; the rest (the
+ * request log, info) is read and thrown away, as a terminal would take it. */
+const KEEP_STDOUT = /^hotpotato-stats /;
+
 /** The gateway and the sum and product workers. */
 export async function startHotPotato(opts: {
   port: number;
   certs: CertSet;
   resumption: boolean;
+  /** Route changes: `--handoff direct|gateway` (a gateway flag; workers
+   * refuse it). Default: no flag, the gateway's default (direct). */
+  handoff?: "direct" | "gateway";
+  /** "quiet" (default): `--log-level warning` for every process; "shipped":
+   * no log flags, the defaults (info, text: the request log on). */
+  log?: "quiet" | "shipped";
   extra?: string[];
   denoFlags?: { gateway?: string[]; worker?: string[] };
 }): Promise<Running> {
@@ -340,10 +400,10 @@ export async function startHotPotato(opts: {
   const common = [
     "--control",
     `${dir}/ctl/gateway.sock`,
-    "--log-level",
-    "warning",
+    ...(opts.log === "shipped" ? [] : ["--log-level", "warning"]),
     ...(opts.extra ?? []),
   ];
+  const procOpts = { env: hotPotatoEnv(), clearEnv: true, stdoutKeep: KEEP_STDOUT };
   const gw = new Proc("gateway", deno, [
     "run",
     ...SERVER_FLAGS,
@@ -358,7 +418,8 @@ export async function startHotPotato(opts: {
     opts.certs.key,
     "--tls-resumption",
     opts.resumption ? "on" : "off",
-  ]);
+    ...(opts.handoff ? ["--handoff", opts.handoff] : []),
+  ], procOpts);
   await sleep(300);
   const workers = ["sum", "product"].map((w) =>
     new Proc(w, deno, [
@@ -367,7 +428,7 @@ export async function startHotPotato(opts: {
       ...(opts.denoFlags?.worker ?? []),
       `workers/${w}.ts`,
       ...common,
-    ])
+    ], procOpts)
   );
   const r = running([gw, ...workers], opts.port);
   const stop = r.stop;

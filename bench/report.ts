@@ -1,7 +1,8 @@
 /**
- * Turns bench/bench.ts's results into a Markdown report and an SVG chart
- * (grouped bars: requests/s and server CPU-s per 10k requests at 50
- * connections, one bar per certificate type). No external tools.
+ * Turns bench/bench.ts's results into a Markdown report and two SVG charts:
+ * chart.svg (grouped bars: requests/s and server CPU-s per 10k requests at 50
+ * connections, one bar per certificate type) and sweep.svg (hot potato / nginx
+ * against the run length k of the sweep). No external tools.
  *
  * @module
  */
@@ -13,7 +14,10 @@ type Result = Record<string, any> & { cells: Cell[] };
 
 const SHORT: Record<string, string> = {
   "affinity": "(1) affinity",
-  "alternating": "(2) alternating",
+  "affinity-shipped": "(1s) affinity shipped",
+  "alternating": "(2) alt. direct",
+  "alternating-gateway": "(2g) alt. gateway",
+  "alternating-shipped": "(2s) alt. shipped",
   "full-handshake": "(3) full handshake",
   "resumption": "(4) resumption",
   "nginx": "(5) nginx",
@@ -28,11 +32,26 @@ function ms(us: number): string {
   return v < 10 ? `${v.toFixed(3)} ms` : `${v.toFixed(1)} ms`;
 }
 
+const pct = (n: number, of: number) => `${(n / Math.max(1, of) * 100).toFixed(1)}%`;
+
 function proof(c: Cell): string {
   const p = c.proof;
   if ("returned" in p) {
     const parts = [`handshakes ${int(p.handshakes)}`, `resumed ${int(p.resumed)}`];
-    parts.push(`returned ${int(p.returned)} (${(p.returned / c.requests * 100).toFixed(1)}%)`);
+    // The gateway's "returned" counts every connection that left a function:
+    // direct moves (told in MOVED, also counted in "moved") and hand-backs
+    // through the gateway. Results from before direct handoffs have no "moved".
+    const moved = p.moved ?? 0;
+    let changes = `route changes ${int(p.returned)} (${pct(p.returned, c.requests)})`;
+    if (p.returned > 0) {
+      changes += `: ${int(moved)} direct, ${int(p.returned - moved)} through the gateway`;
+    }
+    parts.push(changes);
+    if ("logLines" in p) {
+      parts.push(
+        `log lines ${int(p.logLines)}` + (p.logDropped ? ` (${int(p.logDropped)} dropped)` : ""),
+      );
+    }
     return parts.join(" · ");
   }
   if ("served" in p && "handshakes" in p) {
@@ -65,6 +84,100 @@ function table(cells: Cell[]): string {
   return rows.join("\n");
 }
 
+/** The sweep systems' names in its table and chart. */
+const SWEEP_NAMES: Record<string, string> = {
+  "alternating": "hot potato direct",
+  "alternating-gateway": "hot potato gateway",
+  "nginx": "nginx",
+};
+const sweepName = (s: string) => SWEEP_NAMES[s] ?? s;
+
+/** The sweep's cells, its systems (nginx last) and its ks, in run order. */
+function sweepParts(r: Result): { cells: Cell[]; systems: string[]; ks: number[] } {
+  const cells = (r.sweep?.cells ?? []) as Cell[];
+  const systems = [...new Set(cells.map((c) => c.system))].sort((a, b) =>
+    Number(a === "nginx") - Number(b === "nginx")
+  );
+  const ks = [...new Set(cells.map((c) => c.runLength!))];
+  return { cells, systems, ks };
+}
+
+/** The run-length sweep: a table per k, ratios to nginx, the proof. */
+function sweepMarkdown(r: Result): string[] {
+  const out: string[] = [];
+  const { cells, systems, ks } = sweepParts(r);
+  const get = (s: string, k: number) => cells.find((c) => c.system === s && c.runLength === k);
+  const hp = systems.filter((s) => s !== "nginx");
+  const withNginx = systems.includes("nginx");
+  out.push(
+    `## Run-length sweep (${r.sweep.cert === "rsa" ? "RSA-2048" : "ECDSA P-256"}, ` +
+      `${r.sweep.connections} connections)`,
+  );
+  out.push("");
+  out.push(
+    "The route changes every k requests of each connection (bench/runs.lua with " +
+      "BENCH_RUN_LENGTH=k: k × /sum, k × /product, ...; k = 1 is the alternating workload). " +
+      "Hot potato with `--handoff direct` and with `--handoff gateway`, both with " +
+      "`--log-level warning`; nginx as (5). Each system is started once, warmed up at the " +
+      `first k, then measured ${r.settings?.seconds} s at each k. The ratio columns divide ` +
+      "hot potato's req/s by nginx's at the same k; in brackets nginx's server CPU per request " +
+      "over hot potato's (above 1: hot potato needs less).",
+  );
+  out.push("");
+  const head = ["k"];
+  const align = ["--:"];
+  for (const s of systems) {
+    head.push(`${sweepName(s)} req/s`, `${sweepName(s)} server CPU-s / 10k`);
+    align.push("--:", "--:");
+  }
+  if (withNginx) {
+    for (const s of hp) {
+      head.push(`${sweepName(s)} / nginx`);
+      align.push("--:");
+    }
+  }
+  out.push(`| ${head.join(" | ")} |`);
+  out.push(`|${align.join("|")}|`);
+  for (const k of ks) {
+    const row = [String(k)];
+    for (const s of systems) {
+      const c = get(s, k);
+      row.push(c ? int(c.rps) : "—", c ? c.cpuPer10k.toFixed(3) : "—");
+    }
+    if (withNginx) {
+      const n = get("nginx", k);
+      for (const s of hp) {
+        const c = get(s, k);
+        row.push(
+          c && n
+            ? `${(c.rps / n.rps).toFixed(2)}x (CPU ${(n.cpuPer10k / c.cpuPer10k).toFixed(2)}x)`
+            : "—",
+        );
+      }
+    }
+    out.push(`| ${row.join(" | ")} |`);
+  }
+  out.push("");
+  out.push("<details><summary>Proof (server counters) and errors per cell</summary>");
+  out.push("");
+  for (const k of ks) {
+    for (const s of systems) {
+      const c = get(s, k);
+      if (!c) continue;
+      const errs = Object.values(c.errors).reduce((a, b) => a + b, 0);
+      out.push(
+        `- k=${k}, ${sweepName(s)}: ${int(c.requests)} requests, errors ${errs}, p50 ${
+          ms(c.latencyUs.p50)
+        }, p99 ${ms(c.latencyUs.p99)}; ${proof(c)}`,
+      );
+    }
+  }
+  out.push("");
+  out.push("</details>");
+  out.push("");
+  return out;
+}
+
 /** The Markdown report. */
 export function renderMarkdown(r: Result): string {
   const out: string[] = [];
@@ -92,12 +205,20 @@ export function renderMarkdown(r: Result): string {
   );
   out.push("");
   out.push(
-    "(2), (3), (4) alternate the route on every request of each connection (patched wrk: " +
-      "bench/wrk/connection.patch); (5), (6), (7) run the same alternating script; (1) and (5b) " +
-      "ask /sum only. (3) and (4) send `Connection: close` on every request (every request " +
-      "changes route, so every request is a new connection); † their latency counts from " +
-      "connect() (TCP + TLS handshake included). Keep-alive cells include opening their " +
-      "connections (500 handshakes at 500 connections) in the measured time.",
+    "(2), (2g), (2s), (3), (4) alternate the route on every request of each connection " +
+      "(patched wrk: bench/wrk/connection.patch); (5), (6), (7) run the same alternating " +
+      "script; (1), (1s) and (5b) ask /sum only. (2) and (2s) change route with " +
+      "`--handoff direct` (the default: the worker hands the connection straight to the next " +
+      "function's worker), (2g) with `--handoff gateway` (worker → gateway → worker). Hot " +
+      "potato runs with `--log-level warning` (quiet) except (1s) and (2s), the shipped " +
+      "configuration: no log flags, the request log on (info, text); the bench reads their " +
+      "output and throws it away, as a terminal would take it. (3) and (4) send " +
+      "`Connection: close` on every request (every request changes route, so every request " +
+      "is a new connection); † their latency counts from connect() (TCP + TLS handshake " +
+      "included). Keep-alive cells include opening their connections (500 handshakes at 500 " +
+      "connections) in the measured time. Proof: the gateway counts every connection that " +
+      "left a function (route changes), direct moves among them; log lines are the lines " +
+      "the bench read from the hot potato processes during the cell.",
   );
   out.push("");
   const tlsRows = Object.entries(r.tls ?? {}).map(([k, t]) =>
@@ -131,9 +252,9 @@ export function renderMarkdown(r: Result): string {
       out.push(
         `| ${x.name} | ${x.connections} | ${
           isLatency ? `${Math.round(x.value)} µs` : `${x.value.toFixed(2)}x`
-        } | ${x.target} | ${x.target === ">= 0x" ? "—" : x.met ? "yes" : "no"} | ${
-          x.cpuRatio !== undefined ? `${x.cpuRatio.toFixed(2)}x` : ""
-        } |`,
+        } | ${x.target} | ${
+          x.met === undefined || x.target === ">= 0x" ? "—" : x.met ? "yes" : "no"
+        } | ${x.cpuRatio !== undefined ? `${x.cpuRatio.toFixed(2)}x` : ""} |`,
       );
     }
     out.push("");
@@ -144,6 +265,7 @@ export function renderMarkdown(r: Result): string {
     );
     out.push("");
   }
+  if (r.sweep?.cells?.length) out.push(...sweepMarkdown(r));
   if (r.idle) {
     const i = r.idle;
     out.push("## Idle keep-alive connections");
@@ -200,8 +322,9 @@ export function renderMarkdown(r: Result): string {
     out.push("");
     out.push(
       `A ~480-byte message with an fd (SCM_RIGHTS) over SOCK_SEQPACKET and an answer back, ` +
-        `${int(w.rounds)} round trips; µs per one-way hop. A route change costs two such hops ` +
-        "(worker → gateway → worker) on top of the work.",
+        `${int(w.rounds)} round trips; µs per one-way hop. A route change costs one such hop ` +
+        "with `--handoff direct` (worker → worker) and two with `--handoff gateway` " +
+        "(worker → gateway → worker), on top of the work.",
     );
     out.push("");
     out.push("| hop | µs |");
@@ -343,13 +466,149 @@ export function renderChart(r: Result): string {
   return parts.join("\n") + "\n";
 }
 
+/** Hot potato / nginx against the sweep's run length k (log scale): req/s
+ * (solid) and server CPU per request, nginx's over hot potato's (dashed). */
+export function renderSweepChart(r: Result): string {
+  const { cells, systems, ks } = sweepParts(r);
+  const hp = systems.filter((s) => s !== "nginx");
+  const colors: Record<string, string> = {
+    "alternating": "#3b6fb6",
+    "alternating-gateway": "#e08a2c",
+  };
+  const color = (s: string) => colors[s] ?? "#555";
+  const get = (s: string, k: number) => cells.find((c) => c.system === s && c.runLength === k);
+  type Point = { k: number; v: number };
+  const series: { system: string; kind: "rps" | "cpu"; points: Point[] }[] = [];
+  for (const s of hp) {
+    for (const kind of ["rps", "cpu"] as const) {
+      const points: Point[] = [];
+      for (const k of ks) {
+        const c = get(s, k), n = get("nginx", k);
+        if (!c || !n) continue;
+        points.push({ k, v: kind === "rps" ? c.rps / n.rps : n.cpuPer10k / c.cpuPer10k });
+      }
+      if (points.length) series.push({ system: s, kind, points });
+    }
+  }
+  const left = 70, top = 80, plotW = 620, plotH = 300;
+  const W = left + plotW + 80, H = top + plotH + 110;
+  const sorted = [...ks].sort((a, b) => a - b);
+  const lo = Math.log2(Math.max(1, sorted[0] ?? 1));
+  const hi = Math.log2(Math.max(1, sorted[sorted.length - 1] ?? 1));
+  const x = (k: number) =>
+    hi > lo ? left + 30 + (Math.log2(k) - lo) / (hi - lo) * (plotW - 90) : left + plotW / 2;
+  const max = niceMax(Math.max(1.2, ...series.flatMap((s) => s.points.map((p) => p.v))) * 1.1);
+  const y = (v: number) => top + plotH - v / max * plotH;
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
+  parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  parts.push(
+    `<text x="${
+      W / 2
+    }" y="22" text-anchor="middle" font-size="16" font-weight="bold">Hot potato / nginx when the route changes every k requests</text>`,
+  );
+  parts.push(
+    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${
+      esc(
+        `${r.sweep?.cert === "rsa" ? "RSA-2048" : "ECDSA P-256"}, ${r.sweep?.connections} ` +
+          `keep-alive connections, TLS 1.3, ${r.settings?.seconds} s per point`,
+      )
+    }</text>`,
+    `<text x="${W / 2}" y="56" text-anchor="middle" fill="#555">${
+      esc(`${r.machine?.nproc} cores (${r.machine?.cpu}), wrk on the same cores; ${r.startedAt}`)
+    }</text>`,
+  );
+  for (let i = 0; i <= 5; i++) {
+    const v = max * i / 5;
+    parts.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`,
+      `<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" fill="#444">${v.toFixed(2)}x</text>`,
+    );
+  }
+  parts.push(
+    `<line x1="${left}" x2="${left + plotW}" y1="${y(1)}" y2="${
+      y(1)
+    }" stroke="#222" stroke-dasharray="2 3"/>`,
+    `<text x="${left + plotW + 6}" y="${y(1) + 4}" fill="#222">nginx = 1</text>`,
+    `<line x1="${left}" x2="${left + plotW}" y1="${y(0)}" y2="${y(0)}" stroke="#000"/>`,
+    `<line x1="${left}" x2="${left}" y1="${top}" y2="${y(0)}" stroke="#000"/>`,
+  );
+  for (const k of sorted) {
+    parts.push(
+      `<line x1="${x(k)}" x2="${x(k)}" y1="${y(0)}" y2="${y(0) + 5}" stroke="#000"/>`,
+      `<text x="${x(k)}" y="${y(0) + 19}" text-anchor="middle">${k}</text>`,
+    );
+  }
+  parts.push(
+    `<text x="${left + plotW / 2}" y="${
+      y(0) + 38
+    }" text-anchor="middle">k: requests of each connection between route changes (log scale)</text>`,
+    `<text x="18" y="${top + plotH / 2}" text-anchor="middle" transform="rotate(-90 18 ${
+      top + plotH / 2
+    })">hot potato / nginx (above 1: better than nginx)</text>`,
+  );
+  series.forEach((s) => {
+    const pts = s.points.map((p) => `${x(p.k).toFixed(1)},${y(p.v).toFixed(1)}`).join(" ");
+    const dash = s.kind === "cpu" ? ` stroke-dasharray="6 4"` : "";
+    parts.push(
+      `<polyline points="${pts}" fill="none" stroke="${color(s.system)}" stroke-width="2"${dash}/>`,
+    );
+    // req/s values written beside their points: the first mode's above, the
+    // second's below
+    const above = hp.indexOf(s.system) === 0;
+    for (const p of s.points) {
+      const what = s.kind === "rps" ? "req/s" : "server CPU per request (nginx / hot potato)";
+      parts.push(
+        `<circle cx="${x(p.k)}" cy="${y(p.v)}" r="3.5" fill="${
+          s.kind === "rps" ? color(s.system) : "white"
+        }" stroke="${color(s.system)}" stroke-width="1.5"><title>${
+          esc(`${sweepName(s.system)}, k=${p.k}, ${what}: ${p.v.toFixed(2)}x`)
+        }</title></circle>`,
+      );
+      if (s.kind === "rps") {
+        parts.push(
+          `<text x="${x(p.k) + 6}" y="${
+            above ? y(p.v) - 8 : y(p.v) + 16
+          }" text-anchor="start" font-size="10" font-weight="bold" fill="${color(s.system)}">${
+            p.v.toFixed(2)
+          }</text>`,
+        );
+      }
+    }
+  });
+  hp.forEach((s, col) => {
+    const lx = left + col * 220, ly = y(0) + 64;
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 22}" y1="${ly - 4}" y2="${ly - 4}" stroke="${
+        color(s)
+      }" stroke-width="2"/>`,
+      `<line x1="${lx + 28}" x2="${lx + 50}" y1="${ly - 4}" y2="${ly - 4}" stroke="${
+        color(s)
+      }" stroke-width="2" stroke-dasharray="6 4"/>`,
+      `<text x="${lx + 58}" y="${ly}">${esc(sweepName(s))}</text>`,
+    );
+  });
+  parts.push(
+    `<text x="${left}" y="${
+      y(0) + 86
+    }" font-size="11" fill="#444">solid: requests/s, hot potato / nginx; dashed: server CPU per request, nginx / hot potato</text>`,
+  );
+  parts.push("</svg>");
+  return parts.join("\n") + "\n";
+}
+
 // `deno run -A bench/report.ts [bench/results/results.json]` re-renders
-// results.md and chart.svg from a results file without re-running anything.
+// results.md, chart.svg and sweep.svg from a results file without re-running
+// anything.
 if (import.meta.main) {
   const file = Deno.args[0] ?? new URL("./results/results.json", import.meta.url).pathname;
   const dir = file.slice(0, file.lastIndexOf("/"));
   const r = JSON.parse(await Deno.readTextFile(file)) as Result;
   await Deno.writeTextFile(`${dir}/results.md`, renderMarkdown(r));
   await Deno.writeTextFile(`${dir}/chart.svg`, renderChart(r));
-  console.log(`report: wrote ${dir}/results.md and chart.svg`);
+  const sweep = r.sweep?.cells?.length > 0;
+  if (sweep) await Deno.writeTextFile(`${dir}/sweep.svg`, renderSweepChart(r));
+  console.log(`report: wrote ${dir}/results.md, chart.svg${sweep ? " and sweep.svg" : ""}`);
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The comparative benchmark (`make bench` / `./hp bench`): hot potato
-# (affinity, alternating, new connection per route change with and without
-# resumption) against nginx, a one-process bound on the same TLS stack and
-# Deno.serve, with wrk at 1, 50 and 500 connections, ECDSA and RSA
-# certificates; then 10,000 idle connections and the handoff micro benchmark.
-# Writes bench/results/results.{json,md} and chart.svg and prints the table.
-# About 8 minutes on 2 cores. Settings: see bench/bench.ts (BENCH_SECONDS,
-# BENCH_CONNECTIONS, BENCH_CERTS, BENCH_SYSTEMS, BENCH_IDLE, BENCH_MICRO, ...).
+# (affinity; alternating with direct handoffs and with --handoff gateway; both
+# quiet and with the shipped settings, request log on; a new connection per
+# route change with and without resumption) against nginx, a one-process bound
+# on the same TLS stack and Deno.serve, with wrk at 1, 50 and 500 connections,
+# ECDSA and RSA certificates; then the run-length sweep (route changing every
+# k requests), 10,000 idle connections and the handoff micro benchmark.
+# Writes bench/results/results.{json,md}, chart.svg and sweep.svg and prints
+# the tables. About 13 minutes on 2 cores (estimate). Settings: see
+# bench/README.md (BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_CERTS, BENCH_SYSTEMS,
+# BENCH_SWEEP, BENCH_SWEEP_KS, BENCH_IDLE, BENCH_MICRO, ...).
 # `bash bench/run.sh --profile` instead profiles scenario (2) (bench/profile.ts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
