@@ -106,6 +106,7 @@ export const EAGAIN = 11,
   EMFILE = 24,
   ENOBUFS = 105,
   EADDRINUSE = 98,
+  ECONNRESET = 104,
   ECONNREFUSED = 111;
 
 const ERRNO_NAMES: Record<number, string> = {

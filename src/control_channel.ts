@@ -23,7 +23,7 @@
  * @module
  */
 
-import { closeFd, EAGAIN, EMSGSIZE, receiveMessage, sendMessage } from "../ffi/shim.ts";
+import { closeFd, EAGAIN, ECONNRESET, EMSGSIZE, receiveMessage, sendMessage } from "../ffi/shim.ts";
 import { EventLoop } from "./event_loop.ts";
 import {
   type Ack,
@@ -45,6 +45,8 @@ interface Transfer {
   fd: number;
   message: Uint8Array;
   onReturned: OnReturned;
+  /** The kernel has it: the receiver may adopt it even if we close first. */
+  sent: boolean;
 }
 
 interface Queued {
@@ -56,6 +58,8 @@ interface Queued {
   /** Run once the message has gone to the socket (true), or when it never
    * will and the peer may still be alive (false). */
   after?: ((mine: boolean) => void)[];
+  /** The transfer this message carries. */
+  transfer?: number;
 }
 
 /** What the channel reports to its owner. */
@@ -100,6 +104,8 @@ export class ControlChannel {
   #afterAcks: ((mine: boolean) => void)[] = [];
   /** The peer closed its end (EOF): what it sent us is ours alone. */
   #peerGone = false;
+  /** A send failed: close once what the peer sent us has been read. */
+  #broken = false;
 
   /** Take over `fd` and start receiving.
    *
@@ -127,6 +133,7 @@ export class ControlChannel {
       this.#receiveAll();
     } finally {
       this.#sendAcks();
+      if (this.#broken) this.close(); // everything the peer sent is read
     }
   }
 
@@ -136,10 +143,17 @@ export class ControlChannel {
       if (typeof r === "number") {
         if (r === -EAGAIN) return;
         if (r === -EMSGSIZE) {
+          recvBuf.fill(0);
           this.#handlers.onBadMessage?.(`message larger than ${Limits.maxMessage} bytes`);
           continue;
         }
-        this.#peerGone = true;
+        if (r === -ECONNRESET) {
+          // The peer closed with our messages unread: the kernel reports
+          // that before what it had sent us, so go on reading (its ACKs and
+          // handoffs), up to the end of the stream.
+          this.#peerGone = true;
+          continue;
+        }
         this.close();
         return;
       }
@@ -171,6 +185,9 @@ export class ControlChannel {
       }
       try {
         this.#handlers.onMessage(msg, r.fd, raw);
+      } catch (e) {
+        // One message's failure must not stop the reading of the others.
+        this.#handlers.onBadMessage?.(`handling message type ${msg.type}: ${String(e)}`);
       } finally {
         raw.fill(0); // it may have held a sealed blob and request bytes
       }
@@ -198,8 +215,8 @@ export class ControlChannel {
     while (this.#pending.has(id)) id = (id + 1) & 0xffff;
     this.#nextTransfer = (id + 1) & 0xffff;
     setTransferId(message, id);
-    this.#pending.set(id, { fd, message, onReturned });
-    this.#write({ data: message, fd, keepFd: true });
+    this.#pending.set(id, { fd, message, onReturned, sent: false });
+    this.#write({ data: message, fd, keepFd: true, transfer: id });
     return true;
   }
 
@@ -284,6 +301,7 @@ export class ControlChannel {
   send(data: Uint8Array, fd = -1): boolean {
     if (this.#closed || this.#queue.length >= MAX_QUEUED) {
       closeFd(fd);
+      data.fill(0);
       return false;
     }
     this.#write({ data, fd, keepFd: false });
@@ -293,19 +311,25 @@ export class ControlChannel {
   /** Send now, or queue while the socket is full (a copy: data may be a view
    * of a reused buffer). */
   #write(q: Queued): void {
-    if (this.#queue.length === 0) {
+    if (this.#queue.length === 0 && !this.#broken) {
       const n = sendMessage(this.fd, q.data, q.fd);
       if (n >= 0) {
         this.#sent(q);
         return;
       }
-      if (n !== -EAGAIN) {
-        if (!q.keepFd) closeFd(q.fd);
-        this.close();
-        return;
-      }
+      if (n !== -EAGAIN) this.#break();
     }
     this.#queue.push({ ...q, data: q.keepFd ? q.data : q.data.slice() });
+    if (!q.keepFd) q.data.fill(0); // the queue holds its own copy
+  }
+
+  /** A send failed: the channel closes, but only after reading what the
+   * peer sent (its ACKs decide who owns what). Not inline: the caller may be
+   * in the middle of handling a message. */
+  #break(): void {
+    if (this.#broken) return;
+    this.#broken = true;
+    queueMicrotask(() => this.#receive());
   }
 
   #sent(q: Queued): void {
@@ -313,20 +337,23 @@ export class ControlChannel {
       closeFd(q.fd);
       q.data.fill(0); // it may have held the deployment key or request bytes
     }
+    if (q.transfer !== undefined) {
+      const t = this.#pending.get(q.transfer);
+      if (t && t.message === q.data) t.sent = true;
+    }
     if (q.after) { for (const f of q.after) f(true); }
   }
 
   #flush(): void {
-    while (this.#queue.length > 0 && !this.#closed) {
+    while (this.#queue.length > 0 && !this.#closed && !this.#broken) {
       const q = this.#queue[0];
       const n = sendMessage(this.fd, q.data, q.fd);
       if (n === -EAGAIN) return;
-      this.#queue.shift();
       if (n < 0) {
-        if (!q.keepFd) closeFd(q.fd);
-        this.close();
+        this.#break(); // it stays queued: close() settles it
         return;
       }
+      this.#queue.shift();
       this.#sent(q);
     }
   }
@@ -358,6 +385,16 @@ export class ControlChannel {
     this.#handlers.onClose();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const t of pending) t.onReturned(t.fd, t.message, "the receiver went away");
+    for (const t of pending) {
+      if (this.#peerGone || !t.sent) {
+        // Never sent, or the receiver died with it unread: ours again.
+        t.onReturned(t.fd, t.message, this.#peerGone ? "the receiver went away" : "never sent");
+      } else {
+        // We closed first; the live receiver reads it and keeps it (EOF
+        // tells it we are gone). Our copy must never be used.
+        closeFd(t.fd);
+        t.message.fill(0);
+      }
+    }
   }
 }

@@ -45,6 +45,7 @@ import {
   decodeMessage,
   encodeJson,
   type Handoff,
+  Limits,
   type Message,
   MessageType,
   type Moved,
@@ -533,7 +534,7 @@ export class Gateway {
     // The worker decides what is its by the table: it must have the newest.
     this.#pushRoutes();
     if (!worker.channel.transfer(msg, fd, back)) {
-      this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt);
+      this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt + 1);
       return;
     }
     worker.held++;
@@ -648,8 +649,12 @@ export class Gateway {
       this.#register(worker, msg.body);
       return;
     }
-    if (msg.type === MessageType.HANDOFF && worker.registered) {
-      this.#returned(worker, msg.body, fd, raw);
+    if (msg.type === MessageType.HANDOFF) {
+      if (worker.registered) this.#returned(worker, msg.body, fd, raw);
+      else {
+        closeFd(fd);
+        worker.channel.confirm(msg.body.transfer ?? 0, false); // not ours to take
+      }
       return;
     }
     if (msg.type === MessageType.STATS && worker.registered) {
@@ -756,8 +761,10 @@ export class Gateway {
     const direct = this.config.handoff === "direct";
     const members: Record<string, number[]> = {};
     if (direct) {
+      let n = 0;
       for (const w of this.#workers) {
         if (!w.registered || !w.peer || w.state !== "serving") continue;
+        if (n++ >= Limits.maxMembers) break; // the rest are reached through the gateway
         (members[w.name] ??= []).push(w.pid);
       }
     }

@@ -185,5 +185,11 @@ export function adoptHandoff(
     sni: h.sni,
     alpn: h.alpn,
   };
-  return new TlsConnection(fd, tls, info, h.unread);
+  try {
+    return new TlsConnection(fd, tls, info, h.unread);
+  } catch (e) {
+    tls.free();
+    closeFd(fd);
+    return (e as Error).message; // e.g. the event loop cannot watch it (ENOMEM)
+  }
 }
