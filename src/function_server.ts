@@ -516,18 +516,9 @@ export class FunctionServer {
     const channel = this.#channel;
     const sealer = this.#sealer;
     if (!channel || !this.#registered || !sealer || !conn.exportable) return false;
-    let msg: Uint8Array;
     const carried = { unread: 0, readAhead: 0 };
-    try {
-      msg = releaseForHandoff(conn, sealer, conn.info.handoffs, carried);
-    } catch (e) {
-      log.error("conn {conn}: cannot export: {error}", {
-        conn: conn.info.connId,
-        error: (e as Error).message,
-      });
-      conn.close(false);
-      return true;
-    }
+    const msg = this.#release(conn, sealer, conn.info.handoffs, carried);
+    if (!msg) return true;
     const i = conn.info;
     log.debug(
       "conn {conn}: {path} is not ours; back to the gateway with {unread} unread bytes and {readAhead} read ahead",
@@ -556,17 +547,8 @@ export class FunctionServer {
     if (!channel) return false;
     const handoffs = conn.info.handoffs;
     const carried = { unread: 0, readAhead: 0 };
-    let msg: Uint8Array;
-    try {
-      msg = releaseForHandoff(conn, sealer!, handoffs + 1, carried);
-    } catch (e) {
-      log.error("conn {conn}: cannot export: {error}", {
-        conn: conn.info.connId,
-        error: (e as Error).message,
-      });
-      conn.close(false);
-      return true;
-    }
+    const msg = this.#release(conn, sealer!, handoffs + 1, carried);
+    if (!msg) return true;
     const connId = conn.info.connId;
     log.debug(
       "conn {conn}: {path} is not ours; straight to {to} with {unread} unread bytes and {readAhead} read ahead",
@@ -604,6 +586,26 @@ export class FunctionServer {
         );
       }
     });
+  }
+
+  /** Export and seal `conn` for a handoff; on failure it is closed (it
+   * cannot move, and its state is gone) and undefined returned. */
+  #release(
+    conn: TlsConnection,
+    sealer: Sealer,
+    handoffs: number,
+    carried: { unread: number; readAhead: number },
+  ): Uint8Array | undefined {
+    try {
+      return releaseForHandoff(conn, sealer, handoffs, carried);
+    } catch (e) {
+      log.error("conn {conn}: cannot export: {error}", {
+        conn: conn.info.connId,
+        error: (e as Error).message,
+      });
+      conn.close(false);
+      return undefined;
+    }
   }
 
   /** A connection we sent came back (the gateway refused it or went away):

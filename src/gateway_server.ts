@@ -23,9 +23,7 @@ import {
   FD_LOST,
   fileIdentity,
   localPort,
-  peerCredentials,
   privateDirectory,
-  processUid,
   raiseFileLimit,
   removeFile,
   SysError,
@@ -55,6 +53,7 @@ import {
 } from "./protocol.ts";
 import { type HolderOptions, MAX_HEAD_BYTES, nextRequest } from "./request_reader.ts";
 import { RouteConflictError, Router, type WorkerRef } from "./router.ts";
+import { sameUser } from "./same_user.ts";
 import { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
 
@@ -186,7 +185,6 @@ export class Gateway {
   #controlLost = "";
   #nextConnId = 1;
   #port = 0;
-  #uid = processUid();
   #label = `gateway/${Deno.pid}`;
   /** Connections the gateway holds right now. */
   #held = new Set<TlsConnection>();
@@ -585,18 +583,8 @@ export class Gateway {
   // ---- workers
 
   #acceptWorker(c: Accepted): void {
-    let cred;
-    try {
-      cred = peerCredentials(c.fd);
-    } catch {
-      closeFd(c.fd);
-      return;
-    }
-    if (cred.uid !== this.#uid) {
-      log.warning("refused a control connection from uid {uid} (pid {pid})", cred);
-      closeFd(c.fd);
-      return;
-    }
+    const cred = sameUser(c.fd, "control connection", log);
+    if (!cred) return;
     const worker: Worker = {
       name: "",
       pid: cred.pid,

@@ -23,6 +23,7 @@ import { ControlChannel } from "./control_channel.ts";
 import { type Accepted, Listener } from "./listener.ts";
 import { logger } from "./log.ts";
 import { type Handoff, MessageType } from "./protocol.ts";
+import { sameUser } from "./same_user.ts";
 
 const log = logger("peers");
 
@@ -79,18 +80,8 @@ export class Peers {
   }
 
   #accepted(c: Accepted): void {
-    let cred;
-    try {
-      cred = peerCredentials(c.fd);
-    } catch {
-      closeFd(c.fd);
-      return;
-    }
-    if (cred.uid !== this.#uid) {
-      log.warning("refused a peer connection from uid {uid} (pid {pid})", cred);
-      closeFd(c.fd);
-      return;
-    }
+    const cred = sameUser(c.fd, "peer connection", log);
+    if (!cred) return;
     const channel: ControlChannel = new ControlChannel(c.fd, {
       onMessage: (msg, fd) => {
         if (msg.type === MessageType.HANDOFF) {
