@@ -18,7 +18,6 @@ import {
   FD_LOST,
   peerCredentials,
   processUid,
-  raiseFileLimit,
   SysError,
   unixConnect,
 } from "../ffi/shim.ts";
@@ -47,6 +46,7 @@ import { Sealer } from "./seal.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 import { WorkerRoutes } from "./worker_routes.ts";
 import { Peers } from "./peers.ts";
+import { raiseOpenFileLimit } from "./lifecycle.ts";
 
 export { type Handler, HttpError, type RequestInfo } from "./responder.ts";
 
@@ -181,15 +181,7 @@ export class FunctionServer {
    * ```
    */
   start(): void {
-    try {
-      const { limit, before } = raiseFileLimit();
-      log.debug("open-file limit {limit}{raised}", {
-        limit,
-        raised: before < limit ? ` (soft limit raised from ${before})` : "",
-      });
-    } catch (e) {
-      log.warning("cannot raise the open-file limit: {error}", { error: (e as Error).message });
-    }
+    raiseOpenFileLimit(log);
     this.#ctx ??= TlsContext.forImport();
     this.#statsTimer = setInterval(() => this.#reportStats(), STATS_INTERVAL_MS);
     this.#connect();

@@ -24,7 +24,6 @@ import {
   fileIdentity,
   localPort,
   privateDirectory,
-  raiseFileLimit,
   removeFile,
   SysError,
   tcpListen,
@@ -53,6 +52,7 @@ import {
 } from "./protocol.ts";
 import { type HolderOptions, MAX_HEAD_BYTES, nextRequest } from "./request_reader.ts";
 import { RouteConflictError, Router, type WorkerRef } from "./router.ts";
+import { raiseOpenFileLimit } from "./lifecycle.ts";
 import { sameUser } from "./same_user.ts";
 import { Sealer } from "./seal.ts";
 import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
@@ -237,7 +237,7 @@ export class Gateway {
    */
   start(): void {
     const c = this.config;
-    this.#raiseFileLimit();
+    raiseOpenFileLimit(log);
     this.#serverCtx = TlsContext.server({
       certFile: c.cert,
       keyFile: c.key,
@@ -261,18 +261,6 @@ export class Gateway {
         host: c.adminHost,
         port: this.#adminPort,
       });
-    }
-  }
-
-  #raiseFileLimit(): void {
-    try {
-      const { limit, before } = raiseFileLimit();
-      log.debug("open-file limit {limit}{raised}", {
-        limit,
-        raised: before < limit ? ` (soft limit raised from ${before})` : "",
-      });
-    } catch (e) {
-      log.warning("cannot raise the open-file limit: {error}", { error: (e as Error).message });
     }
   }
 

@@ -1,12 +1,14 @@
 /**
  * Process lifecycle shared by the gateway and the workers: stop on SIGINT or
- * SIGTERM, and, when started by the launcher (HOTPOTATO_SUPERVISED=1), stop
+ * SIGTERM, raise the open-file limit at start, and, when started by the launcher (HOTPOTATO_SUPERVISED=1), stop
  * when the launcher's end of stdin closes, so that a killed launcher leaves
  * no orphans behind.
  *
  * @module
  */
 
+import type { Logger } from "@logtape/logtape";
+import { raiseFileLimit } from "../ffi/shim.ts";
 import { printLine } from "./log.ts";
 
 /** Call `stop` once on SIGINT, SIGTERM or (under the launcher) stdin EOF.
@@ -69,4 +71,26 @@ export function printStatsOnSignal(stats: () => Record<string, unknown>): void {
     // In order with the log lines before it (the tests use it as a barrier).
     printLine(`hotpotato-stats ${JSON.stringify({ ...stats(), memory })}`);
   });
+}
+
+/** Raise the soft open-file limit to the hard one (logged at debug; a
+ * failure is a warning, the process goes on with the limit it has).
+ *
+ * @example
+ * ```ts
+ * import { raiseOpenFileLimit } from "./lifecycle.ts";
+ * import { logger } from "./log.ts";
+ * raiseOpenFileLimit(logger("worker"));
+ * ```
+ */
+export function raiseOpenFileLimit(log: Logger): void {
+  try {
+    const { limit, before } = raiseFileLimit();
+    log.debug("open-file limit {limit}{raised}", {
+      limit,
+      raised: before < limit ? ` (soft limit raised from ${before})` : "",
+    });
+  } catch (e) {
+    log.warning("cannot raise the open-file limit: {error}", { error: (e as Error).message });
+  }
 }

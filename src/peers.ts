@@ -11,14 +11,7 @@
  * @module
  */
 
-import {
-  closeFd,
-  peerCredentials,
-  processUid,
-  removeFile,
-  unixConnect,
-  unixListen,
-} from "../ffi/shim.ts";
+import { closeFd, removeFile, unixConnect, unixListen } from "../ffi/shim.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { type Accepted, Listener } from "./listener.ts";
 import { logger } from "./log.ts";
@@ -55,7 +48,6 @@ export type OnPeerHandoff = (h: Handoff, fd: number, channel: ControlChannel) =>
 export class Peers {
   /** This worker's peer socket path. */
   readonly socket: string;
-  #uid = processUid();
   #listener: Listener;
   #onHandoff: OnPeerHandoff;
   /** Channels this worker opened, by peer pid. */
@@ -126,17 +118,11 @@ export class Peers {
       });
       return undefined;
     }
-    let cred;
-    try {
-      cred = peerCredentials(fd);
-    } catch {
-      closeFd(fd);
-      return undefined;
-    }
-    if (cred.uid !== this.#uid || cred.pid !== peer.pid) {
-      log.warning("peer socket {socket} belongs to uid {uid} pid {pid}, not pid {want}; not used", {
+    const cred = sameUser(fd, "peer socket", log);
+    if (!cred) return undefined;
+    if (cred.pid !== peer.pid) {
+      log.warning("peer socket {socket} belongs to pid {pid}, not pid {want}; not used", {
         socket: peer.socket,
-        uid: cred.uid,
         pid: cred.pid,
         want: peer.pid,
       });
