@@ -4,11 +4,11 @@
  * @module
  */
 
-import { ConfigError, gatewayConfig, usage } from "./src/config.ts";
-import { EventLoop } from "./src/event_loop.ts";
-import { Gateway } from "./src/gateway_server.ts";
-import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
-import { flushLogs, logger, printLine, setupLogging } from "./src/log.ts";
+import { ConfigError, gatewayConfig, usage } from "./src/operations/config.ts";
+import { EventLoop } from "./src/connection/event_loop.ts";
+import { Gateway } from "./src/gateway/gateway_server.ts";
+import { onShutdown, printStatsOnSignal } from "./src/operations/lifecycle.ts";
+import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log.ts";
 
 if (import.meta.main) {
   let parsed;

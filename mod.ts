@@ -19,21 +19,21 @@
  * @module
  */
 
-import { ConfigError, usage, workerConfig } from "./src/config.ts";
+import { ConfigError, usage, workerConfig } from "./src/operations/config.ts";
 import {
   type FunctionOptions,
   FunctionServer,
   type Handler,
   HttpError,
   type RequestInfo,
-} from "./src/function_server.ts";
-import { EventLoop } from "./src/event_loop.ts";
-import { onShutdown, printStatsOnSignal } from "./src/lifecycle.ts";
-import { flushLogs, logger, printLine, setupLogging } from "./src/log.ts";
+} from "./src/worker/function_server.ts";
+import { EventLoop } from "./src/connection/event_loop.ts";
+import { onShutdown, printStatsOnSignal } from "./src/operations/lifecycle.ts";
+import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log.ts";
 
 export type { FunctionOptions, Handler, RequestInfo };
 export { FunctionServer, HttpError };
-export { json } from "./src/response_body.ts";
+export { json } from "./src/http/response_body.ts";
 
 function env(name: string): string | undefined {
   try {

@@ -42,13 +42,18 @@ import {
   unixListen,
 } from "../ffi/shim.ts";
 import { type ExportedState, TlsContext, TlsSession } from "../ffi/wolfssl.ts";
-import { EventLoop } from "../src/event_loop.ts";
-import { adoptHandoff, handoffAad, releaseForHandoff } from "../src/handoff.ts";
-import { DEFAULT_LIMITS } from "../src/http.ts";
-import { decodeMessage, encodeHandoff, type Handoff, MessageType } from "../src/protocol.ts";
-import { readRequest } from "../src/request_reader.ts";
-import { type Sealed, Sealer } from "../src/seal.ts";
-import { TlsConnection } from "../src/tls_connection.ts";
+import { EventLoop } from "../src/connection/event_loop.ts";
+import { adoptHandoff, handoffAad, releaseForHandoff } from "../src/handoff/handoff.ts";
+import { DEFAULT_LIMITS } from "../src/http/http.ts";
+import {
+  decodeMessage,
+  encodeHandoff,
+  type Handoff,
+  MessageType,
+} from "../src/handoff/protocol.ts";
+import { readRequest } from "../src/connection/request_reader.ts";
+import { type Sealed, Sealer } from "../src/handoff/seal.ts";
+import { TlsConnection } from "../src/connection/tls_connection.ts";
 
 const certs = `${projectRoot}/.local/certs`;
 const loop = EventLoop.instance();

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { forEachLine } from "../src/lines.ts";
+import { forEachLine } from "../src/operations/lines.ts";
 import { projectRoot } from "../ffi/paths.ts";
 
 export const root: string = projectRoot;

@@ -1,13 +1,13 @@
 /**
  * `deno bench`: what one request log line costs a process, as shipped
- * (info level), before and after the cheap request log (src/log.ts). Each
+ * (info level), before and after the cheap request log (src/operations/log.ts). Each
  * iteration logs 1,000 worker request lines (the call of
- * src/function_server.ts), written to /dev/null, so divide by 1,000 for one
+ * src/worker/function_server.ts), written to /dev/null, so divide by 1,000 for one
  * line:
  *
  * - before, in the worker: `log.info(template, () => props)` through
  *   LogTape's console sink and text formatter (one synchronous write per line);
- * - before, in the launcher: its relay of those lines (src/launcher.ts before:
+ * - before, in the launcher: its relay of those lines (src/operations/launcher.ts before:
  *   read the pipe, split lines, prefix, one synchronous write per line);
  * - now: the same line as a `LogLine` through the line sink (our text
  *   formatter, prefixed as under the launcher, buffered, written in 4 KiB
@@ -27,7 +27,7 @@ import {
   getLogger,
   type Logger,
 } from "@logtape/logtape";
-import { forEachLine } from "../src/lines.ts";
+import { forEachLine } from "../src/operations/lines.ts";
 import {
   type LineOutput,
   lineSink,
@@ -35,7 +35,7 @@ import {
   logFormatter,
   LogLine,
   referenceTextFormatter,
-} from "../src/log.ts";
+} from "../src/operations/log.ts";
 
 const LINES = 1000;
 const PREFIX = "sum      | ";
@@ -74,7 +74,7 @@ const conn = { info: { connId: 4242, handoffs: 3 } };
 
 const TEMPLATE = "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}";
 
-/** The worker's request log line, as src/function_server.ts made it before. */
+/** The worker's request log line, as src/worker/function_server.ts made it before. */
 function requestInfo(log: Logger, started: number): void {
   log.info(TEMPLATE, () => ({
     method: head.method,
@@ -88,7 +88,7 @@ function requestInfo(log: Logger, started: number): void {
   }));
 }
 
-/** The worker's request log line, as src/function_server.ts makes it now. */
+/** The worker's request log line, as src/worker/function_server.ts makes it now. */
 function requestLine(line: LogLine, started: number): void {
   line.log(() => ({
     method: head.method,
@@ -148,7 +148,7 @@ Deno.bench(`before, in the worker: log.info, console sink, ${LINES} lines`, {
 
 Deno.bench(`before, in the launcher: relay of ${LINES} lines`, { group: "line" }, async (b) => {
   b.start();
-  // As src/launcher.ts pipeLines did: lines from the pipe, prefixed, one writeSync each.
+  // As src/operations/launcher.ts pipeLines did: lines from the pipe, prefixed, one writeSync each.
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
       for (let off = 0; off < relayInput.length; off += 65536) {

@@ -26,7 +26,7 @@ import {
   unixConnect,
   unixListen,
 } from "../ffi/shim.ts";
-import { EventLoop } from "../src/event_loop.ts";
+import { EventLoop } from "../src/connection/event_loop.ts";
 import { root, run } from "./lib.ts";
 
 const { values } = parseArgs({

@@ -1,8 +1,8 @@
 /** The admin endpoint, in process: large answers are sent whole, bad requests get 4xx. */
 
 import assert from "node:assert/strict";
-import { AdminServer } from "../src/admin_server.ts";
-import { EventLoop } from "../src/event_loop.ts";
+import { AdminServer } from "../src/gateway/admin_server.ts";
+import { EventLoop } from "../src/connection/event_loop.ts";
 
 Deno.test({
   name: "admin server: a response larger than the socket buffer arrives whole",

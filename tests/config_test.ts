@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, gatewayConfig, workerConfig } from "../src/config.ts";
-import { RoleError, rolesFor, SERVER_FLAGS } from "../src/roles.ts";
+import { ConfigError, gatewayConfig, workerConfig } from "../src/operations/config.ts";
+import { RoleError, rolesFor, SERVER_FLAGS } from "../src/operations/roles.ts";
 
 Deno.test("deno.json tasks run the gateway and workers with exactly the role's flags", async () => {
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))

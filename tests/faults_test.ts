@@ -4,7 +4,7 @@
  * process held is affected; everyone else keeps being served.
  */
 
-import { forEachLine } from "../src/lines.ts";
+import { forEachLine } from "../src/operations/lines.ts";
 import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
 import { Client, HANDOFF_MODE, type HttpResponse, Proc, System } from "./support/system.ts";

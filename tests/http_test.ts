@@ -1,5 +1,5 @@
 /**
- * Tests for src/http.ts: request parsing rules (status codes, framing, chunked decoding,
+ * Tests for src/http/http.ts: request parsing rules (status codes, framing, chunked decoding,
  * limits, pipelining, keep-alive) and exact response bytes.
  *
  * @module
@@ -17,7 +17,7 @@ import {
   type RequestHead,
   serializeResponse,
   statusText,
-} from "../src/http.ts";
+} from "../src/http/http.ts";
 
 /** Encode a string as latin1 bytes (each code unit must be <= 0xff). */
 function bytes(s: string): Uint8Array {

@@ -9,7 +9,7 @@
  * secrets. Needs wolfSSL with shim/patches/0001-export-tls13-traffic-secrets.patch.
  */
 
-import { forEachLine } from "../src/lines.ts";
+import { forEachLine } from "../src/operations/lines.ts";
 import assert from "node:assert/strict";
 import { CA_CERT, Client, type HttpResponse, parseResponse, System } from "./support/system.ts";
 

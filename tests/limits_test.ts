@@ -6,9 +6,9 @@
 
 import assert from "node:assert/strict";
 import { MAX_READ_AHEAD, shimReadAheadCapacity } from "../ffi/shim.ts";
-import { DEFAULT_LIMITS } from "../src/http.ts";
-import { Limits } from "../src/protocol.ts";
-import { MAX_HEAD_BYTES } from "../src/request_reader.ts";
+import { DEFAULT_LIMITS } from "../src/http/http.ts";
+import { Limits } from "../src/handoff/protocol.ts";
+import { MAX_HEAD_BYTES } from "../src/connection/request_reader.ts";
 
 Deno.test("the shim's read-ahead buffer and the handoff's read-ahead limit agree", () => {
   assert.equal(shimReadAheadCapacity(), MAX_READ_AHEAD);

@@ -1,5 +1,5 @@
 /**
- * src/log.ts in one process: the text formatter writes what LogTape's did
+ * src/operations/log.ts in one process: the text formatter writes what LogTape's did
  * (every template in src/), LogLine records equal logger.info's, and the line
  * writer's promises: prefixed whole lines, writes of at most PIPE_BUF bytes
  * ending at a line's end, order across stdout and stderr, no write started
@@ -18,7 +18,7 @@ import {
   referenceTextFormatter,
   type Stream,
   WRITE_CHUNK,
-} from "../src/log.ts";
+} from "../src/operations/log.ts";
 
 /** Back to no logging (and no note from LogTape's meta logger about it). */
 function unconfigure(): void {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { handoffAad } from "../src/handoff.ts";
+import { handoffAad } from "../src/handoff/handoff.ts";
 import {
   decodeMessage,
   encodeAck,
@@ -11,8 +11,8 @@ import {
   ProtocolError,
   setHandoffCount,
   setTransferId,
-} from "../src/protocol.ts";
-import { Sealer } from "../src/seal.ts";
+} from "../src/handoff/protocol.ts";
+import { Sealer } from "../src/handoff/seal.ts";
 
 const enc = new TextEncoder();
 

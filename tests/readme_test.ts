@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
-import { forEachLine } from "../src/lines.ts";
+import { forEachLine } from "../src/operations/lines.ts";
 import { CA_CERT } from "./support/system.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));

@@ -9,8 +9,8 @@
 
 import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
-import { forEachLine } from "../src/lines.ts";
-import { SERVER_FLAGS } from "../src/roles.ts";
+import { forEachLine } from "../src/operations/lines.ts";
+import { SERVER_FLAGS } from "../src/operations/roles.ts";
 import { Client, Proc, System } from "./support/system.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
@@ -44,7 +44,7 @@ Deno.test("launcher: 2,000 requests on keep-alive connections, each logged once,
       "--no-prompt",
       "--allow-run",
       "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR",
-      "src/launcher.ts",
+      "src/operations/launcher.ts",
       "--workers",
       "sum=2",
     ],

@@ -1,5 +1,5 @@
 /**
- * Tests for src/responder.ts and src/response_body.ts: the synchronous path
+ * Tests for src/http/responder.ts and src/http/response_body.ts: the synchronous path
  * (a synchronous handler returning `json()`) and the asynchronous one answer
  * with the same bytes; a body read by the handler, a stream body, errors and
  * timeouts take the standard path.
@@ -8,9 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { parseRequest, type RequestHead } from "../src/http.ts";
-import { HttpError, type Peer, Responder } from "../src/responder.ts";
-import { json, knownBody } from "../src/response_body.ts";
+import { parseRequest, type RequestHead } from "../src/http/http.ts";
+import { HttpError, type Peer, Responder } from "../src/http/responder.ts";
+import { json, knownBody } from "../src/http/response_body.ts";
 
 const peer: Peer = {
   info: { connId: 7, gatewayId: 1, handoffs: 2, peer: "127.0.0.1:5000", sni: "", alpn: "" },

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { covers, RouteTable } from "../src/route_table.ts";
+import { covers, RouteTable } from "../src/routing/route_table.ts";
 
 Deno.test("a route covers itself and the paths below it at a '/' boundary", () => {
   assert.equal(covers("/sum", "/sum"), true);

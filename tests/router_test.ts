@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { Limits } from "../src/protocol.ts";
-import { RouteConflictError, Router, type WorkerRef } from "../src/router.ts";
+import { Limits } from "../src/handoff/protocol.ts";
+import { RouteConflictError, Router, type WorkerRef } from "../src/routing/router.ts";
 
 const w = (name: string, pid: number): WorkerRef => ({ name, pid, held: 0 });
 

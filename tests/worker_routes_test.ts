@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { WorkerRoutes } from "../src/worker_routes.ts";
+import { WorkerRoutes } from "../src/routing/worker_routes.ts";
 
 Deno.test("before the gateway's table a worker serves its own routes only", () => {
   const r = new WorkerRoutes("a", ["/a", "/z"]);

@@ -10,7 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { HttpError, json } from "../../mod.ts";
-import { printStatsOnSignal } from "../../src/lifecycle.ts";
+import { printStatsOnSignal } from "../../src/operations/lifecycle.ts";
 import { product, sum } from "./functions.ts";
 
 const { values } = parseArgs({

@@ -2,9 +2,9 @@
  * System (6), the bound: ONE process with hot potato's own TLS stack and
  * event loop (wolfSSL through FFI, the shim's epoll thread, TlsConnection,
  * readRequest, serializeResponse) that computes both functions itself, so no
- * connection ever moves. It accepts and handshakes as src/gateway_server.ts
- * does and serves each request as src/function_server.ts does (the same
- * src/responder.ts, the same filtered info log): its per-request cost is hot
+ * connection ever moves. It accepts and handshakes as src/gateway/gateway_server.ts
+ * does and serves each request as src/worker/function_server.ts does (the same
+ * src/http/responder.ts, the same filtered info log): its per-request cost is hot
  * potato's without the multi-process part, the upper bound for (1).
  *
  *   deno run --allow-ffi --allow-env bench/servers/bound.ts --port 18744 \
@@ -20,14 +20,14 @@ import { parseArgs } from "node:util";
 import { projectRoot } from "../../ffi/paths.ts";
 import { accept, closeFd, localPort, raiseFileLimit, tcpListen } from "../../ffi/shim.ts";
 import { TlsContext, TlsError, TlsSession } from "../../ffi/wolfssl.ts";
-import { EventLoop } from "../../src/event_loop.ts";
-import { errorResponse, type RequestHead } from "../../src/http.ts";
-import { onShutdown, printStatsOnSignal } from "../../src/lifecycle.ts";
-import { logger, setupLogging } from "../../src/log.ts";
-import { readRequest } from "../../src/request_reader.ts";
-import { type ConnectionInfo, TlsConnection } from "../../src/tls_connection.ts";
+import { EventLoop } from "../../src/connection/event_loop.ts";
+import { errorResponse, type RequestHead } from "../../src/http/http.ts";
+import { onShutdown, printStatsOnSignal } from "../../src/operations/lifecycle.ts";
+import { logger, setupLogging } from "../../src/operations/log.ts";
+import { readRequest } from "../../src/connection/request_reader.ts";
+import { type ConnectionInfo, TlsConnection } from "../../src/connection/tls_connection.ts";
 import { handlerFor, product, sum } from "./functions.ts";
-import { Responder } from "../../src/responder.ts";
+import { Responder } from "../../src/http/responder.ts";
 
 const { values } = parseArgs({
   options: {
@@ -41,7 +41,7 @@ const { values } = parseArgs({
   },
 });
 
-// The defaults of src/config.ts.
+// The defaults of src/operations/config.ts.
 const cfg = {
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: Number(values["idle-timeout"]) * 1000,
@@ -103,7 +103,7 @@ function acceptClients(): void {
   }
 }
 
-/** src/gateway_server.ts #handshake, then serve here instead of handing off. */
+/** src/gateway/gateway_server.ts #handshake, then serve here instead of handing off. */
 async function handshake(conn: TlsConnection): Promise<void> {
   const deadline = Date.now() + cfg.handshakeTimeoutMs;
   const first = await conn.peekStart(deadline);
@@ -134,7 +134,7 @@ async function handshake(conn: TlsConnection): Promise<void> {
   await serve(conn);
 }
 
-/** src/function_server.ts #serve, with both functions in this process. */
+/** src/worker/function_server.ts #serve, with both functions in this process. */
 async function serve(conn: TlsConnection): Promise<void> {
   const limits = { maxHeadBytes: 16384, maxBodyBytes: cfg.maxBody };
   const wantBody = (head: RequestHead) => handlerFor(head.path) !== undefined;
@@ -197,7 +197,7 @@ async function serve(conn: TlsConnection): Promise<void> {
   }
 }
 
-// src/function_server.ts answers with a Responder per function: the same here.
+// src/worker/function_server.ts answers with a Responder per function: the same here.
 const responders = new Map(
   (["sum", "product"] as const).map((name) => [
     name,

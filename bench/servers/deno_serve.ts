@@ -9,7 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { printStatsOnSignal } from "../../src/lifecycle.ts";
+import { printStatsOnSignal } from "../../src/operations/lifecycle.ts";
 import { both } from "./functions.ts";
 
 const { values } = parseArgs({

@@ -8,8 +8,8 @@
  */
 
 import { projectRoot } from "../../ffi/paths.ts";
-import { forEachLine } from "../../src/lines.ts";
-import { SERVER_FLAGS } from "../../src/roles.ts";
+import { forEachLine } from "../../src/operations/lines.ts";
+import { SERVER_FLAGS } from "../../src/operations/roles.ts";
 
 export const CA_CERT = `${projectRoot}/.local/certs/ca.pem`;
 

@@ -13,7 +13,7 @@ import {
   AEAD_TAG_BYTES,
   aeadOpen,
   aeadSeal,
-} from "../ffi/wolfssl.ts";
+} from "../../ffi/wolfssl.ts";
 
 /** A sealed blob: ciphertext plus the nonce and tag needed to open it. */
 export interface Sealed {

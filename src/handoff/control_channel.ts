@@ -23,8 +23,15 @@
  * @module
  */
 
-import { closeFd, EAGAIN, ECONNRESET, EMSGSIZE, receiveMessage, sendMessage } from "../ffi/shim.ts";
-import { EventLoop } from "./event_loop.ts";
+import {
+  closeFd,
+  EAGAIN,
+  ECONNRESET,
+  EMSGSIZE,
+  receiveMessage,
+  sendMessage,
+} from "../../ffi/shim.ts";
+import { EventLoop } from "../connection/event_loop.ts";
 import {
   type Ack,
   decodeMessage,
@@ -84,7 +91,7 @@ const MAX_QUEUED = 4096;
  * @example
  * ```ts
  * import { ControlChannel } from "./control_channel.ts";
- * import { unixConnect } from "../ffi/shim.ts";
+ * import { unixConnect } from "../../ffi/shim.ts";
  * const channel = new ControlChannel(unixConnect("/tmp/hp/gateway.sock"), {
  *   onMessage: (msg) => console.log(msg.type),
  *   onClose: () => console.log("gateway gone"),

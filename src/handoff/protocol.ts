@@ -11,7 +11,7 @@
  * ROUTES (gateway → every registered worker, after REGISTERED and whenever
  * the table changes) carries the gateway's whole route table, so workers
  * decide which requests are theirs with the same table and matcher
- * (src/route_table.ts) as the gateway.
+ * (src/routing/route_table.ts) as the gateway.
  *
  * HANDOFF body layout (little-endian):
  * ```
@@ -30,7 +30,7 @@
  * @module
  */
 
-import { MAX_READ_AHEAD } from "../ffi/shim.ts";
+import { MAX_READ_AHEAD } from "../../ffi/shim.ts";
 import type { Sealed } from "./seal.ts";
 
 /** Protocol version spoken by this build. */

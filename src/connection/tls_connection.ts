@@ -27,8 +27,14 @@ import {
   receivePlain,
   sendPlain,
   WRITABLE,
-} from "../ffi/shim.ts";
-import { CLOSED, type ExportedState, TlsSession, WANT_READ, WANT_WRITE } from "../ffi/wolfssl.ts";
+} from "../../ffi/shim.ts";
+import {
+  CLOSED,
+  type ExportedState,
+  TlsSession,
+  WANT_READ,
+  WANT_WRITE,
+} from "../../ffi/wolfssl.ts";
 import { EventLoop } from "./event_loop.ts";
 
 /** What `fill()` reports. */
@@ -85,7 +91,7 @@ const WRITE_EVENTS = WRITABLE | ERROR | HANGUP;
  * @example
  * ```ts
  * import { TlsConnection } from "./tls_connection.ts";
- * import { TlsContext, TlsSession } from "../ffi/wolfssl.ts";
+ * import { TlsContext, TlsSession } from "../../ffi/wolfssl.ts";
  * declare const ctx: TlsContext, fd: number;
  * const conn = new TlsConnection(fd, TlsSession.accept(ctx, fd), {
  *   connId: 1, gatewayId: 1, handoffs: 0, peer: "127.0.0.1:5000", sni: "", alpn: "",
@@ -114,7 +120,7 @@ export class TlsConnection {
    * @example
    * ```ts
    * import { TlsConnection } from "./tls_connection.ts";
-   * import type { TlsSession } from "../ffi/wolfssl.ts";
+   * import type { TlsSession } from "../../ffi/wolfssl.ts";
    * declare const fd: number, tls: TlsSession;
    * new TlsConnection(fd, tls, {
    *   connId: 1, gatewayId: 1, handoffs: 1, peer: "", sni: "", alpn: "",

@@ -15,9 +15,9 @@
  * @module
  */
 
-import { accept, closeFd, EMFILE, ENFILE, ENOBUFS, ENOMEM, SysError } from "../ffi/shim.ts";
+import { accept, closeFd, EMFILE, ENFILE, ENOBUFS, ENOMEM, SysError } from "../../ffi/shim.ts";
 import { EventLoop } from "./event_loop.ts";
-import { logger } from "./log.ts";
+import { logger } from "../operations/log.ts";
 
 const log = logger("listener");
 
@@ -64,7 +64,7 @@ export interface Accepted {
  * @example
  * ```ts
  * import { Listener } from "./listener.ts";
- * import { closeFd, tcpListen } from "../ffi/shim.ts";
+ * import { closeFd, tcpListen } from "../../ffi/shim.ts";
  * const listener = new Listener(tcpListen("127.0.0.1", 0), "clients", (c) => closeFd(c.fd));
  * listener.close();
  * ```
@@ -86,7 +86,7 @@ export class Listener {
    * @example
    * ```ts
    * import { Listener } from "./listener.ts";
-   * import { closeFd, tcpListen } from "../ffi/shim.ts";
+   * import { closeFd, tcpListen } from "../../ffi/shim.ts";
    * new Listener(tcpListen("127.0.0.1", 0), "admin", ({ fd, peer }) => {
    *   console.log(`connection from ${peer}`);
    *   closeFd(fd);

@@ -9,8 +9,8 @@
  * @module
  */
 
-import { EDGE, Poller, RDHUP, READABLE, WRITABLE } from "../ffi/shim.ts";
-import { logger } from "./log.ts";
+import { EDGE, Poller, RDHUP, READABLE, WRITABLE } from "../../ffi/shim.ts";
+import { logger } from "../operations/log.ts";
 
 const log = logger("event-loop");
 

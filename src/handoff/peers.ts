@@ -3,7 +3,7 @@
  * worker listens on a socket of its own in the gateway's private directory
  * (mode 0700), and a worker whose next request belongs to another function
  * connects to a worker of that function and hands the connection over in one
- * hop, acknowledged like every handoff (src/control_channel.ts). Both ends
+ * hop, acknowledged like every handoff (src/handoff/control_channel.ts). Both ends
  * check the other's uid with SO_PEERCRED, and the connecting side also checks
  * that the socket belongs to the process the gateway's route table names. A
  * peer channel carries HANDOFF and ACK only.
@@ -11,10 +11,10 @@
  * @module
  */
 
-import { closeFd, removeFile, unixConnect, unixListen } from "../ffi/shim.ts";
+import { closeFd, removeFile, unixConnect, unixListen } from "../../ffi/shim.ts";
 import { ControlChannel } from "./control_channel.ts";
-import { type Accepted, Listener } from "./listener.ts";
-import { logger } from "./log.ts";
+import { type Accepted, Listener } from "../connection/listener.ts";
+import { logger } from "../operations/log.ts";
 import { type Handoff, MessageType } from "./protocol.ts";
 import { sameUser } from "./same_user.ts";
 

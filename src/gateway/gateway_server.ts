@@ -28,16 +28,16 @@ import {
   SysError,
   tcpListen,
   unixListen,
-} from "../ffi/shim.ts";
-import { TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
-import type { GatewayConfig } from "./config.ts";
-import { ControlChannel } from "./control_channel.ts";
-import { errorResponse, parseRequest, type RequestHead } from "./http.ts";
-import { LogBudget, logger, LogLine } from "./log.ts";
+} from "../../ffi/shim.ts";
+import { TlsContext, TlsError, TlsSession } from "../../ffi/wolfssl.ts";
+import type { GatewayConfig } from "../operations/config.ts";
+import { ControlChannel } from "../handoff/control_channel.ts";
+import { errorResponse, parseRequest, type RequestHead } from "../http/http.ts";
+import { LogBudget, logger, LogLine } from "../operations/log.ts";
 import { type AdminResponse, AdminServer } from "./admin_server.ts";
-import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
+import { adoptHandoff, nowMicros, releaseForHandoff } from "../handoff/handoff.ts";
 import { GatewayMetrics } from "./gateway_metrics.ts";
-import { type Accepted, Listener, retryBlockedListeners } from "./listener.ts";
+import { type Accepted, Listener, retryBlockedListeners } from "../connection/listener.ts";
 import {
   decodeMessage,
   encodeJson,
@@ -49,13 +49,13 @@ import {
   type Register,
   setHandoffCount,
   type Stats,
-} from "./protocol.ts";
-import { type HolderOptions, MAX_HEAD_BYTES, nextRequest } from "./request_reader.ts";
-import { RouteConflictError, Router, type WorkerRef } from "./router.ts";
-import { raiseOpenFileLimit } from "./lifecycle.ts";
-import { sameUser } from "./same_user.ts";
-import { Sealer } from "./seal.ts";
-import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
+} from "../handoff/protocol.ts";
+import { type HolderOptions, MAX_HEAD_BYTES, nextRequest } from "../connection/request_reader.ts";
+import { RouteConflictError, Router, type WorkerRef } from "../routing/router.ts";
+import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
+import { sameUser } from "../handoff/same_user.ts";
+import { Sealer } from "../handoff/seal.ts";
+import { type ConnectionInfo, TlsConnection } from "../connection/tls_connection.ts";
 
 const log = logger("gateway");
 // The lines made per request, connection or handoff (LogLine: cheap enough to leave on).
@@ -152,7 +152,7 @@ function bytesToBase64(b: Uint8Array): string {
  * @example
  * ```ts
  * import { Gateway } from "./gateway_server.ts";
- * import { gatewayConfig } from "./config.ts";
+ * import { gatewayConfig } from "../operations/config.ts";
  * const gateway = new Gateway(gatewayConfig(["--port", "0"]).config);
  * gateway.start();
  * console.log(gateway.port);
@@ -204,7 +204,7 @@ export class Gateway {
    * @example
    * ```ts
    * import { Gateway } from "./gateway_server.ts";
-   * import { gatewayConfig } from "./config.ts";
+   * import { gatewayConfig } from "../operations/config.ts";
    * new Gateway(gatewayConfig([]).config);
    * ```
    */

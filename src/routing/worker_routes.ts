@@ -1,6 +1,6 @@
 /**
  * A worker's answer to "is this request mine?": the route that serves the
- * path, found by the one route matcher (src/route_table.ts) over the
+ * path, found by the one route matcher (src/routing/route_table.ts) over the
  * gateway's route table, is one of this function's. Then a connection holds
  * the same route whichever process has it: a worker on "/a" hands "/a/b/c"
  * back when another function serves "/a/b", exactly as the gateway would
@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { Routes } from "./protocol.ts";
+import type { Routes } from "../handoff/protocol.ts";
 import { RouteTable } from "./route_table.ts";
 
 /**

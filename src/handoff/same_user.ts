@@ -6,7 +6,7 @@
  * @module
  */
 
-import { closeFd, peerCredentials, processUid } from "../ffi/shim.ts";
+import { closeFd, peerCredentials, processUid } from "../../ffi/shim.ts";
 import type { Logger } from "@logtape/logtape";
 
 const ownUid = processUid();
@@ -19,7 +19,7 @@ const ownUid = processUid();
  * @example
  * ```ts
  * import { sameUser } from "./same_user.ts";
- * import { logger } from "./log.ts";
+ * import { logger } from "../operations/log.ts";
  * declare const fd: number;
  * const cred = sameUser(fd, "control connection", logger("gateway"));
  * if (cred) console.log(`pid ${cred.pid}`);

@@ -8,10 +8,10 @@
  * @module
  */
 
-import { closeFd, EAGAIN, localPort, receivePlain, sendPlain, tcpListen } from "../ffi/shim.ts";
-import { EventLoop } from "./event_loop.ts";
-import { Listener, retryBlockedListeners } from "./listener.ts";
-import { errorResponse, parseRequest, type RequestHead, serializeResponse } from "./http.ts";
+import { closeFd, EAGAIN, localPort, receivePlain, sendPlain, tcpListen } from "../../ffi/shim.ts";
+import { EventLoop } from "../connection/event_loop.ts";
+import { Listener, retryBlockedListeners } from "../connection/listener.ts";
+import { errorResponse, parseRequest, type RequestHead, serializeResponse } from "../http/http.ts";
 
 /** What the admin handler answers. */
 export interface AdminResponse {

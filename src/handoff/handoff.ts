@@ -12,11 +12,11 @@
  * @module
  */
 
-import { closeFd } from "../ffi/shim.ts";
-import { type TlsContext, TlsSession } from "../ffi/wolfssl.ts";
+import { closeFd } from "../../ffi/shim.ts";
+import { type TlsContext, TlsSession } from "../../ffi/wolfssl.ts";
 import { encodeHandoff, type Handoff, Limits, utf8 } from "./protocol.ts";
 import type { Sealer } from "./seal.ts";
-import { type ConnectionInfo, TlsConnection } from "./tls_connection.ts";
+import { type ConnectionInfo, TlsConnection } from "../connection/tls_connection.ts";
 
 /** Wall-clock time in µs since the epoch, with sub-ms precision (the same
  * clock in every process, so a receiver can time a handoff).
@@ -102,7 +102,7 @@ export interface Carried {
  * ```ts
  * import { releaseForHandoff } from "./handoff.ts";
  * import type { Sealer } from "./seal.ts";
- * import type { TlsConnection } from "./tls_connection.ts";
+ * import type { TlsConnection } from "../connection/tls_connection.ts";
  * declare const conn: TlsConnection, sealer: Sealer;
  * const message = releaseForHandoff(conn, sealer, conn.info.handoffs + 1);
  * ```
@@ -150,7 +150,7 @@ export function releaseForHandoff(
  * import { adoptHandoff } from "./handoff.ts";
  * import type { Handoff } from "./protocol.ts";
  * import type { Sealer } from "./seal.ts";
- * import type { TlsContext } from "../ffi/wolfssl.ts";
+ * import type { TlsContext } from "../../ffi/wolfssl.ts";
  * declare const h: Handoff, fd: number, sealer: Sealer, ctx: TlsContext;
  * const conn = adoptHandoff(h, fd, sealer, ctx);
  * if (typeof conn === "string") console.log(`dropped: ${conn}`);

@@ -3,7 +3,7 @@
  * from the parsed head, the handler run (bounded by the handler timeout when
  * it is asynchronous), errors turned into JSON answers, and the `Response`
  * serialized with hot potato's headers. Shared by the worker
- * (src/function_server.ts) and the benchmark's single-process bound.
+ * (src/worker/function_server.ts) and the benchmark's single-process bound.
  *
  * The common case (a synchronous handler returning a body made by `json()`)
  * runs without a promise or a stream.
@@ -12,9 +12,9 @@
  */
 
 import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
-import { logger } from "./log.ts";
+import { logger } from "../operations/log.ts";
 import { knownBody } from "./response_body.ts";
-import type { ConnectionInfo } from "./tls_connection.ts";
+import type { ConnectionInfo } from "../connection/tls_connection.ts";
 
 /** What a handler learns about the request besides the `Request` itself. */
 export interface RequestInfo {
@@ -165,7 +165,7 @@ export class Responder {
 
   /** Run the handler; the serialized response, its status, and whether the
    * connection stays open after it. Synchronous when the handler is and the
-   * body is known (see src/response_body.ts): no promise per request then.
+   * body is known (see src/http/response_body.ts): no promise per request then.
    *
    * @example
    * ```ts

@@ -17,7 +17,7 @@ import {
   type Limits,
   parseRequest,
   type RequestHead,
-} from "./http.ts";
+} from "../http/http.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
 /** Timeouts and limits for reading requests. */
@@ -58,7 +58,7 @@ export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
  * @example
  * ```ts
  * import { readRequest } from "./request_reader.ts";
- * import { DEFAULT_LIMITS } from "./http.ts";
+ * import { DEFAULT_LIMITS } from "../http/http.ts";
  * import type { TlsConnection } from "./tls_connection.ts";
  * declare const conn: TlsConnection;
  * const r = await readRequest(conn, {

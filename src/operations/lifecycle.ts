@@ -8,7 +8,7 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { raiseFileLimit } from "../ffi/shim.ts";
+import { raiseFileLimit } from "../../ffi/shim.ts";
 import { printLine } from "./log.ts";
 
 /** Call `stop` once on SIGINT, SIGTERM or (under the launcher) stdin EOF.

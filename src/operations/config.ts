@@ -8,10 +8,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { projectRoot } from "../ffi/paths.ts";
+import { projectRoot } from "../../ffi/paths.ts";
 import type { LogFormat } from "./log.ts";
 import { LOG_LEVELS } from "./log.ts";
-import { DEFAULT_BODY_TIMEOUT_MS } from "./request_reader.ts";
+import { DEFAULT_BODY_TIMEOUT_MS } from "../connection/request_reader.ts";
 import type { LogLevel } from "@logtape/logtape";
 
 /** A setting that could not be used. */

@@ -5,7 +5,7 @@
  * function's fetch-style handler for as long as they ask for its routes. A
  * request for another route sends the connection back to the gateway, with
  * the request's bytes, at a TLS record boundary. Which requests are its is
- * decided over the gateway's route table (src/worker_routes.ts), so a
+ * decided over the gateway's route table (src/routing/worker_routes.ts), so a
  * connection goes where a new one would.
  *
  * @module
@@ -20,13 +20,13 @@ import {
   processUid,
   SysError,
   unixConnect,
-} from "../ffi/shim.ts";
-import { TlsContext } from "../ffi/wolfssl.ts";
-import type { WorkerConfig } from "./config.ts";
-import { ControlChannel } from "./control_channel.ts";
-import type { RequestHead } from "./http.ts";
-import { logger, LogLine } from "./log.ts";
-import { adoptHandoff, nowMicros, releaseForHandoff } from "./handoff.ts";
+} from "../../ffi/shim.ts";
+import { TlsContext } from "../../ffi/wolfssl.ts";
+import type { WorkerConfig } from "../operations/config.ts";
+import { ControlChannel } from "../handoff/control_channel.ts";
+import type { RequestHead } from "../http/http.ts";
+import { logger, LogLine } from "../operations/log.ts";
+import { adoptHandoff, nowMicros, releaseForHandoff } from "../handoff/handoff.ts";
 import {
   decodeMessage,
   encodeJson,
@@ -38,17 +38,17 @@ import {
   type Moved,
   setHandoffCount,
   type Stats,
-} from "./protocol.ts";
-import { Histogram } from "./metrics.ts";
-import { type Handler, Responder } from "./responder.ts";
-import { type HolderOptions, nextRequest } from "./request_reader.ts";
-import { Sealer } from "./seal.ts";
-import type { TlsConnection } from "./tls_connection.ts";
-import { WorkerRoutes } from "./worker_routes.ts";
-import { Peers } from "./peers.ts";
-import { raiseOpenFileLimit } from "./lifecycle.ts";
+} from "../handoff/protocol.ts";
+import { Histogram } from "../operations/metrics.ts";
+import { type Handler, Responder } from "../http/responder.ts";
+import { type HolderOptions, nextRequest } from "../connection/request_reader.ts";
+import { Sealer } from "../handoff/seal.ts";
+import type { TlsConnection } from "../connection/tls_connection.ts";
+import { WorkerRoutes } from "../routing/worker_routes.ts";
+import { Peers } from "../handoff/peers.ts";
+import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
 
-export { type Handler, HttpError, type RequestInfo } from "./responder.ts";
+export { type Handler, HttpError, type RequestInfo } from "../http/responder.ts";
 
 /** What a function announces to the gateway. */
 export interface FunctionOptions {
@@ -96,7 +96,7 @@ function base64ToBytes(s: string): Uint8Array {
  * @example
  * ```ts
  * import { FunctionServer } from "./function_server.ts";
- * import { workerConfig } from "./config.ts";
+ * import { workerConfig } from "../operations/config.ts";
  * const server = new FunctionServer(
  *   { name: "hello", routes: ["/hello"] },
  *   () => new Response("hi\n"),
@@ -140,7 +140,7 @@ export class FunctionServer {
    * @example
    * ```ts
    * import { FunctionServer } from "./function_server.ts";
-   * import { workerConfig } from "./config.ts";
+   * import { workerConfig } from "../operations/config.ts";
    * new FunctionServer({ name: "x", routes: ["/x"] }, () => new Response("x"), workerConfig([]).config);
    * ```
    */

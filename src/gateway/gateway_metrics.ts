@@ -8,8 +8,8 @@
  * @module
  */
 
-import { Histogram, Registry } from "./metrics.ts";
-import { HANDOFF_LATENCY_BUCKETS, type Stats } from "./protocol.ts";
+import { Histogram, Registry } from "../operations/metrics.ts";
+import { HANDOFF_LATENCY_BUCKETS, type Stats } from "../handoff/protocol.ts";
 
 /** What the gateway knows at scrape time besides the counters. */
 export interface GatewaySnapshot {

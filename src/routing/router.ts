@@ -3,7 +3,7 @@
  * function serves a path, and which of its worker processes gets the next
  * connection (the one holding the fewest, so a pool shares the load).
  *
- * Paths are matched by the one route matcher (src/route_table.ts, which
+ * Paths are matched by the one route matcher (src/routing/route_table.ts, which
  * workers use too): a route "/sum" matches "/sum" and every path below it
  * ("/sum/x"), never "/summary"; the longest matching route wins. When a
  * function's last worker leaves, its routes stay known for a grace period
@@ -20,7 +20,7 @@
  * @module
  */
 
-import { Limits } from "./protocol.ts";
+import { Limits } from "../handoff/protocol.ts";
 import { covers, type RouteMatch, RouteTable } from "./route_table.ts";
 
 /** A registered worker process as the router sees it. */

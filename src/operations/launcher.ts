@@ -4,7 +4,7 @@
  * (with exponential backoff), and stops them all on SIGINT or SIGTERM (each
  * drains first). Children write to the launcher's own stdout and stderr
  * (inherited), each line prefixed with the child's name: the launcher passes
- * the prefix in HOTPOTATO_LOG_PREFIX and src/log.ts writes it, so no line
+ * the prefix in HOTPOTATO_LOG_PREFIX and src/operations/log.ts writes it, so no line
  * passes through the launcher. Each child's stdin is a pipe from the
  * launcher; children exit when it closes, so a killed launcher leaves no
  * orphans.
@@ -15,7 +15,7 @@
  * @module
  */
 
-import { projectRoot } from "../ffi/paths.ts";
+import { projectRoot } from "../../ffi/paths.ts";
 import { parseArgs } from "node:util";
 import { type Role, rolesFor, SERVER_FLAGS } from "./roles.ts";
 
