@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Client, run, System } from "./support/system.ts";
 
 const enc = new TextEncoder();
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 /** [what, raw request, expected status] — each sent on a fresh connection. */
 const httpCases: [string, string, number][] = [
@@ -239,6 +240,51 @@ Deno.test("chunk framing that dwarfs its data is cut off at the buffer bound (41
     ok.close();
   } finally {
     client.close();
+    await sys.stop();
+  }
+});
+
+Deno.test("a worker's own error answers are counted in /metrics and logged, once each", async () => {
+  // One holder serves connections everywhere: a bad request on a connection
+  // a worker holds gets the same answer as at the gateway, and shows in the
+  // worker's counters and request log.
+  const sys = await System.start({ workerArgs: ["--header-timeout", "1"] });
+  const cases: [string, string, number][] = [
+    ["malformed request line", "GET  /sum HTTP/1.1\r\nhost: x\r\n\r\n", 400],
+    ["target too long", `GET /sum?a=${"1".repeat(9000)} HTTP/1.1\r\nhost: x\r\n\r\n`, 414],
+    ["head too large", `GET /sum HTTP/1.1\r\nhost: x\r\nx-big: ${"b".repeat(17000)}\r\n\r\n`, 431],
+    ["body too large", "POST /sum HTTP/1.1\r\nhost: x\r\ncontent-length: 2000000\r\n\r\n", 413],
+    ["head not finished in time", "GET /sum?a=1&b=2 HTTP/1.1\r\nhost: x\r\n", 408],
+  ];
+  try {
+    for (const [what, raw, status] of cases) {
+      const client = await Client.connect(sys.port);
+      try {
+        // The first request moves the connection to the sum worker.
+        const first = await client.get("/sum?a=1&b=2");
+        assert.match(first.headers.get("x-hotpotato-worker") ?? "", /^sum\//, what);
+        await client.write(enc.encode(raw));
+        const res = await client.read();
+        assert.equal(res.status, status, `${what}: ${res.body}`);
+        assert.equal(await client.closedByServer(), true, `${what}: closed after the answer`);
+      } finally {
+        client.close();
+      }
+    }
+    await sleep(1300); // workers report their counters every second
+    const text = await (await fetch(`http://127.0.0.1:${sys.adminPort}/metrics`)).text();
+    for (const [what, , status] of cases) {
+      const series = `hotpotato_requests_total{function="sum",route="-",status="${status}"} 1`;
+      assert.ok(text.split("\n").includes(series), `${what}: ${series} in\n${text}`);
+    }
+    const sum = sys.worker("sum");
+    for (const [what, , status] of cases) {
+      const lines = sum.lines.filter((l) =>
+        new RegExp(`hotpotato\\.worker: - - ${status} 0ms worker sum/\\d+ conn`).test(l)
+      );
+      assert.equal(lines.length, 1, `${what}: one request log line for ${status}`);
+    }
+  } finally {
     await sys.stop();
   }
 });

@@ -35,9 +35,16 @@ const dec = new TextDecoder();
 /** Every message template of src/ (logger calls and LogLines). */
 async function sourceTemplates(): Promise<string[]> {
   const found = new Set<string>();
-  for await (const entry of Deno.readDir(`${projectRoot}/src`)) {
-    if (!entry.name.endsWith(".ts")) continue;
-    const text = await Deno.readTextFile(`${projectRoot}/src/${entry.name}`);
+  const files: string[] = [];
+  const walk = async (dir: string) => {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isDirectory) await walk(`${dir}/${entry.name}`);
+      else if (entry.name.endsWith(".ts")) files.push(`${dir}/${entry.name}`);
+    }
+  };
+  await walk(`${projectRoot}/src`);
+  for (const file of files) {
+    const text = await Deno.readTextFile(file);
     const calls =
       /(?:log\.(?:trace|debug|info|warning|error|fatal)\(|new LogLine\(\s*\w+,\s*"\w+",)\s*"((?:[^"\\]|\\.)*)"/g;
     for (const m of text.matchAll(calls)) found.add(JSON.parse(`"${m[1]}"`));

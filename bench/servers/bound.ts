@@ -2,10 +2,11 @@
  * System (6), the bound: ONE process with hot potato's own TLS stack and
  * event loop (wolfSSL through FFI, the shim's epoll thread, TlsConnection,
  * readRequest, serializeResponse) that computes both functions itself, so no
- * connection ever moves. It accepts and handshakes as src/gateway/gateway_server.ts
- * does and serves each request as src/worker/function_server.ts does (the same
- * src/http/responder.ts, the same filtered info log): its per-request cost is hot
- * potato's without the multi-process part, the upper bound for (1).
+ * connection ever moves. It accepts and handshakes with the gateway's
+ * Handshaker and holds connections with the holder every hot potato process
+ * uses (src/connection/holder.ts; the same src/http/responder.ts, the same
+ * filtered info log): its per-request cost is hot potato's without the
+ * multi-process part, the upper bound for (1).
  *
  *   deno run --allow-ffi --allow-env bench/servers/bound.ts --port 18744 \
  *     [--cert .local/certs/cert.pem --key .local/certs/key.pem] [--tls-resumption on|off]
@@ -18,16 +19,20 @@
 
 import { parseArgs } from "node:util";
 import { projectRoot } from "../../ffi/paths.ts";
-import { accept, closeFd, localPort, raiseFileLimit, tcpListen } from "../../ffi/shim.ts";
-import { TlsContext, TlsError, TlsSession } from "../../ffi/wolfssl.ts";
-import { EventLoop } from "../../src/connection/event_loop.ts";
-import { errorResponse, type RequestHead } from "../../src/http/http.ts";
+import { localPort, raiseFileLimit, tcpListen } from "../../ffi/shim.ts";
+import { TlsContext } from "../../ffi/wolfssl.ts";
+import { hold, type HoldOptions, requestLogLine } from "../../src/connection/holder.ts";
+import { Listener } from "../../src/connection/listener.ts";
+import type { TlsConnection } from "../../src/connection/tls_connection.ts";
+import { GatewayMetrics } from "../../src/gateway/gateway_metrics.ts";
+import type { GatewayStats } from "../../src/gateway/gateway_server.ts";
+import { Handshaker } from "../../src/gateway/handshaker.ts";
+import { errorResponse } from "../../src/http/http.ts";
+import { Responder } from "../../src/http/responder.ts";
 import { onShutdown, printStatsOnSignal } from "../../src/operations/lifecycle.ts";
 import { logger, setupLogging } from "../../src/operations/log.ts";
-import { readRequest } from "../../src/connection/request_reader.ts";
-import { type ConnectionInfo, TlsConnection } from "../../src/connection/tls_connection.ts";
-import { handlerFor, product, sum } from "./functions.ts";
-import { Responder } from "../../src/http/responder.ts";
+import { product, sum } from "./functions.ts";
+import { RouteTable } from "../../src/routing/route_table.ts";
 
 const { values } = parseArgs({
   options: {
@@ -41,181 +46,107 @@ const { values } = parseArgs({
   },
 });
 
-// The defaults of src/operations/config.ts.
-const cfg = {
-  handshakeTimeoutMs: 10_000,
-  idleTimeoutMs: Number(values["idle-timeout"]) * 1000,
-  headerTimeoutMs: 10_000,
-  writeTimeoutMs: 30_000,
-  handlerTimeoutMs: 30_000,
-  maxBody: 1024 * 1024,
-};
-const METHODS = ["GET", "HEAD"]; // sum and product take GET (HEAD added, as FunctionServer does)
-const TLS_HANDSHAKE_RECORD = 0x16;
-
 setupLogging({ format: "text", level: values["log-level"] as "warning" });
 const log = logger("worker");
 const label = `bound/${Deno.pid}`;
-const stats = { accepted: 0, handshakes: 0, resumed: 0, requests: 0, held: 0 };
+// The defaults of src/operations/config.ts.
+const options: HoldOptions = {
+  idleTimeoutMs: Number(values["idle-timeout"]) * 1000,
+  headerTimeoutMs: 10_000,
+  bodyTimeoutMs: 60_000,
+  writeTimeoutMs: 30_000,
+  maxBody: 1024 * 1024,
+  requestLog: requestLogLine(log),
+  label,
+};
+const METHODS = ["GET", "HEAD"]; // sum and product take GET (HEAD added, as FunctionServer does)
+const stats: GatewayStats = {
+  accepted: 0,
+  handshakes: 0,
+  resumed: 0,
+  handoffs: 0,
+  returned: 0,
+  answered: 0,
+  handshakeFailures: 0,
+  moved: 0,
+};
+let requests = 0;
+let held = 0;
 
-raiseFileLimit();
-const serverCtx = TlsContext.server({
-  certFile: values.cert!,
-  keyFile: values.key!,
-  resumption: values["tls-resumption"] !== "off",
-});
-const listenFd = tcpListen(values.host!, Number(values.port));
-let nextConnId = 1;
-
-function acceptClients(): void {
-  for (;;) {
-    let c;
-    try {
-      c = accept(listenFd);
-    } catch {
-      return;
-    }
-    if (!c) return;
-    stats.accepted++;
-    const info: ConnectionInfo = {
-      connId: nextConnId++ >>> 0,
-      gatewayId: 0,
-      handoffs: 0,
-      peer: c.peer,
-      sni: "",
-      alpn: "",
-    };
-    let tls: TlsSession;
-    try {
-      tls = TlsSession.accept(serverCtx, c.fd);
-    } catch {
-      closeFd(c.fd);
-      continue;
-    }
-    const conn = new TlsConnection(c.fd, tls, info);
-    stats.held++;
-    handshake(conn)
-      .catch((e) => {
-        log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
-        conn.close(false);
-      })
-      .finally(() => stats.held--);
-  }
-}
-
-/** src/gateway/gateway_server.ts #handshake, then serve here instead of handing off. */
-async function handshake(conn: TlsConnection): Promise<void> {
-  const deadline = Date.now() + cfg.handshakeTimeoutMs;
-  const first = await conn.peekStart(deadline);
-  if (!first || first[0] !== TLS_HANDSHAKE_RECORD) {
-    conn.close(false);
-    return;
-  }
-  let ok = false;
-  try {
-    ok = await conn.handshake(deadline);
-  } catch (e) {
-    log.debug("handshake failed: {error}", { error: e instanceof TlsError ? e.message : e });
-  }
-  if (!ok) {
-    conn.close(false);
-    return;
-  }
-  stats.handshakes++;
-  if (conn.session.resumed) stats.resumed++;
-  conn.info.sni = conn.session.serverName;
-  conn.info.alpn = conn.session.alpn;
-  log.info("TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}", {
-    conn: conn.info.connId,
-    peer: conn.info.peer,
-    protocol: conn.protocol,
-    cipher: conn.cipher,
-  });
-  await serve(conn);
-}
-
-/** src/worker/function_server.ts #serve, with both functions in this process. */
-async function serve(conn: TlsConnection): Promise<void> {
-  const limits = { maxHeadBytes: 16384, maxBodyBytes: cfg.maxBody };
-  const wantBody = (head: RequestHead) => handlerFor(head.path) !== undefined;
-  for (;;) {
-    const r = await readRequest(conn, {
-      limits,
-      idleTimeoutMs: cfg.idleTimeoutMs,
-      headerTimeoutMs: cfg.headerTimeoutMs,
-      wantBody,
-    });
-    if (r.kind === "closed") {
-      conn.close();
-      return;
-    }
-    if (r.kind === "timeout" || r.kind === "error") {
-      const bytes = r.kind === "timeout"
-        ? errorResponse(408, "request not received in time", { keepAlive: false })
-        : errorResponse(r.status, r.message, { keepAlive: false });
-      await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
-      conn.close();
-      return;
-    }
-    if (r.kind === "head") {
-      // Only for a path no function serves: the gateway's 404.
-      const bytes = errorResponse(404, `no function serves ${r.head.path.slice(0, 200)}`, {
-        keepAlive: false,
-        extraHeaders: [["x-hotpotato-worker", label]],
-      });
-      await conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
-      conn.close();
-      return;
-    }
-    const responder = responderFor(r.head.path)!;
-    const started = performance.now();
-    const answer = !METHODS.includes(r.head.method)
-      ? responder.fail(conn, r.head, 405, `method ${r.head.method} not allowed`, [
-        ["allow", METHODS.join(", ")],
-      ])
-      : responder.respond(conn, r.head, r.body);
-    const { bytes, keepAlive } = answer instanceof Promise ? await answer : answer;
-    conn.consume(r.length);
-    stats.requests++;
-    const written = conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
-    const ok = typeof written === "boolean" ? written : await written;
-    log.info("{method} {path} conn {conn} handoffs {handoffs} {ms}ms", {
-      method: r.head.method,
-      path: r.head.path,
-      conn: conn.info.connId,
-      handoffs: conn.info.handoffs,
-      ms: Math.round((performance.now() - started) * 100) / 100,
-    });
-    if (!ok) {
-      conn.close(false);
-      return;
-    }
-    if (!keepAlive) {
-      conn.close();
-      return;
-    }
-  }
-}
-
-// src/worker/function_server.ts answers with a Responder per function: the same here.
-const responders = new Map(
-  (["sum", "product"] as const).map((name) => [
-    name,
-    new Responder(name === "sum" ? sum : product, {
-      name,
+// src/worker/function_server.ts answers with a Responder per function, and
+// routes with the route table every hot potato process uses: the same here.
+const routes = new RouteTable(
+  ([["/sum", sum], ["/product", product]] as const).map(([route, handler]) => [
+    route,
+    new Responder(handler, {
+      name: route.slice(1),
       label,
-      handlerTimeoutMs: cfg.handlerTimeoutMs,
+      handlerTimeoutMs: 30_000,
       keepAlive: (head) => head.keepAlive,
     }),
   ]),
 );
 
-function responderFor(path: string): Responder | undefined {
-  const h = handlerFor(path);
-  return h === sum ? responders.get("sum") : h === product ? responders.get("product") : undefined;
+/** The holder every hot potato process uses, with a policy that never
+ * moves a connection: both functions answer here. */
+async function serve(conn: TlsConnection): Promise<void> {
+  held++;
+  try {
+    await hold(conn, options, {
+      answersHere: () => true,
+      move: () => false,
+      answer: (conn, head, body) => {
+        const hit = routes.match(head.path);
+        if (hit === undefined) {
+          // The gateway's 404.
+          const bytes = errorResponse(404, `no function serves ${head.path.slice(0, 200)}`, {
+            keepAlive: false,
+            extraHeaders: [["x-hotpotato-worker", label]],
+          });
+          return { route: "-", status: 404, bytes, keepAlive: false };
+        }
+        const { route, value: responder } = hit;
+        const answer = !METHODS.includes(head.method)
+          ? responder.fail(conn, head, 405, `method ${head.method} not allowed`, [
+            ["allow", METHODS.join(", ")],
+          ])
+          : responder.respond(conn, head, body);
+        return answer instanceof Promise
+          ? answer.then((a) => ({ ...a, route }))
+          : { ...answer, route };
+      },
+      count: () => requests++,
+      draining: () => false,
+    });
+  } catch (e) {
+    log.error("conn {conn}: {error}", { conn: conn.info.connId, error: String(e) });
+    conn.close(false);
+  } finally {
+    held--;
+  }
 }
 
-EventLoop.instance().add(listenFd, () => acceptClients());
+raiseFileLimit();
+const handshaker = new Handshaker({
+  context: TlsContext.server({
+    certFile: values.cert!,
+    keyFile: values.key!,
+    resumption: values["tls-resumption"] !== "off",
+  }),
+  gatewayId: 0,
+  handshakeTimeoutMs: 10_000,
+  stats,
+  metrics: new GatewayMetrics(),
+  ready: serve,
+});
+const listenFd = tcpListen(values.host!, Number(values.port));
+new Listener(listenFd, "clients", (c) => handshaker.accept(c));
 console.log(`bound listening on https://${values.host}:${localPort(listenFd)}`);
-printStatsOnSignal(() => ({ ...stats }));
+printStatsOnSignal(() => ({
+  accepted: stats.accepted,
+  handshakes: stats.handshakes,
+  resumed: stats.resumed,
+  requests,
+  held,
+}));
 onShutdown(() => Deno.exit(0));

@@ -25,7 +25,7 @@ import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { WorkerConfig } from "../operations/config.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
 import type { RequestHead } from "../http/http.ts";
-import { logger, LogLine } from "../operations/log.ts";
+import { logger } from "../operations/log.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "../handoff/handoff.ts";
 import {
   decodeMessage,
@@ -41,7 +41,7 @@ import {
 } from "../handoff/protocol.ts";
 import { Histogram } from "../operations/metrics.ts";
 import { type Handler, Responder } from "../http/responder.ts";
-import { type HolderOptions, nextRequest } from "../connection/request_reader.ts";
+import { hold, type HoldOptions, type HoldPolicy, requestLogLine } from "../connection/holder.ts";
 import { Sealer } from "../handoff/seal.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
@@ -73,12 +73,8 @@ export interface FunctionOptions {
 }
 
 const log = logger("worker");
-/** One line per request (LogLine: cheap enough to leave on). */
-const served = new LogLine(
-  log,
-  "info",
-  "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
-);
+/** One line per request (cheap enough to leave on). */
+const requestLog = requestLogLine(log);
 
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
@@ -123,6 +119,7 @@ export class FunctionServer {
   #stopped = false;
   #connections = new Set<TlsConnection>();
   #label: string;
+  #holdOptions: HoldOptions;
   #routes: string[];
   /** Which paths are ours: the gateway's table, or our routes before it. */
   #table: WorkerRoutes;
@@ -150,6 +147,15 @@ export class FunctionServer {
     this.#table = new WorkerRoutes(options.name, this.#routes);
     this.#config = config;
     this.#label = `${options.name}/${Deno.pid}`;
+    this.#holdOptions = {
+      maxBody: config.maxBody,
+      idleTimeoutMs: config.idleTimeoutMs,
+      headerTimeoutMs: config.headerTimeoutMs,
+      bodyTimeoutMs: config.bodyTimeoutMs,
+      writeTimeoutMs: config.writeTimeoutMs,
+      requestLog,
+      label: this.#label,
+    };
     this.#responder = new Responder(handler, {
       name: options.name,
       label: this.#label,
@@ -435,63 +441,36 @@ export class FunctionServer {
     return this.#table.routeOf(path);
   }
 
-  async #serve(conn: TlsConnection, answerHere: boolean): Promise<void> {
-    const cfg = this.#config;
-    const opts: HolderOptions = {
-      maxBody: cfg.maxBody,
-      idleTimeoutMs: cfg.idleTimeoutMs,
-      headerTimeoutMs: cfg.headerTimeoutMs,
-      bodyTimeoutMs: cfg.bodyTimeoutMs,
-      writeTimeoutMs: cfg.writeTimeoutMs,
-      wantBody: (head) => answerHere || this.#routeOf(head.path) !== undefined,
-      draining: () => this.#draining,
-    };
-    for (;;) {
-      const r = await nextRequest(conn, opts);
-      if (!r) return;
-      const route = this.#routeOf(r.head.path);
-      if (route === undefined && !answerHere) {
-        if (this.#moveDirect(conn, r.head) || this.#handBack(conn, r.head)) return;
-        answerHere = true; // it cannot move: answer it here, with its body read
-        if (r.kind === "head") continue;
-      }
-      if (r.kind === "head") continue; // cannot happen: wantBody was true
-      const started = performance.now();
+  /** What this worker does with each request on a connection it holds:
+   * its own routes are answered with the handler (405 for a method it does
+   * not take); any other path moves the connection (straight to a sibling,
+   * else back to the gateway), or gets a 503 here when it cannot move. */
+  #policy: HoldPolicy = {
+    answersHere: (head) => this.#routeOf(head.path) !== undefined,
+    move: (conn, head) => this.#moveDirect(conn, head) || this.#handBack(conn, head),
+    answer: (conn, head, body) => {
+      const route = this.#routeOf(head.path);
       const methods = this.options.methods;
       const answer = route === undefined
-        ? this.#responder.fail(conn, r.head, 503, "cannot reach the gateway right now", [
+        ? this.#responder.fail(conn, head, 503, "cannot reach the gateway right now", [
           ["retry-after", "1"],
         ])
-        : methods && !methods.includes(r.head.method)
-        ? this.#responder.fail(conn, r.head, 405, `method ${r.head.method} not allowed`, [
+        : methods && !methods.includes(head.method)
+        ? this.#responder.fail(conn, head, 405, `method ${head.method} not allowed`, [
           ["allow", methods.join(", ")],
         ])
-        : this.#responder.respond(conn, r.head, r.body);
-      if (route === undefined) answerHere = false;
-      const { status, bytes, keepAlive } = answer instanceof Promise ? await answer : answer;
-      conn.consume(r.length);
-      const written = conn.write(bytes, Date.now() + cfg.writeTimeoutMs);
-      const ok = typeof written === "boolean" ? written : await written;
-      this.#count(route ?? "-", status);
-      served.log(() => ({
-        method: r.head.method,
-        path: r.head.path,
-        route,
-        status,
-        ms: Math.round((performance.now() - started) * 100) / 100,
-        worker: this.#label,
-        conn: conn.info.connId,
-        handoffs: conn.info.handoffs,
-      }));
-      if (!ok) {
-        conn.close(false);
-        return;
-      }
-      if (!keepAlive) {
-        conn.close();
-        return;
-      }
-    }
+        : this.#responder.respond(conn, head, body);
+      const r = route ?? "-";
+      return answer instanceof Promise
+        ? answer.then((a) => ({ ...a, route: r }))
+        : { ...answer, route: r };
+    },
+    count: (a) => this.#count(a.route, a.status),
+    draining: () => this.#draining,
+  };
+
+  async #serve(conn: TlsConnection, unplaced: boolean): Promise<void> {
+    await hold(conn, this.#holdOptions, this.#policy, unplaced);
   }
 
   /** Keep the connection after this response? Decided when the response is

@@ -1,0 +1,183 @@
+/**
+ * The connection holder: the one loop that serves a held connection, for
+ * the gateway, for a worker and for the benchmark's single-process bound.
+ * It reads each request (with the timeouts of request_reader.ts), asks the
+ * holder's {@linkcode HoldPolicy} whether the request is answered here or
+ * the connection moves, writes the answer, and counts and logs every answer
+ * it writes, its own 4xx answers to bad or late requests included, exactly
+ * once.
+ *
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import type { RequestHead } from "../http/http.ts";
+import type { Answer } from "../http/responder.ts";
+import { LogLine } from "../operations/log.ts";
+import { type HolderOptions, nextRequest } from "./request_reader.ts";
+import type { TlsConnection } from "./tls_connection.ts";
+
+/** One answer a holder wrote: what its request log line and counters get. */
+export interface Answered {
+  /** Request method, "-" when the request could not be read. */
+  method: string;
+  /** Request target, "-" when the request could not be read. */
+  path: string;
+  /** The route that answered, "-" when none did (the holder's own answers). */
+  route: string;
+  /** HTTP status written. */
+  status: number;
+  /** Time from the complete request to the written answer, ms. */
+  ms: number;
+}
+
+/** The answer to a request answered here, and the route it counts under. */
+export interface RoutedAnswer extends Answer {
+  /** The route that answered ("-" for the holder's own answers). */
+  route: string;
+}
+
+/** What decides, per request, between answering here and moving the connection. */
+export interface HoldPolicy {
+  /** Whether a request with this head is answered here (its body is read
+   * first) rather than moved to another process. */
+  answersHere(head: RequestHead): boolean;
+  /** Move the connection, whose next request is `head`, to whoever serves
+   * it. True when it left (it is no longer ours: the holder stops); false
+   * when it cannot move now (the request is then answered here, with
+   * `unplaced` set). */
+  move(conn: TlsConnection, head: RequestHead): boolean;
+  /** The answer to a request answered here. `unplaced`: the connection
+   * could not move (or just came back unplaced): answer it 503, say. */
+  answer(
+    conn: TlsConnection,
+    head: RequestHead,
+    body: Uint8Array,
+    unplaced: boolean,
+  ): RoutedAnswer | Promise<RoutedAnswer>;
+  /** Count an answer written (once per answer, the holder's 4xx included). */
+  count(answered: Answered): void;
+  /** True while the process drains: no next request is read. */
+  draining(): boolean;
+}
+
+/** How a holder reads requests and logs its answers. */
+export interface HoldOptions extends Omit<HolderOptions, "wantBody" | "draining" | "onError"> {
+  /** The process's request log line ({@linkcode requestLogLine}). */
+  requestLog: LogLine;
+  /** Who answers, "name/pid", for the log line. */
+  label: string;
+}
+
+/**
+ * The request log line of a process (one per process, made once: a
+ * {@linkcode LogLine} formats only what is written).
+ *
+ * @example
+ * ```ts
+ * import { requestLogLine } from "./holder.ts";
+ * import { logger } from "../operations/log.ts";
+ * const line = requestLogLine(logger("worker"));
+ * ```
+ */
+export function requestLogLine(log: Logger): LogLine {
+  return new LogLine(
+    log,
+    "info",
+    "{method} {path} {status} {ms}ms worker {worker} conn {conn} handoffs {handoffs}",
+  );
+}
+
+/**
+ * Serve `conn` until it closes or moves. `unplaced`: its next request could
+ * not be placed when it arrived here (a move failed): the policy answers it
+ * here as unplaced instead of trying to move it again.
+ *
+ * @example
+ * ```ts
+ * import { hold, requestLogLine } from "./holder.ts";
+ * import { errorResponse } from "../http/http.ts";
+ * import { logger } from "../operations/log.ts";
+ * import type { TlsConnection } from "./tls_connection.ts";
+ * declare const conn: TlsConnection; // a connection after its handshake
+ * await hold(conn, {
+ *   maxBody: 1 << 20, idleTimeoutMs: 30_000, headerTimeoutMs: 10_000,
+ *   bodyTimeoutMs: 60_000, writeTimeoutMs: 30_000,
+ *   requestLog: requestLogLine(logger("worker")), label: `teapot/${Deno.pid}`,
+ * }, {
+ *   answersHere: () => true,
+ *   move: () => false,
+ *   answer: (_conn, head) => ({
+ *     route: "/", status: 418, keepAlive: head.keepAlive,
+ *     bytes: errorResponse(418, "short and stout", { keepAlive: head.keepAlive }),
+ *   }),
+ *   count: () => {},
+ *   draining: () => false,
+ * });
+ * ```
+ */
+export async function hold(
+  conn: TlsConnection,
+  opts: HoldOptions,
+  policy: HoldPolicy,
+  unplaced = false,
+): Promise<void> {
+  const written = (a: Answered) => {
+    policy.count(a);
+    opts.requestLog.log(() => ({
+      method: a.method,
+      path: a.path.length > 200 ? a.path.slice(0, 200) : a.path,
+      route: a.route,
+      status: a.status,
+      ms: a.ms,
+      worker: opts.label,
+      conn: conn.info.connId,
+      handoffs: conn.info.handoffs,
+    }));
+  };
+  const readOpts: HolderOptions = {
+    maxBody: opts.maxBody,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    headerTimeoutMs: opts.headerTimeoutMs,
+    bodyTimeoutMs: opts.bodyTimeoutMs,
+    writeTimeoutMs: opts.writeTimeoutMs,
+    wantBody: (head) => unplaced || policy.answersHere(head),
+    draining: () => policy.draining(),
+    onError: (status) => written({ method: "-", path: "-", route: "-", status, ms: 0 }),
+  };
+  for (;;) {
+    const r = await nextRequest(conn, readOpts);
+    if (!r) return;
+    if (!unplaced && !policy.answersHere(r.head)) {
+      if (policy.move(conn, r.head)) return;
+      unplaced = true; // it cannot move: answer it here, with its body read
+    }
+    // Read without its body, but answered here after all (a move failed,
+    // or the route table changed meanwhile): read it again, body included.
+    if (r.kind === "head") continue;
+    const started = performance.now();
+    const pending = policy.answer(conn, r.head, r.body, unplaced);
+    unplaced = false;
+    const { route, status, bytes, keepAlive } = pending instanceof Promise
+      ? await pending
+      : pending;
+    conn.consume(r.length);
+    const w = conn.write(bytes, Date.now() + opts.writeTimeoutMs);
+    const ok = typeof w === "boolean" ? w : await w;
+    written({
+      method: r.head.method,
+      path: r.head.path,
+      route,
+      status,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+    });
+    if (!ok) {
+      conn.close(false);
+      return;
+    }
+    if (!keepAlive) {
+      conn.close();
+      return;
+    }
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * Moving connections from the gateway to workers, acknowledged: a
+ * connection stays the gateway's (its fd and its sealed state) until the
+ * receiving worker confirms it adopted it. A worker that refuses it, dies or
+ * closes its channel first gives it back: it goes to another worker of its
+ * route, or, after {@linkcode MAX_PLACEMENTS} tries, is answered 503 here
+ * on a connection that stays open.
+ *
+ * Connections that workers hand back (their next request is another
+ * function's) are forwarded unopened: the gateway confirms them, then passes
+ * the sealed message and fd on to the route's worker, imports them only to
+ * answer here (no worker for the route). Direct moves between workers are
+ * only told to the gateway (MOVED): logged and counted as if forwarded.
+ *
+ * @module
+ */
+
+import { closeFd, FD_LOST } from "../../ffi/shim.ts";
+import type { TlsContext } from "../../ffi/wolfssl.ts";
+import type { TlsConnection } from "../connection/tls_connection.ts";
+import { parseRequest, type RequestHead } from "../http/http.ts";
+import { MAX_HEAD_BYTES } from "../connection/request_reader.ts";
+import { adoptHandoff, nowMicros, releaseForHandoff } from "../handoff/handoff.ts";
+import {
+  decodeMessage,
+  type Handoff,
+  MessageType,
+  type Moved,
+  setHandoffCount,
+} from "../handoff/protocol.ts";
+import type { Sealer } from "../handoff/seal.ts";
+import { logger, LogLine } from "../operations/log.ts";
+import type { GatewayMetrics } from "./gateway_metrics.ts";
+import type { GatewayStats } from "./gateway_server.ts";
+import type { Worker, Workers } from "./workers.ts";
+
+const log = logger("gateway");
+const returnedLine = new LogLine(
+  log,
+  "info",
+  "connection returned: conn {conn} from {worker} for {path}, to {target}",
+);
+const movedLine = new LogLine(
+  log,
+  "info",
+  "connection moved: conn {conn} from {worker} for {route}, to {target}",
+);
+
+/** How often a connection is offered to workers before it is answered 503
+ * here (each refusal or death before confirming is one). */
+export const MAX_PLACEMENTS = 3;
+
+/** The head of the request at the start of `unread`, if complete. */
+function requestHead(unread: Uint8Array, maxBody: number): RequestHead | undefined {
+  const parsed = parseRequest(unread, { maxHeadBytes: MAX_HEAD_BYTES, maxBodyBytes: maxBody });
+  return parsed.kind === "request" || parsed.kind === "incomplete" ? parsed.head : undefined;
+}
+
+/** What a {@linkcode Forwarder} works with. */
+export interface ForwarderOptions {
+  /** The registry whose router picks the workers. */
+  workers: Workers;
+  /** Seals and opens handoff state. */
+  sealer: Sealer;
+  /** Imports connections the gateway answers itself. */
+  importContext: TlsContext;
+  /** --max-body (a returned request's head is read to route it). */
+  maxBody: number;
+  /** Counters to bump. */
+  stats: GatewayStats;
+  /** Metrics to bump. */
+  metrics: GatewayMetrics;
+  /** Hold an imported connection and answer it here; `unplaced`: its next
+   * request could not be placed (answer 503). */
+  serve(conn: TlsConnection, unplaced: boolean): void;
+}
+
+/**
+ * The gateway's handoff paths.
+ *
+ * @example
+ * ```ts
+ * import { Forwarder, type ForwarderOptions } from "./forwarder.ts";
+ * declare const options: ForwarderOptions;
+ * const forwarder = new Forwarder(options);
+ * ```
+ */
+export class Forwarder {
+  #o: ForwarderOptions;
+
+  /** A forwarder over these parts.
+   *
+   * @example
+   * ```ts
+   * import { Forwarder, type ForwarderOptions } from "./forwarder.ts";
+   * declare const options: ForwarderOptions;
+   * new Forwarder(options);
+   * ```
+   */
+  constructor(options: ForwarderOptions) {
+    this.#o = options;
+  }
+
+  /** Hand a connection the gateway holds to a worker of `route`. False
+   * when no worker serves its path now (the caller answers it).
+   *
+   * @example
+   * ```ts
+   * import type { Forwarder } from "./forwarder.ts";
+   * import type { TlsConnection } from "../connection/tls_connection.ts";
+   * declare const forwarder: Forwarder, conn: TlsConnection;
+   * forwarder.handOff(conn, "/sum?a=1&b=2");
+   * ```
+   */
+  handOff(conn: TlsConnection, path: string): boolean {
+    const hit = this.#o.workers.router.pickWithRoute(path);
+    if (!hit) return false;
+    const msg = releaseForHandoff(conn, this.#o.sealer, conn.info.handoffs + 1);
+    this.#transfer(hit.worker, hit.route, msg, conn.fd, 1);
+    return true;
+  }
+
+  /** Send a connection to a worker; it stays ours until the worker confirms.
+   * If it refuses or dies first, the connection is placed again. */
+  #transfer(worker: Worker, route: string, msg: Uint8Array, fd: number, attempt: number): void {
+    const back = (fd: number, message: Uint8Array, reason: string) => {
+      worker.held = Math.max(0, worker.held - 1);
+      this.#placeAgain(worker, fd, message, reason, attempt);
+    };
+    // The worker decides what is its by the table: it must have the newest.
+    this.#o.workers.flushRoutes();
+    if (!worker.channel.transfer(msg, fd, back)) {
+      this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt + 1);
+      return;
+    }
+    worker.held++;
+    this.#o.stats.handoffs++;
+    this.#o.metrics.handoff(worker.name, route);
+  }
+
+  /** A connection a worker did not take (`reason`) is ours again: another
+   * worker of its route gets it, or it is answered 503 here (the connection
+   * stays open). */
+  #placeAgain(
+    failed: Worker,
+    fd: number,
+    message: Uint8Array,
+    reason: string,
+    attempt: number,
+  ): void {
+    let h: Handoff;
+    try {
+      const msg = decodeMessage(message);
+      if (msg.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
+      h = msg.body;
+    } catch (e) {
+      log.error("a connection that came back cannot be read: {error}", { error: String(e) });
+      closeFd(fd);
+      message.fill(0);
+      return;
+    }
+    const head = requestHead(h.unread, this.#o.maxBody);
+    const hit = head && attempt < MAX_PLACEMENTS
+      ? this.#o.workers.router.pickWithRoute(head.path)
+      : undefined;
+    const to = hit && hit.worker !== failed ? hit : undefined;
+    log.warning("conn {conn}: {worker} did not take it ({reason}); {next}", {
+      conn: h.connId,
+      worker: `${failed.name}/${failed.pid}`,
+      reason,
+      next: to ? `to ${to.worker.name}/${to.worker.pid}` : "answering 503 here",
+    });
+    if (to) {
+      this.#transfer(to.worker, to.route, message, fd, attempt + 1);
+      return;
+    }
+    this.#adopt(h, fd, true);
+    message.fill(0);
+  }
+
+  /** A worker handed a connection back: its next request is not for it.
+   * Confirm it, then (once the confirmation has left) forward it unopened to
+   * the route's worker, or answer it here.
+   *
+   * @example
+   * ```ts
+   * import type { Forwarder } from "./forwarder.ts";
+   * import type { Worker } from "./workers.ts";
+   * import type { Handoff } from "../handoff/protocol.ts";
+   * declare const forwarder: Forwarder, from: Worker, h: Handoff, fd: number, raw: Uint8Array;
+   * forwarder.returned(from, h, fd, raw);
+   * ```
+   */
+  returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
+    this.#o.stats.returned++;
+    this.#o.metrics.returned(from.name);
+    from.held = Math.max(0, from.held - 1);
+    const transfer = h.transfer ?? 0;
+    if (fd < 0) {
+      log.warning("conn {conn}: HANDOFF from {worker} without a socket{why}; refused", {
+        conn: h.connId,
+        worker: `${from.name}/${from.pid}`,
+        why: fd === FD_LOST ? " (the gateway is at its open-file limit)" : "",
+      });
+      from.channel.confirm(transfer, false);
+      return;
+    }
+    const message = raw.slice(); // raw is zeroed when this returns
+    // Decide where it goes before confirming: between the confirmation and
+    // the kernel taking the forward, the connection lives in this process
+    // alone (a SIGKILL then loses it), so that gap holds two sendmsg calls.
+    const head = requestHead(h.unread, this.#o.maxBody);
+    const hit = head ? this.#o.workers.router.pickWithRoute(head.path) : undefined;
+    if (hit) setHandoffCount(message, h.handoffs + 1); // forwarded unopened
+    from.channel.confirm(transfer, true, (mine) => {
+      if (!mine) {
+        closeFd(fd); // its sender took it back
+        message.fill(0);
+        return;
+      }
+      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1);
+      else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
+      returnedLine.log(() => ({
+        conn: h.connId,
+        worker: `${from.name}/${from.pid}`,
+        path: head?.path ?? "?",
+        target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
+      }));
+      if (!hit) message.fill(0);
+    }, true);
+  }
+
+  /** Route changes a worker made directly (`--handoff direct`), told after
+   * the fact: logged and counted as if the gateway had forwarded them.
+   *
+   * @example
+   * ```ts
+   * import type { Forwarder } from "./forwarder.ts";
+   * import type { Worker } from "./workers.ts";
+   * declare const forwarder: Forwarder, from: Worker;
+   * forwarder.moved(from, { moves: [{ conn: 1, to: 4242, fn: "product", route: "/product" }] });
+   * ```
+   */
+  moved(from: Worker, { moves }: Moved): void {
+    const { stats, metrics } = this.#o;
+    for (const m of moves) {
+      stats.moved++;
+      stats.returned++; // it left from's function, as a hand-back does
+      metrics.returned(from.name);
+      metrics.handoff(m.fn, m.route);
+      movedLine.log(() => ({
+        conn: m.conn,
+        worker: `${from.name}/${from.pid}`,
+        route: m.route,
+        target: `${m.fn}/${m.to}`,
+      }));
+    }
+  }
+
+  /** Import a connection to answer it here (no worker for it, or none could
+   * take it: `unplaced`). */
+  #adopt(h: Handoff, fd: number, unplaced: boolean): void {
+    const conn = adoptHandoff(h, fd, this.#o.sealer, this.#o.importContext);
+    if (typeof conn === "string") {
+      log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
+      return;
+    }
+    this.#o.metrics.adopted(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    this.#o.serve(conn, unplaced);
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * What the gateway does with each request on a connection it holds: a
+ * request whose route a worker serves moves the connection to that worker
+ * (the head alone decides); anything else is answered here: 404 when no
+ * function serves the route, 503 with `Retry-After` when its function has
+ * no worker right now, or when the connection could not be placed.
+ *
+ * @module
+ */
+
+import type { TlsConnection } from "../connection/tls_connection.ts";
+import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts";
+import { errorResponse, type RequestHead } from "../http/http.ts";
+import type { GatewayMetrics } from "./gateway_metrics.ts";
+import type { GatewayStats } from "./gateway_server.ts";
+import type { Forwarder } from "./forwarder.ts";
+import type { Router } from "../routing/router.ts";
+import type { Worker } from "./workers.ts";
+
+/** What a {@linkcode GatewayPolicy} decides with. */
+export interface GatewayPolicyOptions {
+  /** Which function serves a path. */
+  router: Router<Worker>;
+  /** Moves connections to workers. */
+  forwarder: Forwarder;
+  /** Counters to bump. */
+  stats: GatewayStats;
+  /** Metrics to bump. */
+  metrics: GatewayMetrics;
+  /** "gateway/pid", sent as `x-hotpotato-worker`. */
+  label: string;
+  /** True while the gateway drains. */
+  draining(): boolean;
+}
+
+/**
+ * The gateway's {@linkcode HoldPolicy}.
+ *
+ * @example
+ * ```ts
+ * import { GatewayPolicy, type GatewayPolicyOptions } from "./gateway_policy.ts";
+ * declare const options: GatewayPolicyOptions;
+ * const policy = new GatewayPolicy(options);
+ * ```
+ */
+export class GatewayPolicy implements HoldPolicy {
+  #o: GatewayPolicyOptions;
+
+  /** A policy over these parts.
+   *
+   * @example
+   * ```ts
+   * import { GatewayPolicy, type GatewayPolicyOptions } from "./gateway_policy.ts";
+   * declare const options: GatewayPolicyOptions;
+   * new GatewayPolicy(options);
+   * ```
+   */
+  constructor(options: GatewayPolicyOptions) {
+    this.#o = options;
+  }
+
+  /** Answered here unless a worker serves the path. (status(), not a pick:
+   * asking must not advance a pool's rotation.)
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * import type { RequestHead } from "../http/http.ts";
+   * declare const policy: GatewayPolicy, head: RequestHead;
+   * policy.answersHere(head);
+   * ```
+   */
+  answersHere(head: RequestHead): boolean {
+    return this.#o.router.status(head.path) !== "served";
+  }
+
+  /** Hand the connection to a worker of the path's route.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * import type { RequestHead } from "../http/http.ts";
+   * import type { TlsConnection } from "../connection/tls_connection.ts";
+   * declare const policy: GatewayPolicy, conn: TlsConnection, head: RequestHead;
+   * policy.move(conn, head);
+   * ```
+   */
+  move(conn: TlsConnection, head: RequestHead): boolean {
+    return this.#o.forwarder.handOff(conn, head.path);
+  }
+
+  /** 503 for a request no worker could take (`unplaced`) or whose function
+   * has no worker right now (it is likely being restarted), 404 when no
+   * function serves the route.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * import type { RequestHead } from "../http/http.ts";
+   * import type { TlsConnection } from "../connection/tls_connection.ts";
+   * declare const policy: GatewayPolicy, conn: TlsConnection, head: RequestHead;
+   * const { status } = policy.answer(conn, head, new Uint8Array(0), false);
+   * ```
+   */
+  answer(
+    _conn: TlsConnection,
+    head: RequestHead,
+    _body: Uint8Array,
+    unplaced: boolean,
+  ): RoutedAnswer {
+    const keepAlive = head.keepAlive && !this.#o.draining();
+    const path = head.path.slice(0, 200);
+    const headOnly = head.method === "HEAD";
+    const vacant = !unplaced && this.#o.router.status(head.path) === "vacant";
+    const status = unplaced || vacant ? 503 : 404;
+    const message = unplaced
+      ? `no worker could take ${path} right now`
+      : vacant
+      ? `no worker for ${path} right now`
+      : `no function serves ${path}`;
+    const extraHeaders: [string, string][] = status === 503
+      ? [["retry-after", "1"], ["x-hotpotato-worker", this.#o.label]]
+      : [["x-hotpotato-worker", this.#o.label]];
+    return {
+      route: "-",
+      status,
+      keepAlive,
+      bytes: errorResponse(status, message, { keepAlive, headOnly, extraHeaders }),
+    };
+  }
+
+  /** Count a request the gateway answered itself.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * declare const policy: GatewayPolicy;
+   * policy.count({ method: "GET", path: "/nope", route: "-", status: 404, ms: 0.1 });
+   * ```
+   */
+  count(a: Answered): void {
+    this.#o.stats.answered++;
+    this.#o.metrics.answered(a.status);
+  }
+
+  /** True while the gateway drains.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * declare const policy: GatewayPolicy;
+   * policy.draining();
+   * ```
+   */
+  draining(): boolean {
+    return this.#o.draining();
+  }
+}

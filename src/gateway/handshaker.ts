@@ -1,0 +1,206 @@
+/**
+ * The gateway's front door: a client's TCP connection becomes a TLS session
+ * (the one handshake the client gets) or is closed. A client that speaks
+ * plain HTTP to the TLS port is told so; a failed handshake is logged with
+ * wolfSSL's reason, within a budget (any client can cause them).
+ *
+ * @module
+ */
+
+import { closeFd } from "../../ffi/shim.ts";
+import { type TlsContext, TlsError, TlsSession } from "../../ffi/wolfssl.ts";
+import type { Accepted } from "../connection/listener.ts";
+import { retryBlockedListeners } from "../connection/listener.ts";
+import { type ConnectionInfo, TlsConnection } from "../connection/tls_connection.ts";
+import { errorResponse } from "../http/http.ts";
+import { LogBudget, logger, LogLine } from "../operations/log.ts";
+import type { GatewayMetrics } from "./gateway_metrics.ts";
+import type { GatewayStats } from "./gateway_server.ts";
+
+const log = logger("gateway");
+const handshakeLine = new LogLine(
+  log,
+  "info",
+  "TLS handshake complete: conn {conn} from {peer}, {protocol} {cipher}",
+);
+
+/** The first byte of a TLS ClientHello (content type "handshake"). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** What a client that speaks plain HTTP to the TLS port gets. */
+const PLAIN_HTTP_ANSWER = errorResponse(400, "this port speaks HTTPS: use https://", {
+  keepAlive: false,
+});
+
+/** What a {@linkcode Handshaker} needs. */
+export interface HandshakerOptions {
+  /** The server context (certificate, key, resumption). */
+  context: TlsContext;
+  /** This gateway's id, carried in every handoff of its connections. */
+  gatewayId: number;
+  /** --handshake-timeout, ms. */
+  handshakeTimeoutMs: number;
+  /** Counters to bump. */
+  stats: GatewayStats;
+  /** Metrics to bump. */
+  metrics: GatewayMetrics;
+  /** Called with each connection whose handshake completed; it is the
+   * callee's until its promise settles. */
+  ready(conn: TlsConnection): Promise<void>;
+}
+
+/**
+ * Turns accepted TCP connections into TLS connections.
+ *
+ * @example
+ * ```ts
+ * import { Handshaker } from "./handshaker.ts";
+ * import { GatewayMetrics } from "./gateway_metrics.ts";
+ * import { TlsContext } from "../../ffi/wolfssl.ts";
+ * const handshaker = new Handshaker({
+ *   context: TlsContext.server({ certFile: ".local/certs/cert.pem", keyFile: ".local/certs/key.pem" }),
+ *   gatewayId: 1,
+ *   handshakeTimeoutMs: 10_000,
+ *   stats: { accepted: 0, handshakes: 0, resumed: 0, handoffs: 0, returned: 0, answered: 0, handshakeFailures: 0, moved: 0 },
+ *   metrics: new GatewayMetrics(),
+ *   ready: (conn) => Promise.resolve(conn.close()),
+ * });
+ * ```
+ */
+export class Handshaker {
+  #opts: HandshakerOptions;
+  #nextConnId = 1;
+  #logBudget = new LogBudget(10, 1000);
+
+  /** A handshaker with these settings.
+   *
+   * @example
+   * ```ts
+   * import { Handshaker, type HandshakerOptions } from "./handshaker.ts";
+   * declare const options: HandshakerOptions;
+   * new Handshaker(options);
+   * ```
+   */
+  constructor(opts: HandshakerOptions) {
+    this.#opts = opts;
+  }
+
+  /** Take a client's TCP connection (its fd is ours from here on).
+   *
+   * @example
+   * ```ts
+   * import type { Handshaker } from "./handshaker.ts";
+   * import { Listener } from "../connection/listener.ts";
+   * import { tcpListen } from "../../ffi/shim.ts";
+   * declare const handshaker: Handshaker;
+   * new Listener(tcpListen("127.0.0.1", 0), "clients", (c) => handshaker.accept(c));
+   * ```
+   */
+  accept(c: Accepted): void {
+    this.#opts.stats.accepted++;
+    const info: ConnectionInfo = {
+      connId: this.#nextConnId++ >>> 0,
+      gatewayId: this.#opts.gatewayId,
+      handoffs: 0,
+      peer: c.peer,
+      sni: "",
+      alpn: "",
+    };
+    let tls: TlsSession;
+    try {
+      tls = TlsSession.accept(this.#opts.context, c.fd);
+    } catch (e) {
+      log.error("cannot create a TLS session: {error}", { error: (e as Error).message });
+      closeFd(c.fd);
+      return;
+    }
+    let conn: TlsConnection;
+    try {
+      conn = new TlsConnection(c.fd, tls, info); // watches the fd: can fail (ENOMEM, ENOSPC)
+    } catch (e) {
+      log.error("cannot watch a connection: {error}", { error: (e as Error).message });
+      tls.free();
+      closeFd(c.fd);
+      return;
+    }
+    this.#handshake(conn)
+      .catch((e) => {
+        log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
+        conn.close(false);
+      })
+      // Its fd is closed or handed off now: room for one in the listen queue.
+      .finally(retryBlockedListeners);
+  }
+
+  async #handshake(conn: TlsConnection): Promise<void> {
+    const { stats } = this.#opts;
+    const deadline = Date.now() + this.#opts.handshakeTimeoutMs;
+    const first = await conn.peekStart(deadline);
+    if (!first) {
+      conn.close(false);
+      return;
+    }
+    if (first[0] !== TLS_HANDSHAKE_RECORD) {
+      // Not TLS. A plain-HTTP request gets a plain answer saying so.
+      log.debug("conn {conn}: not TLS from {peer}", {
+        conn: conn.info.connId,
+        peer: conn.info.peer,
+      });
+      if (first[0] >= 0x41 && first[0] <= 0x5a) {
+        stats.answered++;
+        this.#opts.metrics.answered(400);
+        conn.closeWithPlain(PLAIN_HTTP_ANSWER);
+      } else conn.close(false);
+      return;
+    }
+    let ok = false;
+    let failure = "";
+    try {
+      ok = await conn.handshake(deadline);
+      if (!ok && Date.now() >= deadline) failure = "no handshake within --handshake-timeout";
+    } catch (e) {
+      failure = e instanceof TlsError ? `${e.reason} (wolfSSL ${e.code})` : String(e);
+    }
+    if (!ok) {
+      stats.handshakeFailures++;
+      this.#failed(conn, failure);
+      conn.close(false);
+      return;
+    }
+    stats.handshakes++;
+    const resumed = conn.session.resumed;
+    if (resumed) stats.resumed++;
+    this.#opts.metrics.handshake(conn.protocol, resumed);
+    conn.info.sni = conn.session.serverName;
+    conn.info.alpn = conn.session.alpn;
+    handshakeLine.log(() => ({
+      conn: conn.info.connId,
+      peer: conn.info.peer,
+      protocol: conn.protocol,
+      cipher: conn.cipher,
+    }));
+    await this.#opts.ready(conn);
+  }
+
+  /** Log a failed handshake: at info with wolfSSL's reason and the client's
+   * address, at most 10 lines a second; a client that just went away is
+   * logged at debug. */
+  #failed(conn: TlsConnection, failure: string): void {
+    if (!failure) {
+      log.debug("conn {conn}: {peer} closed during the handshake", {
+        conn: conn.info.connId,
+        peer: conn.info.peer,
+      });
+      return;
+    }
+    const skipped = this.#logBudget.take();
+    if (skipped === false) return;
+    const props = { conn: conn.info.connId, peer: conn.info.peer, error: failure, skipped };
+    if (skipped === 0) log.info("TLS handshake failed: conn {conn} from {peer}: {error}", props);
+    else {
+      log.info(
+        "TLS handshake failed: conn {conn} from {peer}: {error} ({skipped} more not logged)",
+        props,
+      );
+    }
+  }
+}
