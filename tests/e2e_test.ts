@@ -139,6 +139,45 @@ for (const [how, split] of Object.entries(splits)) {
   });
 }
 
+Deno.test("pipelining across three functions: 45 requests in one write, answered in order by their functions", async () => {
+  const sys = await System.start({
+    workers: [
+      { name: "sum", file: "workers/sum.ts" },
+      { name: "product", file: "workers/product.ts" },
+      { name: "hello", file: "examples/hello.ts" },
+    ],
+  });
+  const client = await Client.connect(sys.port);
+  try {
+    // Runs of one, two and three requests per function, in every order.
+    const ops = ["sum", "product", "hello", "hello", "sum", "sum", "product", "product", "product"];
+    const sent: [string, number][] = [];
+    for (let i = 0; i < 45; i++) sent.push([ops[i % ops.length], i]);
+    const bytes = sent.map(([op, i]) =>
+      Client.request(op === "hello" ? `/hello?name=n${i}` : `/${op}?a=${i}&b=${i + 1}`)
+    );
+    await client.write(concat(bytes));
+    const workers = new Map<string, Set<string>>();
+    for (const [op, i] of sent) {
+      const res = await client.read();
+      if (op === "hello") {
+        assert.equal(res.status, 200, res.body);
+        assert.equal(JSON.parse(res.body).hello, `n${i}`);
+      } else expectAnswer(res, op, i, i + 1);
+      const by = res.headers.get("x-hotpotato-worker") ?? "";
+      assert.ok(by.startsWith(`${op}/`), `request ${i} (${op}) answered by ${by}`);
+      (workers.get(op) ?? workers.set(op, new Set()).get(op)!).add(by);
+    }
+    for (const [op, by] of workers) assert.equal(by.size, 1, `${op}: one worker process`);
+    assert.equal(await sys.handshakes(), 1);
+    // 5 route changes per 9 requests (4 inside, 1 into the next 9): 24 in all.
+    assert.equal(await sys.routeChanges(24), 24);
+  } finally {
+    client.close();
+    await sys.stop();
+  }
+});
+
 Deno.test("pipelined records read ahead by one worker travel to the next and are answered", async () => {
   // One record per request, all sent at once: a worker's single read takes
   // several records, so handing the connection on carries ciphertext the
