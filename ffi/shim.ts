@@ -32,6 +32,8 @@ const symbols = {
   hp_recv_msg: { parameters: ["i32", "buffer", "u32", "buffer"], result: "i32" },
   /** int hp_close(int fd) */
   hp_close: { parameters: ["i32"], result: "i32" },
+  /** int hp_spare_fd(void) */
+  hp_spare_fd: { parameters: [], result: "i32" },
   /** struct hp_rx_pool* hp_rx_pool_new(void) */
   hp_rx_pool_new: { parameters: [], result: "pointer" },
   /** struct hp_rx* hp_rx_new(struct hp_rx_pool* pool, int fd) */
@@ -443,6 +445,20 @@ export function raiseFileLimit(): { limit: number; before: number } {
  */
 export function closeFd(fd: number): void {
   if (fd >= 0) shim().hp_close(fd);
+}
+
+/** Open an fd that only holds a slot of the open-file table in reserve
+ * (on /dev/null), or return -errno (at the limit already).
+ *
+ * @example
+ * ```ts
+ * import { closeFd, spareFd } from "./shim.ts";
+ * const spare = spareFd();
+ * closeFd(spare); // one fd free for what must not wait
+ * ```
+ */
+export function spareFd(): number {
+  return shim().hp_spare_fd();
 }
 
 /** Most ciphertext a {@linkcode RecordReader} buffers (and a handoff carries). */

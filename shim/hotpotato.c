@@ -297,6 +297,13 @@ HP_EXPORT int hp_close(int fd) {
     return close(fd) < 0 ? -errno : 0;
 }
 
+/* An fd that holds one slot of the open-file table in reserve (on
+ * /dev/null): closed to make room when an accept fails with EMFILE. */
+HP_EXPORT int hp_spare_fd(void) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
 /* The real uid of this process. */
 HP_EXPORT int hp_uid(void) {
     return (int)getuid();

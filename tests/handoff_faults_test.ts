@@ -125,6 +125,17 @@ Deno.test("a worker at its fd limit refuses a connection; the gateway answers 50
     // The refused connection stays usable; every other one too.
     assert.equal((await refused.get("/product?a=3&b=4")).status, 200);
     for (const c of clients.slice(0, 5)) assert.equal((await c.get("/sum?a=1&b=1")).status, 200);
+    // A connection held by product whose next request is sum's: the move to
+    // the worker at its limit is refused (in direct mode by the worker
+    // itself), it is answered 503 and stays usable, and no move is told.
+    const onProduct = await Client.connect(sys.port);
+    clients.push(onProduct);
+    assert.equal((await onProduct.get("/product?a=1&b=1")).status, 200);
+    const moveRefused = await onProduct.get("/sum?a=1&b=1");
+    assert.equal(moveRefused.status, 503, moveRefused.body);
+    assert.equal((await onProduct.get("/product?a=2&b=2")).status, 200);
+    await sys.settle();
+    assert.equal(sys.gateway.count(/connection moved:/), 0, "a refused move is not told as a move");
     assert.equal(limited.exited, false);
   } finally {
     for (const c of clients) c.close();

@@ -15,7 +15,16 @@
  * @module
  */
 
-import { accept, closeFd, EMFILE, ENFILE, ENOBUFS, ENOMEM, SysError } from "../../ffi/shim.ts";
+import {
+  accept,
+  closeFd,
+  EMFILE,
+  ENFILE,
+  ENOBUFS,
+  ENOMEM,
+  spareFd,
+  SysError,
+} from "../../ffi/shim.ts";
 import { EventLoop } from "./event_loop.ts";
 import { logger } from "../operations/log.ts";
 
@@ -50,6 +59,16 @@ export function retryBlockedListeners(): void {
   for (const l of blocked) l.retrySoon();
 }
 
+/** How a {@linkcode Listener} behaves. */
+export interface ListenerOptions {
+  /** Keep one fd in reserve, and spend it on a connection when accepting
+   * fails for want of fds (EMFILE, ENFILE): for a listener whose
+   * connections must not wait in the queue while the process is full (a
+   * worker's peer socket: a sibling waits for its answer). One connection
+   * per freed reserve; the reserve is taken again when fds are free. */
+  spareFd?: boolean;
+}
+
 /** A new connection: its fd (owned by the callee) and peer address. */
 export interface Accepted {
   /** The connection's fd. */
@@ -79,6 +98,9 @@ export class Listener {
   /** The pending retry is the immediate one (see retrySoon). */
   #soon = false;
   #closed = false;
+  /** The reserved fd (-1: none, or not wanted). */
+  #spare = -1;
+  #wantSpare: boolean;
 
   /** Watch `fd` and call `onConnection` for each connection accepted.
    * `name` appears in the log lines ("clients", "control", "admin").
@@ -93,10 +115,17 @@ export class Listener {
    * });
    * ```
    */
-  constructor(fd: number, name: string, onConnection: (c: Accepted) => void) {
+  constructor(
+    fd: number,
+    name: string,
+    onConnection: (c: Accepted) => void,
+    options: ListenerOptions = {},
+  ) {
     this.fd = fd;
     this.name = name;
     this.#onConnection = onConnection;
+    this.#wantSpare = options.spareFd === true;
+    this.#takeSpare();
     EventLoop.instance().add(fd, () => this.#accept());
   }
 
@@ -114,10 +143,19 @@ export class Listener {
       } catch (e) {
         const errno = e instanceof SysError ? e.errno : 0;
         if (PER_CONNECTION.has(errno) && ++aborted < MAX_PER_CONNECTION) continue;
+        if ((errno === EMFILE || errno === ENFILE) && this.#spare >= 0) {
+          closeFd(this.#spare); // room for this one connection
+          this.#spare = -1;
+          log.warning("{listener}: out of fds; the reserved one takes a connection", {
+            listener: this.name,
+          });
+          continue;
+        }
         this.#block(e as Error, SCARCE.has(errno));
         return;
       }
       this.#unblock();
+      if (this.#spare < 0) this.#takeSpare();
       if (!c) return;
       try {
         this.#onConnection(c);
@@ -130,6 +168,13 @@ export class Listener {
         });
       }
     }
+  }
+
+  /** Reserve an fd again, if wanted and there is one to take. */
+  #takeSpare(): void {
+    if (!this.#wantSpare || this.#spare >= 0 || this.#closed) return;
+    const fd = spareFd();
+    if (fd >= 0) this.#spare = fd;
   }
 
   /** Accepting failed: try again later, without waiting for an edge. */
@@ -213,5 +258,7 @@ export class Listener {
     blocked.delete(this);
     EventLoop.instance().remove(this.fd);
     closeFd(this.fd);
+    closeFd(this.#spare);
+    this.#spare = -1;
   }
 }

@@ -244,10 +244,13 @@ export class Forwarder {
   moved(from: Worker, { moves }: Moved): void {
     const { stats, metrics } = this.#o;
     for (const m of moves) {
+      // Labels come from a worker: only a route of the named function is
+      // counted under it (a stale table may name a function just gone).
+      const known = this.#o.workers.router.functionFor(m.route) === m.fn;
       stats.moved++;
       stats.returned++; // it left from's function, as a hand-back does
       metrics.returned(from.name);
-      metrics.handoff(m.fn, m.route);
+      if (known) metrics.handoff(m.fn, m.route);
       movedLine.log(() => ({
         conn: m.conn,
         worker: `${from.name}/${from.pid}`,

@@ -52,6 +52,8 @@ interface Transfer {
   fd: number;
   message: Uint8Array;
   onReturned: OnReturned;
+  /** Called once the receiver confirmed it adopted the connection. */
+  onConfirmed?: () => void;
   /** The kernel has it: the receiver may adopt it even if we close first. */
   sent: boolean;
 }
@@ -204,8 +206,9 @@ export class ControlChannel {
   /** Send a live connection: `message` (a sealed HANDOFF, taken by the
    * channel) with `fd`. The sender keeps the socket until the receiver's
    * ACK; if it refuses, or the channel closes first, `onReturned` gets both
-   * back. Returns false (and takes nothing) when the channel is closed or
-   * too many transfers are in flight.
+   * back; once it confirms, `onConfirmed` runs (the move happened). Returns
+   * false (and takes nothing) when the channel is closed or too many
+   * transfers are in flight.
    *
    * @example
    * ```ts
@@ -216,13 +219,18 @@ export class ControlChannel {
    * });
    * ```
    */
-  transfer(message: Uint8Array, fd: number, onReturned: OnReturned): boolean {
+  transfer(
+    message: Uint8Array,
+    fd: number,
+    onReturned: OnReturned,
+    onConfirmed?: () => void,
+  ): boolean {
     if (this.#closed || this.#pending.size >= Limits.maxAcks) return false;
     let id = this.#nextTransfer;
     while (this.#pending.has(id)) id = (id + 1) & 0xffff;
     this.#nextTransfer = (id + 1) & 0xffff;
     setTransferId(message, id);
-    this.#pending.set(id, { fd, message, onReturned, sent: false });
+    this.#pending.set(id, { fd, message, onReturned, onConfirmed, sent: false });
     this.#write({ data: message, fd, keepFd: true, transfer: id });
     return true;
   }
@@ -288,6 +296,7 @@ export class ControlChannel {
       if (a.ok) {
         closeFd(t.fd);
         t.message.fill(0);
+        t.onConfirmed?.();
       } else {
         t.onReturned(t.fd, t.message, "refused by the receiver");
       }

@@ -68,7 +68,11 @@ export class Peers {
     this.socket = `${dir}/peer-${Deno.pid}.sock`;
     this.#onHandoff = onHandoff;
     removeFile(this.socket); // a pid is unique among live processes: a stale file
-    this.#listener = new Listener(unixListen(this.socket), "peer", (c) => this.#accepted(c));
+    // A sibling waits for our answer on a peer channel: at our fd limit the
+    // reserved fd takes its channel, so that we can refuse what it sends.
+    this.#listener = new Listener(unixListen(this.socket), "peer", (c) => this.#accepted(c), {
+      spareFd: true,
+    });
   }
 
   #accepted(c: Accepted): void {

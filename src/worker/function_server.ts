@@ -536,11 +536,12 @@ export class FunctionServer {
       const gateway = this.#registered ? this.#channel : undefined;
       if (!gateway?.transfer(message, fd, back)) back(fd, message, "no gateway");
     };
-    if (!channel.transfer(msg, conn.fd, fallBack)) {
+    // Told to the gateway once the peer confirmed: a refused move that goes
+    // through the gateway instead is counted there, not twice.
+    const moved = () => this.#moved({ conn: connId, to: peer.pid, fn: peer.fn, route: peer.route });
+    if (!channel.transfer(msg, conn.fd, fallBack, moved)) {
       fallBack(conn.fd, msg, "its channel is closed or full");
-      return true;
     }
-    this.#moved({ conn: connId, to: peer.pid, fn: peer.fn, route: peer.route });
     return true;
   }
 
