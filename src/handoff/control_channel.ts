@@ -41,6 +41,7 @@ import {
   MessageType,
   ProtocolError,
   setTransferId,
+  transferIdOf,
 } from "./protocol.ts";
 
 /** A connection that came back to its sender: the receiver refused it, or
@@ -181,7 +182,7 @@ export class ControlChannel {
         // A HANDOFF that does not decode still names its transfer: refuse
         // it, so that its sender places the connection elsewhere.
         if (r.length >= 8 && raw[5] === MessageType.HANDOFF && raw[4] !== 0) {
-          this.#acks.push({ transfer: raw[6] | raw[7] << 8, ok: false });
+          this.#acks.push({ transfer: transferIdOf(raw), ok: false });
         }
         raw.fill(0);
         this.#handlers.onBadMessage?.(e instanceof ProtocolError ? e.message : String(e));

@@ -136,7 +136,7 @@ export class Peers {
     const channel: ControlChannel = new ControlChannel(fd, {
       onMessage: (msg, mfd) => {
         closeFd(mfd); // only ACKs are expected back (handled by the channel)
-        if (msg.type === MessageType.HANDOFF) channel.confirm(msg.body.transfer ?? 0, false);
+        if (msg.type === MessageType.HANDOFF) channel.confirm(msg.body.transfer, false);
         log.warning("unexpected message type {type} from peer pid {pid}", {
           type: msg.type,
           pid: peer.pid,

@@ -404,7 +404,7 @@ export class FunctionServer {
       : (closeFd(fd), "not registered yet");
     if (typeof conn === "string") {
       log.warning("conn {conn}: cannot take it: {error}; refused, its sender places it", {
-        conn: h.connId,
+        conn: h.info.connId,
         error: conn,
       });
       channel?.confirm(transfer, false);
