@@ -121,8 +121,7 @@ Deno.test({
     loop.add(controlFd, () => {
       for (let c = accept(controlFd); c; c = accept(controlFd)) {
         channel = new ControlChannel(c.fd, {
-          onMessage(msg: Message, fd: number) {
-            closeFd(fd);
+          onMessage(msg: Message) {
             if (msg.type !== MessageType.REGISTER) return;
             channel!.send(encodeJson(MessageType.REGISTERED, {
               ok: true,

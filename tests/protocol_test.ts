@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
+import { accept, closeFd, sendMessage, tcpListen, unixConnect, unixListen } from "../ffi/shim.ts";
 import type { ConnectionInfo } from "../src/connection/tls_connection.ts";
+import { EventLoop } from "../src/connection/event_loop.ts";
+import { ControlChannel } from "../src/handoff/control_channel.ts";
 import {
+  CARRIES_FD,
   decodeMessage,
   encodeAck,
   encodeHandoff,
   encodeJson,
   encodeUnsealedHandoff,
+  HANDOFF_LATENCY_BUCKETS,
   HANDOFF_LAYOUT,
   handoffAad,
   type HandoffField,
@@ -14,6 +19,7 @@ import {
   Limits,
   type Message,
   MessageType,
+  type MessageTypeId,
   ProtocolError,
   setHandoffCount,
   setTransferId,
@@ -460,4 +466,106 @@ Deno.test("sealing into parts of the wrong size throws, and zeroes the plaintext
   };
   assert.throws(() => sealer.seal(plain, new Uint8Array(0), into), RangeError);
   assert.deepEqual(plain, new Uint8Array(10));
+});
+
+/** The fds of this process that are `fd`'s socket (the same inode, read
+ * from /proc by find: Deno reads /proc/self/fd only with --allow-all). */
+function sameSocket(fd: number): () => number[] {
+  const links = () => {
+    const { stdout } = new Deno.Command("find", {
+      args: [`/proc/${Deno.pid}/fd`, "-type", "l", "-printf", "%f %l\\n"],
+    }).outputSync();
+    return new TextDecoder().decode(stdout).split("\n").filter((l) => l).map((l) => l.split(" "));
+  };
+  const inode = links().find(([n]) => Number(n) === fd)?.[1];
+  assert.match(inode ?? "", /^socket:\[\d+\]$/);
+  return () => links().filter(([, link]) => link === inode).map(([n]) => Number(n));
+}
+
+Deno.test({
+  name: "the channel closes an fd that comes with a message type that cannot carry one",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    assert.deepEqual(
+      Object.entries(CARRIES_FD).filter(([, fd]) => fd).map(([type]) => Number(type)),
+      [MessageType.HANDOFF],
+    );
+    // One valid message of every type.
+    const messages: Record<MessageTypeId, Uint8Array> = {
+      [MessageType.REGISTER]: encodeJson(MessageType.REGISTER, {
+        name: "x",
+        routes: ["/x"],
+        pid: 1,
+      }),
+      [MessageType.REGISTERED]: encodeJson(MessageType.REGISTERED, { ok: false, error: "no" }),
+      [MessageType.HANDOFF]: encodeHandoff(sample()),
+      [MessageType.STATS]: encodeJson(MessageType.STATS, {
+        held: 0,
+        requests: {},
+        handoffLatency: {
+          buckets: HANDOFF_LATENCY_BUCKETS.map(() => 0).concat(0),
+          sum: 0,
+          count: 0,
+        },
+      }),
+      [MessageType.DRAIN]: encodeJson(MessageType.DRAIN, {}),
+      [MessageType.ROUTES]: encodeJson(MessageType.ROUTES, { version: 1, routes: {} }),
+      [MessageType.ACK]: encodeAck([{ transfer: 9, ok: true }]),
+      [MessageType.MOVED]: encodeJson(MessageType.MOVED, {
+        moves: [{ conn: 1, to: 2, fn: "f", route: "/f" }],
+      }),
+    };
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
+    const listenFd = unixListen(`${dir}/c.sock`);
+    const sendFd = unixConnect(`${dir}/c.sock`);
+    let recvFd = -1;
+    for (let i = 0; i < 100 && recvFd < 0; i++) {
+      const a = accept(listenFd);
+      if (a) recvFd = a.fd;
+      else await new Promise((ok) => setTimeout(ok, 5));
+    }
+    assert.ok(recvFd >= 0, "connected");
+    const got = new Map<number, number>(); // type → fd the handler was given
+    const done = Promise.withResolvers<void>();
+    const types = Object.keys(messages).map(Number) as MessageTypeId[];
+    const channel = new ControlChannel(recvFd, {
+      onMessage(msg: Message, fd: number) {
+        got.set(msg.type, fd);
+        if (got.size === types.length - 1) done.resolve(); // all but the ACK
+      },
+      onBadMessage: (error) => done.reject(new Error(error)),
+      onClose() {},
+    });
+    const copies: (() => number[])[] = [];
+    try {
+      for (const type of types) {
+        const passed = tcpListen("127.0.0.1", 0); // a socket to pass along
+        copies[type] = sameSocket(passed);
+        assert.ok(sendMessage(sendFd, messages[type], passed) > 0, `type ${type} sent`);
+        closeFd(passed); // the kernel holds it now; the receiver gets a copy
+      }
+      const timer = setTimeout(() => done.reject(new Error("not every message came")), 5000);
+      await done.promise;
+      clearTimeout(timer);
+      await new Promise((ok) => setTimeout(ok, 20)); // the ACK is read in the same turn
+      for (const type of types) {
+        const left = copies[type]();
+        if (type === MessageType.HANDOFF) {
+          assert.ok(got.get(type)! >= 0, "a HANDOFF's fd goes to its handler");
+          assert.deepEqual(left, [got.get(type)], "and stays open");
+          closeFd(got.get(type)!);
+        } else {
+          if (type !== MessageType.ACK) assert.equal(got.get(type), -1, `type ${type}: -1`);
+          assert.deepEqual(left, [], `type ${type}: its fd was closed`);
+        }
+      }
+    } finally {
+      channel.close();
+      closeFd(sendFd);
+      closeFd(listenFd);
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

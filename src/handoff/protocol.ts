@@ -2,11 +2,12 @@
  * The control-channel protocol between the gateway and its workers: one
  * message per SOCK_SEQPACKET datagram, an 8-byte header (magic "HPOT",
  * version, type, u16 transfer id), then the body. HANDOFF carries a live
- * connection (its fd travels beside the message with SCM_RIGHTS); its
- * transfer id is what the receiver's ACK names: the sender keeps the
- * connection until then. ACK is binary (u16 count, then per entry u16
- * transfer id and u8 status); the others are small JSON documents. Every
- * length is checked against hard limits before use.
+ * connection (its fd travels beside the message with SCM_RIGHTS; no other
+ * type may carry one, see {@linkcode CARRIES_FD}); its transfer id is what
+ * the receiver's ACK names: the sender keeps the connection until then. ACK
+ * is binary (u16 count, then per entry u16 transfer id and u8 status); the
+ * others are small JSON documents. Every length is checked against hard
+ * limits before use.
  *
  * ROUTES (gateway → every registered worker, after REGISTERED and whenever
  * the table changes) carries the gateway's whole route table, so workers
@@ -47,6 +48,40 @@ export const MessageType = {
   /** worker → gateway: connections it moved straight to another worker. */
   MOVED: 8,
 } as const;
+
+/** A message type's number.
+ *
+ * @example
+ * ```ts
+ * import { MessageType, type MessageTypeId } from "./protocol.ts";
+ * const type: MessageTypeId = MessageType.HANDOFF;
+ * ```
+ */
+export type MessageTypeId = (typeof MessageType)[keyof typeof MessageType];
+
+/**
+ * Which message types may carry a file descriptor beside them (SCM_RIGHTS):
+ * HANDOFF (the connection's socket) and nothing else. The control channel
+ * closes an fd that arrives with any other type before the message is
+ * handled, and hands its handler -1 instead (src/handoff/control_channel.ts).
+ *
+ * @example
+ * ```ts
+ * import { CARRIES_FD, MessageType } from "./protocol.ts";
+ * CARRIES_FD[MessageType.HANDOFF]; // true
+ * CARRIES_FD[MessageType.ACK]; // false
+ * ```
+ */
+export const CARRIES_FD: Readonly<Record<MessageTypeId, boolean>> = {
+  [MessageType.REGISTER]: false,
+  [MessageType.REGISTERED]: false,
+  [MessageType.HANDOFF]: true,
+  [MessageType.STATS]: false,
+  [MessageType.DRAIN]: false,
+  [MessageType.ROUTES]: false,
+  [MessageType.ACK]: false,
+  [MessageType.MOVED]: false,
+};
 
 /** One entry of an ACK: the receiver took the connection (it owns it now)
  * or refused it (the sender still owns it and places it elsewhere). */
