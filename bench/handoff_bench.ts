@@ -11,8 +11,9 @@
  * request buffered, as when a connection is handed off). Then:
  *
  *   export   TlsSession.export (wolfSSL_tls_export + GetVersion)
- *   seal     handoffAad + Sealer.seal (ChaCha20-Poly1305, wolfCrypt)
- *   encode   encodeHandoff
+ *   seal     handoffAad + handoffSealed + Sealer.seal (ChaCha20-Poly1305,
+ *            wolfCrypt), into the message (as releaseForHandoff does)
+ *   encode   encodeHandoff (with the sealed state copied in)
  *   send     sendMessage: sendmsg with the socket fd (SCM_RIGHTS) over a
  *            SOCK_SEQPACKET pair (unixListen/unixConnect/accept)
  *   receive  receiveMessage: recvmsg, a new fd
@@ -43,12 +44,15 @@ import {
 } from "../ffi/shim.ts";
 import { type ExportedState, TlsContext, TlsSession } from "../ffi/wolfssl.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
-import { adoptHandoff, handoffAad, releaseForHandoff } from "../src/handoff/handoff.ts";
+import { adoptHandoff, releaseForHandoff } from "../src/handoff/handoff.ts";
 import { DEFAULT_LIMITS } from "../src/http/http.ts";
 import {
   decodeMessage,
   encodeHandoff,
-  type Handoff,
+  encodeUnsealedHandoff,
+  handoffAad,
+  type HandoffFields,
+  handoffSealed,
   MessageType,
 } from "../src/handoff/protocol.ts";
 import { readRequest } from "../src/connection/request_reader.ts";
@@ -122,21 +126,18 @@ const session = conn.session;
 const state: ExportedState = session.export();
 const blob = state.blob.slice();
 const unread = conn.buffered.slice();
-const fields = {
-  connId: conn.info.connId,
-  gatewayId: conn.info.gatewayId,
+const fields: HandoffFields = {
+  info: { ...conn.info, handoffs: 1 },
   tlsVersion: state.version,
-  sni: conn.info.sni,
-  alpn: conn.info.alpn,
-  peer: conn.info.peer,
   unread,
   readAhead: new Uint8Array(0),
-  sentAt: Date.now() * 1000, // newer protocol versions carry and bind it
+  sentAt: Date.now() * 1000,
 };
-const aad = handoffAad(fields).slice(); // a copy: the next call reuses its buffer
-const sealed: Sealed = sealer.seal(blob.slice(), aad);
-const handoff = { ...fields, handoffs: 1, sealed } as unknown as Handoff;
-const message = encodeHandoff(handoff);
+const message = encodeUnsealedHandoff(fields, blob.length);
+const sealed: Sealed = sealer.seal(blob.slice(), handoffAad(message), handoffSealed(message));
+const handoff = { ...fields, sealed };
+/** Where the seal part writes (a message of the same layout). */
+const sealTarget = message.slice();
 
 console.error(
   `handoff bench: ${protocol} ${conn.cipher}, blob ${blob.length} B, message ${message.length} B ` +
@@ -157,7 +158,9 @@ const sessions: TlsSession[] = [];
 Deno.bench({ name: `seal (aad + ChaCha20-Poly1305) ×${BATCH}`, group: "part" }, (b) => {
   for (const p of plains) p.set(blob);
   b.start();
-  for (let i = 0; i < BATCH; i++) sealer.seal(plains[i], handoffAad(fields));
+  for (let i = 0; i < BATCH; i++) {
+    sealer.seal(plains[i], handoffAad(sealTarget), handoffSealed(sealTarget));
+  }
   b.end();
 });
 
@@ -199,7 +202,7 @@ Deno.bench({ name: "decode message", group: "part" }, () => {
 });
 
 Deno.bench({ name: "open (aad + ChaCha20-Poly1305)", group: "part" }, () => {
-  const out = sealer.open(sealed, handoffAad(handoff));
+  const out = sealer.open(sealed, handoffAad(message));
   if (!out) throw new Error("did not open");
 });
 

@@ -16,7 +16,14 @@ import { ControlChannel } from "../src/handoff/control_channel.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
 import { releaseForHandoff } from "../src/handoff/handoff.ts";
 import { DEFAULT_LIMITS } from "../src/http/http.ts";
-import { encodeJson, Limits, type Message, MessageType } from "../src/handoff/protocol.ts";
+import {
+  encodeJson,
+  HANDOFF_LAYOUT,
+  type HandoffField,
+  Limits,
+  type Message,
+  MessageType,
+} from "../src/handoff/protocol.ts";
 import { readRequest } from "../src/connection/request_reader.ts";
 import { Sealer } from "../src/handoff/seal.ts";
 import { TlsConnection } from "../src/connection/tls_connection.ts";
@@ -35,17 +42,29 @@ function prng(seed: number): () => number {
   };
 }
 
-/** Mutate a valid HANDOFF message one way; never only its handoff count. */
+const WIDTH = { u8: 1, u16: 2, u32: 4 } as const;
+const layout: readonly HandoffField[] = HANDOFF_LAYOUT;
+/** Bytes rewritten in transit (transfer id, handoff count): a message that
+ * differs only there is still valid. */
+const patched = new Set(
+  layout.filter((f) => f.seal === "patched").flatMap((f) =>
+    Array.from({ length: WIDTH[f.kind as keyof typeof WIDTH] }, (_, k) => f.at + k)
+  ),
+);
+/** The length fields of the variable parts. */
+const lengths = layout.filter((f) => f.length !== undefined);
+
+/** Mutate a valid HANDOFF message one way; never only its patched fields. */
 function mutate(valid: Uint8Array, rnd: () => number, i: number): Uint8Array {
   const int = (n: number) => Math.floor(rnd() * n);
   switch (i % 6) {
     case 0: // truncated
       return valid.slice(0, int(valid.length));
-    case 1: { // 1-4 flipped bits anywhere but the count (bytes 16-19, not sealed)
+    case 1: { // 1-4 flipped bits anywhere but the patched fields (not sealed)
       const m = valid.slice();
       for (let k = 1 + int(4); k > 0; k--) {
-        let at = int(m.length - 4);
-        if (at >= 16) at += 4;
+        let at = int(m.length);
+        while (patched.has(at)) at = int(m.length);
         m[at] ^= 1 << int(8);
       }
       return m;
@@ -59,11 +78,11 @@ function mutate(valid: Uint8Array, rnd: () => number, i: number): Uint8Array {
     case 3: { // a length field that lies
       const m = valid.slice();
       const v = new DataView(m.buffer);
-      const field = [21, 22, 23, 24, 28][int(5)];
-      if (field === 24) v.setUint16(24, int(65536), true);
-      else if (field === 28) v.setUint32(28, int(2 ** 32), true);
-      else m[field] = int(256);
-      if (m.every((b, k) => b === valid[k])) m[23] ^= 1;
+      const field = lengths[int(lengths.length)];
+      if (field.length === "u32") v.setUint32(field.at, int(2 ** 32), true);
+      else if (field.length === "u16") v.setUint16(field.at, int(65536), true);
+      else m[field.at] = int(256);
+      if (m.every((b, k) => b === valid[k])) m[field.at] ^= 1;
       return m;
     }
     case 4: { // garbage, sometimes larger than any message may be
@@ -102,8 +121,7 @@ Deno.test({
     loop.add(controlFd, () => {
       for (let c = accept(controlFd); c; c = accept(controlFd)) {
         channel = new ControlChannel(c.fd, {
-          onMessage(msg: Message, fd: number) {
-            closeFd(fd);
+          onMessage(msg: Message) {
             if (msg.type !== MessageType.REGISTER) return;
             channel!.send(encodeJson(MessageType.REGISTERED, {
               ok: true,

@@ -1,13 +1,25 @@
 import assert from "node:assert/strict";
-import { handoffAad } from "../src/handoff/handoff.ts";
+import { accept, closeFd, sendMessage, tcpListen, unixConnect, unixListen } from "../ffi/shim.ts";
+import type { ConnectionInfo } from "../src/connection/tls_connection.ts";
+import { EventLoop } from "../src/connection/event_loop.ts";
+import { ControlChannel } from "../src/handoff/control_channel.ts";
 import {
+  CARRIES_FD,
   decodeMessage,
   encodeAck,
   encodeHandoff,
   encodeJson,
-  type Handoff,
+  encodeUnsealedHandoff,
+  HANDOFF_LATENCY_BUCKETS,
+  HANDOFF_LAYOUT,
+  handoffAad,
+  type HandoffField,
+  type HandoffParts,
+  handoffSealed,
   Limits,
+  type Message,
   MessageType,
+  type MessageTypeId,
   ProtocolError,
   setHandoffCount,
   setTransferId,
@@ -27,15 +39,22 @@ function rawJson(type: number, body: unknown): Uint8Array {
   return bytes;
 }
 
-function sample(over: Partial<Handoff> = {}): Handoff {
+/** A HANDOFF with a distinct value in every field. */
+function sample(
+  over: Partial<HandoffParts> = {},
+  info: Partial<ConnectionInfo> = {},
+): HandoffParts {
   return {
-    connId: 42,
-    gatewayId: 0xdeadbeef,
-    handoffs: 3,
+    info: {
+      connId: 42,
+      gatewayId: 0xdeadbeef,
+      handoffs: 3,
+      sni: "localhost",
+      alpn: "http/1.1",
+      peer: "127.0.0.1:50000",
+      ...info,
+    },
     tlsVersion: 4,
-    sni: "localhost",
-    alpn: "http/1.1",
-    peer: "127.0.0.1:50000",
     sealed: {
       nonce: new Uint8Array(12).fill(1),
       tag: new Uint8Array(16).fill(2),
@@ -48,13 +67,91 @@ function sample(over: Partial<Handoff> = {}): Handoff {
   };
 }
 
-Deno.test("HANDOFF round-trips every field", () => {
-  const h = sample();
-  const bytes = encodeHandoff(h);
-  setTransferId(bytes, 0xbeef);
-  const msg = decodeMessage(bytes);
-  assert.equal(msg.type, MessageType.HANDOFF);
-  assert.deepEqual(msg.body, { ...h, transfer: 0xbeef });
+// An oracle for the tests, independent of the codec: the layout's rows, where
+// their bytes are in an encoded message, and what value they hold in a HANDOFF.
+const WIDTH = { u8: 1, u16: 2, u32: 4, f64: 8 } as const;
+const rows: readonly HandoffField[] = HANDOFF_LAYOUT;
+const rowNamed = (name: string) => rows.find((f) => f.name === name)!;
+const slotWidth = (f: HandoffField) =>
+  f.kind === "fixed"
+    ? f.size!
+    : WIDTH[f.kind === "text" || f.kind === "bytes" ? f.length! : f.kind];
+const FIXED = Math.max(...rows.map((f) => f.at + slotWidth(f)));
+
+function read(v: DataView, kind: keyof typeof WIDTH, at: number): number {
+  return kind === "u8"
+    ? v.getUint8(at)
+    : kind === "u16"
+    ? v.getUint16(at, true)
+    : kind === "u32"
+    ? v.getUint32(at, true)
+    : v.getFloat64(at, true);
+}
+
+/** Where each row's value is in `bytes`: [start, end). */
+function places(bytes: Uint8Array): Map<string, [number, number]> {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Map<string, [number, number]>();
+  let off = FIXED;
+  for (const f of rows) {
+    if (f.kind === "text" || f.kind === "bytes") {
+      const n = read(v, f.length!, f.at);
+      out.set(f.name, [off, off + n]);
+      off += n;
+    } else out.set(f.name, [f.at, f.at + slotWidth(f)]);
+  }
+  return out;
+}
+
+function valueIn(h: HandoffParts, f: HandoffField): unknown {
+  const o = f.in === "info" ? h.info : f.in === "sealed" ? h.sealed : h;
+  return (o as unknown as Record<string, unknown>)[f.name];
+}
+
+Deno.test("the layout is one table: every byte of the fixed part in one field, the variable parts after", () => {
+  assert.equal(FIXED, 68);
+  const owner = new Array<string | undefined>(FIXED);
+  for (const f of rows) {
+    for (let b = f.at; b < f.at + slotWidth(f); b++) {
+      assert.equal(owner[b], undefined, `byte ${b}: ${owner[b]} and ${f.name}`);
+      owner[b] = f.name;
+    }
+  }
+  for (let b = 6; b < FIXED; b++) assert.ok(owner[b], `byte ${b} belongs to a field`);
+  assert.deepEqual(
+    rows.filter((f) => f.seal === "patched").map((f) => f.name),
+    ["transfer", "handoffs"],
+  );
+});
+
+Deno.test("HANDOFF round-trips every field of the table, each where the table puts it", () => {
+  const samples = [
+    sample(),
+    sample({ tlsVersion: 3, readAhead: new Uint8Array(0) }, { sni: "bücher.example", alpn: "" }),
+  ];
+  for (const h of samples) {
+    const bytes = encodeHandoff(h);
+    setTransferId(bytes, 0xbeef);
+    const msg = decodeMessage(bytes);
+    assert.equal(msg.type, MessageType.HANDOFF);
+    if (msg.type !== MessageType.HANDOFF) return;
+    assert.deepEqual(msg.body, { ...h, transfer: 0xbeef, aad: handoffAad(bytes) });
+    // Every row: its bytes in the message are its value.
+    const v = new DataView(bytes.buffer);
+    const at = places(bytes);
+    for (const f of rows) {
+      const value = f.name === "transfer" ? 0xbeef : valueIn(h, f);
+      const [start, end] = at.get(f.name)!;
+      if (f.kind === "text") {
+        assert.equal(new TextDecoder().decode(bytes.subarray(start, end)), value, f.name);
+      } else if (f.kind === "bytes" || f.kind === "fixed") {
+        assert.deepEqual(bytes.subarray(start, end), value, f.name);
+      } else assert.equal(read(v, f.kind, f.at), value, f.name);
+    }
+    assert.equal(at.get("ciphertext")![1], bytes.length, "the sealed state is last");
+    // And the decoded message encodes to the same bytes.
+    assert.deepEqual(encodeHandoff(msg.body), bytes);
+  }
 });
 
 Deno.test("ACK round-trips and is validated", () => {
@@ -71,13 +168,6 @@ Deno.test("ACK round-trips and is validated", () => {
   const lyingCount = bytes.slice();
   lyingCount[8] = 3;
   assert.throws(() => decodeMessage(lyingCount), ProtocolError);
-});
-
-Deno.test("setHandoffCount rewrites the count in place", () => {
-  const bytes = encodeHandoff(sample());
-  setHandoffCount(bytes, 9);
-  const msg = decodeMessage(bytes);
-  assert.equal(msg.type === MessageType.HANDOFF && msg.body.handoffs, 9);
 });
 
 Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
@@ -201,8 +291,9 @@ Deno.test("ROUTES with a bad version, table, route or name is refused", () => {
   assert.throws(() => decodeMessage(over), new ProtocolError("JSON body too large"));
 });
 
-Deno.test("encodeHandoff refuses over-limit fields", () => {
-  assert.throws(() => encodeHandoff(sample({ sni: "x".repeat(256) })), ProtocolError);
+Deno.test("encodeHandoff refuses over-limit and malformed fields", () => {
+  assert.throws(() => encodeHandoff(sample({}, { sni: "x".repeat(256) })), ProtocolError);
+  assert.throws(() => encodeHandoff(sample({}, { peer: "é".repeat(128) })), ProtocolError);
   assert.throws(
     () => encodeHandoff(sample({ unread: new Uint8Array(Limits.maxUnread + 1) })),
     ProtocolError,
@@ -211,9 +302,17 @@ Deno.test("encodeHandoff refuses over-limit fields", () => {
     () => encodeHandoff(sample({ readAhead: new Uint8Array(Limits.maxReadAhead + 1) })),
     ProtocolError,
   );
-  const s = sample();
-  s.sealed.ciphertext = new Uint8Array(Limits.maxBlob + 1);
-  assert.throws(() => encodeHandoff(s), ProtocolError);
+  assert.throws(() => encodeHandoff(sample({ tlsVersion: 5 })), ProtocolError);
+  for (
+    const [part, size] of [["ciphertext", Limits.maxBlob + 1], ["ciphertext", 0], ["nonce", 11]]
+  ) {
+    const s = sample();
+    (s.sealed as unknown as Record<string, Uint8Array>)[part as string] = new Uint8Array(
+      size as number,
+    );
+    assert.throws(() => encodeHandoff(s), ProtocolError, `${part} of ${size}`);
+  }
+  assert.throws(() => encodeUnsealedHandoff(sample(), Limits.maxBlob + 1), ProtocolError);
 });
 
 Deno.test("decodeMessage rejects every truncation and length mismatch", () => {
@@ -226,69 +325,247 @@ Deno.test("decodeMessage rejects every truncation and length mismatch", () => {
   assert.throws(() => decodeMessage(longer), ProtocolError);
 });
 
-Deno.test("decodeMessage rejects bad header fields and lying lengths", () => {
-  const cases: [number, number][] = [
-    [0, 0x00], // magic
-    [4, 9], // version
-    [5, 77], // type
-    [20, 5], // TLS version
-    [24, 0], // blob length low byte (0 or mismatched)
-    [26, 1], // read-ahead length (lies: the parts no longer add up)
-    [27, 0x60], // read-ahead length over the limit
-    [31, 0xff], // unread length high byte
+Deno.test("decodeMessage rejects bad header fields, values and lying lengths", () => {
+  const at = (name: string) => rowNamed(name).at;
+  const cases: [string, (bytes: Uint8Array, v: DataView) => void][] = [
+    ["magic", (b) => b[0] = 0],
+    ["version", (b) => b[4] = 9],
+    ["type", (b) => b[5] = 77],
+    ["TLS version", (b) => b[at("tlsVersion")] = 5],
+    ["no sealed state", (_, v) => v.setUint16(at("ciphertext"), 0, true)],
+    [
+      "sealed state over the limit",
+      (_, v) => v.setUint16(at("ciphertext"), Limits.maxBlob + 1, true),
+    ],
+    ["read-ahead length lies", (b) => b[at("readAhead")]++],
+    [
+      "read-ahead over the limit",
+      (_, v) => v.setUint16(at("readAhead"), Limits.maxReadAhead + 1, true),
+    ],
+    ["unread length", (b) => b[at("unread") + 3] = 0xff],
+    ["SNI not UTF-8", (b) => b[places(b).get("sni")![0]] = 0xff],
   ];
-  for (const [off, value] of cases) {
+  for (const [what, change] of cases) {
     const bytes = encodeHandoff(sample());
-    bytes[off] = value;
-    if (off === 24) bytes[25] = 0;
-    assert.throws(() => decodeMessage(bytes), ProtocolError, `byte ${off}`);
+    change(bytes, new DataView(bytes.buffer));
+    assert.throws(() => decodeMessage(bytes), ProtocolError, what);
   }
 });
 
-Deno.test("a sealed blob opens only with its key and its message's other fields", () => {
-  const key = Sealer.newKey();
-  const sealer = new Sealer(key);
-  const plain = crypto.getRandomValues(new Uint8Array(300));
-  const copy = plain.slice();
-  const fields = {
-    connId: 1,
-    gatewayId: 2,
-    tlsVersion: 4,
-    sni: "localhost",
-    alpn: "http/1.1",
-    peer: "127.0.0.1:9",
-    unread: enc.encode("GET / HTTP/1.1\r\n"),
-    readAhead: new Uint8Array([0x17, 0x03, 0x03, 0x00, 0x01, 7]),
-    sentAt: 1764000000000000,
-  };
-  const aad = handoffAad(fields).slice(); // a copy: the next call reuses its buffer
-  const sealed = sealer.seal(plain, aad);
+/** A HANDOFF sealed as releaseForHandoff seals it: into the message, bound
+ * to its bytes. */
+function sealedHandoff(sealer: Sealer): { message: Uint8Array; state: Uint8Array } {
+  const state = crypto.getRandomValues(new Uint8Array(300));
+  const { sealed: _, ...fields } = sample();
+  const message = encodeUnsealedHandoff(fields, state.length);
+  const plain = state.slice();
+  const sealed = sealer.seal(plain, handoffAad(message), handoffSealed(message));
   assert.deepEqual(plain, new Uint8Array(300), "the plaintext is zeroed after sealing");
-  assert.notDeepEqual(sealed.ciphertext, copy);
-  assert.deepEqual(sealer.open(sealed, aad), copy);
-  assert.equal(new Sealer(Sealer.newKey()).open(sealed, aad), null, "another key");
-  assert.equal(
-    sealer.open(sealed, handoffAad({ ...fields, connId: 2 })),
-    null,
-    "another connection",
-  );
-  assert.equal(sealer.open(sealed, handoffAad({ ...fields, peer: "10.0.0.1:9" })), null, "peer");
-  const unread = fields.unread.slice();
-  unread[3] ^= 1;
-  assert.equal(sealer.open(sealed, handoffAad({ ...fields, unread })), null, "unread bytes");
-  const readAhead = fields.readAhead.slice();
-  readAhead[5] ^= 1;
-  assert.equal(
-    sealer.open(sealed, handoffAad({ ...fields, readAhead })),
-    null,
-    "read-ahead bytes",
-  );
-  for (let i = 0; i < sealed.ciphertext.length; i += 37) {
-    const flipped = { ...sealed, ciphertext: sealed.ciphertext.slice() };
-    flipped.ciphertext[i] ^= 0x01;
-    assert.equal(sealer.open(flipped, aad), null, `bit flipped at ${i}`);
+  assert.equal(sealed.ciphertext.buffer, message.buffer, "sealed into the message");
+  assert.notDeepEqual(sealed.ciphertext, state);
+  return { message, state };
+}
+
+/** Decode `bytes` and open its seal: the state, null when it does not
+ * authenticate, "rejected" when it does not even decode as a HANDOFF. */
+function open(sealer: Sealer, bytes: Uint8Array): Uint8Array | null | "rejected" {
+  let msg: Message;
+  try {
+    msg = decodeMessage(bytes);
+  } catch (e) {
+    if (e instanceof ProtocolError) return "rejected";
+    throw e;
   }
-  const badTag = { ...sealed, tag: sealed.tag.slice() };
-  badTag.tag[0] ^= 0x80;
-  assert.equal(sealer.open(badTag, aad), null);
+  if (msg.type !== MessageType.HANDOFF) return "rejected";
+  return sealer.open(msg.body.sealed, msg.body.aad);
+}
+
+Deno.test("the seal is bound to the message's bytes: each bound field, changed, fails to open", () => {
+  const sealer = new Sealer(Sealer.newKey());
+  const { message, state } = sealedHandoff(sealer);
+  assert.deepEqual(open(sealer, message), state);
+  assert.equal(open(new Sealer(Sealer.newKey()), message), null, "another key");
+  const at = places(message);
+  const bound = rows.filter((f) => f.seal === "bound");
+  assert.deepEqual(bound.map((f) => f.name), [
+    "connId",
+    "gatewayId",
+    "sentAt",
+    "tlsVersion",
+    "sni",
+    "alpn",
+    "peer",
+    "unread",
+    "readAhead",
+  ]);
+  for (const f of bound) {
+    const bytes = message.slice();
+    const [start] = at.get(f.name)!;
+    // A change that still decodes: the other TLS version, else one bit.
+    if (f.oneOf) bytes[start] = f.oneOf.find((x) => x !== message[start])!;
+    else bytes[start] ^= 1;
+    const msg = decodeMessage(bytes);
+    assert.equal(msg.type, MessageType.HANDOFF, f.name);
+    if (msg.type !== MessageType.HANDOFF) return;
+    assert.notDeepEqual(
+      valueIn(msg.body, f),
+      valueIn(decodeMessage(message).body as HandoffParts, f),
+    );
+    assert.equal(
+      sealer.open(msg.body.sealed, msg.body.aad),
+      null,
+      `${f.name} changed, yet it opened`,
+    );
+  }
+});
+
+Deno.test("any byte of a HANDOFF changed makes it fail to decode or to open, but the patched fields'", () => {
+  const sealer = new Sealer(Sealer.newKey());
+  const { message, state } = sealedHandoff(sealer);
+  const patched = new Set<number>();
+  for (const f of rows.filter((f) => f.seal === "patched")) {
+    for (let b = f.at; b < f.at + slotWidth(f); b++) patched.add(b);
+  }
+  for (let i = 0; i < message.length; i++) {
+    for (const bit of [0, 7]) {
+      const bytes = message.slice();
+      bytes[i] ^= 1 << bit;
+      const got = open(sealer, bytes);
+      if (patched.has(i)) assert.deepEqual(got, state, `byte ${i} is patched in transit`);
+      else {assert.ok(
+          got === null || got === "rejected",
+          `byte ${i} bit ${bit} changed, yet it opened`,
+        );}
+    }
+  }
+});
+
+Deno.test("the transfer id and handoff count are patched in place and the seal still opens", () => {
+  const sealer = new Sealer(Sealer.newKey());
+  const { message, state } = sealedHandoff(sealer);
+  // As the channel numbers a transfer, and a gateway forwards unopened.
+  setTransferId(message, 0x1234);
+  setHandoffCount(message, 77);
+  const msg = decodeMessage(message);
+  assert.equal(msg.type, MessageType.HANDOFF);
+  if (msg.type !== MessageType.HANDOFF) return;
+  assert.equal(msg.body.transfer, 0x1234);
+  assert.equal(msg.body.info.handoffs, 77);
+  assert.deepEqual(sealer.open(msg.body.sealed, msg.body.aad), state);
+  assert.deepEqual(handoffAad(message), msg.body.aad);
+  assert.equal(msg.body.aad.buffer, message.buffer, "the AAD is the message's own bytes");
+});
+
+Deno.test("sealing into parts of the wrong size throws, and zeroes the plaintext", () => {
+  const sealer = new Sealer(Sealer.newKey());
+  const plain = new Uint8Array(10).fill(7);
+  const into = {
+    nonce: new Uint8Array(12),
+    tag: new Uint8Array(16),
+    ciphertext: new Uint8Array(9),
+  };
+  assert.throws(() => sealer.seal(plain, new Uint8Array(0), into), RangeError);
+  assert.deepEqual(plain, new Uint8Array(10));
+});
+
+/** The fds of this process that are `fd`'s socket (the same inode, read
+ * from /proc by find: Deno reads /proc/self/fd only with --allow-all). */
+function sameSocket(fd: number): () => number[] {
+  const links = () => {
+    const { stdout } = new Deno.Command("find", {
+      args: [`/proc/${Deno.pid}/fd`, "-type", "l", "-printf", "%f %l\\n"],
+    }).outputSync();
+    return new TextDecoder().decode(stdout).split("\n").filter((l) => l).map((l) => l.split(" "));
+  };
+  const inode = links().find(([n]) => Number(n) === fd)?.[1];
+  assert.match(inode ?? "", /^socket:\[\d+\]$/);
+  return () => links().filter(([, link]) => link === inode).map(([n]) => Number(n));
+}
+
+Deno.test({
+  name: "the channel closes an fd that comes with a message type that cannot carry one",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    assert.deepEqual(
+      Object.entries(CARRIES_FD).filter(([, fd]) => fd).map(([type]) => Number(type)),
+      [MessageType.HANDOFF],
+    );
+    // One valid message of every type.
+    const messages: Record<MessageTypeId, Uint8Array> = {
+      [MessageType.REGISTER]: encodeJson(MessageType.REGISTER, {
+        name: "x",
+        routes: ["/x"],
+        pid: 1,
+      }),
+      [MessageType.REGISTERED]: encodeJson(MessageType.REGISTERED, { ok: false, error: "no" }),
+      [MessageType.HANDOFF]: encodeHandoff(sample()),
+      [MessageType.STATS]: encodeJson(MessageType.STATS, {
+        held: 0,
+        requests: {},
+        handoffLatency: {
+          buckets: HANDOFF_LATENCY_BUCKETS.map(() => 0).concat(0),
+          sum: 0,
+          count: 0,
+        },
+      }),
+      [MessageType.DRAIN]: encodeJson(MessageType.DRAIN, {}),
+      [MessageType.ROUTES]: encodeJson(MessageType.ROUTES, { version: 1, routes: {} }),
+      [MessageType.ACK]: encodeAck([{ transfer: 9, ok: true }]),
+      [MessageType.MOVED]: encodeJson(MessageType.MOVED, {
+        moves: [{ conn: 1, to: 2, fn: "f", route: "/f" }],
+      }),
+    };
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
+    const listenFd = unixListen(`${dir}/c.sock`);
+    const sendFd = unixConnect(`${dir}/c.sock`);
+    let recvFd = -1;
+    for (let i = 0; i < 100 && recvFd < 0; i++) {
+      const a = accept(listenFd);
+      if (a) recvFd = a.fd;
+      else await new Promise((ok) => setTimeout(ok, 5));
+    }
+    assert.ok(recvFd >= 0, "connected");
+    const got = new Map<number, number>(); // type → fd the handler was given
+    const done = Promise.withResolvers<void>();
+    const types = Object.keys(messages).map(Number) as MessageTypeId[];
+    const channel = new ControlChannel(recvFd, {
+      onMessage(msg: Message, fd: number) {
+        got.set(msg.type, fd);
+        if (got.size === types.length - 1) done.resolve(); // all but the ACK
+      },
+      onBadMessage: (error) => done.reject(new Error(error)),
+      onClose() {},
+    });
+    const copies: (() => number[])[] = [];
+    try {
+      for (const type of types) {
+        const passed = tcpListen("127.0.0.1", 0); // a socket to pass along
+        copies[type] = sameSocket(passed);
+        assert.ok(sendMessage(sendFd, messages[type], passed) > 0, `type ${type} sent`);
+        closeFd(passed); // the kernel holds it now; the receiver gets a copy
+      }
+      const timer = setTimeout(() => done.reject(new Error("not every message came")), 5000);
+      await done.promise;
+      clearTimeout(timer);
+      await new Promise((ok) => setTimeout(ok, 20)); // the ACK is read in the same turn
+      for (const type of types) {
+        const left = copies[type]();
+        if (type === MessageType.HANDOFF) {
+          assert.ok(got.get(type)! >= 0, "a HANDOFF's fd goes to its handler");
+          assert.deepEqual(left, [got.get(type)], "and stays open");
+          closeFd(got.get(type)!);
+        } else {
+          if (type !== MessageType.ACK) assert.equal(got.get(type), -1, `type ${type}: -1`);
+          assert.deepEqual(left, [], `type ${type}: its fd was closed`);
+        }
+      }
+    } finally {
+      channel.close();
+      closeFd(sendFd);
+      closeFd(listenFd);
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

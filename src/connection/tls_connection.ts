@@ -40,7 +40,10 @@ import { EventLoop } from "./event_loop.ts";
 /** What `fill()` reports. */
 export type FillResult = "data" | "closed" | "timeout" | "error";
 
-/** A connection's identity, carried across handoffs. */
+/** A connection's identity, carried across handoffs: a HANDOFF carries this
+ * object's fields (src/handoff/protocol.ts `HANDOFF_LAYOUT`, the rows `in:
+ * "info"`), and a decoded HANDOFF's `info` becomes the receiving
+ * connection's, with no copying in either direction. */
 export interface ConnectionInfo {
   /** Id given by the gateway that accepted it. */
   connId: number;

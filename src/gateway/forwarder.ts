@@ -165,7 +165,7 @@ export class Forwarder {
       : undefined;
     const to = hit && hit.worker !== failed ? hit : undefined;
     log.warning("conn {conn}: {worker} did not take it ({reason}); {next}", {
-      conn: h.connId,
+      conn: h.info.connId,
       worker: `${failed.name}/${failed.pid}`,
       reason,
       next: to ? `to ${to.worker.name}/${to.worker.pid}` : "answering 503 here",
@@ -198,7 +198,7 @@ export class Forwarder {
     const transfer = h.transfer ?? 0;
     if (fd < 0) {
       log.warning("conn {conn}: HANDOFF from {worker} without a socket{why}; refused", {
-        conn: h.connId,
+        conn: h.info.connId,
         worker: `${from.name}/${from.pid}`,
         why: fd === FD_LOST ? " (the gateway is at its open-file limit)" : "",
       });
@@ -211,7 +211,7 @@ export class Forwarder {
     // alone (a SIGKILL then loses it), so that gap holds two sendmsg calls.
     const head = requestHead(h.unread, this.#o.maxBody);
     const hit = head ? this.#o.workers.router.pickWithRoute(head.path) : undefined;
-    if (hit) setHandoffCount(message, h.handoffs + 1); // forwarded unopened
+    if (hit) setHandoffCount(message, h.info.handoffs + 1); // forwarded unopened
     from.channel.confirm(transfer, true, (mine) => {
       if (!mine) {
         closeFd(fd); // its sender took it back
@@ -221,7 +221,7 @@ export class Forwarder {
       if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1);
       else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
       returnedLine.log(() => ({
-        conn: h.connId,
+        conn: h.info.connId,
         worker: `${from.name}/${from.pid}`,
         path: head?.path ?? "?",
         target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
@@ -265,7 +265,7 @@ export class Forwarder {
   #adopt(h: Handoff, fd: number, unplaced: boolean): void {
     const conn = adoptHandoff(h, fd, this.#o.sealer, this.#o.importContext);
     if (typeof conn === "string") {
-      log.warning("conn {conn}: {error}; connection dropped", { conn: h.connId, error: conn });
+      log.warning("conn {conn}: {error}; connection dropped", { conn: h.info.connId, error: conn });
       return;
     }
     this.#o.metrics.adopted(Math.max(0, nowMicros() - h.sentAt) / 1e6);

@@ -215,7 +215,6 @@ export class Workers {
       }
       return;
     }
-    closeFd(fd);
     if (msg.type === MessageType.REGISTER) {
       this.#register(worker, msg.body);
     } else if (msg.type === MessageType.STATS && worker.registered) {

@@ -7,8 +7,10 @@
  * Ownership: `send` takes the fd and closes this process's copy once the
  * kernel has it (or when sending fails), and zeroes the message bytes once
  * sent (they may hold the deployment key or a client's request bytes). A
- * received fd belongs to the `onMessage` callback; received bytes are zeroed
- * after it returns.
+ * received fd belongs to the `onMessage` callback when its message type may
+ * carry one (protocol.ts `CARRIES_FD`: HANDOFF only); with any other type the
+ * channel closes it before the callback runs, which gets -1. Received bytes
+ * are zeroed after it returns.
  *
  * Live connections move with `transfer`, acknowledged: the sender keeps its
  * copy of the socket and of the sealed message until the receiver's ACK.
@@ -34,6 +36,7 @@ import {
 import { EventLoop } from "../connection/event_loop.ts";
 import {
   type Ack,
+  CARRIES_FD,
   decodeMessage,
   encodeAck,
   Limits,
@@ -41,6 +44,7 @@ import {
   MessageType,
   ProtocolError,
   setTransferId,
+  transferIdOf,
 } from "./protocol.ts";
 
 /** A connection that came back to its sender: the receiver refused it, or
@@ -73,8 +77,10 @@ interface Queued {
 
 /** What the channel reports to its owner. */
 export interface ControlChannelHandlers {
-  /** A decoded message; `fd` is the passed connection or -1; `raw` is the
-   * message's bytes (valid only during the call). */
+  /** A decoded message; `fd` is the connection a HANDOFF passed (or
+   * FD_LOST when the kernel discarded it: this process is at its fd limit),
+   * else -1 (an fd that came with another type is closed already); `raw` is
+   * the message's bytes (valid only during the call). */
   onMessage(msg: Message, fd: number, raw: Uint8Array): void;
   /** A message that could not be decoded; its fd was already closed. */
   onBadMessage?(error: string): void;
@@ -181,19 +187,23 @@ export class ControlChannel {
         // A HANDOFF that does not decode still names its transfer: refuse
         // it, so that its sender places the connection elsewhere.
         if (r.length >= 8 && raw[5] === MessageType.HANDOFF && raw[4] !== 0) {
-          this.#acks.push({ transfer: raw[6] | raw[7] << 8, ok: false });
+          this.#acks.push({ transfer: transferIdOf(raw), ok: false });
         }
         raw.fill(0);
         this.#handlers.onBadMessage?.(e instanceof ProtocolError ? e.message : String(e));
         continue;
       }
+      let fd = r.fd;
+      if (fd !== -1 && !CARRIES_FD[msg.type]) {
+        closeFd(fd); // no message of this type carries one: no handler has to
+        fd = -1;
+      }
       if (msg.type === MessageType.ACK) {
-        closeFd(r.fd);
         this.#acknowledged(msg.body);
         continue;
       }
       try {
-        this.#handlers.onMessage(msg, r.fd, raw);
+        this.#handlers.onMessage(msg, fd, raw);
       } catch (e) {
         // One message's failure must not stop the reading of the others.
         this.#handlers.onBadMessage?.(`handling message type ${msg.type}: ${String(e)}`);

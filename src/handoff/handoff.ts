@@ -4,19 +4,27 @@
  * connection. Shared by the gateway and the workers.
  *
  * The seal (ChaCha20-Poly1305 under the deployment key) covers the TLS state
- * and is bound to every other field of the message except the handoff count,
- * which the gateway rewrites when it forwards a connection unopened: a
- * changed connection id, peer, SNI/ALPN, unread or read-ahead byte makes the
- * message fail to open, and it is never imported.
+ * and is bound to the message's own bytes: every field the layout
+ * (protocol.ts `HANDOFF_LAYOUT`) marks `bound`, all but the transfer id and
+ * the handoff count, which change in transit (the gateway forwards a
+ * connection unopened). A changed connection id, peer, SNI/ALPN, unread or
+ * read-ahead byte makes the message fail to open, and it is never imported.
  *
  * @module
  */
 
 import { closeFd } from "../../ffi/shim.ts";
 import { type TlsContext, TlsSession } from "../../ffi/wolfssl.ts";
-import { encodeHandoff, type Handoff, Limits, utf8 } from "./protocol.ts";
+import {
+  encodeUnsealedHandoff,
+  type Handoff,
+  handoffAad,
+  handoffSealed,
+  Limits,
+  setHandoffCount,
+} from "./protocol.ts";
 import type { Sealer } from "./seal.ts";
-import { type ConnectionInfo, TlsConnection } from "../connection/tls_connection.ts";
+import { TlsConnection } from "../connection/tls_connection.ts";
 
 /** Wall-clock time in µs since the epoch, with sub-ms precision (the same
  * clock in every process, so a receiver can time a handoff).
@@ -30,59 +38,6 @@ import { type ConnectionInfo, TlsConnection } from "../connection/tls_connection
 export function nowMicros(): number {
   return (performance.timeOrigin + performance.now()) * 1000;
 }
-
-/** The bytes a sealed state is bound to: every field but the handoff count.
- * The result is a view of a buffer the next call reuses: pass it straight to
- * {@linkcode Sealer.seal} or {@linkcode Sealer.open}.
- *
- * @example
- * ```ts
- * import { handoffAad } from "./handoff.ts";
- * const aad = handoffAad({
- *   connId: 1, gatewayId: 2, tlsVersion: 4, sni: "", alpn: "http/1.1", peer: "127.0.0.1:1",
- *   unread: new Uint8Array(0), readAhead: new Uint8Array(0), sentAt: Date.now() * 1000,
- * });
- * ```
- */
-export function handoffAad(
-  h: Pick<
-    Handoff,
-    | "connId"
-    | "gatewayId"
-    | "tlsVersion"
-    | "sni"
-    | "alpn"
-    | "peer"
-    | "unread"
-    | "readAhead"
-    | "sentAt"
-  >,
-): Uint8Array {
-  const sni = utf8(h.sni), alpn = utf8(h.alpn), peer = utf8(h.peer);
-  const size = 17 + 5 * 4 + sni.length + alpn.length + peer.length + h.unread.length +
-    h.readAhead.length;
-  if (aadScratch.length < size) {
-    aadScratch = new Uint8Array(Math.max(size, aadScratch.length * 2));
-    aadView = new DataView(aadScratch.buffer);
-  }
-  const aad = aadScratch, v = aadView;
-  v.setUint32(0, h.connId >>> 0, true);
-  v.setUint32(4, h.gatewayId >>> 0, true);
-  v.setUint8(8, h.tlsVersion);
-  v.setFloat64(9, h.sentAt, true);
-  let off = 17;
-  for (const part of [sni, alpn, peer, h.unread, h.readAhead]) {
-    v.setUint32(off, part.length, true);
-    aad.set(part, off + 4);
-    off += 4 + part.length;
-  }
-  return aad.subarray(0, size);
-}
-
-// The AAD is built in one reused buffer (it is consumed at once by seal or
-// open): an ArrayBuffer allocation costs more than building it.
-let aadScratch = new Uint8Array(1024);
-let aadView = new DataView(aadScratch.buffer);
 
 /** How many bytes a released connection's HANDOFF carries along. */
 export interface Carried {
@@ -118,26 +73,26 @@ export function releaseForHandoff(
     throw new Error(`${conn.bufferedLength} unread bytes exceed the handoff limit`);
   }
   const { state, unread, readAhead } = conn.release();
-  const i = conn.info;
-  const fields = {
-    connId: i.connId,
-    gatewayId: i.gatewayId,
-    tlsVersion: state.version,
-    sni: i.sni,
-    alpn: i.alpn,
-    peer: i.peer,
-    unread,
-    readAhead,
-    sentAt: nowMicros(),
-  };
-  const sealed = sealer.seal(state.blob, handoffAad(fields)); // zeroes state.blob
-  const message = encodeHandoff({ ...fields, handoffs, sealed });
-  if (carried) {
-    carried.unread = unread.length;
-    carried.readAhead = readAhead.length;
+  try {
+    const message = encodeUnsealedHandoff({
+      info: conn.info,
+      tlsVersion: state.version,
+      sentAt: nowMicros(),
+      unread,
+      readAhead,
+    }, state.blob.length);
+    setHandoffCount(message, handoffs);
+    // Sealed into the message, bound to its bytes; zeroes state.blob.
+    sealer.seal(state.blob, handoffAad(message), handoffSealed(message));
+    if (carried) {
+      carried.unread = unread.length;
+      carried.readAhead = readAhead.length;
+    }
+    return message;
+  } finally {
+    state.blob.fill(0); // when encoding or sealing failed
+    unread.fill(0);
   }
-  unread.fill(0);
-  return message;
 }
 
 /**
@@ -163,7 +118,7 @@ export function adoptHandoff(
   ctx: TlsContext,
 ): TlsConnection | string {
   if (fd < 0) return "handoff without a socket";
-  const blob = sealer.open(h.sealed, handoffAad(h));
+  const blob = sealer.open(h.sealed, h.aad);
   if (!blob) {
     closeFd(fd);
     return "TLS state did not authenticate";
@@ -177,16 +132,8 @@ export function adoptHandoff(
   } finally {
     blob.fill(0);
   }
-  const info: ConnectionInfo = {
-    connId: h.connId,
-    gatewayId: h.gatewayId,
-    handoffs: h.handoffs,
-    peer: h.peer,
-    sni: h.sni,
-    alpn: h.alpn,
-  };
   try {
-    return new TlsConnection(fd, tls, info, h.unread);
+    return new TlsConnection(fd, tls, h.info, h.unread);
   } catch (e) {
     tls.free();
     closeFd(fd);

@@ -84,7 +84,6 @@ export class Peers {
           this.#onHandoff(msg.body, fd, channel);
           return;
         }
-        closeFd(fd);
         log.warning("unexpected message type {type} from peer pid {pid}", {
           type: msg.type,
           pid: cred.pid,
@@ -135,8 +134,11 @@ export class Peers {
     }
     const channel: ControlChannel = new ControlChannel(fd, {
       onMessage: (msg, mfd) => {
-        closeFd(mfd); // only ACKs are expected back (handled by the channel)
-        if (msg.type === MessageType.HANDOFF) channel.confirm(msg.body.transfer ?? 0, false);
+        // Only ACKs are expected back (handled by the channel).
+        if (msg.type === MessageType.HANDOFF) {
+          closeFd(mfd);
+          channel.confirm(msg.body.transfer, false);
+        }
         log.warning("unexpected message type {type} from peer pid {pid}", {
           type: msg.type,
           pid: peer.pid,

@@ -84,7 +84,11 @@ export class Sealer {
     return crypto.getRandomValues(new Uint8Array(AEAD_KEY_BYTES));
   }
 
-  /** Encrypt `plain` and bind it to `aad`. Zeroes `plain` afterwards.
+  /** Encrypt `plain` and bind it to `aad`. Zeroes `plain` afterwards. With
+   * `into`, the nonce, tag and ciphertext are written there (views of the
+   * message that carries them, say: see protocol.ts `handoffSealed`) and
+   * `into` is returned; its ciphertext must be as long as `plain`, and none
+   * of them may overlap `aad`.
    *
    * @example
    * ```ts
@@ -92,16 +96,31 @@ export class Sealer {
    * const sealed = new Sealer(Sealer.newKey()).seal(new Uint8Array(8), new Uint8Array(0));
    * ```
    */
-  seal(plain: Uint8Array, aad: Uint8Array): Sealed {
-    // One allocation for the three parts (an ArrayBuffer is not cheap).
-    const buf = new Uint8Array(AEAD_NONCE_BYTES + AEAD_TAG_BYTES + plain.length);
-    const nonce = nextNonce(buf.subarray(0, AEAD_NONCE_BYTES));
-    const tag = buf.subarray(AEAD_NONCE_BYTES, AEAD_NONCE_BYTES + AEAD_TAG_BYTES);
-    const ciphertext = buf.subarray(AEAD_NONCE_BYTES + AEAD_TAG_BYTES);
-    const ok = aeadSeal(this.#key, nonce, aad, plain, ciphertext, tag);
+  seal(plain: Uint8Array, aad: Uint8Array, into?: Sealed): Sealed {
+    let out: Sealed;
+    if (into) {
+      if (
+        into.nonce.length !== AEAD_NONCE_BYTES || into.tag.length !== AEAD_TAG_BYTES ||
+        into.ciphertext.length !== plain.length
+      ) {
+        plain.fill(0);
+        throw new RangeError("sealing into parts of the wrong size");
+      }
+      out = into;
+    } else {
+      // One allocation for the three parts (an ArrayBuffer is not cheap).
+      const buf = new Uint8Array(AEAD_NONCE_BYTES + AEAD_TAG_BYTES + plain.length);
+      out = {
+        nonce: buf.subarray(0, AEAD_NONCE_BYTES),
+        tag: buf.subarray(AEAD_NONCE_BYTES, AEAD_NONCE_BYTES + AEAD_TAG_BYTES),
+        ciphertext: buf.subarray(AEAD_NONCE_BYTES + AEAD_TAG_BYTES),
+      };
+    }
+    nextNonce(out.nonce);
+    const ok = aeadSeal(this.#key, out.nonce, aad, plain, out.ciphertext, out.tag);
     plain.fill(0);
     if (!ok) throw new Error("sealing failed");
-    return { nonce, tag, ciphertext };
+    return out;
   }
 
   /** Decrypt and authenticate; null when the blob is not authentic. The

@@ -339,7 +339,6 @@ export class FunctionServer {
 
   #onMessage(msg: Message, fd: number): void {
     if (msg.type === MessageType.REGISTERED) {
-      closeFd(fd);
       if (this.#registered) {
         log.warning("unexpected REGISTERED on a registered channel; ignored");
         return;
@@ -379,7 +378,6 @@ export class FunctionServer {
       return;
     }
     if (msg.type === MessageType.ROUTES && this.#registered) {
-      closeFd(fd);
       if (this.#table.update(msg.body)) {
         log.debug("route table version {version} from the gateway: {count} route(s)", {
           version: msg.body.version,
@@ -388,7 +386,6 @@ export class FunctionServer {
       }
       return;
     }
-    closeFd(fd);
     log.warning("unexpected control message type {type}", { type: msg.type });
   }
 
@@ -404,7 +401,7 @@ export class FunctionServer {
       : (closeFd(fd), "not registered yet");
     if (typeof conn === "string") {
       log.warning("conn {conn}: cannot take it: {error}; refused, its sender places it", {
-        conn: h.connId,
+        conn: h.info.connId,
         error: conn,
       });
       channel?.confirm(transfer, false);
