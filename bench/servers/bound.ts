@@ -25,7 +25,6 @@ import { hold, type HoldOptions, requestLogLine } from "../../src/connection/hol
 import { Listener } from "../../src/connection/listener.ts";
 import type { TlsConnection } from "../../src/connection/tls_connection.ts";
 import { GatewayMetrics } from "../../src/gateway/gateway_metrics.ts";
-import type { GatewayStats } from "../../src/gateway/gateway_server.ts";
 import { Handshaker } from "../../src/gateway/handshaker.ts";
 import { errorResponse } from "../../src/http/http.ts";
 import { Responder } from "../../src/http/responder.ts";
@@ -60,16 +59,7 @@ const options: HoldOptions = {
   label,
 };
 const METHODS = ["GET", "HEAD"]; // sum and product take GET (HEAD added, as FunctionServer does)
-const stats: GatewayStats = {
-  accepted: 0,
-  handshakes: 0,
-  resumed: 0,
-  handoffs: 0,
-  returned: 0,
-  answered: 0,
-  handshakeFailures: 0,
-  moved: 0,
-};
+const metrics = new GatewayMetrics();
 let requests = 0;
 let held = 0;
 
@@ -135,18 +125,14 @@ const handshaker = new Handshaker({
   }),
   gatewayId: 0,
   handshakeTimeoutMs: 10_000,
-  stats,
-  metrics: new GatewayMetrics(),
+  metrics,
   ready: serve,
 });
 const listenFd = tcpListen(values.host!, Number(values.port));
 new Listener(listenFd, "clients", (c) => handshaker.accept(c));
 console.log(`bound listening on https://${values.host}:${localPort(listenFd)}`);
-printStatsOnSignal(() => ({
-  accepted: stats.accepted,
-  handshakes: stats.handshakes,
-  resumed: stats.resumed,
-  requests,
-  held,
-}));
+printStatsOnSignal(() => {
+  const { accepted, handshakes, resumed } = metrics.stats();
+  return { accepted, handshakes, resumed, requests, held };
+});
 onShutdown(() => Deno.exit(0));

@@ -31,7 +31,6 @@ import {
 import type { Sealer } from "../handoff/seal.ts";
 import { logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
-import type { GatewayStats } from "./gateway_server.ts";
 import type { Worker, Workers } from "./workers.ts";
 
 const log = logger("gateway");
@@ -66,8 +65,6 @@ export interface ForwarderOptions {
   importContext: TlsContext;
   /** --max-body (a returned request's head is read to route it). */
   maxBody: number;
-  /** Counters to bump. */
-  stats: GatewayStats;
   /** Metrics to bump. */
   metrics: GatewayMetrics;
   /** Hold an imported connection and answer it here; `unplaced`: its next
@@ -134,8 +131,7 @@ export class Forwarder {
       return;
     }
     worker.held++;
-    this.#o.stats.handoffs++;
-    this.#o.metrics.handoff(worker.name, route);
+    this.#o.metrics.handoffs.labels(worker.name, route).inc();
   }
 
   /** A connection a worker did not take (`reason`) is ours again: another
@@ -192,8 +188,7 @@ export class Forwarder {
    * ```
    */
   returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
-    this.#o.stats.returned++;
-    this.#o.metrics.returned(from.name);
+    this.#o.metrics.returned.labels(from.name).inc();
     from.held = Math.max(0, from.held - 1);
     const transfer = h.transfer ?? 0;
     if (fd < 0) {
@@ -242,15 +237,14 @@ export class Forwarder {
    * ```
    */
   moved(from: Worker, { moves }: Moved): void {
-    const { stats, metrics } = this.#o;
+    const { metrics } = this.#o;
     for (const m of moves) {
       // Labels come from a worker: only a route of the named function is
       // counted under it (a stale table may name a function just gone).
       const known = this.#o.workers.router.functionFor(m.route) === m.fn;
-      stats.moved++;
-      stats.returned++; // it left from's function, as a hand-back does
-      metrics.returned(from.name);
-      if (known) metrics.handoff(m.fn, m.route);
+      metrics.moved.labels(from.name).inc();
+      metrics.returned.labels(from.name).inc(); // it left from's function, as a hand-back does
+      if (known) metrics.handoffs.labels(m.fn, m.route).inc();
       movedLine.log(() => ({
         conn: m.conn,
         worker: `${from.name}/${from.pid}`,
@@ -268,7 +262,7 @@ export class Forwarder {
       log.warning("conn {conn}: {error}; connection dropped", { conn: h.info.connId, error: conn });
       return;
     }
-    this.#o.metrics.adopted(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    this.#o.metrics.handoffLatency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
     this.#o.serve(conn, unplaced);
   }
 }

@@ -1,167 +1,234 @@
 /**
- * The gateway's counters and their Prometheus rendering for `/metrics`:
- * what the gateway saw itself (handshakes, handoffs, returns, its own
- * answers, adopted connections' handoff latency), what workers report over
- * the control channel (STATS), and the totals of workers that have left, so
- * that counters never go down.
+ * The gateway's metric families, declared once in the process's one
+ * registry, and `/metrics`: the gateway's own families, plus what workers
+ * report over the control channel (STATS: their registry's snapshot), each
+ * worker's series with a `function` label, summed per function, and the
+ * totals of workers that have left, so that counters never go down. A worker
+ * family the gateway also declares (requests, open connections, handoff
+ * latency) adds into the gateway's; any other is shown as the worker
+ * declared it, with `function` in front of its labels.
+ *
+ * The counters the tests and the benchmark read (SIGUSR2, `hotpotato-stats`)
+ * are computed from the same registry: {@linkcode GatewayMetrics.stats}.
  *
  * @module
  */
 
-import { Histogram, Registry } from "../operations/metrics.ts";
-import { HANDOFF_LATENCY_BUCKETS, type Stats } from "../handoff/protocol.ts";
+import {
+  type Counter,
+  type Gauge,
+  type Histogram,
+  mergeSnapshots,
+  Registry,
+  renderText,
+  type Snapshot,
+  total,
+} from "../operations/metrics.ts";
+import { HANDOFF_LATENCY_BUCKETS } from "../handoff/protocol.ts";
 
-/** What the gateway knows at scrape time besides the counters. */
-export interface GatewaySnapshot {
+/** Counters the gateway keeps (the tests and the benchmark read them, in
+ * the `hotpotato-stats` line).
+ *
+ * @example
+ * ```ts
+ * import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
+ * const stats: GatewayStats = new GatewayMetrics().stats();
+ * console.log(stats.handshakes - stats.resumed); // full handshakes
+ * ```
+ */
+export interface GatewayStats {
   /** TCP connections accepted. */
   accepted: number;
+  /** TLS handshakes completed. */
+  handshakes: number;
+  /** Of those, resumed sessions (abbreviated handshakes). */
+  resumed: number;
+  /** Connections handed to a worker: by the gateway (first handoffs and
+   * forwards) and directly between workers, as told in MOVED (the sum of
+   * `hotpotato_handoffs_total`). */
+  handoffs: number;
+  /** Connections that left a worker for another function (handed back or moved). */
+  returned: number;
+  /** Requests the gateway answered itself. */
+  answered: number;
   /** Handshakes that failed or timed out. */
   handshakeFailures: number;
+  /** Connections workers moved straight to another worker (told in MOVED). */
+  moved: number;
+}
+
+/** What the gateway knows at scrape time besides its counters.
+ *
+ * @example
+ * ```ts
+ * import type { GatewayState } from "./gateway_metrics.ts";
+ * const state: GatewayState = {
+ *   held: 2,
+ *   draining: false,
+ *   functions: [{ name: "sum", workers: 1 }],
+ *   workers: [{ name: "sum", metrics: { families: [] } }],
+ * };
+ * ```
+ */
+export interface GatewayState {
   /** Connections the gateway holds now. */
   held: number;
   /** True while draining. */
   draining: boolean;
   /** Functions with their worker counts. */
   functions: { name: string; workers: number }[];
-  /** Live workers' latest reports. */
-  workers: { name: string; stats: Stats }[];
-}
-
-function bump<K>(map: Map<K, number>, key: K, n = 1): void {
-  map.set(key, (map.get(key) ?? 0) + n);
+  /** Live workers' latest snapshots (STATS), by function name. */
+  workers: { name: string; metrics: Snapshot }[];
 }
 
 /**
- * Counters behind `/metrics`.
+ * The gateway's registry and its families. Call sites keep the children they
+ * count with, or find them by label values (`requests.labels("gateway", "",
+ * 404).inc()`): no strings are built to count.
  *
  * @example
  * ```ts
  * import { GatewayMetrics } from "./gateway_metrics.ts";
  * const m = new GatewayMetrics();
- * m.handshake("TLSv1.3", false);
- * console.log(m.render({
- *   accepted: 1, handshakeFailures: 0, held: 1, draining: false, functions: [], workers: [],
- * }));
+ * m.accepted.inc();
+ * m.handshakes.labels(false, "TLSv1.3").inc();
+ * console.log(m.stats().handshakes); // 1
+ * console.log(m.render({ held: 1, draining: false, functions: [], workers: [] }));
  * ```
  */
 export class GatewayMetrics {
-  #handshakes = new Map<string, number>(); // "TLSv1.3 false"
-  #handoffs = new Map<string, number>(); // "function route"
-  #returned = new Map<string, number>(); // function
-  #answered = new Map<number, number>(); // status
-  #restarts = new Map<string, number>(); // function
-  #adoptLatency = new Histogram("", "", HANDOFF_LATENCY_BUCKETS);
-  #departedRequests = new Map<string, number>(); // "function route status"
-  #departedLatency = new Histogram("", "", HANDOFF_LATENCY_BUCKETS);
+  /** The process's registry. */
+  readonly registry: Registry = new Registry();
+  /** TCP connections accepted. */
+  readonly accepted: Counter = this.registry
+    .counter("hotpotato_connections_accepted_total", "TCP connections accepted")
+    .labels();
+  /** Client connections open, by holder ("gateway", or a function). */
+  readonly open = this.registry.gauge(
+    "hotpotato_connections_open",
+    "Client connections open, by holder",
+    ["holder"],
+  );
+  #held: Gauge = this.open.labels("gateway");
+  /** Completed handshakes, by resumed ("true"/"false") and TLS version. */
+  readonly handshakes = this.registry.counter(
+    "hotpotato_tls_handshakes_total",
+    "Completed TLS handshakes",
+    ["resumed", "version"],
+  );
+  /** Handshakes that failed or timed out. */
+  readonly handshakeFailures: Counter = this.registry
+    .counter("hotpotato_tls_handshake_failures_total", "Failed or timed-out TLS handshakes")
+    .labels();
+  /** Connections handed to a worker, by function and route. */
+  readonly handoffs = this.registry.counter(
+    "hotpotato_handoffs_total",
+    "Connections handed to a worker, by function and route",
+    ["function", "route"],
+  );
+  /** Connections that left a worker of a function for another route. */
+  readonly returned = this.registry.counter(
+    "hotpotato_connections_returned_total",
+    "Connections workers handed back for another route",
+    ["function"],
+  );
+  /** Of those, the ones moved straight to another worker (MOVED). */
+  readonly moved = this.registry.counter(
+    "hotpotato_connections_moved_total",
+    "Connections workers moved straight to another worker (--handoff direct), by the function they left",
+    ["function"],
+  );
+  /** Export-to-import time of connections the gateway imported. */
+  readonly handoffLatency: Histogram = this.registry
+    .histogram(
+      "hotpotato_handoff_latency_seconds",
+      "Time from export in one process to import in the next",
+      HANDOFF_LATENCY_BUCKETS,
+    )
+    .labels();
+  /** Requests answered, by function ("gateway" for its own), route and status. */
+  readonly requests = this.registry.counter(
+    "hotpotato_requests_total",
+    "Requests answered, by function, route and status",
+    ["function", "route", "status"],
+  );
+  /** Registered workers, by function (filled at each scrape). */
+  readonly workers = this.registry.gauge(
+    "hotpotato_workers",
+    "Registered workers, by function",
+    ["function"],
+  );
+  /** Workers that registered after the launcher restarted them. */
+  readonly restarts = this.registry.counter(
+    "hotpotato_worker_restarts_total",
+    "Workers that registered after the launcher restarted them, by function",
+    ["function"],
+  );
+  #draining: Gauge = this.registry
+    .gauge("hotpotato_draining", "1 while the gateway drains")
+    .labels();
+  /** What departed workers counted (counters and histograms), with their
+   * function label. */
+  #departed: Snapshot = { families: [] };
 
-  /** A completed handshake. */
-  handshake(version: string, resumed: boolean): void {
-    bump(this.#handshakes, `${version} ${resumed}`);
-  }
-
-  /** A connection handed to a worker of `fn` for `route`. */
-  handoff(fn: string, route: string): void {
-    bump(this.#handoffs, `${fn} ${route}`);
-  }
-
-  /** A connection a worker of `fn` handed back. */
-  returned(fn: string): void {
-    bump(this.#returned, fn);
-  }
-
-  /** A request the gateway answered itself. */
-  answered(status: number): void {
-    bump(this.#answered, status);
-  }
-
-  /** A worker of `fn` registered after the launcher restarted it. */
-  restarted(fn: string): void {
-    bump(this.#restarts, fn);
-  }
-
-  /** A returned connection the gateway imported, `seconds` after export. */
-  adopted(seconds: number): void {
-    this.#adoptLatency.observe(seconds);
-  }
-
-  /** Keep a departing worker's last counters in the totals. */
-  workerLeft(fn: string, stats: Stats): void {
-    for (const [k, n] of Object.entries(stats.requests)) {
-      bump(this.#departedRequests, `${fn} ${k}`, n);
-    }
-    this.#departedLatency.merge(stats.handoffLatency);
-  }
-
-  /** The Prometheus text exposition.
+  /** Keep a departing worker's last counters in the totals (its gauges go
+   * with it).
    *
    * @example
    * ```ts
    * import { GatewayMetrics } from "./gateway_metrics.ts";
-   * new GatewayMetrics().render({
-   *   accepted: 0, handshakeFailures: 0, held: 0, draining: false, functions: [], workers: [],
-   * });
+   * import { Registry } from "../operations/metrics.ts";
+   * const worker = new Registry();
+   * worker.counter("hotpotato_requests_total", "Requests", ["route", "status"])
+   *   .labels("/sum", 200).inc();
+   * new GatewayMetrics().workerLeft("sum", worker.snapshot());
    * ```
    */
-  render(g: GatewaySnapshot): string {
-    const r = new Registry();
-    r.counter("hotpotato_connections_accepted_total", "TCP connections accepted")
-      .inc({}, g.accepted);
-    const open = r.gauge("hotpotato_connections_open", "Client connections open, by holder");
-    open.set({ holder: "gateway" }, g.held);
-    const hs = r.counter("hotpotato_tls_handshakes_total", "Completed TLS handshakes");
-    for (const [k, n] of this.#handshakes) {
-      const [version, resumed] = k.split(" ");
-      hs.inc({ version, resumed }, n);
-    }
-    r.counter("hotpotato_tls_handshake_failures_total", "Failed or timed-out TLS handshakes")
-      .inc({}, g.handshakeFailures);
-    const handoffs = r.counter(
-      "hotpotato_handoffs_total",
-      "Connections handed to a worker, by function and route",
-    );
-    for (const [k, n] of this.#handoffs) {
-      const [fn, route] = k.split(" ");
-      handoffs.inc({ function: fn, route }, n);
-    }
-    const returned = r.counter(
-      "hotpotato_connections_returned_total",
-      "Connections workers handed back for another route",
-    );
-    for (const [fn, n] of this.#returned) returned.inc({ function: fn }, n);
-    const latency = r.histogram(
-      "hotpotato_handoff_latency_seconds",
-      "Time from export in one process to import in the next",
-      HANDOFF_LATENCY_BUCKETS,
-    );
-    latency.merge(this.#adoptLatency.snapshot());
-    latency.merge(this.#departedLatency.snapshot());
-    const requests = r.counter(
-      "hotpotato_requests_total",
-      "Requests answered, by function, route and status",
-    );
-    for (const [k, n] of this.#departedRequests) {
-      const [fn, route, status] = k.split(" ");
-      requests.inc({ function: fn, route, status }, n);
-    }
-    for (const [status, n] of this.#answered) {
-      requests.inc({ function: "gateway", route: "", status: String(status) }, n);
-    }
-    for (const w of g.workers) {
-      open.inc({ holder: w.name }, w.stats.held);
-      latency.merge(w.stats.handoffLatency);
-      for (const [k, n] of Object.entries(w.stats.requests)) {
-        const [route, status] = k.split(" ");
-        requests.inc({ function: w.name, route, status }, n);
-      }
-    }
-    const workers = r.gauge("hotpotato_workers", "Registered workers, by function");
-    for (const f of g.functions) workers.set({ function: f.name }, f.workers);
-    const restarts = r.counter(
-      "hotpotato_worker_restarts_total",
-      "Workers that registered after the launcher restarted them, by function",
-    );
-    for (const [fn, n] of this.#restarts) restarts.inc({ function: fn }, n);
-    r.gauge("hotpotato_draining", "1 while the gateway drains").set({}, g.draining ? 1 : 0);
-    return r.render();
+  workerLeft(fn: string, metrics: Snapshot): void {
+    this.#departed = mergeSnapshots([
+      { snapshot: this.#departed },
+      { snapshot: metrics, labels: { function: fn } },
+    ], { gauges: false });
+  }
+
+  /** The Prometheus text for `/metrics`.
+   *
+   * @example
+   * ```ts
+   * import { GatewayMetrics } from "./gateway_metrics.ts";
+   * new GatewayMetrics().render({ held: 0, draining: false, functions: [], workers: [] });
+   * ```
+   */
+  render(state: GatewayState): string {
+    this.#held.set(state.held);
+    this.#draining.set(state.draining ? 1 : 0);
+    this.workers.reset();
+    for (const f of state.functions) this.workers.labels(f.name).set(f.workers);
+    return renderText(mergeSnapshots([
+      { snapshot: this.registry.snapshot() },
+      { snapshot: this.#departed },
+      ...state.workers.map((w) => ({ snapshot: w.metrics, labels: { function: w.name } })),
+    ]));
+  }
+
+  /** The counters of the `hotpotato-stats` line, from the registry.
+   *
+   * @example
+   * ```ts
+   * import { GatewayMetrics } from "./gateway_metrics.ts";
+   * console.log(new GatewayMetrics().stats());
+   * ```
+   */
+  stats(): GatewayStats {
+    return {
+      accepted: this.accepted.value,
+      handshakes: total(this.handshakes),
+      resumed: total(this.handshakes, { resumed: "true" }),
+      handoffs: total(this.handoffs),
+      returned: total(this.returned),
+      answered: total(this.requests, { function: "gateway" }),
+      handshakeFailures: this.handshakeFailures.value,
+      moved: total(this.moved),
+    };
   }
 }

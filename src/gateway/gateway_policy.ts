@@ -12,7 +12,6 @@ import type { TlsConnection } from "../connection/tls_connection.ts";
 import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts";
 import { errorResponse, type RequestHead } from "../http/http.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
-import type { GatewayStats } from "./gateway_server.ts";
 import type { Forwarder } from "./forwarder.ts";
 import type { Router } from "../routing/router.ts";
 import type { Worker } from "./workers.ts";
@@ -23,8 +22,6 @@ export interface GatewayPolicyOptions {
   router: Router<Worker>;
   /** Moves connections to workers. */
   forwarder: Forwarder;
-  /** Counters to bump. */
-  stats: GatewayStats;
   /** Metrics to bump. */
   metrics: GatewayMetrics;
   /** "gateway/pid", sent as `x-hotpotato-worker`. */
@@ -139,8 +136,7 @@ export class GatewayPolicy implements HoldPolicy {
    * ```
    */
   count(a: Answered): void {
-    this.#o.stats.answered++;
-    this.#o.metrics.answered(a.status);
+    this.#o.metrics.requests.labels("gateway", "", a.status).inc();
   }
 
   /** True while the gateway drains.

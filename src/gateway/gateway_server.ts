@@ -30,7 +30,7 @@ import { AdminServer } from "./admin_server.ts";
 import { adminAnswer } from "./admin_routes.ts";
 import { ControlSocket } from "./control_socket.ts";
 import { Forwarder } from "./forwarder.ts";
-import { GatewayMetrics } from "./gateway_metrics.ts";
+import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
 import { GatewayPolicy } from "./gateway_policy.ts";
 import { Handshaker } from "./handshaker.ts";
 import { Workers } from "./workers.ts";
@@ -42,25 +42,7 @@ import { Sealer } from "../handoff/seal.ts";
 const log = logger("gateway");
 const requestLog = requestLogLine(log);
 
-/** Counters the gateway keeps (the tests and the benchmark read them). */
-export interface GatewayStats {
-  /** TCP connections accepted. */
-  accepted: number;
-  /** TLS handshakes completed. */
-  handshakes: number;
-  /** Of those, resumed sessions (abbreviated handshakes). */
-  resumed: number;
-  /** Connections handed to a worker (first handoffs and forwards). */
-  handoffs: number;
-  /** Connections workers handed back. */
-  returned: number;
-  /** Requests the gateway answered itself. */
-  answered: number;
-  /** Handshakes that failed or timed out. */
-  handshakeFailures: number;
-  /** Connections workers moved straight to another worker (told in MOVED). */
-  moved: number;
-}
+export type { GatewayStats } from "./gateway_metrics.ts";
 
 /**
  * A running gateway.
@@ -76,16 +58,6 @@ export interface GatewayStats {
  */
 export class Gateway {
   readonly config: GatewayConfig;
-  readonly stats: GatewayStats = {
-    accepted: 0,
-    handshakes: 0,
-    resumed: 0,
-    handoffs: 0,
-    returned: 0,
-    answered: 0,
-    handshakeFailures: 0,
-    moved: 0,
-  };
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
   #key = Sealer.newKey();
   #sealer = new Sealer(this.#key);
@@ -131,6 +103,12 @@ export class Gateway {
     };
   }
 
+  /** The counters the tests and the benchmark read (computed from the
+   * metrics registry). */
+  get stats(): GatewayStats {
+    return this.#metrics.stats();
+  }
+
   /** The HTTPS port listened on (useful with `--port 0`). */
   get port(): number {
     return this.#port;
@@ -166,7 +144,6 @@ export class Gateway {
       sealer: this.#sealer,
       importContext: TlsContext.forImport(),
       maxBody: c.maxBody,
-      stats: this.stats,
       metrics: this.#metrics,
       serve: (conn, unplaced) => {
         this.#serve(conn, unplaced).finally(retryBlockedListeners);
@@ -175,7 +152,6 @@ export class Gateway {
     this.#policy = new GatewayPolicy({
       router: this.#workers.router,
       forwarder: this.#forwarder,
-      stats: this.stats,
       metrics: this.#metrics,
       label: this.#holdOptions.label,
       draining: () => this.#draining,
@@ -184,7 +160,6 @@ export class Gateway {
       context,
       gatewayId: this.gatewayId,
       handshakeTimeoutMs: c.handshakeTimeoutMs,
-      stats: this.stats,
       metrics: this.#metrics,
       ready: (conn) => this.#serve(conn, false),
     });
@@ -290,8 +265,6 @@ export class Gateway {
    */
   metrics(): string {
     return this.#metrics.render({
-      accepted: this.stats.accepted,
-      handshakeFailures: this.stats.handshakeFailures,
       held: this.#held.size,
       draining: this.#draining,
       functions: this.#workers.router.functions(),

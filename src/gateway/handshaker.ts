@@ -15,7 +15,6 @@ import { type ConnectionInfo, TlsConnection } from "../connection/tls_connection
 import { errorResponse } from "../http/http.ts";
 import { LogBudget, logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
-import type { GatewayStats } from "./gateway_server.ts";
 
 const log = logger("gateway");
 const handshakeLine = new LogLine(
@@ -39,8 +38,6 @@ export interface HandshakerOptions {
   gatewayId: number;
   /** --handshake-timeout, ms. */
   handshakeTimeoutMs: number;
-  /** Counters to bump. */
-  stats: GatewayStats;
   /** Metrics to bump. */
   metrics: GatewayMetrics;
   /** Called with each connection whose handshake completed; it is the
@@ -60,7 +57,6 @@ export interface HandshakerOptions {
  *   context: TlsContext.server({ certFile: ".local/certs/cert.pem", keyFile: ".local/certs/key.pem" }),
  *   gatewayId: 1,
  *   handshakeTimeoutMs: 10_000,
- *   stats: { accepted: 0, handshakes: 0, resumed: 0, handoffs: 0, returned: 0, answered: 0, handshakeFailures: 0, moved: 0 },
  *   metrics: new GatewayMetrics(),
  *   ready: (conn) => Promise.resolve(conn.close()),
  * });
@@ -96,7 +92,7 @@ export class Handshaker {
    * ```
    */
   accept(c: Accepted): void {
-    this.#opts.stats.accepted++;
+    this.#opts.metrics.accepted.inc();
     const info: ConnectionInfo = {
       connId: this.#nextConnId++ >>> 0,
       gatewayId: this.#opts.gatewayId,
@@ -132,7 +128,7 @@ export class Handshaker {
   }
 
   async #handshake(conn: TlsConnection): Promise<void> {
-    const { stats } = this.#opts;
+    const { metrics } = this.#opts;
     const deadline = Date.now() + this.#opts.handshakeTimeoutMs;
     const first = await conn.peekStart(deadline);
     if (!first) {
@@ -146,8 +142,7 @@ export class Handshaker {
         peer: conn.info.peer,
       });
       if (first[0] >= 0x41 && first[0] <= 0x5a) {
-        stats.answered++;
-        this.#opts.metrics.answered(400);
+        metrics.requests.labels("gateway", "", 400).inc();
         conn.closeWithPlain(PLAIN_HTTP_ANSWER);
       } else conn.close(false);
       return;
@@ -161,15 +156,12 @@ export class Handshaker {
       failure = e instanceof TlsError ? `${e.reason} (wolfSSL ${e.code})` : String(e);
     }
     if (!ok) {
-      stats.handshakeFailures++;
+      metrics.handshakeFailures.inc();
       this.#failed(conn, failure);
       conn.close(false);
       return;
     }
-    stats.handshakes++;
-    const resumed = conn.session.resumed;
-    if (resumed) stats.resumed++;
-    this.#opts.metrics.handshake(conn.protocol, resumed);
+    metrics.handshakes.labels(conn.session.resumed, conn.protocol).inc();
     conn.info.sni = conn.session.serverName;
     conn.info.alpn = conn.session.alpn;
     handshakeLine.log(() => ({

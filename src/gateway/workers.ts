@@ -29,8 +29,8 @@ import {
   MessageType,
   type Moved,
   type Register,
-  type Stats,
 } from "../handoff/protocol.ts";
+import type { Snapshot } from "../operations/metrics.ts";
 import { RouteConflictError, Router, type WorkerRef } from "../routing/router.ts";
 import { sameUser } from "../handoff/same_user.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
@@ -49,8 +49,8 @@ export interface Worker extends WorkerRef {
   peer: boolean;
   /** It registered (and was accepted). */
   registered: boolean;
-  /** Its last STATS report. */
-  stats?: Stats;
+  /** The metrics of its last STATS report that had them. */
+  metrics?: Snapshot;
   /** When it last sent anything (ms since epoch): workers report every second. */
   lastSeen: number;
   /** "serving", "draining" (sent DRAIN) or "stuck" (silent past --worker-timeout);
@@ -134,13 +134,13 @@ export class Workers {
    * ```ts
    * import type { Workers } from "./workers.ts";
    * declare const workers: Workers;
-   * for (const { name, stats } of workers.reports()) console.log(name, stats.held);
+   * for (const { name, metrics } of workers.reports()) console.log(name, metrics.families.length);
    * ```
    */
-  reports(): { name: string; stats: Stats }[] {
-    const out: { name: string; stats: Stats }[] = [];
+  reports(): { name: string; metrics: Snapshot }[] {
+    const out: { name: string; metrics: Snapshot }[] = [];
     for (const w of this.#workers) {
-      if (w.registered && w.stats) out.push({ name: w.name, stats: w.stats });
+      if (w.registered && w.metrics) out.push({ name: w.name, metrics: w.metrics });
     }
     return out;
   }
@@ -195,8 +195,8 @@ export class Workers {
     if (!worker.registered) return;
     this.router.remove(worker);
     this.#membersChanged();
-    if (worker.stats) this.#metrics.workerLeft(worker.name, worker.stats);
-    worker.stats = undefined;
+    if (worker.metrics) this.#metrics.workerLeft(worker.name, worker.metrics);
+    worker.metrics = undefined;
     log.warning("worker {worker} disconnected; {routes} now has {left} worker(s)", {
       worker: `${worker.name}/${worker.pid}`,
       routes: worker.routes.join(" "),
@@ -218,8 +218,8 @@ export class Workers {
     if (msg.type === MessageType.REGISTER) {
       this.#register(worker, msg.body);
     } else if (msg.type === MessageType.STATS && worker.registered) {
-      worker.stats = msg.body;
       worker.held = msg.body.held;
+      if (msg.body.metrics) worker.metrics = msg.body.metrics; // absent: too large, keep the last
     } else if (msg.type === MessageType.MOVED && worker.registered) {
       this.#events.moved(worker, msg.body);
     } else if (msg.type === MessageType.DRAIN && worker.registered) {
@@ -266,7 +266,7 @@ export class Workers {
     }
     worker.registered = true;
     this.#membersChanged();
-    if (restarted) this.#metrics.restarted(name);
+    if (restarted) this.#metrics.restarts.labels(name).inc();
     worker.channel.send(
       encodeJson(MessageType.REGISTERED, {
         ok: true,

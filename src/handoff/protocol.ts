@@ -23,6 +23,7 @@
  * @module
  */
 
+import { parseSnapshot, type Snapshot, type SnapshotLimits } from "../operations/metrics.ts";
 import { MAX_READ_AHEAD } from "../../ffi/shim.ts";
 import type { Sealed } from "./seal.ts";
 import type { ConnectionInfo } from "../connection/tls_connection.ts";
@@ -228,16 +229,44 @@ export interface Moved {
   }[];
 }
 
-/** STATS body: a worker's counters since it started (monotonic). */
+/** STATS body: what a worker holds now, and its metrics.
+ *
+ * @example
+ * ```ts
+ * import { encodeJson, MessageType, type Stats } from "./protocol.ts";
+ * const stats: Stats = { held: 2, metrics: { families: [] } };
+ * const bytes = encodeJson(MessageType.STATS, stats);
+ * ```
+ */
 export interface Stats {
-  /** Connections it holds now. */
+  /** Connections it holds now (the gateway balances a pool by it). */
   held: number;
-  /** Requests answered, by "route status" (e.g. "/sum 200"). */
-  requests: Record<string, number>;
-  /** Handoff latency histogram: counts per bucket (cumulative upper bounds
-   * in HANDOFF_LATENCY_BUCKETS, then +Inf), sum in seconds, count. */
-  handoffLatency: { buckets: number[]; sum: number; count: number };
+  /** Its metrics registry's snapshot (src/operations/metrics.ts): counters
+   * since it started, which only go up. Absent when it would not fit
+   * {@linkcode STATS_LIMITS} or the JSON limit: the gateway keeps the last
+   * one it had. */
+  metrics?: Snapshot;
 }
+
+/** Bounds on a STATS snapshot (its JSON body is also at most
+ * `Limits.maxJson`): a worker is trusted, but what it sends is bounded.
+ *
+ * @example
+ * ```ts
+ * import { STATS_LIMITS } from "./protocol.ts";
+ * import { parseSnapshot } from "../operations/metrics.ts";
+ * parseSnapshot({ families: [] }, STATS_LIMITS); // throws when over a limit
+ * ```
+ */
+export const STATS_LIMITS: SnapshotLimits = {
+  families: 32,
+  series: 2048,
+  labels: 8,
+  nameLength: 128,
+  helpLength: 256,
+  valueLength: Limits.maxRouteLength,
+  buckets: 32,
+};
 
 /** Upper bounds (seconds) of the handoff latency histogram's buckets. */
 export const HANDOFF_LATENCY_BUCKETS: readonly number[] = [
@@ -923,15 +952,16 @@ function parseRegister(o: unknown): Register {
 const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
 
 function parseStats(o: unknown): Stats {
-  const r = o as Partial<Stats>;
-  const h = r?.handoffLatency;
-  const ok = r && count(r.held) && r.requests && typeof r.requests === "object" &&
-    Object.keys(r.requests).length <= 1024 &&
-    Object.entries(r.requests).every(([k, n]) => k.length <= 300 && count(n)) &&
-    h && Array.isArray(h.buckets) && h.buckets.length === HANDOFF_LATENCY_BUCKETS.length + 1 &&
-    h.buckets.every(count) && count(h.count) && typeof h.sum === "number" && h.sum >= 0;
-  if (!ok) throw new ProtocolError("STATS: malformed");
-  return { held: r.held!, requests: { ...r.requests }, handoffLatency: h };
+  const r = o as Partial<Stats> | null;
+  if (typeof r !== "object" || r === null || !count(r.held)) {
+    throw new ProtocolError("STATS: held must be a non-negative safe integer");
+  }
+  if (r.metrics === undefined) return { held: r.held! };
+  try {
+    return { held: r.held!, metrics: parseSnapshot(r.metrics, STATS_LIMITS) };
+  } catch (e) {
+    throw new ProtocolError(`STATS: ${(e as Error).message}`);
+  }
 }
 
 function parseRegistered(o: unknown): Registered {

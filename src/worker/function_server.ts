@@ -31,7 +31,6 @@ import {
   decodeMessage,
   encodeJson,
   type Handoff,
-  HANDOFF_LATENCY_BUCKETS,
   Limits,
   type Message,
   MessageType,
@@ -39,7 +38,7 @@ import {
   setHandoffCount,
   type Stats,
 } from "../handoff/protocol.ts";
-import { Histogram } from "../operations/metrics.ts";
+import { WorkerMetrics } from "./worker_metrics.ts";
 import { type Handler, Responder } from "../http/responder.ts";
 import { hold, type HoldOptions, type HoldPolicy, requestLogLine } from "../connection/holder.ts";
 import { Sealer } from "../handoff/seal.ts";
@@ -124,8 +123,7 @@ export class FunctionServer {
   /** Which paths are ours: the gateway's table, or our routes before it. */
   #table: WorkerRoutes;
   #draining = false;
-  #requests: Record<string, number> = {};
-  #latency = new Histogram("handoff", "", HANDOFF_LATENCY_BUCKETS);
+  #metrics: WorkerMetrics;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
   /** Our peer socket and channels to other workers (direct handoffs). */
   #peers: Peers | undefined;
@@ -147,6 +145,7 @@ export class FunctionServer {
     this.#table = new WorkerRoutes(options.name, this.#routes);
     this.#config = config;
     this.#label = `${options.name}/${Deno.pid}`;
+    this.#metrics = new WorkerMetrics(options.name);
     this.#holdOptions = {
       maxBody: config.maxBody,
       idleTimeoutMs: config.idleTimeoutMs,
@@ -198,29 +197,20 @@ export class FunctionServer {
    * from a stuck one. */
   #reportStats(): void {
     if (!this.#registered || !this.#channel) return;
-    this.#channel.send(encodeJson(MessageType.STATS, this.stats()));
+    this.#channel.send(this.#metrics.statsMessage(this.#connections.size));
   }
 
-  /** This worker's counters since it started.
+  /** What this worker holds, and its metrics (counters since it started).
    *
    * @example
    * ```ts
    * import type { FunctionServer } from "./function_server.ts";
    * declare const server: FunctionServer;
-   * console.log(server.stats().requests);
+   * console.log(server.stats().metrics);
    * ```
    */
   stats(): Stats {
-    return {
-      held: this.#connections.size,
-      requests: { ...this.#requests },
-      handoffLatency: this.#latency.snapshot(),
-    };
-  }
-
-  #count(route: string, status: number): void {
-    const k = `${route} ${status}`;
-    this.#requests[k] = (this.#requests[k] ?? 0) + 1;
+    return this.#metrics.stats(this.#connections.size);
   }
 
   #connect(): void {
@@ -407,7 +397,7 @@ export class FunctionServer {
       channel?.confirm(transfer, false);
       return;
     }
-    this.#latency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    this.#metrics.handoffLatency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
     const start = (mine: boolean) => {
       if (!mine) {
         conn.close(false); // its sender took it back: touch nothing
@@ -462,7 +452,7 @@ export class FunctionServer {
         ? answer.then((a) => ({ ...a, route: r }))
         : { ...answer, route: r };
     },
-    count: (a) => this.#count(a.route, a.status),
+    count: (a) => this.#metrics.requests.labels(a.route, a.status).inc(),
     draining: () => this.#draining,
   };
 
