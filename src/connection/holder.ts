@@ -14,8 +14,13 @@ import type { Logger } from "@logtape/logtape";
 import type { RequestHead } from "../http/http.ts";
 import type { Answer } from "../http/responder.ts";
 import { LogLine } from "../operations/log.ts";
+import { writeBody } from "./body_writer.ts";
 import { type HolderOptions, nextRequest } from "./request_reader.ts";
 import type { TlsConnection } from "./tls_connection.ts";
+
+/** The interim answer to `Expect: 100-continue`. */
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+const EMPTY = new Uint8Array(0);
 
 /** One answer a holder wrote: what its request log line and counters get. */
 export interface Answered {
@@ -55,6 +60,10 @@ export interface HoldPolicy {
     body: Uint8Array,
     unplaced: boolean,
   ): RoutedAnswer | Promise<RoutedAnswer>;
+  /** Whether a request answered here that asks `Expect: 100-continue` gets
+   * `100 Continue` (its body is wanted), rather than its final answer at
+   * once without its body (a 405, say). Default: it does. */
+  continues?(head: RequestHead): boolean;
   /** Count an answer written (once per answer, the holder's 4xx included). */
   count(answered: Answered): void;
   /** True while the process drains: no next request is read. */
@@ -144,6 +153,12 @@ export async function hold(
     wantBody: (head) => unplaced || policy.answersHere(head),
     draining: () => policy.draining(),
     onError: (status) => written({ method: "-", path: "-", route: "-", status, ms: 0 }),
+    expectContinue: (head) => {
+      if (unplaced || (policy.continues && !policy.continues(head))) return false;
+      const w = conn.write(CONTINUE, Date.now() + opts.writeTimeoutMs);
+      // A failed write shows as a closed connection at the next read.
+      return typeof w === "boolean" ? true : w.then(() => true);
+    },
   };
   for (;;) {
     const r = await nextRequest(conn, readOpts);
@@ -155,15 +170,29 @@ export async function hold(
     // Read without its body, but answered here after all (a move failed,
     // or the route table changed meanwhile): read it again, body included.
     if (r.kind === "head") continue;
+    // Expect: 100-continue refused: the final answer now, without the body
+    // (which the client may still send): the connection closes after it.
+    const expected = r.kind === "expect";
+    const head = expected ? { ...r.head, keepAlive: false } : r.head;
     const started = performance.now();
-    const pending = policy.answer(conn, r.head, r.body, unplaced);
+    const pending = policy.answer(conn, head, expected ? EMPTY : r.body, unplaced);
     unplaced = false;
-    const { route, status, bytes, keepAlive } = pending instanceof Promise
+    const { route, status, bytes, keepAlive, body } = pending instanceof Promise
       ? await pending
       : pending;
-    conn.consume(r.length);
+    if (!expected) conn.consume(r.length);
     const w = conn.write(bytes, Date.now() + opts.writeTimeoutMs);
-    const ok = typeof w === "boolean" ? w : await w;
+    let ok = typeof w === "boolean" ? w : await w;
+    if (body) {
+      // Streamed: written as produced; an early end closes the connection
+      // without close_notify, so the truncated body cannot look complete.
+      const end = ok ? await writeBody(conn, body, opts.writeTimeoutMs) : "client gone";
+      if (!ok) {
+        body.abort(end);
+        body.stream.cancel(end).catch(() => {});
+      }
+      ok = end === "";
+    }
     written({
       method: r.head.method,
       path: r.head.path,
@@ -175,7 +204,7 @@ export async function hold(
       conn.close(false);
       return;
     }
-    if (!keepAlive) {
+    if (!keepAlive || expected) {
       conn.close();
       return;
     }

@@ -34,6 +34,28 @@ export interface ReadOptions {
   /** Whether the caller needs the body of a request with this head. When
    * false, the head alone is returned as soon as it is complete. */
   wantBody(head: RequestHead): boolean;
+  /** A head asks `Expect: 100-continue` and its body is wanted but not
+   * here yet: true once `100 Continue` has been sent (the body is then
+   * awaited), false to answer at once without the body (the request is
+   * returned as `{ kind: "expect" }`). Without it, the body is awaited. */
+  expectContinue?(head: RequestHead): boolean | Promise<boolean>;
+}
+
+/** The value of a head's `Expect` field: undefined without one.
+ *
+ * @example
+ * ```ts
+ * import { expectation } from "./request_reader.ts";
+ * import type { RequestHead } from "../http/http.ts";
+ * declare const head: RequestHead;
+ * if (expectation(head) === "100-continue") console.log("the client waits for 100 Continue");
+ * ```
+ */
+export function expectation(head: RequestHead): string | undefined {
+  for (const [name, value] of head.headers) {
+    if (name === "expect") return value.toLowerCase();
+  }
+  return undefined;
 }
 
 /** What {@linkcode readRequest} found. */
@@ -42,6 +64,9 @@ export type ReadResult =
   | { kind: "request"; head: RequestHead; body: Uint8Array; length: number }
   /** A complete head whose body the caller did not want to wait for. */
   | { kind: "head"; head: RequestHead }
+  /** A head with `Expect: 100-continue` answered at once, without its body
+   * (`expectContinue` said so): answer it and close. */
+  | { kind: "expect"; head: RequestHead }
   /** Invalid request: answer `status` and close. */
   | { kind: "error"; status: number; message: string }
   /** The client closed, or an idle connection timed out: close quietly. */
@@ -71,6 +96,8 @@ export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promi
   let headStarted = conn.bufferedLength > 0 ? Date.now() : 0;
   /** When the body must be complete (set once its head is). */
   let bodyDeadline = 0;
+  /** Expect: 100-continue was handled for the head at the buffer's start. */
+  let continued = false;
   const maxBuffered = opts.limits.maxHeadBytes * 2 + opts.limits.maxBodyBytes * 2 + 65536;
   for (;;) {
     let inBody = false;
@@ -79,6 +106,22 @@ export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promi
       if (r.kind === "request" || r.kind === "error") return r;
       if (r.head) {
         if (!opts.wantBody(r.head)) return { kind: "head", head: r.head };
+        if (!continued) {
+          continued = true;
+          const expect = expectation(r.head);
+          if (expect !== undefined && expect !== "100-continue") {
+            return { kind: "error", status: 417, message: "unsupported expectation" };
+          }
+          // The head alone is here: a client that expects 100-continue
+          // waits for it before sending the body (RFC 9110, 10.1.1).
+          if (
+            expect !== undefined && r.head.headLength === conn.bufferedLength &&
+            r.head.version === "HTTP/1.1" && opts.expectContinue
+          ) {
+            const go = await opts.expectContinue(r.head);
+            if (!go) return { kind: "expect", head: r.head };
+          }
+        }
         inBody = true;
         bodyDeadline ||= Date.now() + (opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
       }
@@ -143,7 +186,7 @@ export interface HolderOptions extends Omit<ReadOptions, "limits"> {
 export async function nextRequest(
   conn: TlsConnection,
   opts: HolderOptions,
-): Promise<Extract<ReadResult, { kind: "request" | "head" }> | null> {
+): Promise<Extract<ReadResult, { kind: "request" | "head" | "expect" }> | null> {
   if (opts.draining() && conn.bufferedLength === 0) {
     conn.close(); // draining: no next request on this connection
     return null;
@@ -154,8 +197,9 @@ export async function nextRequest(
     headerTimeoutMs: opts.headerTimeoutMs,
     bodyTimeoutMs: opts.bodyTimeoutMs,
     wantBody: opts.wantBody,
+    expectContinue: opts.expectContinue,
   });
-  if (r.kind === "request" || r.kind === "head") return r;
+  if (r.kind === "request" || r.kind === "head" || r.kind === "expect") return r;
   if (r.kind === "timeout" || r.kind === "error") {
     const status = r.kind === "timeout" ? 408 : r.status;
     const message = r.kind === "error"

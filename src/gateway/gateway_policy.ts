@@ -126,6 +126,22 @@ export class GatewayPolicy implements HoldPolicy {
     };
   }
 
+  /** The gateway answers here only what no worker takes (404, 503): a
+   * request that expects 100-continue gets that answer at once, not
+   * `100 Continue`.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * import type { RequestHead } from "../http/http.ts";
+   * declare const policy: GatewayPolicy, head: RequestHead;
+   * policy.continues(head); // false
+   * ```
+   */
+  continues(_head: RequestHead): boolean {
+    return false;
+  }
+
   /** Count a request the gateway answered itself.
    *
    * @example

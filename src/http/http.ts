@@ -671,6 +671,13 @@ function utf8Scratch(s: string): Uint8Array {
 }
 let bodyScratch = new Uint8Array(4096);
 
+/** A string whose code units are all <= 0xff, as latin1 bytes. */
+function latin1Bytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  writeLatin1(s, out);
+  return out;
+}
+
 /** Write a string whose code units are all <= 0xff into `out` as latin1. */
 function writeLatin1(s: string, out: Uint8Array): void {
   // Fast path: ASCII-only strings encode 1:1 as UTF-8.
@@ -688,6 +695,12 @@ function writeLatin1(s: string, out: Uint8Array): void {
  * carry a body) and `connection: keep-alive|close` are appended. With `headOnly` (HEAD) the
  * body is omitted but `content-length` still states its length. A string body is sent as
  * UTF-8.
+ *
+ * With `streamed`, only the head is serialized, for a body written after it as it is
+ * produced: `content-length` when its length is known (a number), `transfer-encoding:
+ * chunked` (`"chunked"`), or neither (`"close"`: the body ends when the connection closes,
+ * for HTTP/1.0 clients). With `upgrade` (a 101), the head says `connection: upgrade` and
+ * `upgrade: <protocol>` instead.
  *
  * @example
  * ```ts
@@ -707,7 +720,12 @@ export function serializeResponse(
     headers: Iterable<[string, string]>;
     body: Uint8Array | string;
   },
-  opts: { keepAlive: boolean; headOnly?: boolean },
+  opts: {
+    keepAlive: boolean;
+    headOnly?: boolean;
+    streamed?: number | "chunked" | "close";
+    upgrade?: string;
+  },
 ): Uint8Array {
   const body = typeof res.body === "string" ? utf8Scratch(res.body) : res.body;
   const status = res.status;
@@ -728,8 +746,18 @@ export function serializeResponse(
     head += name + ": " + value + "\r\n";
   }
   const noBody = status < 200 || status === 204 || status === 304;
-  if (!noBody) head += "content-length: " + body.length + "\r\n";
+  const streamed = opts.streamed;
+  if (opts.upgrade !== undefined) {
+    if (!TOKEN_RE.test(opts.upgrade)) throw new RangeError("invalid upgrade protocol");
+    return latin1Bytes(head + "connection: upgrade\r\nupgrade: " + opts.upgrade + "\r\n\r\n");
+  }
+  if (noBody) {
+    // no framing
+  } else if (streamed === undefined) head += "content-length: " + body.length + "\r\n";
+  else if (streamed === "chunked") head += "transfer-encoding: chunked\r\n";
+  else if (typeof streamed === "number") head += "content-length: " + streamed + "\r\n";
   head += opts.keepAlive ? "connection: keep-alive\r\n\r\n" : "connection: close\r\n\r\n";
+  if (streamed !== undefined) return latin1Bytes(head);
   const sendBody = !noBody && !opts.headOnly;
   const out = new Uint8Array(head.length + (sendBody ? body.length : 0));
   writeLatin1(head, out);

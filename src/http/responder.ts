@@ -59,14 +59,33 @@ export class HttpError extends Error {
   }
 }
 
+/** A response body written after its head as the handler produces it. */
+export interface StreamedBody {
+  /** The handler's body. */
+  stream: ReadableStream<Uint8Array>;
+  /** How its end is marked: its declared length, chunked, or the
+   * connection's close (HTTP/1.0). */
+  framing: number | "chunked" | "close";
+  /** The client went away or the body failed: abort the request's signal. */
+  abort(reason: string): void;
+}
+
+/** A valid Content-Length value, or undefined (then the body is chunked). */
+function declaredLength(v: string | null): number | undefined {
+  if (v === null || !/^[0-9]{1,15}$/.test(v)) return undefined;
+  return Number(v);
+}
+
 /** A serialized response and what it decided. */
 export interface Answer {
   /** HTTP status. */
   status: number;
-  /** The whole response, ready to write. */
+  /** The whole response, ready to write; its head alone when `body` is set. */
   bytes: Uint8Array;
   /** Whether the connection stays open after it. */
   keepAlive: boolean;
+  /** A body to write after `bytes`, as it is produced. */
+  body?: StreamedBody;
 }
 
 /** How a {@linkcode Responder} answers. */
@@ -177,13 +196,19 @@ export class Responder {
    */
   respond(conn: Peer, head: RequestHead, body: Uint8Array): Answer | Promise<Answer> {
     let req: Request;
+    // The request's signal aborts when the client goes away during a
+    // streamed response (or the body fails).
+    const aborter = new AbortController();
     try {
       const url = `https://${head.host || "localhost"}${head.target}`;
-      req = head.method === "GET" ? new Request(url, { headers: head.headers }) : new Request(url, {
-        method: head.method,
-        headers: head.headers,
-        body: head.method === "HEAD" ? undefined : body.slice(),
-      });
+      req = head.method === "GET"
+        ? new Request(url, { headers: head.headers, signal: aborter.signal })
+        : new Request(url, {
+          method: head.method,
+          headers: head.headers,
+          body: head.method === "HEAD" ? undefined : body.slice(),
+          signal: aborter.signal,
+        });
     } catch {
       return this.fail(conn, head, 400, "request cannot be represented (bad host or header)");
     }
@@ -196,13 +221,13 @@ export class Responder {
     let res: Response | Promise<Response>;
     try {
       res = this.#handler(req, info);
-      if (res instanceof Promise) return this.#respondLater(conn, head, res);
+      if (res instanceof Promise) return this.#respondLater(conn, head, res, aborter);
       const known = res instanceof Response ? knownBody(res) : undefined;
       if (known !== undefined) return this.#serialize(conn, head, res, known);
     } catch (e) {
       return this.#handlerFailed(conn, head, e);
     }
-    return this.#respondLater(conn, head, res);
+    return this.#respondLater(conn, head, res, aborter);
   }
 
   /** The asynchronous path: a handler that returned a promise (bounded by
@@ -211,6 +236,7 @@ export class Responder {
     conn: Peer,
     head: RequestHead,
     pending: Response | Promise<Response>,
+    aborter: AbortController,
   ): Promise<Answer> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -230,9 +256,10 @@ export class Responder {
         return this.fail(conn, head, 504, "function timed out");
       }
       if (!(res instanceof Response)) throw new TypeError("handler did not return a Response");
-      const bytes = knownBody(res) ??
-        (res.body ? new Uint8Array(await res.arrayBuffer()) : EMPTY);
-      return this.#serialize(conn, head, res, bytes);
+      const known = knownBody(res);
+      if (known !== undefined) return this.#serialize(conn, head, res, known);
+      if (res.body === null) return this.#serialize(conn, head, res, EMPTY);
+      return this.#stream(conn, head, res, res.body, aborter);
     } catch (e) {
       return this.#handlerFailed(conn, head, e);
     } finally {
@@ -254,6 +281,39 @@ export class Responder {
         { status: res.status, statusText: res.statusText || undefined, headers, body },
         { keepAlive, headOnly: head.method === "HEAD" },
       ),
+    };
+  }
+
+  /** The head now, the body as the handler produces it. */
+  #stream(
+    conn: Peer,
+    head: RequestHead,
+    res: Response,
+    stream: ReadableStream<Uint8Array>,
+    aborter: AbortController,
+  ): Answer {
+    const headers: [string, string][] = [];
+    res.headers.forEach((value, name) => headers.push([name, value]));
+    this.#extraHeaders(conn, headers);
+    const declared = declaredLength(res.headers.get("content-length"));
+    const http10 = head.version === "HTTP/1.0";
+    const framing = declared ?? (http10 ? "close" : "chunked");
+    const keepAlive = framing !== "close" && this.#opts.keepAlive(head);
+    const noBody = res.status < 200 || res.status === 204 || res.status === 304 ||
+      head.method === "HEAD";
+    const bytes = serializeResponse(
+      { status: res.status, statusText: res.statusText || undefined, headers, body: EMPTY },
+      { keepAlive, streamed: framing },
+    );
+    if (noBody) {
+      stream.cancel("no body is sent").catch(() => {});
+      return { status: res.status, bytes, keepAlive };
+    }
+    return {
+      status: res.status,
+      bytes,
+      keepAlive,
+      body: { stream, framing, abort: (reason) => aborter.abort(new Error(reason)) },
     };
   }
 

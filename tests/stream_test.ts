@@ -1,0 +1,250 @@
+/**
+ * Streamed responses and `Expect: 100-continue`, end to end with real
+ * clients (curl, Deno's EventSource): bodies sent as they are produced,
+ * backpressure, cancellation when the client goes away, truncation that a
+ * client can see, and no 1 s wait for curl's uploads.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { CA_CERT, run, System } from "./support/system.ts";
+
+const dec = new TextDecoder();
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+const WORKERS = [
+  { name: "sum", file: "workers/sum.ts" },
+  { name: "streams", file: "tests/fixtures/streams.ts" },
+  { name: "clock", file: "examples/clock.ts" },
+];
+
+/** The bytes of tests/fixtures/streams.ts `/streams/bytes?size=N`, hashed. */
+function expectedDigest(size: number): string {
+  const block = new Uint8Array(16384);
+  let x = 1;
+  for (let i = 0; i < block.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    block[i] = x & 0xff;
+  }
+  const hash = createHash("sha256");
+  for (let sent = 0, index = 0; sent < size; index++) {
+    const b = block.slice(0, Math.min(block.length, size - sent));
+    if (b.length >= 8) new DataView(b.buffer).setBigUint64(0, BigInt(index), true);
+    hash.update(b);
+    sent += b.length;
+  }
+  return hash.digest("hex");
+}
+
+function curl(sys: System, ...args: string[]) {
+  return ["-s", "--cacert", CA_CERT, ...args].map((a) =>
+    a.startsWith("/") ? `https://localhost:${sys.port}${a}` : a
+  );
+}
+
+async function rss(sys: System, name: string): Promise<number> {
+  const s = await sys.worker(name).stats();
+  return s.memory.rss;
+}
+
+Deno.test("SSE: curl -N gets each event as it is produced", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  try {
+    const child = new Deno.Command("curl", {
+      args: curl(sys, "-N", "/clock?every=1500&count=2"),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    const first = dec.decode((await reader.read()).value);
+    // Sent as produced: the first event is here, the second (1.5 s later) not yet.
+    assert.match(first, /^id: 1\nevent: tick\ndata: \{"n":1,/);
+    assert.doesNotMatch(first, /id: 2/);
+    let rest = "";
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      rest += dec.decode(r.value);
+    }
+    assert.match(rest, /id: 2\nevent: tick\ndata: \{"n":2,/);
+    const status = await child.status;
+    assert.equal(status.code, 0, "a complete chunked body");
+    await child.stderr.cancel();
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("SSE: Deno's EventSource receives 5 events", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  try {
+    const script = `
+      const es = new EventSource("https://localhost:${sys.port}/clock?every=50");
+      let n = 0;
+      es.addEventListener("tick", (e) => {
+        console.log(JSON.parse(e.data).n);
+        if (++n === 5) es.close();
+      });
+      setTimeout(() => { console.log("timeout"); Deno.exit(1); }, 10000);
+      await new Promise((ok) => es.addEventListener("error", ok));
+    `;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--cert", CA_CERT, script],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const lines = dec.decode(out.stdout).trim().split("\n");
+    assert.deepEqual(lines.slice(0, 5), ["1", "2", "3", "4", "5"], dec.decode(out.stderr));
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("1 GiB streamed to a fast reader: right digest, the worker's memory bounded", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  try {
+    const size = 1 << 30;
+    const before = await rss(sys, "streams");
+    const out = await run("sh", [
+      "-c",
+      `curl ${curl(sys, `/streams/bytes?size=${size}`).join(" ")} | sha256sum`,
+    ]);
+    assert.equal(out.stdout.split(" ")[0], expectedDigest(size));
+    const grown = (await rss(sys, "streams")) - before;
+    assert.ok(grown < 64 * 2 ** 20, `the worker grew by ${grown} bytes for a 1 GiB body`);
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("a slow reader pauses the producer; a client that leaves cancels the stream", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  try {
+    const before = await rss(sys, "streams");
+    const child = new Deno.Command("curl", {
+      args: curl(sys, "--limit-rate", "2M", "-o", "/dev/null", `/streams/bytes?size=${1 << 30}`),
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await sleep(2000);
+    const grown = (await rss(sys, "streams")) - before;
+    assert.ok(grown < 48 * 2 ** 20, `the worker grew by ${grown} bytes for a slow reader`);
+    child.kill("SIGKILL");
+    await child.status;
+    // The client is gone: the next write fails, the stream is cancelled.
+    const forever = new Deno.Command("curl", {
+      args: curl(sys, "-N", "/streams/forever"),
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const r = forever.stdout.getReader();
+    assert.match(dec.decode((await r.read()).value), /tick/);
+    forever.kill("SIGKILL");
+    await forever.status;
+    await sys.worker("streams").waitFor(/stream cancelled/, 10_000);
+    await sys.worker("streams").waitFor(/signal aborted/, 10_000);
+    // The worker goes on serving.
+    const ok = await run(
+      "curl",
+      curl(sys, "/streams/bytes?size=100&length=1", "-o", "/dev/null", "-w", "%{http_code}"),
+    );
+    assert.equal(ok.stdout, "200");
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("a body that fails or falls short of its length cannot look complete", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  try {
+    const fail = await run("curl", curl(sys, "/streams/fail"));
+    assert.match(fail.stdout, /part 1\npart 2\n/);
+    assert.notEqual(fail.code, 0, "curl saw an incomplete chunked body");
+    const short = await run("curl", curl(sys, "/streams/short", "-o", "/dev/null"));
+    assert.equal(short.code, 18, "curl: partial file (18)");
+    // A declared length that is right is served, and the connection is kept.
+    const kept = await run(
+      "curl",
+      curl(
+        sys,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{num_connects} %{size_download}\\n",
+        `/streams/bytes?size=${1 << 20}&length=1`,
+        `/streams/bytes?size=${1 << 20}`,
+        "/sum?a=1&b=2",
+      ),
+    );
+    assert.deepEqual(kept.stdout.trim().split("\n"), [
+      `200 1 ${1 << 20}`,
+      `200 0 ${1 << 20}`,
+      "200 0 43",
+    ]);
+  } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("Expect: 100-continue: 100 when the request is taken, the final status at once otherwise", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  const dir = await Deno.makeTempDir();
+  try {
+    const body = crypto.getRandomValues(new Uint8Array(65536));
+    const digest = createHash("sha256").update(body).digest("hex");
+    await Deno.writeFile(`${dir}/body`, body);
+    const post = (path: string) =>
+      run(
+        "curl",
+        curl(
+          sys,
+          "-v",
+          "-H",
+          "Expect: 100-continue",
+          "--data-binary",
+          `@${dir}/body`,
+          "-w",
+          "\\n%{http_code} %{size_upload}",
+          path,
+        ),
+      );
+    const taken = await post("/streams/digest");
+    assert.match(taken.stderr, /< HTTP\/1\.1 100 Continue/);
+    const [json, tail] = taken.stdout.split("\n");
+    assert.equal(JSON.parse(json).sha256, digest);
+    assert.equal(tail, "200 65536");
+    // Refused before the body: 405 (sum takes GET), 404 (no such route),
+    // 413 (over --max-body): no 100, and curl sends nothing.
+    for (const [path, status] of [["/sum", 405], ["/nowhere", 404]] as const) {
+      const r = await post(path);
+      assert.doesNotMatch(r.stderr, /100 Continue/, path);
+      assert.equal(r.stdout.trim().split("\n").at(-1), `${status} 0`, path);
+    }
+    const big = await run(
+      "curl",
+      curl(
+        sys,
+        "-H",
+        "Expect: 100-continue",
+        "-H",
+        "content-type: x",
+        "-X",
+        "POST",
+        "-H",
+        "content-length: 2000000",
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "/streams/digest",
+      ),
+    );
+    assert.equal(big.stdout, "413");
+  } finally {
+    await sys.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
