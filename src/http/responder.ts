@@ -16,16 +16,32 @@ import { logger } from "../operations/log.ts";
 import { knownBody } from "./response_body.ts";
 import type { ConnectionInfo } from "../connection/tls_connection.ts";
 
-/** What a handler learns about the request besides the `Request` itself. */
+/** What a handler learns about the request besides the `Request` itself:
+ * `remoteAddr` as `Deno.serve` gives it, and hot potato's own fields. */
 export interface RequestInfo {
+  /** The client's address, as in `Deno.ServeHandlerInfo`. */
+  remoteAddr: { transport: "tcp"; hostname: string; port: number };
   /** The connection's id (given by the gateway). */
   connId: number;
   /** How many times the connection has moved between processes. */
   handoffs: number;
-  /** The client's address, "ip:port". */
-  remoteAddr: string;
   /** "TLSv1.3" or "TLSv1.2". */
   protocol: string;
+}
+
+/** "ip:port" or "[ipv6]:port" as a `Deno.NetAddr`.
+ *
+ * @example
+ * ```ts
+ * import { netAddr } from "./responder.ts";
+ * netAddr("[::1]:8443"); // { transport: "tcp", hostname: "::1", port: 8443 }
+ * ```
+ */
+export function netAddr(peer: string): { transport: "tcp"; hostname: string; port: number } {
+  const i = peer.lastIndexOf(":");
+  let hostname = i < 0 ? peer : peer.slice(0, i);
+  if (hostname.startsWith("[") && hostname.endsWith("]")) hostname = hostname.slice(1, -1);
+  return { transport: "tcp", hostname, port: i < 0 ? 0 : Number(peer.slice(i + 1)) || 0 };
 }
 
 /** A function: web `Request` in, `Response` out, like a `Deno.serve` handler. */
@@ -215,7 +231,7 @@ export class Responder {
     const info: RequestInfo = {
       connId: conn.info.connId,
       handoffs: conn.info.handoffs,
-      remoteAddr: conn.info.peer,
+      remoteAddr: netAddr(conn.info.peer),
       protocol: conn.protocol,
     };
     let res: Response | Promise<Response>;
