@@ -248,3 +248,59 @@ Deno.test("Expect: 100-continue: 100 when the request is taken, the final status
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a 100 MB upload is streamed to the handler: right digest, bounded memory", async () => {
+  const limit = ["--max-body", String(200 * 2 ** 20)];
+  const sys = await System.start({ workers: WORKERS, gatewayArgs: limit, workerArgs: limit });
+  const dir = await Deno.makeTempDir();
+  try {
+    const size = 100 * 2 ** 20;
+    const hash = createHash("sha256");
+    const file = await Deno.open(`${dir}/upload`, { write: true, create: true });
+    const piece = new Uint8Array(1 << 20);
+    for (let i = 0; i < size / piece.length; i++) {
+      piece.fill(i & 0xff);
+      piece[0] = i >> 8;
+      hash.update(piece);
+      await file.write(piece);
+    }
+    file.close();
+    const before = await rss(sys, "streams");
+    for (const chunked of [false, true]) {
+      const r = await run("curl", [
+        ...curl(sys, "--data-binary", `@${dir}/upload`, "/streams/digest"),
+        ...(chunked ? ["-H", "transfer-encoding: chunked"] : []),
+      ]);
+      assert.deepEqual(JSON.parse(r.stdout), { bytes: size, sha256: hash.digest("hex") });
+    }
+    const grown = (await rss(sys, "streams")) - before;
+    assert.ok(grown < 64 * 2 ** 20, `the worker grew by ${grown} bytes for 2 x 100 MB uploads`);
+  } finally {
+    await sys.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--max-body as a body streams: 413 once past it, and the connection closed", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/big`, new Uint8Array(3 * 2 ** 20));
+    // Chunked: no length to refuse at the head; refused once past 1 MiB.
+    const r = await run("curl", [
+      ...curl(sys, "-H", "transfer-encoding: chunked", "--data-binary", `@${dir}/big`),
+      ...["-w", "\\n%{http_code}", "/streams/digest"],
+    ]);
+    assert.equal(r.stdout.trim().split("\n").at(-1), "413", r.stdout);
+    // A body the handler does not read: answered, then dropped or closed.
+    await Deno.writeFile(`${dir}/small`, new Uint8Array(100_000));
+    const unread = await run("curl", [
+      ...curl(sys, "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n"),
+      ...["--data-binary", `@${dir}/small`, "/streams/info", "/streams/info"],
+    ]);
+    assert.deepEqual(unread.stdout.trim().split("\n"), ["200 1", "200 1"]);
+  } finally {
+    await sys.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -15,12 +15,15 @@ import type { RequestHead } from "../http/http.ts";
 import type { Answer } from "../http/responder.ts";
 import { LogLine } from "../operations/log.ts";
 import { writeBody } from "./body_writer.ts";
-import { type HolderOptions, nextRequest } from "./request_reader.ts";
+import { DEFAULT_BODY_TIMEOUT_MS, type HolderOptions, nextRequest } from "./request_reader.ts";
+import { RequestBody, streamsBody } from "./request_body.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
 /** The interim answer to `Expect: 100-continue`. */
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 const EMPTY = new Uint8Array(0);
+/** Most bytes of an unread request body dropped to keep a connection. */
+const DISCARD_LIMIT = 64 * 1024;
 
 /** One answer a holder wrote: what its request log line and counters get. */
 export interface Answered {
@@ -57,9 +60,13 @@ export interface HoldPolicy {
   answer(
     conn: TlsConnection,
     head: RequestHead,
-    body: Uint8Array,
+    body: Uint8Array | ReadableStream<Uint8Array>,
     unplaced: boolean,
   ): RoutedAnswer | Promise<RoutedAnswer>;
+  /** Whether a large or chunked request body is streamed to `answer` as it
+   * arrives (the handler reads `req.body`), rather than read whole first.
+   * Default: read whole. */
+  streamsBody?(head: RequestHead): boolean;
   /** Whether a request answered here that asks `Expect: 100-continue` gets
    * `100 Continue` (its body is wanted), rather than its final answer at
    * once without its body (a 405, say). Default: it does. */
@@ -153,6 +160,7 @@ export async function hold(
     wantBody: (head) => unplaced || policy.answersHere(head),
     draining: () => policy.draining(),
     onError: (status) => written({ method: "-", path: "-", route: "-", status, ms: 0 }),
+    streamBody: (head) => !unplaced && policy.streamsBody?.(head) === true && streamsBody(head),
     expectContinue: (head) => {
       if (unplaced || (policy.continues && !policy.continues(head))) return false;
       const w = conn.write(CONTINUE, Date.now() + opts.writeTimeoutMs);
@@ -174,13 +182,27 @@ export async function hold(
     // (which the client may still send): the connection closes after it.
     const expected = r.kind === "expect";
     const head = expected ? { ...r.head, keepAlive: false } : r.head;
+    let streamed: RequestBody | undefined;
+    if (r.kind === "streaming") {
+      conn.consume(r.head.headLength);
+      streamed = new RequestBody(conn, r.head, {
+        maxBody: opts.maxBody,
+        idleTimeoutMs: opts.idleTimeoutMs,
+        bodyTimeoutMs: opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+      });
+    }
     const started = performance.now();
-    const pending = policy.answer(conn, head, expected ? EMPTY : r.body, unplaced);
+    const pending = policy.answer(
+      conn,
+      head,
+      r.kind === "request" ? r.body : streamed ? streamed.stream : EMPTY,
+      unplaced,
+    );
     unplaced = false;
     const { route, status, bytes, keepAlive, body } = pending instanceof Promise
       ? await pending
       : pending;
-    if (!expected) conn.consume(r.length);
+    if (r.kind === "request") conn.consume(r.length);
     const w = conn.write(bytes, Date.now() + opts.writeTimeoutMs);
     let ok = typeof w === "boolean" ? w : await w;
     if (body) {
@@ -193,6 +215,9 @@ export async function hold(
       }
       ok = end === "";
     }
+    // A streamed request body the handler left unread: dropped if small,
+    // else the connection closes (it is never buffered).
+    const bodyLeft = streamed !== undefined && !(ok && await streamed.discard(DISCARD_LIMIT, 1000));
     written({
       method: r.head.method,
       path: r.head.path,
@@ -204,7 +229,7 @@ export async function hold(
       conn.close(false);
       return;
     }
-    if (!keepAlive || expected) {
+    if (!keepAlive || expected || bodyLeft) {
       conn.close();
       return;
     }

@@ -39,6 +39,10 @@ export interface ReadOptions {
    * awaited), false to answer at once without the body (the request is
    * returned as `{ kind: "expect" }`). Without it, the body is awaited. */
   expectContinue?(head: RequestHead): boolean | Promise<boolean>;
+  /** Whether the body of a request with this head, wanted but not complete
+   * yet, is streamed to the caller (`{ kind: "streaming" }`, returned as soon
+   * as the head is) rather than read whole first. */
+  streamBody?(head: RequestHead): boolean;
 }
 
 /** The value of a head's `Expect` field: undefined without one.
@@ -67,6 +71,9 @@ export type ReadResult =
   /** A head with `Expect: 100-continue` answered at once, without its body
    * (`expectContinue` said so): answer it and close. */
   | { kind: "expect"; head: RequestHead }
+  /** A head whose body is streamed (`streamBody` said so): the body starts
+   * at `head.headLength` in the buffer. */
+  | { kind: "streaming"; head: RequestHead }
   /** Invalid request: answer `status` and close. */
   | { kind: "error"; status: number; message: string }
   /** The client closed, or an idle connection timed out: close quietly. */
@@ -121,6 +128,7 @@ export async function readRequest(conn: TlsConnection, opts: ReadOptions): Promi
             const go = await opts.expectContinue(r.head);
             if (!go) return { kind: "expect", head: r.head };
           }
+          if (opts.streamBody?.(r.head)) return { kind: "streaming", head: r.head };
         }
         inBody = true;
         bodyDeadline ||= Date.now() + (opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
@@ -186,7 +194,7 @@ export interface HolderOptions extends Omit<ReadOptions, "limits"> {
 export async function nextRequest(
   conn: TlsConnection,
   opts: HolderOptions,
-): Promise<Extract<ReadResult, { kind: "request" | "head" | "expect" }> | null> {
+): Promise<Extract<ReadResult, { kind: "request" | "head" | "expect" | "streaming" }> | null> {
   if (opts.draining() && conn.bufferedLength === 0) {
     conn.close(); // draining: no next request on this connection
     return null;
@@ -198,8 +206,11 @@ export async function nextRequest(
     bodyTimeoutMs: opts.bodyTimeoutMs,
     wantBody: opts.wantBody,
     expectContinue: opts.expectContinue,
+    streamBody: opts.streamBody,
   });
-  if (r.kind === "request" || r.kind === "head" || r.kind === "expect") return r;
+  if (r.kind === "request" || r.kind === "head" || r.kind === "expect" || r.kind === "streaming") {
+    return r;
+  }
   if (r.kind === "timeout" || r.kind === "error") {
     const status = r.kind === "timeout" ? 408 : r.status;
     const message = r.kind === "error"

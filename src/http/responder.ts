@@ -210,7 +210,11 @@ export class Responder {
    * const { status, bytes, keepAlive } = await responder.respond(conn, head, new Uint8Array(0));
    * ```
    */
-  respond(conn: Peer, head: RequestHead, body: Uint8Array): Answer | Promise<Answer> {
+  respond(
+    conn: Peer,
+    head: RequestHead,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+  ): Answer | Promise<Answer> {
     let req: Request;
     // The request's signal aborts when the client goes away during a
     // streamed response (or the body fails).
@@ -222,9 +226,15 @@ export class Responder {
         : new Request(url, {
           method: head.method,
           headers: head.headers,
-          body: head.method === "HEAD" ? undefined : body.slice(),
+          body: head.method === "HEAD"
+            ? undefined
+            : body instanceof Uint8Array
+            ? body.slice()
+            : body,
           signal: aborter.signal,
-        });
+          // A streamed body: the handler reads it as it arrives.
+          ...(body instanceof Uint8Array ? {} : { duplex: "half" }),
+        } as RequestInit);
     } catch {
       return this.fail(conn, head, 400, "request cannot be represented (bad host or header)");
     }

@@ -452,6 +452,7 @@ export class FunctionServer {
         ? answer.then((a) => ({ ...a, route: r }))
         : { ...answer, route: r };
     },
+    streamsBody: () => true,
     continues: (head) => !this.options.methods || this.options.methods.includes(head.method),
     count: (a) => this.#metrics.requests.labels(a.route, a.status).inc(),
     draining: () => this.#draining,
