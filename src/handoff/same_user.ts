@@ -9,7 +9,9 @@
 import { closeFd, peerCredentials, processUid } from "../../ffi/shim.ts";
 import type { Logger } from "@logtape/logtape";
 
-const ownUid = processUid();
+/** Our uid, read at the first check (not at import: importing this module
+ * must not need the FFI permission, e.g. for the benchmark's backends). */
+let ownUid: number | undefined;
 
 /**
  * The credentials of the process at the other end of `fd` when it runs as
@@ -37,6 +39,7 @@ export function sameUser(
     closeFd(fd);
     return undefined;
   }
+  ownUid ??= processUid();
   if (cred.uid !== ownUid) {
     log.warning("refused a {what} from uid {uid} (pid {pid})", { what, ...cred });
     closeFd(fd);
