@@ -80,3 +80,25 @@ Deno.test("launcher roles: pools, extra functions, and refused settings", () => 
     );
   }
 });
+
+Deno.test("importing mod.ts and the benchmark's servers' helpers needs no permission", async () => {
+  // What a Deno.serve app (bench/servers/*) takes from hot potato must load
+  // without --allow-ffi: no FFI call may run at import. (`deno run -` reads
+  // the script from stdin, with no permission; `deno eval` would have all.)
+  const root = new URL("..", import.meta.url).href;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(
+    `await import("${root}mod.ts"); await import("${root}bench/servers/functions.ts"); ` +
+      `console.log("loaded");`,
+  ));
+  await w.close();
+  const out = await child.output();
+  const err = new TextDecoder().decode(out.stderr);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "loaded", err);
+});
