@@ -32,6 +32,8 @@ const symbols = {
   hp_recv_msg: { parameters: ["i32", "buffer", "u32", "buffer"], result: "i32" },
   /** int hp_close(int fd) */
   hp_close: { parameters: ["i32"], result: "i32" },
+  /** int hp_shutdown_write(int fd) */
+  hp_shutdown_write: { parameters: ["i32"], result: "i32" },
   /** int hp_spare_fd(void) */
   hp_spare_fd: { parameters: [], result: "i32" },
   /** struct hp_rx_pool* hp_rx_pool_new(void) */
@@ -445,6 +447,20 @@ export function raiseFileLimit(): { limit: number; before: number } {
  */
 export function closeFd(fd: number): void {
   if (fd >= 0) shim().hp_close(fd);
+}
+
+/** Stop sending on a socket (a FIN follows what is queued) while still
+ * reading what the peer sends: `shutdown(fd, SHUT_WR)`. 0 or `-errno`.
+ *
+ * @example
+ * ```ts
+ * import { shutdownWrite } from "./shim.ts";
+ * declare const fd: number;
+ * shutdownWrite(fd);
+ * ```
+ */
+export function shutdownWrite(fd: number): number {
+  return shim().hp_shutdown_write(fd);
 }
 
 /** Open an fd that only holds a slot of the open-file table in reserve

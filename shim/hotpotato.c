@@ -297,6 +297,12 @@ HP_EXPORT int hp_close(int fd) {
     return close(fd) < 0 ? -errno : 0;
 }
 
+/* shutdown(fd, SHUT_WR): our side is done sending (a FIN after what is
+ * queued), while the peer's bytes can still be read. Returns 0 or -errno. */
+HP_EXPORT int hp_shutdown_write(int fd) {
+    return shutdown(fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
 /* An fd that holds one slot of the open-file table in reserve (on
  * /dev/null): closed to make room when an accept fails with EMFILE. */
 HP_EXPORT int hp_spare_fd(void) {

@@ -30,10 +30,11 @@ const MAX_PIECE = 64 * 1024;
 /** Why a streamed body ended early (for the log), or "" when it completed. */
 export type BodyEnd = "" | "client gone" | "handler failed" | "length mismatch";
 
-/** A chunk's framing: hex size, CRLF, data, CRLF, in one buffer. */
-function chunk(data: Uint8Array): Uint8Array {
+/** A chunk's framing: hex size, CRLF, data, CRLF, in `scratch` (one per
+ * response, reused: a write completes before the next chunk is framed). */
+function chunk(data: Uint8Array, scratch: Uint8Array): Uint8Array {
   const size = data.length.toString(16);
-  const out = new Uint8Array(size.length + CRLF + data.length + CRLF);
+  const out = scratch.subarray(0, size.length + CRLF + data.length + CRLF);
   ENCODER.encodeInto(size, out);
   out[size.length] = 13;
   out[size.length + 1] = 10;
@@ -71,6 +72,7 @@ export async function writeBody(
   writeTimeoutMs: number,
 ): Promise<BodyEnd> {
   const reader = body.stream.getReader();
+  const scratch = body.framing === "chunked" ? new Uint8Array(MAX_PIECE + 32) : undefined;
   const declared = typeof body.framing === "number" ? body.framing : -1;
   let sent = 0;
   let end: BodyEnd = "";
@@ -97,7 +99,7 @@ export async function writeBody(
       sent += data.length;
       for (let off = 0; off < data.length; off += MAX_PIECE) {
         const piece = data.subarray(off, Math.min(off + MAX_PIECE, data.length));
-        const bytes = body.framing === "chunked" ? chunk(piece) : piece;
+        const bytes = scratch ? chunk(piece, scratch) : piece;
         if (!await send(conn, bytes, writeTimeoutMs)) {
           end = "client gone";
           break;

@@ -15,7 +15,13 @@ import type { RequestHead } from "../http/http.ts";
 import type { Answer } from "../http/responder.ts";
 import { LogLine } from "../operations/log.ts";
 import { writeBody } from "./body_writer.ts";
-import { DEFAULT_BODY_TIMEOUT_MS, type HolderOptions, nextRequest } from "./request_reader.ts";
+import {
+  DEFAULT_BODY_TIMEOUT_MS,
+  type HolderOptions,
+  LINGER_BYTES,
+  LINGER_MS,
+  nextRequest,
+} from "./request_reader.ts";
 import { RequestBody, streamsBody } from "./request_body.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
@@ -229,7 +235,12 @@ export async function hold(
       conn.close(false);
       return;
     }
-    if (!keepAlive || expected || bodyLeft) {
+    if (expected || bodyLeft) {
+      // The client may still be sending the body: let it read the answer.
+      await conn.closeLingering(LINGER_MS, LINGER_BYTES);
+      return;
+    }
+    if (!keepAlive) {
       conn.close();
       return;
     }

@@ -219,14 +219,24 @@ export async function nextRequest(
       ? "request body not received in time"
       : "request not received in time";
     opts.onError?.(status);
-    await conn.write(
+    const sent = await conn.write(
       errorResponse(status, message, { keepAlive: false }),
       Date.now() + opts.writeTimeoutMs,
     );
+    // The client may still be sending (a body over --max-body, say): let it
+    // read the answer before the connection goes.
+    if (sent) {
+      await conn.closeLingering(LINGER_MS, LINGER_BYTES);
+      return null;
+    }
   }
   conn.close();
   return null;
 }
+
+/** How long, and how many bytes, a connection closed after an error answer
+ * keeps reading (and dropping) what the client still sends. */
+export const LINGER_MS = 2000, LINGER_BYTES = 4 * 1024 * 1024;
 
 /** The request-head limit (RFC 9112 leaves it to the server; 431 beyond). */
 export const MAX_HEAD_BYTES: number = DEFAULT_LIMITS.maxHeadBytes;

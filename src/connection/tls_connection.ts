@@ -26,6 +26,7 @@ import {
   READABLE,
   receivePlain,
   sendPlain,
+  shutdownWrite,
   WRITABLE,
 } from "../../ffi/shim.ts";
 import {
@@ -436,6 +437,41 @@ export class TlsConnection {
     this.#buf = EMPTY;
     this.#start = this.#end = 0;
     this.#settle(false);
+  }
+
+  /** Close after an answer the client may still be sending a request body
+   * behind (a 413, a refused `Expect: 100-continue`): close_notify and a FIN,
+   * then read and drop what arrives, until the client closes, `ms` pass or
+   * `maxBytes` came. Closing at once with unread bytes would make the kernel
+   * send a reset, which can destroy the answer before the client reads it.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * await conn.closeLingering(2000, 1 << 20);
+   * ```
+   */
+  async closeLingering(ms: number, maxBytes: number): Promise<void> {
+    if (!this.#open) return;
+    try {
+      this.#tls.shutdown();
+    } catch {
+      // best effort: the peer may be gone
+    }
+    shutdownWrite(this.fd);
+    const deadline = Date.now() + ms;
+    let dropped = 0;
+    while (this.#open && dropped <= maxBytes) {
+      const n = receivePlain(this.fd, scratch);
+      if (n > 0) {
+        dropped += n;
+        continue;
+      }
+      if (n !== -EAGAIN || !await this.#wait(READ_EVENTS, deadline)) break;
+    }
+    scratch.fill(0);
+    this.close(false);
   }
 
   /** Close the connection: close_notify (when `notify`), free, close the fd.

@@ -51,6 +51,8 @@ export class ChunkedDecoder {
   #left = 0;
   #total = 0;
   #meta = 0;
+  /** Bytes of chunk-size lines so far. */
+  #framing = 0;
   #maxBody: number;
 
   /** A decoder for a body of at most `maxBody` bytes.
@@ -137,11 +139,14 @@ export class ChunkedDecoder {
         }
       }
     }
-    this.#meta += lf + 1;
-    if (this.#meta > MAX_META * 64) return this.#bad("too many chunks");
+    // Framing is bounded as a buffered body's is: a body of tiny chunks
+    // may not cost more than --max-body in size lines.
+    this.#framing += lf + 1;
+    if (this.#framing > Math.max(this.#maxBody, MAX_META * 4)) {
+      return { kind: "error", status: 413, message: "request too large" };
+    }
     if (size === 0) {
       this.#state = "trailer";
-      this.#meta = 0;
       return { kind: "data", consumed: lf + 1 };
     }
     this.#total += size;
