@@ -37,7 +37,7 @@ Deno.test("handoffs queued to a stopped worker go to its sibling when it is kill
         new RegExp(`^sum/${sibling.child.pid}$`),
       );
     }
-    await sys.settle(); // the gateway's log lines so far have been read
+    await sys.gateway.settle(); // the gateway's log lines so far have been read
     const replaced = sys.gateway.count(/did not take it \(the receiver went away\); to sum\//);
     assert.ok(replaced >= 5, `${replaced} connections came back from the killed worker`);
     // Every connection is still usable, and moves on.
