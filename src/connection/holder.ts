@@ -177,7 +177,7 @@ export async function hold(
     const started = performance.now();
     const pending = policy.answer(conn, head, expected ? EMPTY : r.body, unplaced);
     unplaced = false;
-    const { route, status, bytes, keepAlive, body } = pending instanceof Promise
+    const { route, status, bytes, keepAlive, body, upgrade } = pending instanceof Promise
       ? await pending
       : pending;
     if (!expected) conn.consume(r.length);
@@ -200,6 +200,12 @@ export async function hold(
       status,
       ms: Math.round((performance.now() - started) * 100) / 100,
     });
+    if (upgrade) {
+      // A 101 (a WebSocket): the connection carries the new protocol until
+      // it closes, here; it never moves. The upgrade closes it.
+      await upgrade(conn, ok, opts.writeTimeoutMs);
+      return;
+    }
     if (!ok) {
       conn.close(false);
       return;
