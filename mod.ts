@@ -34,6 +34,11 @@ import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log
 export type { FunctionOptions, Handler, RequestInfo };
 export { FunctionServer, HttpError };
 export { json } from "./src/http/response_body.ts";
+export {
+  upgradeWebSocket,
+  type UpgradeWebSocketOptions,
+  type WebSocketUpgrade,
+} from "./src/http/websocket.ts";
 
 function env(name: string): string | undefined {
   try {

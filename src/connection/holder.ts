@@ -205,7 +205,7 @@ export async function hold(
       unplaced,
     );
     unplaced = false;
-    const { route, status, bytes, keepAlive, body } = pending instanceof Promise
+    const { route, status, bytes, keepAlive, body, upgrade } = pending instanceof Promise
       ? await pending
       : pending;
     if (r.kind === "request") conn.consume(r.length);
@@ -231,6 +231,12 @@ export async function hold(
       status,
       ms: Math.round((performance.now() - started) * 100) / 100,
     });
+    if (upgrade) {
+      // A 101 (a WebSocket): the connection carries the new protocol until
+      // it closes, here; it never moves. The upgrade closes it.
+      await upgrade(conn, ok, opts.writeTimeoutMs);
+      return;
+    }
     if (!ok) {
       conn.close(false);
       return;

@@ -111,13 +111,23 @@ export class TlsConnection {
   #start = 0;
   #end = 0;
   #open = true;
+  // Two waits may be pending at once: one for reading (fill, handshake,
+  // peek) and one for a write, so a write that would block does not end a
+  // read in progress (a WebSocket reads and writes independently). Only
+  // code that reads and writes concurrently ever has both.
   #waitEvents = 0;
   #resolve: ((ok: boolean) => void) | null = null;
   #idleWait = false;
+  /** When the pending read gives up (ms since epoch); see {@linkcode sweep}. */
+  #deadline = 0;
+  #writeEvents = 0;
+  #writeResolve: ((ok: boolean) => void) | null = null;
+  /** When the pending write gives up (ms since epoch). */
+  #writeDeadline = 0;
+  /** A write that would have blocked, until it completes or fails. */
+  #blockedWrite: Promise<boolean> | undefined;
   /** Watched for writing too (after the first write that would block). */
   #watchingWrites = false;
-  /** When the pending wait gives up (ms since epoch); see {@linkcode sweep}. */
-  #deadline = 0;
 
   /** Take over `fd` and `tls`; `unread` is plaintext that came with it.
    *
@@ -203,6 +213,7 @@ export class TlsConnection {
   #onEvents(events: number): void {
     if ((events & READ_EVENTS) !== 0) this.#tls.readable((events & PEER_CLOSED) !== 0);
     if (this.#resolve && (events & this.#waitEvents) !== 0) this.#settle(true);
+    if (this.#writeResolve && (events & this.#writeEvents) !== 0) this.#settleWrite(true);
   }
 
   #settle(ok: boolean): void {
@@ -212,13 +223,25 @@ export class TlsConnection {
     this.#idleWait = false;
     if (this.#deadline !== 0) {
       this.#deadline = 0;
-      waiting.delete(this);
+      if (this.#writeDeadline === 0) waiting.delete(this);
     }
     resolve?.(ok);
   }
 
-  /** Wait for the next edge of `events`, until `deadline` (ms since epoch). */
-  #wait(events: number, deadline: number): Promise<boolean> {
+  #settleWrite(ok: boolean): void {
+    const resolve = this.#writeResolve;
+    this.#writeResolve = null;
+    this.#writeEvents = 0;
+    if (this.#writeDeadline !== 0) {
+      this.#writeDeadline = 0;
+      if (this.#deadline === 0) waiting.delete(this);
+    }
+    resolve?.(ok);
+  }
+
+  /** Wait for the next edge of `events`, until `deadline` (ms since epoch);
+   * `forWrite`: the write's wait, beside a read's. */
+  #wait(events: number, deadline: number, forWrite = false): Promise<boolean> {
     const ms = deadline - Date.now();
     if (ms <= 0 || !this.#open) return Promise.resolve(false);
     if ((events & WRITABLE) !== 0 && !this.#watchingWrites) {
@@ -226,17 +249,24 @@ export class TlsConnection {
       EventLoop.instance().watchWritable(this.fd);
     }
     return new Promise((resolve) => {
-      this.#resolve = resolve;
-      this.#waitEvents = events;
-      this.#deadline = deadline;
+      if (forWrite) {
+        this.#writeResolve = resolve;
+        this.#writeEvents = events;
+        this.#writeDeadline = deadline;
+      } else {
+        this.#resolve = resolve;
+        this.#waitEvents = events;
+        this.#deadline = deadline;
+      }
       waiting.add(this);
       startSweeping();
     });
   }
 
-  /** Give up the pending wait if its deadline has passed (the sweeper). */
+  /** Give up a pending wait whose deadline has passed (the sweeper). */
   expireIfDue(now: number): void {
     if (this.#deadline !== 0 && now >= this.#deadline) this.#settle(false);
+    if (this.#writeDeadline !== 0 && now >= this.#writeDeadline) this.#settleWrite(false);
   }
 
   /** Wait for the client's first bytes and return a copy of up to `max` of
@@ -319,6 +349,13 @@ export class TlsConnection {
   async fill(deadline: number): Promise<FillResult> {
     for (;;) {
       if (!this.#open) return "closed";
+      if (this.#blockedWrite) {
+        // wolfSSL must not read while a write is part-sent: a KeyUpdate
+        // answered meanwhile would flush the buffered record, and the write
+        // would start over. The write's own deadline bounds this wait.
+        await this.#blockedWrite;
+        continue;
+      }
       let n: number;
       try {
         n = this.#tls.read(scratch);
@@ -347,6 +384,7 @@ export class TlsConnection {
   /** Encrypt and send all of `data`. False when the peer is gone or the
    * deadline passed (the connection should then be closed). The answer is
    * immediate (not a promise) when the socket took everything at once.
+   * One write at a time; it may wait while a `fill()` waits too.
    *
    * @example
    * ```ts
@@ -358,9 +396,10 @@ export class TlsConnection {
   write(data: Uint8Array, deadline: number): boolean | Promise<boolean> {
     // The usual case completes at once: no promise for it.
     const first = this.#writeOnce(data);
-    return first === WANT_READ || first === WANT_WRITE
-      ? this.#writeLater(data, deadline, first)
-      : first === 1;
+    if (first !== WANT_READ && first !== WANT_WRITE) return first === 1;
+    const later = this.#writeLater(data, deadline, first);
+    this.#blockedWrite = later;
+    return later.finally(() => this.#blockedWrite = undefined);
   }
 
   /** 1 when all is sent, 0 when the connection failed, or what to wait for. */
@@ -380,7 +419,7 @@ export class TlsConnection {
   async #writeLater(data: Uint8Array, deadline: number, want: number): Promise<boolean> {
     for (;;) {
       const events = want === WANT_READ ? READ_EVENTS : WRITE_EVENTS;
-      if (!await this.#wait(events, deadline)) return false;
+      if (!await this.#wait(events, deadline, true)) return false;
       want = this.#writeOnce(data);
       if (want === 1) return true;
       if (want === 0) return false;
@@ -437,6 +476,7 @@ export class TlsConnection {
     this.#buf = EMPTY;
     this.#start = this.#end = 0;
     this.#settle(false);
+    this.#settleWrite(false);
   }
 
   /** Close after an answer the client may still be sending a request body

@@ -15,6 +15,7 @@ import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
 import { logger } from "../operations/log.ts";
 import { knownBody } from "./response_body.ts";
 import type { ConnectionInfo } from "../connection/tls_connection.ts";
+import { type PendingUpgrade, type Upgrade, upgradeOf } from "./upgrade.ts";
 
 /** What a handler learns about the request besides the `Request` itself:
  * `remoteAddr` as `Deno.serve` gives it, and hot potato's own fields. */
@@ -60,18 +61,22 @@ export type Handler = (req: Request, info: RequestInfo) => Response | Promise<Re
 export class HttpError extends Error {
   /** HTTP status to answer with. */
   readonly status: number;
-  /** Create an error answered with `status`.
+  /** Headers the answer carries besides hot potato's. */
+  readonly headers: [string, string][];
+  /** Create an error answered with `status` (and `headers`).
    *
    * @example
    * ```ts
    * import { HttpError } from "./responder.ts";
    * const e = new HttpError(404, "no such item");
+   * const v = new HttpError(426, "use version 13", [["sec-websocket-version", "13"]]);
    * ```
    */
-  constructor(status: number, message: string) {
+  constructor(status: number, message: string, headers: [string, string][] = []) {
     super(message);
     this.name = "HttpError";
     this.status = status;
+    this.headers = headers;
   }
 }
 
@@ -102,6 +107,9 @@ export interface Answer {
   keepAlive: boolean;
   /** A body to write after `bytes`, as it is produced. */
   body?: StreamedBody;
+  /** `bytes` is a 101: this runs the new protocol on the connection after
+   * it (src/http/upgrade.ts); the connection never moves then. */
+  upgrade?: Upgrade;
 }
 
 /** How a {@linkcode Responder} answers. */
@@ -282,6 +290,8 @@ export class Responder {
         return this.fail(conn, head, 504, "function timed out");
       }
       if (!(res instanceof Response)) throw new TypeError("handler did not return a Response");
+      const upgrade = upgradeOf(res);
+      if (upgrade) return this.#upgrade(conn, head, res, upgrade);
       const known = knownBody(res);
       if (known !== undefined) return this.#serialize(conn, head, res, known);
       if (res.body === null) return this.#serialize(conn, head, res, EMPTY);
@@ -343,9 +353,27 @@ export class Responder {
     };
   }
 
+  /** The 101 of a response made by `upgradeWebSocket()`: its head, and what
+   * runs on the connection after it. */
+  #upgrade(conn: Peer, head: RequestHead, res: Response, upgrade: PendingUpgrade): Answer {
+    if (head.version !== "HTTP/1.1") {
+      return this.fail(conn, head, 400, `${upgrade.protocol} needs HTTP/1.1`);
+    }
+    const headers: [string, string][] = [];
+    res.headers.forEach((value, name) => {
+      if (name !== "upgrade") headers.push([name, value]); // serialized with the upgrade
+    });
+    this.#extraHeaders(conn, headers);
+    const bytes = serializeResponse(
+      { status: 101, headers, body: EMPTY },
+      { keepAlive: true, upgrade: upgrade.protocol },
+    );
+    return { status: 101, bytes, keepAlive: false, upgrade: upgrade.run };
+  }
+
   #handlerFailed(conn: Peer, head: RequestHead, e: unknown): Answer {
     if (e instanceof HttpError && e.status >= 400 && e.status <= 599) {
-      return this.fail(conn, head, e.status, e.message);
+      return this.fail(conn, head, e.status, e.message, e.headers);
     }
     log.error("{name}: handler failed: {error}", {
       name: this.#opts.name,

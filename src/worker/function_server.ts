@@ -46,6 +46,7 @@ import type { TlsConnection } from "../connection/tls_connection.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
 import { Peers } from "../handoff/peers.ts";
 import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
+import { closeWebSockets } from "../http/websocket.ts";
 
 export { type Handler, HttpError, type RequestInfo } from "../http/responder.ts";
 
@@ -596,7 +597,8 @@ export class FunctionServer {
   }
 
   /** Drain: tell the gateway to send no more connections, close idle ones
-   * cleanly, answer requests in flight with `Connection: close`, and resolve
+   * cleanly, answer requests in flight with `Connection: close`, close open
+   * WebSockets with 1001 (going away), and resolve
    * once nothing is held or `deadlineMs` has passed. Then `stop()`.
    *
    * @example
@@ -610,6 +612,7 @@ export class FunctionServer {
     this.#draining = true;
     this.#reportStats();
     this.#channel?.send(encodeJson(MessageType.DRAIN, {}));
+    closeWebSockets(1001, "going away");
     const until = Date.now() + deadlineMs;
     while (this.#connections.size > 0 && Date.now() < until) {
       for (const conn of this.#connections) conn.interruptIdle();

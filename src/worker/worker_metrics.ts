@@ -23,6 +23,7 @@ import {
   STATS_LIMITS,
 } from "../handoff/protocol.ts";
 import { logger } from "../operations/log.ts";
+import { openWebSockets } from "../http/websocket.ts";
 
 const log = logger("worker");
 
@@ -35,13 +36,14 @@ const log = logger("worker");
  * const m = new WorkerMetrics("sum");
  * m.requests.labels("/sum", 200).inc();
  * m.handoffLatency.observe(0.00004);
- * console.log(m.stats(3).metrics?.families.length); // 3
+ * console.log(m.stats(3).metrics?.families.length); // 4
  * ```
  */
 export class WorkerMetrics {
   /** The process's registry. */
   readonly registry: Registry = new Registry();
   #open: Gauge;
+  #websockets: Gauge;
   /** Requests answered, by route ("-" when none of ours) and status. */
   readonly requests: Family<readonly ["route", "status"], Counter>;
   /** Export-to-import time of connections this worker took. */
@@ -61,6 +63,7 @@ export class WorkerMetrics {
     this.#open = r.gauge("hotpotato_connections_open", "Client connections open, by holder", [
       "holder",
     ]).labels(name);
+    this.#websockets = r.gauge("hotpotato_websockets_open", "WebSocket connections open").labels();
     this.requests = r.counter(
       "hotpotato_requests_total",
       "Requests answered, by route and status",
@@ -74,7 +77,7 @@ export class WorkerMetrics {
   }
 
   /** The STATS body: `held`, and the registry's snapshot (with `held` as
-   * the open-connections gauge).
+   * the open-connections gauge, and the open WebSockets).
    *
    * @example
    * ```ts
@@ -84,6 +87,7 @@ export class WorkerMetrics {
    */
   stats(held: number): Stats {
     this.#open.set(held);
+    this.#websockets.set(openWebSockets());
     return { held, metrics: this.registry.snapshot() };
   }
 
