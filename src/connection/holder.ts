@@ -92,6 +92,36 @@ export interface HoldOptions extends Omit<HolderOptions, "wantBody" | "draining"
 }
 
 /**
+ * A holder's options from a role's settings (the gateway's or a worker's:
+ * both have the read and write timeouts and --max-body).
+ *
+ * @example
+ * ```ts
+ * import { holdOptions, requestLogLine } from "./holder.ts";
+ * import { workerConfig } from "../operations/config.ts";
+ * import { logger } from "../operations/log.ts";
+ * const opts = holdOptions(workerConfig([]).config, requestLogLine(logger("worker")), "sum/1");
+ * ```
+ */
+export function holdOptions(
+  config: Omit<HoldOptions, "requestLog" | "label" | "bodyTimeoutMs"> & {
+    bodyTimeoutMs: number;
+  },
+  requestLog: LogLine,
+  label: string,
+): HoldOptions {
+  return {
+    maxBody: config.maxBody,
+    idleTimeoutMs: config.idleTimeoutMs,
+    headerTimeoutMs: config.headerTimeoutMs,
+    bodyTimeoutMs: config.bodyTimeoutMs,
+    writeTimeoutMs: config.writeTimeoutMs,
+    requestLog,
+    label,
+  };
+}
+
+/**
  * The request log line of a process (one per process, made once: a
  * {@linkcode LogLine} formats only what is written).
  *

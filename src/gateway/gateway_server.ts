@@ -34,7 +34,7 @@ import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
 import { GatewayPolicy } from "./gateway_policy.ts";
 import { Handshaker } from "./handshaker.ts";
 import { Workers } from "./workers.ts";
-import { hold, type HoldOptions, requestLogLine } from "../connection/holder.ts";
+import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
 import { Listener, retryBlockedListeners } from "../connection/listener.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { Sealer } from "../handoff/seal.ts";
@@ -92,15 +92,7 @@ export class Gateway {
       returned: (from, h, fd, raw) => this.#forwarder!.returned(from, h, fd, raw),
       moved: (from, moved) => this.#forwarder!.moved(from, moved),
     });
-    this.#holdOptions = {
-      maxBody: config.maxBody,
-      idleTimeoutMs: config.idleTimeoutMs,
-      headerTimeoutMs: config.headerTimeoutMs,
-      bodyTimeoutMs: config.bodyTimeoutMs,
-      writeTimeoutMs: config.writeTimeoutMs,
-      requestLog,
-      label: `gateway/${Deno.pid}`,
-    };
+    this.#holdOptions = holdOptions(config, requestLog, `gateway/${Deno.pid}`);
   }
 
   /** The counters the tests and the benchmark read (computed from the

@@ -40,7 +40,13 @@ import {
 } from "../handoff/protocol.ts";
 import { WorkerMetrics } from "./worker_metrics.ts";
 import { type Handler, Responder } from "../http/responder.ts";
-import { hold, type HoldOptions, type HoldPolicy, requestLogLine } from "../connection/holder.ts";
+import {
+  hold,
+  type HoldOptions,
+  holdOptions,
+  type HoldPolicy,
+  requestLogLine,
+} from "../connection/holder.ts";
 import { Sealer } from "../handoff/seal.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
@@ -147,15 +153,7 @@ export class FunctionServer {
     this.#config = config;
     this.#label = `${options.name}/${Deno.pid}`;
     this.#metrics = new WorkerMetrics(options.name);
-    this.#holdOptions = {
-      maxBody: config.maxBody,
-      idleTimeoutMs: config.idleTimeoutMs,
-      headerTimeoutMs: config.headerTimeoutMs,
-      bodyTimeoutMs: config.bodyTimeoutMs,
-      writeTimeoutMs: config.writeTimeoutMs,
-      requestLog,
-      label: this.#label,
-    };
+    this.#holdOptions = holdOptions(config, requestLog, this.#label);
     this.#responder = new Responder(handler, {
       name: options.name,
       label: this.#label,
