@@ -91,6 +91,62 @@ export interface StreamedBody {
   abort(reason: string): void;
 }
 
+/** Resolves after a few microtask turns: a stream whose chunks are all
+ * queued already (a static body) answers its reads before it. */
+function turns(): Promise<typeof PENDING> {
+  return Promise.resolve().then(() => undefined).then(() => undefined).then(() => PENDING);
+}
+const PENDING = Symbol("pending");
+
+/**
+ * The body whole when the stream gives all of it at once (one chunk, then
+ * its end, both already queued: how a `Response` built from bytes or a
+ * string reads), else a stream of the same bytes (the reads already made
+ * come first). Never waits for the producer.
+ *
+ * @example
+ * ```ts
+ * import { readyBody } from "./responder.ts";
+ * const ready = await readyBody(new Response("hello").body!);
+ * console.log(ready.whole?.length); // 5
+ * ```
+ */
+export async function readyBody(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ whole?: Uint8Array; stream: ReadableStream<Uint8Array> }> {
+  const reader = stream.getReader();
+  const taken: Promise<ReadableStreamReadResult<Uint8Array>>[] = [];
+  const first = reader.read();
+  taken.push(first);
+  const r1 = await Promise.race([first, turns()]);
+  if (r1 !== PENDING && r1.done) {
+    reader.releaseLock();
+    return { whole: EMPTY, stream };
+  }
+  if (r1 !== PENDING && r1.value instanceof Uint8Array && r1.value.length <= MAX_RESPONSE_BODY) {
+    const second = reader.read();
+    taken.push(second);
+    const r2 = await Promise.race([second, turns()]);
+    if (r2 !== PENDING && r2.done) {
+      reader.releaseLock();
+      return { whole: r1.value, stream };
+    }
+  }
+  // Still being produced: the reads made so far, then the rest.
+  return {
+    stream: new ReadableStream<Uint8Array>({
+      async pull(c) {
+        const r = await (taken.shift() ?? reader.read());
+        if (r.done) c.close();
+        else c.enqueue(r.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 }),
+  };
+}
+
 /** A valid Content-Length value, or undefined (then the body is chunked). */
 function declaredLength(v: string | null): number | undefined {
   if (v === null || !/^[0-9]{1,15}$/.test(v)) return undefined;
@@ -295,7 +351,20 @@ export class Responder {
       const known = knownBody(res);
       if (known !== undefined) return this.#serialize(conn, head, res, known);
       if (res.body === null) return this.#serialize(conn, head, res, EMPTY);
-      return this.#stream(conn, head, res, res.body, aborter);
+      // A body that is all there at once (new Response(bytes), a string) is
+      // sent whole with its length; one still being produced is streamed.
+      const ready = await readyBody(res.body);
+      const whole = ready.whole;
+      if (whole) {
+        // A declared length that the bytes do not match is the handler's
+        // mistake: streamed, so the connection ends rather than lie.
+        const declared = declaredLength(res.headers.get("content-length"));
+        if (declared === undefined || declared === whole.length) {
+          return this.#serialize(conn, head, res, whole);
+        }
+        return this.#stream(conn, head, res, ReadableStream.from([whole]), aborter);
+      }
+      return this.#stream(conn, head, res, ready.stream, aborter);
     } catch (e) {
       return this.#handlerFailed(conn, head, e);
     } finally {
