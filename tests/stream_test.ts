@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { CA_CERT, run, System } from "./support/system.ts";
+import { CA_CERT, Client, run, System } from "./support/system.ts";
 
 const dec = new TextDecoder();
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
@@ -313,5 +313,33 @@ Deno.test("--max-body as a body streams: 413 once past it, and the connection cl
   } finally {
     await sys.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a request pipelined behind a streamed response waits, then goes to its own function", async () => {
+  const sys = await System.start({ workers: WORKERS });
+  const client = await Client.connect(sys.port);
+  try {
+    // One write: a stream of 3 events from clock, then sum, then clock again.
+    await client.write(
+      new Uint8Array([
+        ...Client.request("/clock?every=100&count=3"),
+        ...Client.request("/sum?a=1&b=2"),
+        ...Client.request("/clock?count=1"),
+      ]),
+    );
+    const events = await client.read();
+    assert.equal(events.status, 200);
+    assert.deepEqual([...events.body.matchAll(/^id: (\d)$/gm)].map((m) => m[1]), ["1", "2", "3"]);
+    const sum = await client.read();
+    assert.equal(JSON.parse(sum.body).result, "3");
+    assert.match(sum.headers.get("x-hotpotato-worker")!, /^sum\//);
+    const again = await client.read();
+    assert.match(again.body, /^id: 1\n/);
+    assert.match(again.headers.get("x-hotpotato-worker")!, /^clock\//);
+    assert.equal(await sys.handshakes(), 1);
+  } finally {
+    client.close();
+    await sys.stop();
   }
 });

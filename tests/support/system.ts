@@ -269,6 +269,22 @@ export function parseResponse(
     const i = l.indexOf(":");
     headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
   }
+  if (!headOnly && headers.get("transfer-encoding") === "chunked") {
+    // A chunked body (no trailers): the chunks' data, once the last is here.
+    let p = end + 4, body = "";
+    for (;;) {
+      const lf = buf.indexOf(10, p);
+      if (lf < 0) return null;
+      const size = parseInt(dec.decode(buf.subarray(p, lf - 1)), 16);
+      if (size === 0) {
+        if (buf.length < lf + 3) return null;
+        return { res: { status, headers, body }, length: lf + 3 };
+      }
+      if (buf.length < lf + 1 + size + 2) return null;
+      body += dec.decode(buf.subarray(lf + 1, lf + 1 + size));
+      p = lf + 1 + size + 2;
+    }
+  }
   const len = headOnly ? 0 : Number(headers.get("content-length") ?? "0");
   if (buf.length < end + 4 + len) return null;
   return {
