@@ -33,7 +33,7 @@ import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log
 
 export type { FunctionOptions, Handler, RequestInfo };
 export { FunctionServer, HttpError };
-export { json } from "./src/http/response_body.ts";
+export { bytes, json } from "./src/http/response_body.ts";
 export {
   upgradeWebSocket,
   type UpgradeWebSocketOptions,

@@ -175,3 +175,17 @@ Deno.test("a json() body with non-ASCII text is sent as UTF-8 with its byte leng
   assert.match(out, new RegExp(`\r\ncontent-length: ${body.length}\r\n`));
   assert.deepEqual(answer.bytes.subarray(answer.bytes.length - body.length), body);
 });
+
+Deno.test("bytes(): sent as they are with their length; still readable as a body", async () => {
+  const { bytes } = await import("../src/http/response_body.ts");
+  const data = new Uint8Array(100_000).map((_, i) => i & 0xff);
+  const answer = await responder(() => bytes(data)).respond(peer, GET, EMPTY);
+  // A large body is written after its head, the very same bytes (no copy).
+  assert.equal(answer.tail, data);
+  assert.match(text(answer.bytes), /\r\ncontent-type: application\/octet-stream\r\n/);
+  assert.match(text(answer.bytes), /\r\ncontent-length: 100000\r\nconnection: keep-alive\r\n\r\n$/);
+  // Middleware that reads the body gets the same bytes.
+  const res = bytes(data, { headers: { "content-type": "text/plain" } });
+  assert.equal(res.headers.get("content-type"), "text/plain");
+  assert.deepEqual(new Uint8Array(await res.arrayBuffer()), data);
+});

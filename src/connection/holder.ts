@@ -235,12 +235,16 @@ export async function hold(
       unplaced,
     );
     unplaced = false;
-    const { route, status, bytes, keepAlive, body, upgrade } = pending instanceof Promise
+    const { route, status, bytes, keepAlive, body, tail, upgrade } = pending instanceof Promise
       ? await pending
       : pending;
     if (r.kind === "request") conn.consume(r.length);
     const w = conn.write(bytes, Date.now() + opts.writeTimeoutMs);
     let ok = typeof w === "boolean" ? w : await w;
+    if (ok && tail) {
+      const t = conn.write(tail, Date.now() + opts.writeTimeoutMs);
+      ok = typeof t === "boolean" ? t : await t;
+    }
     if (body) {
       // Streamed: written as produced; an early end closes the connection
       // without close_notify, so the truncated body cannot look complete.
