@@ -222,7 +222,14 @@ export function certSet(type: "ecdsa" | "rsa"): CertSet {
 }
 
 /** Wait until every path answers 200 with a "result" (curl, verifying the CA). */
-export async function waitReady(base: string, ca: string, timeoutMs = 20_000): Promise<void> {
+export async function waitReady(
+  base: string,
+  ca: string,
+  timeoutMs = 20_000,
+  /** Whether curl's output of /sum?a=1&b=2 and /product?a=3&b=4 says ready
+   * (default: both computed). */
+  ready = (out: string) => out.includes('"result":"3"') && out.includes('"result":"12"'),
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const r = await run("curl", [
@@ -234,7 +241,7 @@ export async function waitReady(base: string, ca: string, timeoutMs = 20_000): P
       `${base}/sum?a=1&b=2`,
       `${base}/product?a=3&b=4`,
     ]);
-    if (r.stdout.includes('"result":"3"') && r.stdout.includes('"result":"12"')) return;
+    if (ready(r.stdout)) return;
     if (Date.now() > end) throw new Error(`${base} not ready: ${r.stdout} ${r.stderr}`);
     await sleep(100);
   }
@@ -395,6 +402,9 @@ export async function startHotPotato(opts: {
   log?: "quiet" | "shipped";
   extra?: string[];
   denoFlags?: { gateway?: string[]; worker?: string[] };
+  /** The sum and product worker files (default workers/sum.ts and
+   * workers/product.ts; bench/sizes.ts serves bodies of a given size). */
+  workerFiles?: [string, string];
 }): Promise<Running> {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-bench-" });
   const common = [
@@ -421,12 +431,13 @@ export async function startHotPotato(opts: {
     ...(opts.handoff ? ["--handoff", opts.handoff] : []),
   ], procOpts);
   await sleep(300);
-  const workers = ["sum", "product"].map((w) =>
+  const files = opts.workerFiles ?? ["workers/sum.ts", "workers/product.ts"];
+  const workers = ["sum", "product"].map((w, i) =>
     new Proc(w, deno, [
       "run",
       ...SERVER_FLAGS,
       ...(opts.denoFlags?.worker ?? []),
-      `workers/${w}.ts`,
+      files[i],
       ...common,
     ], procOpts)
   );
@@ -439,7 +450,12 @@ export async function startHotPotato(opts: {
     await stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
-  await waitReady(`https://127.0.0.1:${opts.port}`, opts.certs.ca);
+  await waitReady(
+    `https://127.0.0.1:${opts.port}`,
+    opts.certs.ca,
+    undefined,
+    opts.workerFiles ? (out) => out.length >= 2048 : undefined,
+  );
   return r;
 }
 
@@ -487,6 +503,9 @@ export async function startNginx(opts: {
   port: number;
   backendPorts: [number, number];
   certs: CertSet;
+  /** The backends' function: "sum"/"product" (default) or "blob" (both
+   * answer `?size=N` bytes: bench/sizes.ts). */
+  backendFunction?: "blob";
 }): Promise<Running> {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-bench-nginx-" });
   const [sumPort, productPort] = opts.backendPorts;
@@ -497,7 +516,7 @@ export async function startNginx(opts: {
       "--allow-net=127.0.0.1",
       "bench/servers/backend.ts",
       "--function",
-      String(fn),
+      opts.backendFunction ?? String(fn),
       "--port",
       String(port),
     ])
@@ -550,7 +569,12 @@ http {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   try {
-    await waitReady(`https://127.0.0.1:${opts.port}`, opts.certs.ca);
+    await waitReady(
+      `https://127.0.0.1:${opts.port}`,
+      opts.certs.ca,
+      undefined,
+      opts.backendFunction ? (out) => out.length >= 2048 : undefined,
+    );
   } catch (e) {
     const log = await Deno.readTextFile(`${dir}/error.log`).catch(() => "");
     await r.stop();

@@ -5,13 +5,15 @@
  *
  *   deno run --allow-net=127.0.0.1 bench/servers/backend.ts --function sum --port 18761
  *
+ * `--function blob` answers `?size=N` bytes instead (bench/sizes.ts).
+ *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { HttpError, json } from "../../mod.ts";
 import { printStatsOnSignal } from "../../src/operations/lifecycle.ts";
-import { product, sum } from "./functions.ts";
+import { blob, product, sum } from "./functions.ts";
 
 const { values } = parseArgs({
   options: {
@@ -19,7 +21,7 @@ const { values } = parseArgs({
     port: { type: "string", default: "18761" },
   },
 });
-const fn = values.function === "product" ? product : sum;
+const fn = values.function === "product" ? product : values.function === "blob" ? blob : sum;
 const stats = { requests: 0 };
 printStatsOnSignal(() => ({ ...stats }));
 

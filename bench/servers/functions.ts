@@ -8,7 +8,7 @@
  * @module
  */
 
-import { HttpError, json } from "../../mod.ts";
+import { bytes, HttpError, json } from "../../mod.ts";
 import { add, format, multiply, operands } from "../../workers/decimal.ts";
 
 /** workers/sum.ts's handler. */
@@ -44,4 +44,16 @@ export function both(req: Request): Response {
     }
     throw e;
   }
+}
+
+/** 1 MiB made once, for {@linkcode blob}. */
+const BLOB = new Uint8Array(1 << 20).map((_, i) => (i * 7) & 0xff);
+
+/** `?size=N` bytes (at most 1 MiB) of a buffer made at start, without a
+ * copy: the body-size benchmark's function (bench/sizes.ts), the same in a
+ * hot potato worker (bench/servers/blob_sum.ts) and a Deno.serve backend. */
+export function blob(req: Request): Response {
+  const q = req.url.indexOf("size=");
+  const size = q < 0 ? 1024 : Math.min(BLOB.length, Number(req.url.slice(q + 5)) || 0);
+  return bytes(BLOB.subarray(0, size));
 }
