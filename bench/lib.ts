@@ -405,6 +405,9 @@ export async function startHotPotato(opts: {
   /** The sum and product worker files (default workers/sum.ts and
    * workers/product.ts; bench/sizes.ts serves bodies of a given size). */
   workerFiles?: [string, string];
+  /** Whether curl's output of /sum and /product says ready (with other
+   * worker files; see {@linkcode waitReady}). */
+  ready?: (out: string) => boolean;
 }): Promise<Running> {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-bench-" });
   const common = [
@@ -454,7 +457,7 @@ export async function startHotPotato(opts: {
     `https://127.0.0.1:${opts.port}`,
     opts.certs.ca,
     undefined,
-    opts.workerFiles ? (out) => out.length >= 2048 : undefined,
+    opts.ready ?? (opts.workerFiles ? (out) => out.length >= 2048 : undefined),
   );
   return r;
 }

@@ -37,6 +37,10 @@ if [ "${1:-}" = --profile ]; then
   command -v perf >/dev/null || as_root apt-get install -y -qq linux-perf >/dev/null 2>&1 || true
   exec "$deno" run --no-prompt --allow-all bench/profile.ts
 fi
+if [ "${1:-}" = --ws ]; then
+  # WebSocket echo rate against Deno.serve (bench/ws_echo.ts)
+  exec "$deno" run --no-prompt --allow-all bench/ws_echo.ts
+fi
 if [ "${1:-}" = --sizes ]; then
   # response bodies of 1 KiB, 64 KiB, 1 MiB against nginx (bench/sizes.ts)
   exec "$deno" run --no-prompt --allow-all bench/sizes.ts
