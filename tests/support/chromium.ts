@@ -73,13 +73,16 @@ export class Chromium {
    * and connect to its DevTools WebSocket; fails within `timeoutMs`. */
   static async launch(timeoutMs = 30_000): Promise<Chromium> {
     const bin = await chromiumPath();
+    const spki = await spkiHash(CA_CERT);
+    // Chromium's sandbox refuses to run as root (CI containers).
+    const root = (await run("id", ["-u"])).stdout.trim() === "0";
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-chromium-" });
     const args = [
       "--headless=new",
       "--remote-debugging-address=127.0.0.1",
       "--remote-debugging-port=0",
       `--user-data-dir=${dir}`,
-      `--ignore-certificate-errors-spki-list=${await spkiHash(CA_CERT)}`,
+      `--ignore-certificate-errors-spki-list=${spki}`,
       "--no-first-run",
       "--no-default-browser-check",
       "--disable-gpu",
@@ -92,8 +95,7 @@ export class Chromium {
       "--mute-audio",
       "about:blank",
     ];
-    // Chromium's sandbox refuses to run as root (CI containers).
-    if ((await run("id", ["-u"])).stdout.trim() === "0") args.unshift("--no-sandbox");
+    if (root) args.unshift("--no-sandbox");
     const child = new Deno.Command(bin, {
       args,
       stdin: "null",
