@@ -15,7 +15,8 @@
  * that subprotocol. Two text messages are commands: "close CODE REASON"
  * makes the server close with that code, and "flood N" sends N binary
  * messages of 1 MiB at once (a client that does not read them is given up
- * once 16 MiB are queued: close 1008). Start it with
+ * once 16 MiB are queued: close 1008). Each close is logged as
+ * `echo close CODE "REASON" WASCLEAN`. Start it with
  * `./hp worker examples/echo.ts`.
  *
  * @module
@@ -45,5 +46,7 @@ serveFunction({ name: "echo", routes: ["/echo"], methods: ["GET"] }, (req) => {
       }
     } else socket.send(e.data);
   };
+  socket.onclose = (e) =>
+    console.log(`echo close ${e.code} ${JSON.stringify(e.reason)} ${e.wasClean}`);
   return response;
 });

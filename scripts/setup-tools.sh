@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests use when they are
 # missing: a C compiler, binutils (nm), curl and openssl (real clients in the
-# end-to-end tests). Idempotent; asks apt only when something is missing.
+# end-to-end tests), chromium (the headless browser of
+# tests/websocket_browser_test.ts; about 50 s to install, ~480 MB). Idempotent;
+# asks apt only when something is missing.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(gcc)
@@ -9,6 +11,7 @@ command -v nm >/dev/null || missing+=(binutils)
 command -v make >/dev/null || missing+=(make)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 echo "setup-tools: installing ${missing[*]}"
