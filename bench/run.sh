@@ -5,9 +5,11 @@
 # route change with and without resumption) against nginx, a one-process bound
 # on the same TLS stack and Deno.serve, with wrk at 1, 50 and 500 connections,
 # ECDSA and RSA certificates; then the run-length sweep (route changing every
-# k requests), 10,000 idle connections and the handoff micro benchmark.
+# k requests), 10,000 idle connections and the handoff micro benchmark; a
+# full run then measures body sizes (bench/sizes.ts) and WebSocket echo
+# (bench/ws_echo.ts).
 # Writes bench/results/results.{json,md}, chart.svg and sweep.svg and prints
-# the tables. About 13 minutes on 2 cores (estimate). Settings: see
+# the tables. About 17 minutes on 2 cores. Settings: see
 # bench/README.md (BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_CERTS, BENCH_SYSTEMS,
 # BENCH_SWEEP, BENCH_SWEEP_KS, BENCH_IDLE, BENCH_MICRO, ...).
 # `bash bench/run.sh --profile` instead profiles scenario (2) (bench/profile.ts).
@@ -45,4 +47,11 @@ if [ "${1:-}" = --sizes ]; then
   # response bodies of 1 KiB, 64 KiB, 1 MiB against nginx (bench/sizes.ts)
   exec "$deno" run --no-prompt --allow-all bench/sizes.ts
 fi
-exec "$deno" run --no-prompt --allow-all bench/bench.ts "$@"
+rc=0
+"$deno" run --no-prompt --allow-all bench/bench.ts "$@" || rc=$?
+# A full run (no arguments) also measures body sizes and WebSocket echo.
+if [ $# -eq 0 ] && [ -z "${BENCH_SYSTEMS:-}" ]; then
+  "$deno" run --no-prompt --allow-all bench/sizes.ts || rc=1
+  "$deno" run --no-prompt --allow-all bench/ws_echo.ts || rc=1
+fi
+exit $rc
