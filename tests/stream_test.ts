@@ -306,12 +306,17 @@ Deno.test("--max-body as a body streams: 413 once past it, and the connection cl
     const r = await run(
       "curl",
       curl(sys, "-H", "transfer-encoding: chunked", "--data-binary", `@${dir}/big`, ...[
+        "-D",
+        "-",
         "-w",
         "\\n%{http_code}",
         "/streams/digest",
       ]),
     );
     assert.equal(r.stdout.trim().split("\n").at(-1), "413", r.stdout);
+    assert.match(r.stdout, /"status":413/);
+    // The answer says the connection closes (it does: the body is not read).
+    assert.match(r.stdout, /^connection: close\r$/m);
     // A body the handler does not read: answered, then dropped or closed.
     await Deno.writeFile(`${dir}/small`, new Uint8Array(100_000));
     const unread = await run(

@@ -217,14 +217,21 @@ export async function hold(
     // Expect: 100-continue refused: the final answer now, without the body
     // (which the client may still send): the connection closes after it.
     const expected = r.kind === "expect";
-    const head = expected ? { ...r.head, keepAlive: false } : r.head;
+    let head = expected ? { ...r.head, keepAlive: false } : r.head;
     let streamed: RequestBody | undefined;
     if (r.kind === "streaming") {
       conn.consume(r.head.headLength);
-      streamed = new RequestBody(conn, r.head, {
+      const body = new RequestBody(conn, r.head, {
         maxBody: opts.maxBody,
         idleTimeoutMs: opts.idleTimeoutMs,
         bodyTimeoutMs: opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+      });
+      streamed = body;
+      // Asked when the answer is serialized: a body that failed (413, 408)
+      // closes the connection, and the answer must say so.
+      const asked = r.head;
+      head = Object.create(asked, {
+        keepAlive: { get: () => asked.keepAlive && !body.failed, enumerable: true },
       });
     }
     const started = performance.now();
