@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * // workers/hello.ts — run with: ./hp worker workers/hello.ts
+ * // hello.ts, beside mod.ts — run with: ./hp worker hello.ts
  * import { serveFunction } from "./mod.ts";
  *
  * serveFunction({ name: "hello", routes: ["/hello"] }, (req) => {

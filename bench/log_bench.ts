@@ -1,8 +1,8 @@
 /**
  * `deno bench`: what one request log line costs a process, as shipped
  * (info level), before and after the cheap request log (src/operations/log.ts). Each
- * iteration logs 1,000 worker request lines (the call of
- * src/worker/function_server.ts), written to /dev/null, so divide by 1,000 for one
+ * iteration logs 1,000 worker request lines (the line src/connection/holder.ts
+ * writes), written to /dev/null, so divide by 1,000 for one
  * line:
  *
  * - before, in the worker: `log.info(template, () => props)` through
@@ -88,7 +88,7 @@ function requestInfo(log: Logger, started: number): void {
   }));
 }
 
-/** The worker's request log line, as src/worker/function_server.ts makes it now. */
+/** The worker's request log line, as src/connection/holder.ts makes it now. */
 function requestLine(line: LogLine, started: number): void {
   line.log(() => ({
     method: head.method,

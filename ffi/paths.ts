@@ -1,6 +1,7 @@
 /**
- * Where the native libraries live. Both are loaded by absolute path so that
- * `--allow-ffi=<path>` can name exactly these two files.
+ * Where the native libraries live. Both are loaded by absolute path, so the
+ * code loads exactly these two files (`--allow-ffi` itself cannot be narrowed
+ * to them: see src/operations/roles.ts).
  *
  * @module
  */

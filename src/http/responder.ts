@@ -2,10 +2,11 @@
  * Answering one request with a function's handler: the web `Request` built
  * from the parsed head, the handler run (bounded by the handler timeout when
  * it is asynchronous), errors turned into JSON answers, and the `Response`
- * serialized with hot potato's headers. Shared by the worker
+ * serialized with hot potato's headers (a body still being produced is
+ * written after its head as it comes: src/connection/body_writer.ts). Shared by the worker
  * (src/worker/function_server.ts) and the benchmark's single-process bound.
  *
- * The common case (a synchronous handler returning a body made by `json()`)
+ * The common case (a synchronous handler returning a body made by `json()` or `bytes()`)
  * runs without a promise or a stream.
  *
  * @module

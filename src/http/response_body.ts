@@ -6,8 +6,9 @@
  * which on a small answer is as much as serializing the whole response. The
  * helpers here (`json()`, `bytes()`) remember what they put in the Response, and the
  * worker takes it straight from {@linkcode knownBody} while the body is
- * unread (the serializer encodes it into the response). Any other Response is
- * read the standard way.
+ * unread (the serializer encodes it into the response, or, over 16 KiB, has
+ * it written after the head as it is). Any other Response is read the
+ * standard way.
  *
  * @module
  */

@@ -3,8 +3,8 @@
  * path, found by the one route matcher (src/routing/route_table.ts) over the
  * gateway's route table, is one of this function's. Then a connection holds
  * the same route whichever process has it: a worker on "/a" hands "/a/b/c"
- * back when another function serves "/a/b", exactly as the gateway would
- * route a new connection.
+ * on when another function serves "/a/b", to the function the gateway would
+ * route a new connection to.
  *
  * The table comes from the gateway in ROUTES messages; the newest version
  * wins. Before the first one, or once the gateway is gone, the worker uses a

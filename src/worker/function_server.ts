@@ -3,8 +3,9 @@
  * name and routes with the gateway over the control channel, receives live
  * connections, imports their TLS state, and answers their requests with the
  * function's fetch-style handler for as long as they ask for its routes. A
- * request for another route sends the connection back to the gateway, with
- * the request's bytes, at a TLS record boundary. Which requests are its is
+ * request for another route moves the connection, with the request's bytes,
+ * at a TLS record boundary: straight to a worker of that route's function
+ * (`--handoff direct`, the default), else back to the gateway. Which requests are its is
  * decided over the gateway's route table (src/routing/worker_routes.ts), so a
  * connection goes where a new one would.
  *
