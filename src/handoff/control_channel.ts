@@ -1,6 +1,6 @@
 /**
  * One end of a control channel: a Unix SOCK_SEQPACKET socket between the
- * gateway and a worker. Receives messages (with a passed fd, if any) as the
+ * gateway and a worker (or, for direct handoffs, two workers: peers.ts). Receives messages (with a passed fd, if any) as the
  * socket becomes readable, and sends messages without ever blocking: when
  * the socket is full, messages wait in a bounded queue until it drains.
  *
