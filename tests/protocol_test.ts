@@ -182,6 +182,7 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
       restarted: false,
       nestedRoutes: false,
       peer: false,
+      replace: false,
     },
   });
   const nested = decodeMessage(
@@ -506,6 +507,7 @@ Deno.test({
       [MessageType.MOVED]: encodeJson(MessageType.MOVED, {
         moves: [{ conn: 1, to: 2, fn: "f", route: "/f" }],
       }),
+      [MessageType.HANDOVER]: encodeJson(MessageType.HANDOVER, {}),
     };
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
     const listenFd = unixListen(`${dir}/c.sock`);

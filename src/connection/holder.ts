@@ -77,6 +77,12 @@ export interface HoldPolicy {
    * `100 Continue` (its body is wanted), rather than its final answer at
    * once without its body (a 405, say). Default: it does. */
   continues?(head: RequestHead): boolean;
+  /** True while the process hands its connections over to a new version
+   * of its function; see {@linkcode HoldPolicy.handOver}. */
+  handingOver?(): boolean;
+  /** Hand an idle connection (nothing buffered) over to the new version.
+   * True when it left; false closes it. */
+  handOver?(conn: TlsConnection): boolean;
   /** Count an answer written (once per answer, the holder's 4xx included). */
   count(answered: Answered): void;
   /** True while the process drains: no next request is read. */
@@ -195,6 +201,7 @@ export async function hold(
     writeTimeoutMs: opts.writeTimeoutMs,
     wantBody: (head) => unplaced || policy.answersHere(head),
     draining: () => policy.draining(),
+    handingOver: policy.handingOver && (() => policy.handingOver!()),
     onError: (status) => written({ method: "-", path: "-", route: "-", status, ms: 0 }),
     streamBody: (head) => !unplaced && policy.streamsBody?.(head) === true && streamsBody(head),
     expectContinue: (head) => {
@@ -207,6 +214,10 @@ export async function hold(
   for (;;) {
     const r = await nextRequest(conn, readOpts);
     if (!r) return;
+    if (r.kind === "handover") {
+      if (!policy.handOver?.(conn)) conn.close();
+      return;
+    }
     if (!unplaced && !policy.answersHere(r.head)) {
       if (policy.move(conn, r.head)) return;
       unplaced = true; // it cannot move: answer it here, with its body read

@@ -167,6 +167,10 @@ export interface HolderOptions extends Omit<ReadOptions, "limits"> {
   writeTimeoutMs: number;
   /** True while the process drains: no next request is read. */
   draining(): boolean;
+  /** True while the process hands its connections over to a new version:
+   * a connection with nothing buffered is returned as `{ kind: "handover" }`
+   * (an idle wait is interrupted for it) instead of being read or closed. */
+  handingOver?(): boolean;
   /** Called with the status of an error this function answered. */
   onError?(status: number): void;
 }
@@ -188,13 +192,18 @@ export interface HolderOptions extends Omit<ReadOptions, "limits"> {
  *   maxBody: 1 << 20, idleTimeoutMs: 30_000, headerTimeoutMs: 10_000, bodyTimeoutMs: 60_000,
  *   writeTimeoutMs: 30_000, wantBody: () => true, draining: () => false,
  * });
- * if (r) console.log(r.head.path);
+ * if (r && r.kind !== "handover") console.log(r.head.path);
  * ```
  */
 export async function nextRequest(
   conn: TlsConnection,
   opts: HolderOptions,
-): Promise<Extract<ReadResult, { kind: "request" | "head" | "expect" | "streaming" }> | null> {
+): Promise<
+  Extract<ReadResult, { kind: "request" | "head" | "expect" | "streaming" }> | {
+    kind: "handover";
+  } | null
+> {
+  if (opts.handingOver?.() && conn.bufferedLength === 0) return { kind: "handover" };
   if (opts.draining() && conn.bufferedLength === 0) {
     conn.close(); // draining: no next request on this connection
     return null;
@@ -210,6 +219,10 @@ export async function nextRequest(
   });
   if (r.kind === "request" || r.kind === "head" || r.kind === "expect" || r.kind === "streaming") {
     return r;
+  }
+  // An idle wait interrupted for a handover (the connection is still open).
+  if (r.kind === "closed" && opts.handingOver?.() && conn.bufferedLength === 0 && conn.isOpen) {
+    return { kind: "handover" };
   }
   if (r.kind === "timeout" || r.kind === "error") {
     const status = r.kind === "timeout" ? 408 : r.status;

@@ -441,6 +441,11 @@ export class TlsConnection {
     if (this.#idleWait && this.#resolve) this.#settle(false);
   }
 
+  /** Whether the connection is still open (not closed or handed off). */
+  get isOpen(): boolean {
+    return this.#open;
+  }
+
   /** Whether the session can be exported now (at a record boundary). */
   get exportable(): boolean {
     return this.#open && this.#tls.atRecordBoundary && this.#tls.pending() === 0;

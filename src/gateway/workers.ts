@@ -240,7 +240,7 @@ export class Workers {
 
   #register(
     worker: Worker,
-    { name, routes, pid, restarted, nestedRoutes, peer }: Register,
+    { name, routes, pid, restarted, nestedRoutes, peer, replace }: Register,
   ): void {
     if (worker.registered) {
       log.warning("pid {pid} registered twice; ignored", { pid });
@@ -266,6 +266,7 @@ export class Workers {
     }
     worker.registered = true;
     this.#membersChanged();
+    if (replace) this.#replaceOthers(worker);
     if (restarted) this.#metrics.restarts.labels(name).inc();
     worker.channel.send(
       encodeJson(MessageType.REGISTERED, {
@@ -280,6 +281,24 @@ export class Workers {
       name,
       pid: worker.pid,
       routes: routes.join(" "),
+    });
+  }
+
+  /** A new version of `by`'s function registered: its other workers get no
+   * new connections and hand theirs over (HANDOVER), then exit. */
+  #replaceOthers(by: Worker): void {
+    const old: string[] = [];
+    for (const w of this.#workers) {
+      if (w === by || !w.registered || w.name !== by.name || w.state === "draining") continue;
+      w.state = "draining";
+      this.router.remove(w);
+      w.channel.send(encodeJson(MessageType.HANDOVER, {}));
+      old.push(`${w.name}/${w.pid}`);
+    }
+    this.#membersChanged();
+    log.info("worker {worker} replaces {old}: they hand their connections over", {
+      worker: `${by.name}/${by.pid}`,
+      old: old.join(" ") || "no running worker",
     });
   }
 

@@ -48,6 +48,10 @@ export const MessageType = {
   ACK: 7,
   /** worker → gateway: connections it moved straight to another worker. */
   MOVED: 8,
+  /** gateway → worker: a new version of your function has registered (with
+   * `replace`): hand every connection over at its next request boundary,
+   * then exit. */
+  HANDOVER: 9,
 } as const;
 
 /** A message type's number.
@@ -82,6 +86,7 @@ export const CARRIES_FD: Readonly<Record<MessageTypeId, boolean>> = {
   [MessageType.ROUTES]: false,
   [MessageType.ACK]: false,
   [MessageType.MOVED]: false,
+  [MessageType.HANDOVER]: false,
 };
 
 /** One entry of an ACK: the receiver took the connection (it owns it now)
@@ -189,6 +194,9 @@ export interface Register {
   /** True when it listens on its peer socket (`peer-<pid>.sock` beside the
    * control socket) for direct handoffs from other workers. */
   peer?: boolean;
+  /** True when it replaces the function's running workers (a new version):
+   * once it is registered, they hand their connections over and exit. */
+  replace?: boolean;
 }
 
 /** ROUTES body: the gateway's route table.
@@ -298,7 +306,8 @@ export type Message =
   | { type: typeof MessageType.DRAIN; body: Record<string, never> }
   | { type: typeof MessageType.ROUTES; body: Routes }
   | { type: typeof MessageType.ACK; body: Ack[] }
-  | { type: typeof MessageType.MOVED; body: Moved };
+  | { type: typeof MessageType.MOVED; body: Moved }
+  | { type: typeof MessageType.HANDOVER; body: Record<string, never> };
 
 /** The message types with a JSON body. */
 type JsonType =
@@ -307,7 +316,8 @@ type JsonType =
   | typeof MessageType.STATS
   | typeof MessageType.DRAIN
   | typeof MessageType.ROUTES
-  | typeof MessageType.MOVED;
+  | typeof MessageType.MOVED
+  | typeof MessageType.HANDOVER;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -939,6 +949,9 @@ function parseRegister(o: unknown): Register {
   if (r.peer !== undefined && typeof r.peer !== "boolean") {
     throw new ProtocolError("REGISTER: peer must be a boolean");
   }
+  if (r.replace !== undefined && typeof r.replace !== "boolean") {
+    throw new ProtocolError("REGISTER: replace must be a boolean");
+  }
   return {
     name: r.name,
     routes: [...r.routes],
@@ -946,6 +959,7 @@ function parseRegister(o: unknown): Register {
     restarted: !!r.restarted,
     nestedRoutes: !!r.nestedRoutes,
     peer: !!r.peer,
+    replace: !!r.replace,
   };
 }
 
@@ -1064,7 +1078,7 @@ export function decodeMessage(buf: Uint8Array): Message {
   if (
     type !== MessageType.REGISTER && type !== MessageType.REGISTERED &&
     type !== MessageType.STATS && type !== MessageType.DRAIN && type !== MessageType.ROUTES &&
-    type !== MessageType.MOVED
+    type !== MessageType.MOVED && type !== MessageType.HANDOVER
   ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }

@@ -168,6 +168,12 @@ const workerSpecs = {
     max: 3600,
     help: "answer 504 when the function takes longer than this",
   },
+  "replace": {
+    kind: "choice",
+    default: "off",
+    choices: ["on", "off"],
+    help: "on: a new version; the function's running workers hand their connections to it and exit",
+  },
 } as const satisfies Record<string, Spec>;
 
 /** Settings shared by the gateway and the workers. */
@@ -223,6 +229,8 @@ export interface GatewayConfig extends CommonConfig {
 export interface WorkerConfig extends CommonConfig {
   /** Time a handler may take before the client gets 504, ms. */
   handlerTimeoutMs: number;
+  /** A new version: the function's running workers hand over to it (`--replace on`). */
+  replace: boolean;
 }
 
 const envName = (flag: string) => `HOTPOTATO_${flag.toUpperCase().replaceAll("-", "_")}`;
@@ -394,6 +402,10 @@ export function workerConfig(
   return {
     help,
     positionals,
-    config: { ...commonOf(v), handlerTimeoutMs: v["handler-timeout"] as number },
+    config: {
+      ...commonOf(v),
+      handlerTimeoutMs: v["handler-timeout"] as number,
+      replace: v["replace"] === "on",
+    },
   };
 }

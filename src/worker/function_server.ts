@@ -131,6 +131,10 @@ export class FunctionServer {
   /** Which paths are ours: the gateway's table, or our routes before it. */
   #table: WorkerRoutes;
   #draining = false;
+  /** A new version of this function registered: connections go to it. */
+  #handingOver = false;
+  /** Registered once at least (a `--replace on` worker replaces only then). */
+  #everRegistered = false;
   #metrics: WorkerMetrics;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
   /** Our peer socket and channels to other workers (direct handoffs). */
@@ -254,6 +258,7 @@ export class FunctionServer {
         restarted: this.options.restarted === true,
         nestedRoutes: this.options.nestedRoutes === true,
         peer: this.#peers !== undefined,
+        replace: this.#config.replace && !this.#everRegistered,
       }),
     );
   }
@@ -346,6 +351,7 @@ export class FunctionServer {
       this.#sealer = new Sealer(key);
       key.fill(0);
       this.#registered = true;
+      this.#everRegistered = true;
       this.#reconnectMs = RECONNECT_MIN_MS;
       if (this.#connectFailures > 0) {
         log.info("reached the gateway at {control} after {attempts} failed attempt(s) in {s} s", {
@@ -365,6 +371,10 @@ export class FunctionServer {
     }
     if (msg.type === MessageType.HANDOFF) {
       this.#adopt(msg.body, fd, this.#channel);
+      return;
+    }
+    if (msg.type === MessageType.HANDOVER && this.#registered) {
+      this.#handOverAll();
       return;
     }
     if (msg.type === MessageType.ROUTES && this.#registered) {
@@ -433,7 +443,9 @@ export class FunctionServer {
    * not take); any other path moves the connection (straight to a sibling,
    * else back to the gateway), or gets a 503 here when it cannot move. */
   #policy: HoldPolicy = {
-    answersHere: (head) => this.#routeOf(head.path) !== undefined,
+    answersHere: (head) => !this.#handingOver && this.#routeOf(head.path) !== undefined,
+    handingOver: () => this.#handingOver,
+    handOver: (conn) => this.#handBack(conn, undefined),
     move: (conn, head) => this.#moveDirect(conn, head) || this.#handBack(conn, head),
     answer: (conn, head, body) => {
       const route = this.#routeOf(head.path);
@@ -472,7 +484,7 @@ export class FunctionServer {
    * ours). False when that cannot even start (no gateway): the caller still
    * holds it. If the gateway refuses it or goes away before confirming, it
    * comes back here and its request is answered with a 503. */
-  #handBack(conn: TlsConnection, head: RequestHead): boolean {
+  #handBack(conn: TlsConnection, head: RequestHead | undefined): boolean {
     const channel = this.#channel;
     const sealer = this.#sealer;
     if (!channel || !this.#registered || !sealer || !conn.exportable) return false;
@@ -482,7 +494,7 @@ export class FunctionServer {
     const i = conn.info;
     log.debug(
       "conn {conn}: {path} is not ours; back to the gateway with {unread} unread bytes and {readAhead} read ahead",
-      () => ({ conn: i.connId, path: head.path, ...carried }),
+      () => ({ conn: i.connId, path: head?.path ?? "(none yet: a handover)", ...carried }),
     );
     const back = (fd: number, message: Uint8Array, reason: string) =>
       this.#takeBack(fd, message, reason, sealer);
@@ -532,6 +544,32 @@ export class FunctionServer {
       fallBack(conn.fd, msg, "its channel is closed or full");
     }
     return true;
+  }
+
+  /** A new version of this function registered (HANDOVER): every
+   * connection goes back to the gateway at its next request boundary (idle
+   * ones at once), which passes it to the new version with its next
+   * request; then this process exits (at the latest at --drain-timeout). */
+  #handOverAll(): void {
+    if (this.#handingOver) return;
+    this.#handingOver = true;
+    const held = this.#connections.size;
+    log.info("{name}: a new version registered; handing {held} connection(s) over", {
+      name: this.options.name,
+      held,
+    });
+    for (const conn of this.#connections) conn.interruptIdle();
+    const until = Date.now() + this.#config.drainTimeoutMs;
+    const timer = setInterval(() => {
+      for (const conn of this.#connections) conn.interruptIdle();
+      if (this.#connections.size > 0 && Date.now() < until) return;
+      clearInterval(timer);
+      log.info("{name}: handed over ({left} connection(s) left at the deadline); exiting", {
+        name: this.options.name,
+        left: this.#connections.size,
+      });
+      Deno.kill(Deno.pid, "SIGTERM"); // the usual shutdown: drain (nothing left) and exit
+    }, 20);
   }
 
   /** Tell the gateway about direct moves, batched: one MOVED per turn. */
