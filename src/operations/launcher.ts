@@ -99,6 +99,10 @@ export class Launcher {
         HOTPOTATO_SUPERVISED: "1",
         HOTPOTATO_RESTARTED: child.restarts > 0 ? "1" : "0",
         HOTPOTATO_LOG_PREFIX: `${role.name.padEnd(this.#width)} | `,
+        // The launcher's own workers never replace each other (a pool would
+        // take turns replacing and restarting); --replace is for a worker
+        // started by hand beside them.
+        HOTPOTATO_REPLACE: "off",
       },
       stdin: "piped", // never written: its EOF tells the child the launcher is gone
       stdout: "inherit",
