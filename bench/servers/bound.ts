@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { projectRoot } from "../../ffi/paths.ts";
 import { localPort, raiseFileLimit, tcpListen } from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
-import { hold, type HoldOptions, requestLogLine } from "../../src/connection/holder.ts";
+import { hold, type HoldOptions, requestLogLine, routed } from "../../src/connection/holder.ts";
 import { Listener } from "../../src/connection/listener.ts";
 import type { TlsConnection } from "../../src/connection/tls_connection.ts";
 import { GatewayMetrics } from "../../src/gateway/gateway_metrics.ts";
@@ -101,9 +101,7 @@ async function serve(conn: TlsConnection): Promise<void> {
             ["allow", METHODS.join(", ")],
           ])
           : responder.respond(conn, head, body);
-        return answer instanceof Promise
-          ? answer.then((a) => ({ ...a, route }))
-          : { ...answer, route };
+        return routed(answer, route);
       },
       count: () => requests++,
       draining: () => false,

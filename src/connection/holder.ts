@@ -51,6 +51,27 @@ export interface RoutedAnswer extends Answer {
   route: string;
 }
 
+/**
+ * A responder's answer (sync or not) labelled with the route it counts
+ * under. The answer object is labelled in place (a responder makes a new one
+ * per request), so the per-request path allocates no copy.
+ *
+ * @example
+ * ```ts
+ * import { routed } from "./holder.ts";
+ * import { errorResponse } from "../http/http.ts";
+ * const answer = routed({ status: 404, keepAlive: true, bytes: errorResponse(404, "no", { keepAlive: true }) }, "-");
+ * ```
+ */
+export function routed(
+  answer: Answer | Promise<Answer>,
+  route: string,
+): RoutedAnswer | Promise<RoutedAnswer> {
+  if (answer instanceof Promise) return answer.then((a) => routed(a, route) as RoutedAnswer);
+  (answer as RoutedAnswer).route = route;
+  return answer as RoutedAnswer;
+}
+
 /** What decides, per request, between answering here and moving the connection. */
 export interface HoldPolicy {
   /** Whether a request with this head is answered here (its body is read

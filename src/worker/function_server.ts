@@ -47,6 +47,7 @@ import {
   holdOptions,
   type HoldPolicy,
   requestLogLine,
+  routed,
 } from "../connection/holder.ts";
 import { Sealer } from "../handoff/seal.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
@@ -459,10 +460,7 @@ export class FunctionServer {
           ["allow", methods.join(", ")],
         ])
         : this.#responder.respond(conn, head, body);
-      const r = route ?? "-";
-      return answer instanceof Promise
-        ? answer.then((a) => ({ ...a, route: r }))
-        : { ...answer, route: r };
+      return routed(answer, route ?? "-");
     },
     streamsBody: () => true,
     continues: (head) => !this.options.methods || this.options.methods.includes(head.method),
