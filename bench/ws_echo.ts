@@ -51,6 +51,22 @@ const rows: {
   failed: number;
 }[] = [];
 
+/** Run the client against `url` and add a row: the echo rate and the
+ * server CPU (of `pids`) per echo. */
+async function measure(system: string, url: string, pids: number[]): Promise<void> {
+  const cpuNow = () => pids.reduce((t, p) => t + cpuSeconds(p), 0);
+  const c0 = cpuNow();
+  const r = await client(url);
+  const cpu = cpuNow() - c0;
+  rows.push({
+    system,
+    rate: r.echoes / r.seconds,
+    cpuUsPerMessage: cpu / r.echoes * 1e6,
+    wrong: r.wrong,
+    failed: r.failed,
+  });
+}
+
 const hp = await startHotPotato({
   port,
   certs,
@@ -59,17 +75,7 @@ const hp = await startHotPotato({
   ready: (out) => out.includes('"result":"12"'),
 });
 try {
-  const pids = hp.pids();
-  const c0 = pids.reduce((t, p) => t + cpuSeconds(p), 0);
-  const r = await client(`wss://localhost:${port}/echo`);
-  const cpu = pids.reduce((t, p) => t + cpuSeconds(p), 0) - c0;
-  rows.push({
-    system: "hot potato (examples/echo.ts)",
-    rate: r.echoes / r.seconds,
-    cpuUsPerMessage: cpu / r.echoes * 1e6,
-    wrong: r.wrong,
-    failed: r.failed,
-  });
+  await measure("hot potato (examples/echo.ts)", `wss://localhost:${port}/echo`, hp.pids());
 } finally {
   await hp.stop();
 }
@@ -98,16 +104,7 @@ try {
   for (let seen = ""; !seen.includes("listening");) seen += (await reader.read()).value ?? "";
   reader.releaseLock();
   serve.stdout.cancel().catch(() => {});
-  const c0 = cpuSeconds(serve.pid);
-  const r = await client(`wss://localhost:${port + 1}/`);
-  const cpu = cpuSeconds(serve.pid) - c0;
-  rows.push({
-    system: "Deno.serve + Deno.upgradeWebSocket",
-    rate: r.echoes / r.seconds,
-    cpuUsPerMessage: cpu / r.echoes * 1e6,
-    wrong: r.wrong,
-    failed: r.failed,
-  });
+  await measure("Deno.serve + Deno.upgradeWebSocket", `wss://localhost:${port + 1}/`, [serve.pid]);
 } finally {
   serve.kill("SIGTERM");
   await serve.status;
