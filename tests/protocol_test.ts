@@ -183,8 +183,21 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
       nestedRoutes: false,
       peer: false,
       replace: false,
+      generation: "",
+      standby: false,
     },
   });
+  const staged = decodeMessage(
+    encodeJson(MessageType.REGISTER, {
+      name: "sum",
+      routes: ["/sum"],
+      pid: 7,
+      generation: "3",
+      standby: true,
+    }),
+  );
+  assert.equal(staged.type === MessageType.REGISTER && staged.body.generation, "3");
+  assert.equal(staged.type === MessageType.REGISTER && staged.body.standby, true);
   const nested = decodeMessage(
     encodeJson(MessageType.REGISTER, {
       name: "admin",
@@ -206,6 +219,8 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
       { name: "x", routes: ["nope"], pid: 1 },
       { name: "x", routes: ["/x y"], pid: 1 },
       { name: "x", routes: ["/x"], pid: -1 },
+      { name: "x", routes: ["/x"], pid: 1, generation: "a/b" },
+      { name: "x", routes: ["/x"], pid: 1, generation: "x".repeat(33) },
     ]
   ) {
     assert.throws(
@@ -221,6 +236,15 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
       ),
     new ProtocolError("REGISTER: nestedRoutes must be a boolean"),
   );
+  assert.throws(
+    () =>
+      decodeMessage(
+        rawJson(MessageType.REGISTER, { name: "x", routes: ["/x"], pid: 1, standby: 1 }),
+      ),
+    new ProtocolError("REGISTER: standby must be a boolean"),
+  );
+  const promoted = decodeMessage(encodeJson(MessageType.PROMOTED, {}));
+  assert.deepEqual(promoted, { type: MessageType.PROMOTED, body: {} });
 });
 
 Deno.test("ROUTES round-trips its version and table", () => {
@@ -508,6 +532,7 @@ Deno.test({
         moves: [{ conn: 1, to: 2, fn: "f", route: "/f" }],
       }),
       [MessageType.HANDOVER]: encodeJson(MessageType.HANDOVER, {}),
+      [MessageType.PROMOTED]: encodeJson(MessageType.PROMOTED, {}),
     };
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
     const listenFd = unixListen(`${dir}/c.sock`);

@@ -1,13 +1,44 @@
 /**
- * What the gateway's admin port answers: `/metrics` (Prometheus text) and
- * `/healthz` (JSON: "ok", "draining" or "control socket lost", with the
- * functions and their worker counts; 503 unless ok). GET and HEAD only.
+ * What the gateway's admin port answers:
+ * - `GET /metrics`: Prometheus text;
+ * - `GET /healthz`: JSON, "ok", "draining" or "control socket lost", with the
+ *   functions and their worker counts; 503 unless ok;
+ * - `GET /workers`: JSON, every registered worker's function, pid,
+ *   generation, state and connections held;
+ * - `POST /admin/promote?function=F&generation=G[&handover=off]` and
+ *   `POST /admin/reloaded?function=F&result=ok|failed&seconds=S`: the
+ *   launcher's reload (switch a function to its standby version; record the
+ *   outcome in /metrics). These need `Authorization: Bearer TOKEN` with the
+ *   gateway's HOTPOTATO_ADMIN_TOKEN (the launcher makes one per run and gives
+ *   it to its gateway only); without a token they answer 403.
  *
  * @module
  */
 
 import type { RequestHead } from "../http/http.ts";
 import type { AdminResponse } from "./admin_server.ts";
+import type { PromoteResult } from "./workers.ts";
+
+const json = (status: number, body: unknown): AdminResponse => ({
+  status,
+  contentType: "application/json",
+  body: JSON.stringify(body) + "\n",
+});
+
+/** Equal strings, compared in time that does not depend on where they differ. */
+function sameSecret(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+/** A bearer token that matches `token` (never an empty one). */
+function authorized(head: RequestHead, token: string): boolean {
+  if (!token) return false;
+  const h = head.headers.find(([name]) => name === "authorization")?.[1] ?? "";
+  return h.startsWith("Bearer ") && sameSecret(h.slice(7), token);
+}
 
 /** What the admin routes read from the gateway. */
 export interface AdminSource {
@@ -18,6 +49,14 @@ export interface AdminSource {
   unhealthy(): { status: "ok" | "draining" | "control socket lost"; error?: string };
   /** The functions the gateway knows. */
   functions(): { name: string; routes: string[]; workers: number }[];
+  /** Registered workers (GET /workers). */
+  workers?(): { name: string; pid: number; generation: string; state: string; held: number }[];
+  /** The token POST requests need ("" or absent: POST is refused). */
+  token?: string;
+  /** Switch a function to its standby generation. */
+  promote?(name: string, generation: string, handover: boolean): PromoteResult;
+  /** Record a reload's outcome. */
+  reloaded?(name: string, ok: boolean, seconds: number): void;
 }
 
 /**
@@ -39,9 +78,11 @@ export interface AdminSource {
  * ```
  */
 export function adminAnswer(head: RequestHead, source: AdminSource): AdminResponse {
+  if (head.method === "POST" && head.path.startsWith("/admin/")) return adminWrite(head, source);
   if (head.method !== "GET" && head.method !== "HEAD") {
     return { status: 405, contentType: "application/json", body: '{"error":"GET only"}\n' };
   }
+  if (head.path === "/workers" && source.workers) return json(200, source.workers());
   if (head.path === "/metrics") {
     return {
       status: 200,
@@ -59,4 +100,39 @@ export function adminAnswer(head: RequestHead, source: AdminSource): AdminRespon
     return { status: status === "ok" ? 200 : 503, contentType: "application/json", body };
   }
   return { status: 404, contentType: "application/json", body: '{"error":"not found"}\n' };
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const GENERATION_RE = /^[A-Za-z0-9._-]{0,32}$/;
+
+/** The token-guarded POSTs of the launcher's reload. */
+function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
+  if (!source.token) {
+    return json(403, { error: "admin writes are off (the gateway has no HOTPOTATO_ADMIN_TOKEN)" });
+  }
+  if (!authorized(head, source.token)) return json(401, { error: "bad or missing bearer token" });
+  const q = new URLSearchParams(head.query);
+  const name = q.get("function") ?? "";
+  if (!NAME_RE.test(name)) return json(400, { error: "function: a function name is needed" });
+  if (head.path === "/admin/promote" && source.promote) {
+    const generation = q.get("generation") ?? "";
+    if (!GENERATION_RE.test(generation)) return json(400, { error: "generation: bad label" });
+    const handover = q.get("handover") ?? "on";
+    if (handover !== "on" && handover !== "off") {
+      return json(400, { error: "handover: on or off" });
+    }
+    const r = source.promote(name, generation, handover === "on");
+    return json(r.ok ? 200 : 409, r);
+  }
+  if (head.path === "/admin/reloaded" && source.reloaded) {
+    const result = q.get("result");
+    const seconds = Number(q.get("seconds"));
+    if (result !== "ok" && result !== "failed") return json(400, { error: "result: ok or failed" });
+    if (!Number.isFinite(seconds) || seconds < 0 || seconds > 86400) {
+      return json(400, { error: "seconds: 0 to 86400" });
+    }
+    source.reloaded(name, result === "ok", seconds);
+    return json(200, { ok: true });
+  }
+  return json(404, { error: "not found" });
 }

@@ -79,6 +79,8 @@ export interface GatewayState {
   functions: { name: string; workers: number }[];
   /** Live workers' latest snapshots (STATS), by function name. */
   workers: { name: string; metrics: Snapshot }[];
+  /** Registered workers by function, generation and state. */
+  versions?: { name: string; generation: string; state: string; count: number }[];
 }
 
 /**
@@ -164,6 +166,36 @@ export class GatewayMetrics {
     "Workers that registered after the launcher restarted them, by function",
     ["function"],
   );
+  /** Versions switched to (a reload's promotion, or a `--replace on` worker). */
+  readonly switches = this.registry.counter(
+    "hotpotato_version_switches_total",
+    "New versions of a function that took over from the running one, by function",
+    ["function"],
+  );
+  /** Connections old versions handed back to be passed to the new one. */
+  readonly handedOver = this.registry.counter(
+    "hotpotato_connections_handed_over_total",
+    "Connections a replaced worker handed over to its function's new version, by function",
+    ["function"],
+  );
+  /** Reloads the launcher reported, by function and result ("ok" or "failed"). */
+  readonly reloads = this.registry.counter(
+    "hotpotato_reloads_total",
+    "Reloads the launcher reported, by function and result",
+    ["function", "result"],
+  );
+  /** How long the last reload of a function took (start to the last old worker gone). */
+  readonly reloadSeconds = this.registry.gauge(
+    "hotpotato_reload_seconds",
+    "Duration of the last reload of a function: from its start to the last old worker gone",
+    ["function"],
+  );
+  /** Registered workers by function, version label and state (filled at each scrape). */
+  readonly versions = this.registry.gauge(
+    "hotpotato_worker_versions",
+    "Registered workers by function, version (generation) and state",
+    ["function", "generation", "state"],
+  );
   #draining: Gauge = this.registry
     .gauge("hotpotato_draining", "1 while the gateway drains")
     .labels();
@@ -204,6 +236,10 @@ export class GatewayMetrics {
     this.#draining.set(state.draining ? 1 : 0);
     this.workers.reset();
     for (const f of state.functions) this.workers.labels(f.name).set(f.workers);
+    this.versions.reset();
+    for (const v of state.versions ?? []) {
+      this.versions.labels(v.name, v.generation, v.state).set(v.count);
+    }
     return renderText(mergeSnapshots([
       { snapshot: this.registry.snapshot() },
       { snapshot: this.#departed },

@@ -171,7 +171,7 @@ export class Gateway {
       control: c.control,
     });
     if (this.#admin) {
-      log.info("admin on http://{host}:{port} (/metrics, /healthz)", {
+      log.info("admin on http://{host}:{port} (/metrics, /healthz, /workers)", {
         host: c.adminHost,
         port: this.#adminPort,
       });
@@ -199,6 +199,14 @@ export class Gateway {
             return lost ? { status: "control socket lost", error: lost } : { status: "ok" };
           },
           functions: () => this.#workers.router.functions(),
+          workers: () => this.#workers.list(),
+          token: c.adminToken,
+          promote: (name, generation, handover) =>
+            this.#workers.promote(name, generation, handover),
+          reloaded: (name, ok, seconds) => {
+            this.#metrics.reloads.labels(name, ok ? "ok" : "failed").inc();
+            if (ok) this.#metrics.reloadSeconds.labels(name).set(seconds);
+          },
         }));
       this.#adminPort = this.#admin.start();
     }
@@ -261,7 +269,23 @@ export class Gateway {
       draining: this.#draining,
       functions: this.#workers.router.functions(),
       workers: this.#workers.reports(),
+      versions: this.#versions(),
     });
+  }
+
+  /** Registered workers counted by function, generation and state. */
+  #versions(): { name: string; generation: string; state: string; count: number }[] {
+    const counts = new Map<
+      string,
+      { name: string; generation: string; state: string; count: number }
+    >();
+    for (const w of this.#workers.list()) {
+      const key = `${w.name}\n${w.generation}\n${w.state}`;
+      const entry = counts.get(key);
+      if (entry) entry.count++;
+      else counts.set(key, { name: w.name, generation: w.generation, state: w.state, count: 1 });
+    }
+    return [...counts.values()];
   }
 
   /** Stop listening and close every control channel. The control socket

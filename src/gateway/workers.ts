@@ -53,10 +53,28 @@ export interface Worker extends WorkerRef {
   metrics?: Snapshot;
   /** When it last sent anything (ms since epoch): workers report every second. */
   lastSeen: number;
-  /** "serving", "draining" (sent DRAIN) or "stuck" (silent past --worker-timeout);
-   * only a serving worker is in the router. */
-  state: "serving" | "draining" | "stuck";
+  /** "serving", "standby" (registered with `standby`: waits for its
+   * version to be promoted), "draining" (sent DRAIN, or replaced by a new
+   * version) or "stuck" (silent past --worker-timeout); only a serving worker
+   * is in the router. */
+  state: "serving" | "standby" | "draining" | "stuck";
+  /** Its version's label (REGISTER's generation; "" when none). */
+  generation: string;
+  /** It was told HANDOVER: what it hands back goes to the new version. */
+  handingOver: boolean;
 }
+
+/** What {@linkcode Workers.promote} did. */
+export type PromoteResult =
+  | {
+    ok: true;
+    /** Pids of the workers that now serve the function. */
+    promoted: number[];
+    /** Pids of the workers they replace (told HANDOVER, or only taken out of
+     * the router when `handover` was false). */
+    replaced: number[];
+  }
+  | { ok: false; error: string };
 
 /** What the registry passes on to the rest of the gateway. */
 export interface WorkerEvents {
@@ -171,6 +189,8 @@ export class Workers {
       channel: undefined as unknown as ControlChannel,
       lastSeen: Date.now(),
       state: "serving",
+      generation: "",
+      handingOver: false,
     };
     try {
       worker.channel = new ControlChannel(c.fd, {
@@ -197,19 +217,29 @@ export class Workers {
     this.#membersChanged();
     if (worker.metrics) this.#metrics.workerLeft(worker.name, worker.metrics);
     worker.metrics = undefined;
-    log.warning("worker {worker} disconnected; {routes} now has {left} worker(s)", {
+    const fields = {
+      how: worker.handingOver
+        ? "(replaced) left"
+        : worker.state === "draining"
+        ? "left after draining"
+        : "disconnected",
       worker: `${worker.name}/${worker.pid}`,
       routes: worker.routes.join(" "),
       left: this.router.functions().find((f) => f.name === worker.name)?.workers ?? 0,
-    });
+    };
+    const message = "worker {worker} {how}; {routes} now has {left} worker(s)";
+    if (worker.state === "draining") log.info(message, fields);
+    else log.warning(message, fields);
   }
 
   #onMessage(worker: Worker, msg: Message, fd: number, raw: Uint8Array): void {
     worker.lastSeen = Date.now();
     if (worker.state === "stuck") this.#revive(worker);
     if (msg.type === MessageType.HANDOFF) {
-      if (worker.registered) this.#events.returned(worker, msg.body, fd, raw);
-      else {
+      if (worker.registered) {
+        if (worker.handingOver) this.#metrics.handedOver.labels(worker.name).inc();
+        this.#events.returned(worker, msg.body, fd, raw);
+      } else {
         closeFd(fd);
         worker.channel.confirm(msg.body.transfer ?? 0, false); // not ours to take
       }
@@ -223,6 +253,7 @@ export class Workers {
     } else if (msg.type === MessageType.MOVED && worker.registered) {
       this.#events.moved(worker, msg.body);
     } else if (msg.type === MessageType.DRAIN && worker.registered) {
+      if (worker.handingOver) return; // replaced: out of the router already
       // It finishes what it holds; new connections go to the others.
       worker.state = "draining";
       this.router.remove(worker);
@@ -240,7 +271,7 @@ export class Workers {
 
   #register(
     worker: Worker,
-    { name, routes, pid, restarted, nestedRoutes, peer, replace }: Register,
+    { name, routes, pid, restarted, nestedRoutes, peer, replace, generation, standby }: Register,
   ): void {
     if (worker.registered) {
       log.warning("pid {pid} registered twice; ignored", { pid });
@@ -256,17 +287,31 @@ export class Workers {
     worker.routes = routes;
     worker.nestedRoutes = nestedRoutes === true;
     worker.peer = peer === true && pid === worker.pid;
-    try {
-      this.router.add(worker, routes, { nestedRoutes: worker.nestedRoutes });
-    } catch (e) {
-      const error = e instanceof RouteConflictError ? e.message : String(e);
+    worker.generation = generation ?? "";
+    const refuse = (error: string) => {
       log.error("refused worker {name}/{pid}: {error}", { name, pid: worker.pid, error });
       worker.channel.send(encodeJson(MessageType.REGISTERED, { ok: false, error }));
-      return;
+    };
+    if (standby || replace) {
+      // Not in the router yet: promoted below (replace) or by the launcher.
+      worker.state = "standby";
+      worker.registered = true;
+      if (replace) {
+        const r = this.#switchTo([worker], true, false);
+        if (!r.ok) {
+          worker.registered = false;
+          return refuse(r.error);
+        }
+      }
+    } else {
+      try {
+        this.router.add(worker, routes, { nestedRoutes: worker.nestedRoutes });
+      } catch (e) {
+        return refuse(e instanceof RouteConflictError ? e.message : String(e));
+      }
+      worker.registered = true;
+      this.#membersChanged();
     }
-    worker.registered = true;
-    this.#membersChanged();
-    if (replace) this.#replaceOthers(worker);
     if (restarted) this.#metrics.restarts.labels(name).inc();
     worker.channel.send(
       encodeJson(MessageType.REGISTERED, {
@@ -277,29 +322,129 @@ export class Workers {
     );
     // A pending push reaches it too (it is registered now); else the table as it is.
     if (!this.#routesPending) worker.channel.send(this.#routesMessage());
-    log.info("worker {name}/{pid} registered for {routes}", {
+    log.info("worker {name}/{pid} registered for {routes}{how}", {
       name,
       pid: worker.pid,
       routes: routes.join(" "),
+      how: (worker.generation ? ` (generation ${worker.generation})` : "") +
+        (worker.state === "standby" ? ", on standby until its version is promoted" : ""),
     });
   }
 
-  /** A new version of `by`'s function registered: its other workers get no
-   * new connections and hand theirs over (HANDOVER), then exit. */
-  #replaceOthers(by: Worker): void {
-    const old: string[] = [];
+  /** Registered workers by function, generation and state (for /metrics
+   * and the launcher's reload).
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * for (const w of workers.list()) console.log(w.name, w.pid, w.generation, w.state);
+   * ```
+   */
+  list(): { name: string; pid: number; generation: string; state: string; held: number }[] {
+    const out = [];
     for (const w of this.#workers) {
-      if (w === by || !w.registered || w.name !== by.name || w.state === "draining") continue;
+      if (!w.registered) continue;
+      out.push({
+        name: w.name,
+        pid: w.pid,
+        generation: w.generation,
+        state: w.state,
+        held: w.held,
+      });
+    }
+    return out;
+  }
+
+  /** Switch function `name` to its workers of `generation` that wait on
+   * standby: they take new connections from now on, and the function's other
+   * workers get none and (with `handover`) hand theirs over (HANDOVER) and
+   * exit; without it they are only taken out of the router (the launcher
+   * then stops them: a reload that closes connections, for comparison). On
+   * failure (no such worker, or their routes conflict) nothing changes.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * const r = workers.promote("sum", "2", true);
+   * if (!r.ok) console.log(r.error);
+   * ```
+   */
+  promote(name: string, generation: string, handover: boolean): PromoteResult {
+    const news = [...this.#workers].filter((w) =>
+      w.registered && w.name === name && w.generation === generation && w.state === "standby"
+    );
+    if (news.length === 0) {
+      return {
+        ok: false,
+        error: `no worker of ${name} generation ${JSON.stringify(generation)} is on standby`,
+      };
+    }
+    return this.#switchTo(news, handover);
+  }
+
+  /** `news` (on standby, one function) take over from the function's other
+   * workers: see {@linkcode Workers.promote}. `tell`: send them PROMOTED (a
+   * `replace` worker is not on standby in its own eyes). */
+  #switchTo(news: Worker[], handover: boolean, tell = true): PromoteResult {
+    const { name } = news[0];
+    const olds = [...this.#workers].filter((w) =>
+      w.registered && w.name === name && !news.includes(w) &&
+      (w.state === "serving" || w.state === "stuck")
+    );
+    // The old ones leave the router first, so a new version may change the
+    // function's routes; on a conflict they come back as they were.
+    for (const w of olds) this.router.remove(w);
+    const added: Worker[] = [];
+    try {
+      for (const w of news) {
+        this.router.add(w, w.routes, { nestedRoutes: w.nestedRoutes });
+        added.push(w);
+      }
+    } catch (e) {
+      for (const w of added) this.router.remove(w);
+      for (const w of olds) {
+        if (w.state !== "serving") continue;
+        try {
+          this.router.add(w, w.routes, { nestedRoutes: w.nestedRoutes });
+        } catch { /* its own routes: cannot conflict */ }
+      }
+      const error = e instanceof RouteConflictError ? e.message : String(e);
+      log.error("cannot switch {name} to pid(s) {pids}: {error}", {
+        name,
+        pids: news.map((w) => w.pid).join(" "),
+        error,
+      });
+      return { ok: false, error };
+    }
+    for (const w of news) {
+      if (tell) w.channel.send(encodeJson(MessageType.PROMOTED, {}));
+      w.state = "serving";
+    }
+    for (const w of olds) {
       w.state = "draining";
-      this.router.remove(w);
+      if (!handover) continue;
+      w.handingOver = true;
       w.channel.send(encodeJson(MessageType.HANDOVER, {}));
-      old.push(`${w.name}/${w.pid}`);
     }
     this.#membersChanged();
-    log.info("worker {worker} replaces {old}: they hand their connections over", {
-      worker: `${by.name}/${by.pid}`,
-      old: old.join(" ") || "no running worker",
-    });
+    this.#metrics.switches.labels(name).inc();
+    log.info(
+      "{name}: pid(s) {news} (generation {generation}) take over from {olds}{how}",
+      {
+        name,
+        news: news.map((w) => w.pid).join(" "),
+        generation: news[0].generation || "-",
+        olds: olds.map((w) => `${w.name}/${w.pid}`).join(" ") || "no running worker",
+        how: olds.length === 0
+          ? ""
+          : handover
+          ? ": they hand their connections over"
+          : ": they get no new connections",
+      },
+    );
+    return { ok: true, promoted: news.map((w) => w.pid), replaced: olds.map((w) => w.pid) };
   }
 
   /** The router's table changed: push it to the workers once this turn of

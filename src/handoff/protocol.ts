@@ -52,6 +52,9 @@ export const MessageType = {
    * `replace`): hand every connection over at its next request boundary,
    * then exit. */
   HANDOVER: 9,
+  /** gateway → worker: your version (registered with `standby`) now takes
+   * connections; register without `standby` from now on. */
+  PROMOTED: 10,
 } as const;
 
 /** A message type's number.
@@ -87,6 +90,7 @@ export const CARRIES_FD: Readonly<Record<MessageTypeId, boolean>> = {
   [MessageType.ACK]: false,
   [MessageType.MOVED]: false,
   [MessageType.HANDOVER]: false,
+  [MessageType.PROMOTED]: false,
 };
 
 /** One entry of an ACK: the receiver took the connection (it owns it now)
@@ -197,6 +201,12 @@ export interface Register {
   /** True when it replaces the function's running workers (a new version):
    * once it is registered, they hand their connections over and exit. */
   replace?: boolean;
+  /** Its version's label (the launcher numbers its reloads): 0-32 letters,
+   * digits, '.', '_' or '-'. */
+  generation?: string;
+  /** True when it waits, registered but taking no connection, until the
+   * gateway promotes its generation (the launcher's reload). */
+  standby?: boolean;
 }
 
 /** ROUTES body: the gateway's route table.
@@ -307,7 +317,8 @@ export type Message =
   | { type: typeof MessageType.ROUTES; body: Routes }
   | { type: typeof MessageType.ACK; body: Ack[] }
   | { type: typeof MessageType.MOVED; body: Moved }
-  | { type: typeof MessageType.HANDOVER; body: Record<string, never> };
+  | { type: typeof MessageType.HANDOVER; body: Record<string, never> }
+  | { type: typeof MessageType.PROMOTED; body: Record<string, never> };
 
 /** The message types with a JSON body. */
 type JsonType =
@@ -317,7 +328,8 @@ type JsonType =
   | typeof MessageType.DRAIN
   | typeof MessageType.ROUTES
   | typeof MessageType.MOVED
-  | typeof MessageType.HANDOVER;
+  | typeof MessageType.HANDOVER
+  | typeof MessageType.PROMOTED;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -920,6 +932,7 @@ export function encodeJson(
 
 const ROUTE_RE = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%\/-]*$/;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const GENERATION_RE = /^[A-Za-z0-9._-]{0,32}$/;
 
 const isRoute = (route: unknown): route is string =>
   typeof route === "string" && route.length <= Limits.maxRouteLength && ROUTE_RE.test(route);
@@ -952,6 +965,15 @@ function parseRegister(o: unknown): Register {
   if (r.replace !== undefined && typeof r.replace !== "boolean") {
     throw new ProtocolError("REGISTER: replace must be a boolean");
   }
+  if (
+    r.generation !== undefined &&
+    (typeof r.generation !== "string" || !GENERATION_RE.test(r.generation))
+  ) {
+    throw new ProtocolError("REGISTER: generation must be 0-32 letters, digits, '.', '_' or '-'");
+  }
+  if (r.standby !== undefined && typeof r.standby !== "boolean") {
+    throw new ProtocolError("REGISTER: standby must be a boolean");
+  }
   return {
     name: r.name,
     routes: [...r.routes],
@@ -960,6 +982,8 @@ function parseRegister(o: unknown): Register {
     nestedRoutes: !!r.nestedRoutes,
     peer: !!r.peer,
     replace: !!r.replace,
+    generation: r.generation ?? "",
+    standby: !!r.standby,
   };
 }
 
@@ -1078,7 +1102,8 @@ export function decodeMessage(buf: Uint8Array): Message {
   if (
     type !== MessageType.REGISTER && type !== MessageType.REGISTERED &&
     type !== MessageType.STATS && type !== MessageType.DRAIN && type !== MessageType.ROUTES &&
-    type !== MessageType.MOVED && type !== MessageType.HANDOVER
+    type !== MessageType.MOVED && type !== MessageType.HANDOVER &&
+    type !== MessageType.PROMOTED
   ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }

@@ -174,6 +174,19 @@ const workerSpecs = {
     choices: ["on", "off"],
     help: "on: a new version; the function's running workers hand their connections to it and exit",
   },
+  "generation": {
+    kind: "string",
+    default: "",
+    help: "this version's label in logs and /metrics (0-32 letters, digits, '.', '_', '-'; " +
+      "the launcher numbers its reloads)",
+  },
+  "standby": {
+    kind: "choice",
+    default: "off",
+    choices: ["on", "off"],
+    help: "on: register but take no connection until the gateway promotes this generation " +
+      "(the launcher's reload)",
+  },
 } as const satisfies Record<string, Spec>;
 
 /** Settings shared by the gateway and the workers. */
@@ -223,6 +236,10 @@ export interface GatewayConfig extends CommonConfig {
   /** How a connection changes worker: straight between workers, or through
    * the gateway. */
   handoff: "direct" | "gateway";
+  /** The bearer token of the admin port's POSTs (HOTPOTATO_ADMIN_TOKEN,
+   * from the environment only, never a flag: flags show in `ps`); "" = no
+   * admin writes. Never logged. */
+  adminToken: string;
 }
 
 /** A worker's settings. */
@@ -231,6 +248,10 @@ export interface WorkerConfig extends CommonConfig {
   handlerTimeoutMs: number;
   /** A new version: the function's running workers hand over to it (`--replace on`). */
   replace: boolean;
+  /** This version's label. */
+  generation: string;
+  /** Register on standby until promoted (`--standby on`). */
+  standby: boolean;
 }
 
 const envName = (flag: string) => `HOTPOTATO_${flag.toUpperCase().replaceAll("-", "_")}`;
@@ -383,8 +404,20 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       adminPort: v["admin-port"] as number,
       workerTimeoutMs: v["worker-timeout"] as number,
       handoff: v["handoff"] as "direct" | "gateway",
+      adminToken: readEnv("HOTPOTATO_ADMIN_TOKEN") ?? "",
     },
   };
+}
+
+function generationLabel(label: string): string {
+  if (!/^[A-Za-z0-9._-]{0,32}$/.test(label)) {
+    throw new ConfigError(
+      `--generation: ${
+        JSON.stringify(label.slice(0, 40))
+      } is not 0-32 letters, digits, '.', '_' or '-'`,
+    );
+  }
+  return label;
 }
 
 /** Parse a worker's flags and environment.
@@ -406,6 +439,8 @@ export function workerConfig(
       ...commonOf(v),
       handlerTimeoutMs: v["handler-timeout"] as number,
       replace: v["replace"] === "on",
+      generation: generationLabel(v["generation"] as string),
+      standby: v["standby"] === "on",
     },
   };
 }

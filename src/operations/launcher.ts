@@ -17,12 +17,16 @@
 
 import { projectRoot } from "../../ffi/paths.ts";
 import { parseArgs } from "node:util";
-import { type Role, rolesFor, SERVER_FLAGS } from "./roles.ts";
+import { AdminClient } from "./admin_client.ts";
+import { watchModule } from "./dev_watch.ts";
+import { type Role, RoleError, rolesFor, SERVER_FLAGS } from "./roles.ts";
 
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
 /** A child that ran this long is healthy again: its backoff resets. */
 const HEALTHY_MS = 10_000;
+/** A reload's new workers must register (on standby) within this time. */
+const REGISTER_TIMEOUT_MS = 30_000;
 /** How long children may drain on stop before SIGKILL: their drain timeout
  * (HOTPOTATO_DRAIN_TIMEOUT, default 10 s) plus a margin. */
 function stopGraceMs(): number {
@@ -35,15 +39,47 @@ function stopGraceMs(): number {
   return drain * 1000 + 5000;
 }
 
+const sleep = (ms: number) => new Promise<void>((ok) => setTimeout(ok, ms));
+
 interface Child {
   role: Role;
   process?: Deno.ChildProcess;
   backoffMs: number;
   restarts: number;
+  /** The generation its process runs (workers; the launcher numbers reloads). */
+  generation: number;
+}
+
+/** How the launcher reaches its gateway's admin port for reloads. */
+export interface LauncherOptions {
+  /** The admin port's client, or why there is none (reloads then fail). */
+  admin?: AdminClient | { problem: string };
+  /** Extra environment for the gateway (the admin token, a chosen port). */
+  gatewayEnv?: Record<string, string>;
+  /** true (default): a reload's old workers hand their connections over;
+   * false: they close them, as other proxies' reloads do (for comparison). */
+  handover?: boolean;
+}
+
+/** What a reload did for one function. */
+export interface ReloadResult {
+  /** The function. */
+  fn: string;
+  /** It switched to the new version. */
+  ok: boolean;
+  /** Why not. */
+  error?: string;
+  /** ms from the reload's start to the switch. */
+  switchMs?: number;
+  /** ms from the reload's start to the last old worker gone. */
+  doneMs?: number;
+  /** Connections the old version handed over. */
+  handedOver?: number;
 }
 
 /**
- * Runs and supervises a set of roles.
+ * Runs and supervises a set of roles, and reloads the functions without
+ * dropping a connection ({@linkcode Launcher.reload}).
  *
  * @example
  * ```ts
@@ -58,18 +94,33 @@ export class Launcher {
   #children: Child[];
   #stopping = false;
   #width: number;
+  #options: LauncherOptions;
+  #generation = 1;
+  /** Processes outside #children: a reload's new ones before the switch,
+   * old ones after it (stopped with the rest). */
+  #others = new Set<Deno.ChildProcess>();
+  #reloading: Promise<ReloadResult[]> | undefined;
+  /** A reload was asked for during one: run once more, for `#againOnly`. */
+  #reloadAgain = false;
+  #againOnly: string | undefined;
 
   /** Prepare to run `roles`.
    *
    * @example
    * ```ts
    * import { Launcher } from "./launcher.ts";
-   * new Launcher([{ name: "gateway", file: "gateway.ts", args: [] }]);
+   * new Launcher([{ name: "gateway", fn: "", file: "gateway.ts", args: [] }]);
    * ```
    */
-  constructor(roles: readonly Role[]) {
-    this.#children = roles.map((role) => ({ role, backoffMs: BACKOFF_MIN_MS, restarts: 0 }));
+  constructor(roles: readonly Role[], options: LauncherOptions = {}) {
+    this.#children = roles.map((role) => ({
+      role,
+      backoffMs: BACKOFF_MIN_MS,
+      restarts: 0,
+      generation: 1,
+    }));
     this.#width = Math.max(8, ...roles.map((r) => r.name.length));
+    this.#options = options;
   }
 
   #say(message: string): void {
@@ -89,40 +140,66 @@ export class Launcher {
     for (const child of this.#children) this.#spawn(child);
   }
 
-  #spawn(child: Child): void {
-    if (this.#stopping) return;
-    const { role } = child;
-    const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SERVER_FLAGS, role.file, ...role.args],
+  /** Start `role`'s process (throws when it cannot be started). */
+  #run(role: Role, generation: number, standby: boolean, restarted: boolean): Deno.ChildProcess {
+    const env: Record<string, string> = {
+      HOTPOTATO_SUPERVISED: "1",
+      HOTPOTATO_RESTARTED: restarted ? "1" : "0",
+      HOTPOTATO_LOG_PREFIX: `${role.name.padEnd(this.#width)} | `,
+    };
+    if (role.fn) {
+      // The launcher's own workers never replace each other (a pool would
+      // take turns replacing and restarting); --replace is for a worker
+      // started by hand beside them. A reload starts them on standby.
+      env.HOTPOTATO_REPLACE = "off";
+      env.HOTPOTATO_GENERATION = String(generation);
+      env.HOTPOTATO_STANDBY = standby ? "on" : "off";
+    } else {
+      Object.assign(env, this.#options.gatewayEnv ?? {});
+    }
+    return new Deno.Command(Deno.execPath(), {
+      // The project's config by path: a function file outside the project
+      // still gets its import map (mod.ts's "@logtape/logtape").
+      args: [
+        "run",
+        ...SERVER_FLAGS,
+        "--config",
+        `${projectRoot}/deno.json`,
+        role.file,
+        ...role.args,
+      ],
       cwd: projectRoot,
-      env: {
-        HOTPOTATO_SUPERVISED: "1",
-        HOTPOTATO_RESTARTED: child.restarts > 0 ? "1" : "0",
-        HOTPOTATO_LOG_PREFIX: `${role.name.padEnd(this.#width)} | `,
-        // The launcher's own workers never replace each other (a pool would
-        // take turns replacing and restarting); --replace is for a worker
-        // started by hand beside them.
-        HOTPOTATO_REPLACE: "off",
-      },
+      env,
       stdin: "piped", // never written: its EOF tells the child the launcher is gone
       stdout: "inherit",
       stderr: "inherit",
-    });
+    }).spawn();
+  }
+
+  #spawn(child: Child): void {
+    if (this.#stopping || child.process) return;
     const started = Date.now();
     let proc: Deno.ChildProcess;
     try {
-      proc = cmd.spawn();
+      proc = this.#run(child.role, child.generation, false, child.restarts > 0);
     } catch (e) {
-      this.#say(`cannot start ${role.name}: ${(e as Error).message}`);
+      this.#say(`cannot start ${child.role.name}: ${(e as Error).message}`);
       this.#scheduleRestart(child, started);
       return;
     }
     child.process = proc;
+    this.#watch(child, proc, started);
+  }
+
+  /** Restart `child` when `proc`, its current process, exits (a process a
+   * reload replaced is not its current one any more). */
+  #watch(child: Child, proc: Deno.ChildProcess, started: number): void {
     proc.status.then((status) => {
+      if (child.process !== proc) return;
       child.process = undefined;
       if (this.#stopping) return;
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
-      this.#say(`${role.name} exited (${how})`);
+      this.#say(`${child.role.name} exited (${how})`);
       this.#scheduleRestart(child, started);
     });
   }
@@ -133,7 +210,200 @@ export class Launcher {
     child.backoffMs = Math.min(child.backoffMs * 2, BACKOFF_MAX_MS);
     child.restarts++;
     this.#say(`restarting ${child.role.name} in ${delay} ms (restart ${child.restarts})`);
-    setTimeout(() => this.#spawn(child), delay);
+    setTimeout(() => this.#spawn(child), delay); // unless a reload gave it a process
+  }
+
+  /**
+   * Reload every function (SIGHUP): for each, start the new version's
+   * workers on standby, wait until they have all registered, then switch
+   * the gateway to them; the old workers hand every connection over at its
+   * next request boundary and exit. A version that fails to start or to
+   * register within 30 s is not switched to: its processes are stopped and
+   * the old version keeps serving. Functions reload side by side; a reload
+   * asked for during one runs once after it.
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * for (const r of await launcher.reload()) console.log(r.fn, r.ok ? "ok" : r.error);
+   * ```
+   */
+  reload(only?: string): Promise<ReloadResult[]> {
+    if (this.#reloading) {
+      // One more after this one: for every function unless both name the same.
+      this.#againOnly = !this.#reloadAgain || this.#againOnly === only ? only : undefined;
+      this.#reloadAgain = true;
+      return this.#reloading;
+    }
+    const run = async (): Promise<ReloadResult[]> => {
+      let results = await this.#reloadAll(only);
+      while (this.#reloadAgain && !this.#stopping) {
+        this.#reloadAgain = false;
+        results = await this.#reloadAll(this.#againOnly);
+      }
+      this.#reloading = undefined;
+      return results;
+    };
+    this.#reloading = run();
+    return this.#reloading;
+  }
+
+  async #reloadAll(only?: string): Promise<ReloadResult[]> {
+    const admin = this.#options.admin;
+    const generation = ++this.#generation;
+    const byFn = new Map<string, Child[]>();
+    for (const c of this.#children) {
+      if (c.role.fn && (!only || c.role.fn === only)) {
+        byFn.set(c.role.fn, [...(byFn.get(c.role.fn) ?? []), c]);
+      }
+    }
+    if (!admin || !(admin instanceof AdminClient)) {
+      const problem = admin?.problem ?? "no admin port";
+      this.#say(`reload ${generation}: cannot reload: ${problem}`);
+      return [...byFn.keys()].map((fn) => ({ fn, ok: false, error: problem }));
+    }
+    this.#say(`reload ${generation}: starting ${[...byFn.keys()].join(", ")}`);
+    const t0 = performance.now();
+    const results = await Promise.all(
+      [...byFn].map(([fn, children]) => this.#reloadFunction(admin, fn, children, generation)),
+    );
+    const failed = results.filter((r) => !r.ok);
+    this.#say(
+      `reload ${generation}: ${
+        failed.length ? `${failed.length} of ${results.length} failed` : "done"
+      }` +
+        ` in ${Math.round(performance.now() - t0)} ms`,
+    );
+    return results;
+  }
+
+  async #reloadFunction(
+    admin: AdminClient,
+    fn: string,
+    children: Child[],
+    generation: number,
+  ): Promise<ReloadResult> {
+    const t0 = performance.now();
+    const fresh: Deno.ChildProcess[] = [];
+    const fail = async (error: string): Promise<ReloadResult> => {
+      for (const p of fresh) {
+        try {
+          p.kill("SIGTERM"); // on standby: it holds nothing
+        } catch { /* gone */ }
+      }
+      const killer = setTimeout(() => {
+        for (const p of fresh) {
+          try {
+            p.kill("SIGKILL");
+          } catch { /* gone */ }
+        }
+      }, 5000);
+      await Promise.all(fresh.map((p) => p.status));
+      clearTimeout(killer);
+      for (const p of fresh) this.#others.delete(p);
+      const kept = children.map((c) => c.generation).filter((g, i, a) => a.indexOf(g) === i);
+      this.#say(
+        `reload ${generation}: ${fn} NOT switched: ${error}; generation ${
+          kept.join(",")
+        } keeps serving`,
+      );
+      await admin.reloaded(fn, false, (performance.now() - t0) / 1000);
+      return { fn, ok: false, error };
+    };
+    let exited: string | undefined;
+    for (const c of children) {
+      try {
+        const p = this.#run(c.role, generation, true, false);
+        fresh.push(p);
+        this.#others.add(p);
+        p.status.then((s) => {
+          exited ??= `${c.role.name} (pid ${p.pid}) exited with ${
+            s.signal ? `signal ${s.signal}` : `code ${s.code}`
+          } before it registered`;
+        });
+      } catch (e) {
+        return await fail(`cannot start ${c.role.name}: ${(e as Error).message}`);
+      }
+    }
+    const pids = new Set(fresh.map((p) => p.pid));
+    const before = await admin.handedOver(fn);
+    // Wait until every new process has registered on standby.
+    let name = "";
+    let lastError = "";
+    for (;;) {
+      if (this.#stopping) return await fail("the launcher is stopping");
+      if (exited) return await fail(exited);
+      if (performance.now() - t0 > REGISTER_TIMEOUT_MS) {
+        return await fail(
+          `the new workers did not all register within ${REGISTER_TIMEOUT_MS / 1000} s` +
+            (lastError ? ` (admin port: ${lastError})` : ""),
+        );
+      }
+      try {
+        const ready = (await admin.workers()).filter((w) =>
+          pids.has(w.pid) && w.state === "standby"
+        );
+        if (ready.length === pids.size) {
+          name = ready[0].name;
+          break;
+        }
+      } catch (e) {
+        lastError = (e as Error).message;
+      }
+      await sleep(50);
+    }
+    let replaced: number[];
+    try {
+      ({ replaced } = await admin.promote(
+        name,
+        String(generation),
+        this.#options.handover !== false,
+      ));
+    } catch (e) {
+      return await fail(`the gateway did not switch: ${(e as Error).message}`);
+    }
+    const switchMs = performance.now() - t0;
+    // The new processes are the children's now; the old ones leave.
+    const olds: Deno.ChildProcess[] = [];
+    children.forEach((c, i) => {
+      const old = c.process;
+      c.process = fresh[i];
+      c.generation = generation;
+      c.backoffMs = BACKOFF_MIN_MS;
+      this.#others.delete(fresh[i]);
+      this.#watch(c, fresh[i], Date.now());
+      if (old) {
+        olds.push(old);
+        this.#others.add(old);
+      }
+    });
+    if (this.#options.handover === false) {
+      for (const p of olds) {
+        try {
+          p.kill("SIGTERM"); // drain: close what it holds, as other proxies do
+        } catch { /* gone */ }
+      }
+    }
+    const killer = setTimeout(() => {
+      for (const p of olds) {
+        try {
+          p.kill("SIGKILL");
+        } catch { /* gone */ }
+      }
+    }, stopGraceMs());
+    await Promise.all(olds.map((p) => p.status));
+    clearTimeout(killer);
+    for (const p of olds) this.#others.delete(p);
+    const doneMs = performance.now() - t0;
+    const handedOver = (await admin.handedOver(name)) - before;
+    this.#say(
+      `reload ${generation}: ${name} is generation ${generation} (pid ${[...pids].join(" ")}): ` +
+        `switched in ${Math.round(switchMs)} ms, ${replaced.length} old worker(s) gone in ` +
+        `${Math.round(doneMs)} ms, ${handedOver} connection(s) handed over`,
+    );
+    await admin.reloaded(name, true, doneMs / 1000);
+    return { fn, ok: true, switchMs, doneMs, handedOver };
   }
 
   /** Stop every child: SIGTERM, then SIGKILL after a grace period.
@@ -147,7 +417,10 @@ export class Launcher {
    */
   async stop(): Promise<void> {
     this.#stopping = true;
-    const running = this.#children.map((c) => c.process).filter((p) => p !== undefined);
+    const running = [
+      ...this.#children.map((c) => c.process).filter((p) => p !== undefined),
+      ...this.#others,
+    ];
     for (const p of running) {
       try {
         p.kill("SIGTERM");
@@ -171,33 +444,82 @@ export class Launcher {
 
 const USAGE = `Usage: ./hp start [options]
        make start ARGS="[options]"
+       ./hp dev FILE.ts
 
-Runs the gateway and the function workers, restarts any that die, stops all on Ctrl-C.
+Runs the gateway and the function workers, restarts any that die, stops all on Ctrl-C,
+reloads every function on SIGHUP (./hp reload) without dropping a connection.
 
   --workers NAME=COUNT,...   workers per function (default sum=1,product=1)   HOTPOTATO_WORKERS
   --function NAME=FILE       another function to run (repeatable)            HOTPOTATO_FUNCTIONS
+  --reload-mode MODE         handover (default): old workers hand their      HOTPOTATO_RELOAD_MODE
+                             connections to the new version; close: they
+                             close them (what other proxies do; to compare)
+  --dev FILE                 development: run the gateway and FILE's function
+                             only, and reload it whenever FILE or a local
+                             module it imports changes
   -h, --help                 this text
 
+Reloads talk to the gateway's admin port (HOTPOTATO_ADMIN_HOST, HOTPOTATO_ADMIN_PORT:
+0 picks a free one, off disables reloads) with a token made for this run.
 The gateway and workers read their own settings from HOTPOTATO_* variables
 (./hp gateway --help and ./hp sum --help list them).`;
 
-function envList(name: string): string[] {
+function env(name: string): string | undefined {
   try {
-    const v = Deno.env.get(name);
-    return v ? [v] : [];
+    return Deno.env.get(name);
   } catch {
-    return [];
+    return undefined;
   }
+}
+
+function envList(name: string): string[] {
+  const v = env(name);
+  return v ? [v] : [];
+}
+
+/** The admin port the gateway will listen on, a client for it, and the
+ * environment that tells the gateway (its token; the port when the
+ * launcher picked it). */
+function adminFor(): Pick<LauncherOptions, "admin" | "gatewayEnv"> {
+  const host = env("HOTPOTATO_ADMIN_HOST") || "127.0.0.1";
+  const setting = env("HOTPOTATO_ADMIN_PORT") || "8081";
+  if (setting === "off") {
+    return { admin: { problem: "the gateway's admin port is off (HOTPOTATO_ADMIN_PORT=off)" } };
+  }
+  let port = Number(setting);
+  const gatewayEnv: Record<string, string> = {};
+  if (setting === "0") {
+    try {
+      // Pick a free port now: the launcher must know it.
+      const l = Deno.listen({ hostname: host, port: 0 });
+      port = (l.addr as Deno.NetAddr).port;
+      l.close();
+      gatewayEnv.HOTPOTATO_ADMIN_PORT = String(port);
+    } catch (e) {
+      return { admin: { problem: `cannot pick an admin port: ${(e as Error).message}` } };
+    }
+  }
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    return { admin: { problem: `HOTPOTATO_ADMIN_PORT=${setting} is not a port` } };
+  }
+  const token = Array.from(crypto.getRandomValues(new Uint8Array(32)))
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  gatewayEnv.HOTPOTATO_ADMIN_TOKEN = token;
+  return { admin: new AdminClient(host, port, token), gatewayEnv };
 }
 
 if (import.meta.main) {
   let roles: Role[];
+  let handover = true;
+  let dev: { file: string; fn: string } | undefined;
   try {
     const { values } = parseArgs({
       args: Deno.args,
       options: {
         workers: { type: "string", multiple: true },
         function: { type: "string", multiple: true },
+        "reload-mode": { type: "string" },
+        dev: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -206,15 +528,26 @@ if (import.meta.main) {
       console.log(USAGE);
       Deno.exit(0);
     }
-    roles = rolesFor(
-      values.workers ?? envList("HOTPOTATO_WORKERS"),
-      values.function ?? envList("HOTPOTATO_FUNCTIONS"),
-    );
+    const mode = values["reload-mode"] ?? env("HOTPOTATO_RELOAD_MODE") ?? "handover";
+    if (mode !== "handover" && mode !== "close") {
+      throw new RoleError(`--reload-mode: ${JSON.stringify(mode)} is not handover or close`);
+    }
+    handover = mode === "handover";
+    if (values.dev !== undefined) {
+      const fn = values.dev.replace(/^.*\//, "").replace(/\.(ts|js)$/, "");
+      dev = { file: values.dev, fn };
+      roles = rolesFor(["sum=0", "product=0"], [`${fn}=${values.dev}`]);
+    } else {
+      roles = rolesFor(
+        values.workers ?? envList("HOTPOTATO_WORKERS"),
+        values.function ?? envList("HOTPOTATO_FUNCTIONS"),
+      );
+    }
   } catch (e) {
     console.error(`launcher: ${(e as Error).message.split("\n")[0]}`);
     Deno.exit(2);
   }
-  const launcher = new Launcher(roles);
+  const launcher = new Launcher(roles, { ...adminFor(), handover });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -225,5 +558,20 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  Deno.addSignalListener("SIGHUP", () => {
+    if (!stopping) launcher.reload();
+  });
+  console.log(
+    `${
+      "launcher".padEnd(8)
+    } | pid ${Deno.pid}: kill -HUP ${Deno.pid} (or ./hp reload) reloads every function`,
+  );
   launcher.start();
+  if (dev) {
+    const { file, fn } = dev;
+    watchModule(file, (changed) => {
+      console.log(`${"launcher".padEnd(8)} | ${changed} changed: reloading ${fn}`);
+      launcher.reload(fn);
+    }, (message) => console.log(`${"launcher".padEnd(8)} | ${message}`));
+  }
 }

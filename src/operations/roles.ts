@@ -22,8 +22,10 @@ export const SERVER_FLAGS: readonly string[] = [
 
 /** A process the launcher runs. */
 export interface Role {
-  /** Name used as the log prefix, e.g. "sum". */
+  /** Name used as the log prefix, e.g. "sum" or "sum.2". */
   name: string;
+  /** The function it runs ("" for the gateway). */
+  fn: string;
   /** Script to run, relative to the project root. */
   file: string;
   /** Extra arguments. */
@@ -97,10 +99,15 @@ export function rolesFor(workers: string[], functions: string[]): Role[] {
     }
     counts.set(name, Number(value));
   }
-  const roles: Role[] = [{ name: "gateway", file: "gateway.ts", args: [] }];
+  const roles: Role[] = [{ name: "gateway", fn: "", file: "gateway.ts", args: [] }];
   for (const [name, n] of counts) {
     for (let i = 1; i <= n; i++) {
-      roles.push({ name: n > 1 ? `${name}.${i}` : name, file: files.get(name)!, args: [] });
+      roles.push({
+        name: n > 1 ? `${name}.${i}` : name,
+        fn: name,
+        file: files.get(name)!,
+        args: [],
+      });
     }
   }
   return roles;

@@ -136,6 +136,8 @@ export class FunctionServer {
   #handingOver = false;
   /** Registered once at least (a `--replace on` worker replaces only then). */
   #everRegistered = false;
+  /** Registered on standby, not promoted yet (`--standby on`, the launcher's reload). */
+  #standby: boolean;
   #metrics: WorkerMetrics;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
   /** Our peer socket and channels to other workers (direct handoffs). */
@@ -157,6 +159,7 @@ export class FunctionServer {
     this.#routes = [...options.routes];
     this.#table = new WorkerRoutes(options.name, this.#routes);
     this.#config = config;
+    this.#standby = config.standby;
     this.#label = `${options.name}/${Deno.pid}`;
     this.#metrics = new WorkerMetrics(options.name);
     this.#holdOptions = holdOptions(config, requestLog, this.#label);
@@ -260,6 +263,8 @@ export class FunctionServer {
         nestedRoutes: this.options.nestedRoutes === true,
         peer: this.#peers !== undefined,
         replace: this.#config.replace && !this.#everRegistered,
+        generation: this.#config.generation,
+        standby: this.#standby,
       }),
     );
   }
@@ -376,6 +381,14 @@ export class FunctionServer {
     }
     if (msg.type === MessageType.HANDOVER && this.#registered) {
       this.#handOverAll();
+      return;
+    }
+    if (msg.type === MessageType.PROMOTED && this.#registered) {
+      this.#standby = false; // a gateway we reach later gets us as serving
+      log.info("{name}: generation {generation} promoted; taking connections", {
+        name: this.options.name,
+        generation: this.#config.generation || "-",
+      });
       return;
     }
     if (msg.type === MessageType.ROUTES && this.#registered) {
@@ -552,6 +565,7 @@ export class FunctionServer {
     if (this.#handingOver) return;
     this.#handingOver = true;
     const held = this.#connections.size;
+    const started = Date.now();
     log.info("{name}: a new version registered; handing {held} connection(s) over", {
       name: this.options.name,
       held,
@@ -562,10 +576,18 @@ export class FunctionServer {
       for (const conn of this.#connections) conn.interruptIdle();
       if (this.#connections.size > 0 && Date.now() < until) return;
       clearInterval(timer);
-      log.info("{name}: handed over ({left} connection(s) left at the deadline); exiting", {
-        name: this.options.name,
-        left: this.#connections.size,
-      });
+      const left = this.#connections.size;
+      if (left === 0) {
+        log.info("{name}: every connection handed over in {ms} ms; exiting", {
+          name: this.options.name,
+          ms: Date.now() - started,
+        });
+      } else {
+        log.warning("{name}: {left} connection(s) still busy at --drain-timeout; exiting", {
+          name: this.options.name,
+          left,
+        });
+      }
       Deno.kill(Deno.pid, "SIGTERM"); // the usual shutdown: drain (nothing left) and exit
     }, 20);
   }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# ./hp reload (deno task reload, make reload): send SIGHUP to this user's
+# Hot Potato launchers (`make start`, `./hp start`, `./hp dev`), which reload
+# every function without dropping a connection. The launcher's own output
+# says how each reload went (versions, time taken, connections handed over,
+# failures); /metrics on the admin port counts them (hotpotato_reloads_total).
+set -euo pipefail
+uid=$(id -u)
+sent=0
+for dir in /proc/[0-9]*; do
+  pid=${dir#/proc/}
+  [ "$pid" = $$ ] && continue
+  owner=$(stat -c %u "$dir" 2>/dev/null) || continue
+  [ "$owner" = "$uid" ] || continue
+  cmdline=$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null) || continue
+  case "$cmdline" in
+    *" run "*"src/operations/launcher.ts"*)
+      kill -HUP "$pid" && echo "reload: sent SIGHUP to launcher pid $pid" && sent=$((sent + 1))
+      ;;
+  esac
+done
+if [ "$sent" = 0 ]; then
+  echo "reload: no launcher of yours is running (start one with make start)" >&2
+  exit 1
+fi

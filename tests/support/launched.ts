@@ -1,0 +1,131 @@
+/**
+ * Test support: the launcher (`deno task start` or `deno task dev`) as a
+ * user runs it, on free ports and a private control socket, with its output
+ * (every child's lines, prefixed) collected line by line.
+ *
+ * @module
+ */
+
+import { projectRoot } from "../../ffi/paths.ts";
+import { forEachLine } from "../../src/operations/lines.ts";
+import { HANDOFF_MODE } from "./system.ts";
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+/** A launcher and its children. */
+export class Launched {
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly dir: string;
+  port = 0;
+  adminPort = 0;
+  #reading: Promise<void>;
+
+  private constructor(child: Deno.ChildProcess, dir: string) {
+    this.child = child;
+    this.dir = dir;
+    this.#reading = Promise.all([
+      forEachLine(child.stdout, (line) => this.lines.push(line)),
+      forEachLine(child.stderr, (line) => this.lines.push(line)),
+    ]).then(() => {});
+  }
+
+  /** `deno task TASK ARGS` with HOTPOTATO_* from `env`; resolves once the
+   * gateway listens and `functions` have registered. */
+  static async start(
+    task: "start" | "dev",
+    args: string[],
+    functions: string[],
+    env: Record<string, string> = {},
+  ): Promise<Launched> {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-launched-" });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["task", task, ...args],
+      cwd: projectRoot,
+      env: {
+        HOTPOTATO_PORT: "0",
+        HOTPOTATO_ADMIN_PORT: "0",
+        HOTPOTATO_CONTROL: `${dir}/run/gateway.sock`,
+        HOTPOTATO_HANDOFF: HANDOFF_MODE,
+        NO_COLOR: "1",
+        ...env,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const l = new Launched(child, dir);
+    try {
+      l.port = Number((await l.waitLine(/^gateway\s+\|.*listening on https:\/\/[^:]+:(\d+)/))[1]);
+      l.adminPort = Number((await l.waitLine(/^gateway\s+\|.*admin on http:\/\/[^:]+:(\d+)/))[1]);
+      for (const fn of functions) await l.waitLine(new RegExp(`worker ${fn}/\\d+ registered`));
+    } catch (e) {
+      await l.stop();
+      throw e;
+    }
+    return l;
+  }
+
+  /** The first line from index `after` on that matches `re` (15 s at most). */
+  async waitLine(re: RegExp, after = 0, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = after; i < this.lines.length; i++) {
+        const m = this.lines[i].match(re);
+        if (m) return m;
+      }
+      if (Date.now() > until) {
+        throw new Error(`no line ${re} in:\n${this.lines.slice(after).join("\n")}`);
+      }
+      await sleep(25);
+    }
+  }
+
+  /** The launcher's own pid (the deno task runs it as a child; it says its pid). */
+  async launcherPid(): Promise<number> {
+    return Number((await this.waitLine(/^launcher\s+\| pid (\d+): kill -HUP/))[1]);
+  }
+
+  /** SIGHUP the launcher and wait for its "reload N: ... in X ms" line;
+   * returns the lines it wrote from the signal on. */
+  async reload(): Promise<string[]> {
+    const mark = this.lines.length;
+    Deno.kill(await this.launcherPid(), "SIGHUP");
+    await this.waitLine(
+      /^launcher\s+\| reload \d+: (done|\d+ of \d+ failed) in \d+ ms/,
+      mark,
+      60_000,
+    );
+    return this.lines.slice(mark);
+  }
+
+  /** A metric's value from the gateway's /metrics (the sum of its series
+   * whose labels contain `labels`). */
+  async metric(name: string, labels = ""): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.adminPort}/metrics`)).text();
+    let sum = 0;
+    for (const line of text.split("\n")) {
+      if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+      if (labels && !line.includes(labels)) continue;
+      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+    return sum;
+  }
+
+  /** SIGINT (Ctrl-C): everything drains and stops. */
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGINT");
+    } catch {
+      // gone
+    }
+    const killer = setTimeout(() => {
+      try {
+        this.child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 20_000);
+    await this.child.status;
+    clearTimeout(killer);
+    await this.#reading;
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
