@@ -26,18 +26,24 @@ if (import.meta.main) {
   setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
   const gateway = new Gateway(parsed.config);
   try {
-    gateway.start();
+    if (parsed.config.takeover) await gateway.takeOver();
+    else gateway.start();
   } catch (e) {
     printLine(`gateway: ${(e as Error).message}`, "stderr");
     Deno.exit(1);
   }
   printStatsOnSignal(() => ({ ...gateway.stats }));
-  onShutdown(async (reason) => {
-    logger("gateway").info("draining ({reason})", { reason });
-    await gateway.drain(parsed.config.drainTimeoutMs);
+  const exit = async () => {
     gateway.stop();
     await EventLoop.instance().close(); // stop the epoll thread before exit
     await flushLogs(); // every line out before exit (gives up after 2 s if nobody reads)
     Deno.exit(0);
+  };
+  onShutdown(async (reason) => {
+    logger("gateway").info("draining ({reason})", { reason });
+    await gateway.drain(parsed.config.drainTimeoutMs);
+    await exit();
   });
+  // A successor took everything over (./hp gateway --takeover on).
+  gateway.retired.then(exit);
 }

@@ -20,6 +20,10 @@ const symbols = {
   hp_accept: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int hp_unix_listen(const char* path, int backlog) */
   hp_unix_listen: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int hp_dup(int fd) */
+  hp_dup: { parameters: ["i32"], result: "i32" },
+  /** int hp_unix_listen_over(const char* path, int backlog): a new socket renamed over a live one */
+  hp_unix_listen_over: { parameters: ["buffer", "i32"], result: "i32" },
   /** int hp_unix_connect(const char* path) */
   hp_unix_connect: { parameters: ["buffer"], result: "i32" },
   /** int hp_peer_uid(int fd) */
@@ -241,6 +245,36 @@ export function accept(listenFd: number): { fd: number; peer: string } | null {
  */
 export function unixListen(path: string, backlog = 128): number {
   return check(`listen on ${path}`, shim().hp_unix_listen(cstr(path), backlog));
+}
+
+/** A second fd for the same open socket (close-on-exec): what is sent to
+ * another process while this one keeps its own. Throws {@linkcode SysError}.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, duplicateFd, tcpListen } from "./shim.ts";
+ * const fd = tcpListen("127.0.0.1", 0);
+ * const copy = duplicateFd(fd);
+ * closeFd(copy);
+ * ```
+ */
+export function duplicateFd(fd: number): number {
+  return check("dup", shim().hp_dup(fd));
+}
+
+/** Listen on a new Unix SOCK_SEQPACKET socket and rename it over `path`,
+ * where a live socket may be (a gateway taking over from another): a process
+ * connecting to `path` reaches one of the two, never nothing. Throws
+ * {@linkcode SysError}.
+ *
+ * @example
+ * ```ts
+ * import { unixListenOver } from "./shim.ts";
+ * const fd = unixListenOver("/run/user/1000/hotpotato/gateway.sock");
+ * ```
+ */
+export function unixListenOver(path: string, backlog = 128): number {
+  return check(`listen over ${path}`, shim().hp_unix_listen_over(cstr(path), backlog));
 }
 
 const fileIdOut = new BigUint64Array(2);

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# ./hp reload (deno task reload, make reload): send SIGHUP to this user's
-# Hot Potato launchers (`make start`, `./hp start`, `./hp dev`), which reload
-# every function without dropping a connection. The launcher's own output
+# ./hp reload (deno task reload): send SIGHUP to this user's Hot Potato
+# launchers (`make start`, `./hp start`, `./hp dev`), which reload every
+# function without dropping a connection. ./hp reload --gateway sends SIGUSR1
+# instead: a new gateway process takes over from the running one. The launcher's own output
 # says how each reload went (versions, time taken, connections handed over,
 # failures); /metrics on the admin port counts them (hotpotato_reloads_total).
 set -euo pipefail
+signal=HUP
+case "${1:-}" in
+  "") ;;
+  --gateway) signal=USR1 ;;
+  *)
+    echo "usage: ./hp reload [--gateway]" >&2
+    exit 2
+    ;;
+esac
 uid=$(id -u)
 sent=0
 for dir in /proc/[0-9]*; do
@@ -15,7 +25,7 @@ for dir in /proc/[0-9]*; do
   cmdline=$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null) || continue
   case "$cmdline" in
     *" run "*"src/operations/launcher.ts"*)
-      kill -HUP "$pid" && echo "reload: sent SIGHUP to launcher pid $pid" && sent=$((sent + 1))
+      kill -"$signal" "$pid" && echo "reload: sent SIG$signal to launcher pid $pid" && sent=$((sent + 1))
       ;;
   esac
 done

@@ -173,6 +173,40 @@ HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
     return fd;
 }
 
+/* Listen on a new Unix SOCK_SEQPACKET socket that takes path over from a
+ * live one (a gateway's successor): bound first at a private name beside it
+ * (path + ".new"), then renamed over path in one step, so a process that
+ * connects to path reaches the old socket or the new one, never nothing.
+ * Connections already made to the old socket stay as they are. Returns the
+ * fd or -errno. */
+HP_EXPORT int hp_unix_listen_over(const char *path, int backlog) {
+    char tmp[sizeof ((struct sockaddr_un *)0)->sun_path];
+    struct sockaddr_un sa;
+    int rv, fd;
+    if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp) return -ENAMETOOLONG;
+    if ((rv = fill_unix_addr(&sa, tmp)) < 0) return rv;
+    if (unlink(tmp) < 0 && errno != ENOENT) return -errno;
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    mode_t old = umask(0077);
+    rv = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rv < 0 || chmod(tmp, 0600) < 0 || listen(fd, backlog) < 0 || rename(tmp, path) < 0) {
+        rv = -errno;
+        close(fd);
+        unlink(tmp);
+        return rv;
+    }
+    return fd;
+}
+
+/* A second fd for the same open socket (close-on-exec), to pass to another
+ * process while this one keeps its own. Returns the fd or -errno. */
+HP_EXPORT int hp_dup(int fd) {
+    int rv = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return rv < 0 ? -errno : rv;
+}
+
 /* The identity of the file at path (not following a symlink): its device
  * and inode numbers in out[0] and out[1]. A socket's fd has an inode of its
  * own, so a listener remembers its file's identity after bind and compares

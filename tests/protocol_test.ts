@@ -247,6 +247,29 @@ Deno.test("REGISTER and REGISTERED round-trip and are validated", () => {
   assert.deepEqual(promoted, { type: MessageType.PROMOTED, body: {} });
 });
 
+Deno.test("TAKEOVER and LISTENER round-trip and are validated", () => {
+  assert.deepEqual(decodeMessage(encodeJson(MessageType.TAKEOVER, { pid: 42 })), {
+    type: MessageType.TAKEOVER,
+    body: { pid: 42 },
+  });
+  const https = { kind: "https" as const, port: 8443, key: "AAEC", workers: 3 };
+  assert.deepEqual(decodeMessage(encodeJson(MessageType.LISTENER, https)), {
+    type: MessageType.LISTENER,
+    body: https,
+  });
+  for (
+    const bad of [
+      { kind: "ftp", port: 1 },
+      { kind: "https", port: 70000 },
+      { kind: "https", port: 1, key: "not base64!" },
+      { kind: "https", port: 1, workers: -1 },
+    ]
+  ) {
+    assert.throws(() => decodeMessage(rawJson(MessageType.LISTENER, bad)), ProtocolError);
+  }
+  assert.throws(() => decodeMessage(rawJson(MessageType.TAKEOVER, { pid: 0 })), ProtocolError);
+});
+
 Deno.test("ROUTES round-trips its version and table", () => {
   const body = { version: 7, routes: { "/sum": "sum", "/product": "product", "/": "home" } };
   assert.deepEqual(decodeMessage(encodeJson(MessageType.ROUTES, body)), {
@@ -513,7 +536,7 @@ Deno.test({
   async fn() {
     assert.deepEqual(
       Object.entries(CARRIES_FD).filter(([, fd]) => fd).map(([type]) => Number(type)),
-      [MessageType.HANDOFF],
+      [MessageType.HANDOFF, MessageType.LISTENER],
     );
     // One valid message of every type.
     const messages: Record<MessageTypeId, Uint8Array> = {
@@ -533,6 +556,11 @@ Deno.test({
       }),
       [MessageType.HANDOVER]: encodeJson(MessageType.HANDOVER, {}),
       [MessageType.PROMOTED]: encodeJson(MessageType.PROMOTED, {}),
+      [MessageType.TAKEOVER]: encodeJson(MessageType.TAKEOVER, { pid: 9 }),
+      [MessageType.LISTENER]: encodeJson(MessageType.LISTENER, { kind: "admin", port: 1 }),
+      [MessageType.ACCEPTING]: encodeJson(MessageType.ACCEPTING, {}),
+      [MessageType.MOVE]: encodeJson(MessageType.MOVE, {}),
+      [MessageType.LEFT]: encodeJson(MessageType.LEFT, {}),
     };
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
     const listenFd = unixListen(`${dir}/c.sock`);
@@ -569,8 +597,8 @@ Deno.test({
       await new Promise((ok) => setTimeout(ok, 20)); // the ACK is read in the same turn
       for (const type of types) {
         const left = copies[type]();
-        if (type === MessageType.HANDOFF) {
-          assert.ok(got.get(type)! >= 0, "a HANDOFF's fd goes to its handler");
+        if (CARRIES_FD[type]) {
+          assert.ok(got.get(type)! >= 0, `type ${type}: its fd goes to its handler`);
           assert.deepEqual(left, [got.get(type)], "and stays open");
           closeFd(got.get(type)!);
         } else {

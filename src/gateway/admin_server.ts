@@ -60,7 +60,8 @@ export class AdminServer {
     this.#handler = handler;
   }
 
-  /** Listen; returns the port.
+  /** Listen (on `fd` when given: a listening socket passed on by the
+   * gateway this one takes over from); returns the port.
    *
    * @example
    * ```ts
@@ -69,10 +70,23 @@ export class AdminServer {
    * const port = admin.start();
    * ```
    */
-  start(): number {
-    const fd = tcpListen(this.#host, this.#port, 64);
+  start(fd?: number): number {
+    fd ??= tcpListen(this.#host, this.#port, 64);
     this.#listener = new Listener(fd, "admin", (c) => this.#serve(c.fd));
     return localPort(fd);
+  }
+
+  /** The listening socket's fd (-1 before start and after stop).
+   *
+   * @example
+   * ```ts
+   * import type { AdminServer } from "./admin_server.ts";
+   * declare const admin: AdminServer;
+   * console.log(admin.fd);
+   * ```
+   */
+  get fd(): number {
+    return this.#listener?.fd ?? -1;
   }
 
   #serve(fd: number): void {

@@ -16,6 +16,7 @@ import {
   removeFile,
   SysError,
   unixListen,
+  unixListenOver,
 } from "../../ffi/shim.ts";
 import { logger } from "../operations/log.ts";
 
@@ -82,6 +83,30 @@ export class ControlSocket {
         // access...): say what it is and leave it alone.
         throw new Error(`control socket ${path}: ${e.reason}; left as it is`);
       }
+      throw e;
+    }
+  }
+
+  /** Listen on a new socket renamed over `path`, where a live gateway's
+   * socket is (this gateway takes over from it): workers connecting to the
+   * path reach the old one or this one, never nothing.
+   *
+   * @example
+   * ```ts
+   * import { ControlSocket } from "./control_socket.ts";
+   * const path = `${Deno.makeTempDirSync()}/control.sock`;
+   * const old = ControlSocket.listen(path);
+   * const successor = ControlSocket.listenOver(path);
+   * console.log(old.check()); // "control socket ... now names another file: ..."
+   * successor.close();
+   * ```
+   */
+  static listenOver(path: string): ControlSocket {
+    privateDirectory(dirname(path));
+    try {
+      return new ControlSocket(unixListenOver(path), path);
+    } catch (e) {
+      if (e instanceof SysError) throw new Error(`control socket ${path}: ${e.reason}`);
       throw e;
     }
   }

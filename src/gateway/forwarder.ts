@@ -31,6 +31,7 @@ import {
 import type { Sealer } from "../handoff/seal.ts";
 import { logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
+import type { ControlChannel } from "../handoff/control_channel.ts";
 import type { Worker, Workers } from "./workers.ts";
 
 const log = logger("gateway");
@@ -96,6 +97,21 @@ export class Forwarder {
    */
   constructor(options: ForwarderOptions) {
     this.#o = options;
+  }
+
+  /** Seal and open handoffs with `sealer` from now on (a gateway taking
+   * over uses its predecessor's key).
+   *
+   * @example
+   * ```ts
+   * import type { Forwarder } from "./forwarder.ts";
+   * import { Sealer } from "../handoff/seal.ts";
+   * declare const forwarder: Forwarder;
+   * forwarder.useSealer(new Sealer(Sealer.newKey()));
+   * ```
+   */
+  useSealer(sealer: Sealer): void {
+    this.#o = { ...this.#o, sealer };
   }
 
   /** Hand a connection the gateway holds to a worker of `route`. False
@@ -190,14 +206,64 @@ export class Forwarder {
   returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
     this.#o.metrics.returned.labels(from.name).inc();
     from.held = Math.max(0, from.held - 1);
+    this.#take(from.channel, `${from.name}/${from.pid}`, h, fd, raw);
+  }
+
+  /** The gateway this one took over from passed on a connection it held:
+   * like a hand-back, confirmed, then forwarded to the worker of its next
+   * request (when it came with one) or held here.
+   *
+   * @example
+   * ```ts
+   * import type { Forwarder } from "./forwarder.ts";
+   * import type { ControlChannel } from "../handoff/control_channel.ts";
+   * import type { Handoff } from "../handoff/protocol.ts";
+   * declare const forwarder: Forwarder, channel: ControlChannel, h: Handoff, fd: number, raw: Uint8Array;
+   * forwarder.inherited(channel, 4242, h, fd, raw);
+   * ```
+   */
+  inherited(channel: ControlChannel, pid: number, h: Handoff, fd: number, raw: Uint8Array): void {
+    this.#take(channel, `gateway/${pid}`, h, fd, raw);
+  }
+
+  /** A connection this gateway sent away came back unconfirmed (`message`,
+   * `fd`): it is ours again, held here.
+   *
+   * @example
+   * ```ts
+   * import type { Forwarder } from "./forwarder.ts";
+   * declare const forwarder: Forwarder, fd: number, message: Uint8Array;
+   * forwarder.takeBack(fd, message);
+   * ```
+   */
+  takeBack(fd: number, message: Uint8Array): void {
+    let h: Handoff;
+    try {
+      const msg = decodeMessage(message);
+      if (msg.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
+      h = msg.body;
+    } catch (e) {
+      log.error("a connection that came back cannot be read: {error}", { error: String(e) });
+      closeFd(fd);
+      message.fill(0);
+      return;
+    }
+    this.#adopt(h, fd, false);
+    message.fill(0);
+  }
+
+  /** Confirm a connection sent to us on `channel` by `sender`, then (once
+   * the confirmation has left) forward it unopened to the route's worker,
+   * or answer it here. */
+  #take(channel: ControlChannel, sender: string, h: Handoff, fd: number, raw: Uint8Array): void {
     const transfer = h.transfer ?? 0;
     if (fd < 0) {
       log.warning("conn {conn}: HANDOFF from {worker} without a socket{why}; refused", {
         conn: h.info.connId,
-        worker: `${from.name}/${from.pid}`,
+        worker: sender,
         why: fd === FD_LOST ? " (the gateway is at its open-file limit)" : "",
       });
-      from.channel.confirm(transfer, false);
+      channel.confirm(transfer, false);
       return;
     }
     const message = raw.slice(); // raw is zeroed when this returns
@@ -207,7 +273,7 @@ export class Forwarder {
     const head = requestHead(h.unread, this.#o.maxBody);
     const hit = head ? this.#o.workers.router.pickWithRoute(head.path) : undefined;
     if (hit) setHandoffCount(message, h.info.handoffs + 1); // forwarded unopened
-    from.channel.confirm(transfer, true, (mine) => {
+    channel.confirm(transfer, true, (mine) => {
       if (!mine) {
         closeFd(fd); // its sender took it back
         message.fill(0);
@@ -217,7 +283,7 @@ export class Forwarder {
       else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
       returnedLine.log(() => ({
         conn: h.info.connId,
-        worker: `${from.name}/${from.pid}`,
+        worker: sender,
         path: head?.path ?? "?",
         target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
       }));

@@ -28,6 +28,11 @@ export interface GatewayPolicyOptions {
   label: string;
   /** True while the gateway drains. */
   draining(): boolean;
+  /** True while a gateway that took over from this one accepts: what this
+   * one holds goes to it. */
+  handingOver?(): boolean;
+  /** Pass an idle connection to that gateway; false closes it. */
+  handOver?(conn: TlsConnection): boolean;
 }
 
 /**
@@ -153,6 +158,33 @@ export class GatewayPolicy implements HoldPolicy {
    */
   count(a: Answered): void {
     this.#o.metrics.requests.labels("gateway", "", a.status).inc();
+  }
+
+  /** True while a successor gateway takes what this one holds.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * declare const policy: GatewayPolicy;
+   * policy.handingOver();
+   * ```
+   */
+  handingOver(): boolean {
+    return this.#o.handingOver?.() === true;
+  }
+
+  /** Pass an idle connection on to the successor gateway.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * import type { TlsConnection } from "../connection/tls_connection.ts";
+   * declare const policy: GatewayPolicy, conn: TlsConnection;
+   * policy.handOver(conn);
+   * ```
+   */
+  handOver(conn: TlsConnection): boolean {
+    return this.#o.handOver?.(conn) === true;
   }
 
   /** True while the gateway drains.

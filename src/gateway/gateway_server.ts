@@ -21,7 +21,8 @@
  * @module
  */
 
-import { localPort, tcpListen } from "../../ffi/shim.ts";
+import { closeFd, duplicateFd, localPort, tcpListen } from "../../ffi/shim.ts";
+import { total } from "../operations/metrics.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { logger } from "../operations/log.ts";
@@ -38,8 +39,29 @@ import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connecti
 import { Listener, retryBlockedListeners } from "../connection/listener.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { Sealer } from "../handoff/seal.ts";
+import type { ControlChannel } from "../handoff/control_channel.ts";
+import { encodeJson, MessageType } from "../handoff/protocol.ts";
+import { releaseForHandoff } from "../handoff/handoff.ts";
+import { inherit } from "./succession.ts";
 
 const log = logger("gateway");
+
+/** A gateway taking over from this one. */
+interface Successor {
+  /** Its channel (it connected to our control socket). */
+  channel: ControlChannel;
+  pid: number;
+  /** It accepts now: what this gateway holds goes to it. */
+  accepting: boolean;
+  /** It refused a connection or went away: keep what is left here. */
+  broken: boolean;
+}
+
+function bytesToBase64(b: Uint8Array): string {
+  let s = "";
+  for (const c of b) s += String.fromCharCode(c);
+  return btoa(s);
+}
 const requestLog = requestLogLine(log);
 
 export type { GatewayStats } from "./gateway_metrics.ts";
@@ -76,6 +98,10 @@ export class Gateway {
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #admin: AdminServer | undefined;
   #adminPort = -1;
+  /** A gateway taking over from this one: its channel, and whether it
+   * accepts yet (then what this one holds goes to it). */
+  #successor: Successor | undefined;
+  #retired = Promise.withResolvers<void>();
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -91,6 +117,7 @@ export class Gateway {
     this.#workers = new Workers(config, this.#key, this.#metrics, {
       returned: (from, h, fd, raw) => this.#forwarder!.returned(from, h, fd, raw),
       moved: (from, moved) => this.#forwarder!.moved(from, moved),
+      takeover: (channel, pid) => this.#onTakeover(channel, pid),
     });
     this.#holdOptions = holdOptions(config, requestLog, `gateway/${Deno.pid}`);
   }
@@ -124,6 +151,68 @@ export class Gateway {
    * ```
    */
   start(): void {
+    const handshaker = this.#prepare();
+    try {
+      this.#listen(handshaker);
+    } catch (e) {
+      this.stop();
+      throw e;
+    }
+    this.#started();
+  }
+
+  /** Take over from the gateway running on the control socket (`--takeover
+   * on`, src/gateway/succession.ts): its listening sockets, its sealing key
+   * and its workers; no connection attempt is refused meanwhile. Rejects,
+   * with the old gateway still serving, when it cannot.
+   *
+   * @example
+   * ```ts
+   * import type { Gateway } from "./gateway_server.ts";
+   * declare const gateway: Gateway;
+   * await gateway.takeOver();
+   * ```
+   */
+  async takeOver(): Promise<void> {
+    const c = this.config;
+    const handshaker = this.#prepare(); // a bad certificate stops us before we touch the old one
+    const heir = await inherit(c.control, 5000, {
+      handoff: (h, fd, raw) => this.#forwarder!.inherited(heir.channel, heir.pid, h, fd, raw),
+      closed: () =>
+        log.info("gateway pid {pid} has handed everything over and exited", { pid: heir.pid }),
+    });
+    this.#key.fill(0);
+    this.#key = heir.key;
+    this.#sealer.destroy();
+    this.#sealer = new Sealer(heir.key);
+    this.#workers.useKey(heir.key);
+    this.#forwarder!.useSealer(this.#sealer);
+    this.#controlSocket = heir.control;
+    this.#control = new Listener(heir.control.fd, "control", (w) => this.#workers.accept(w));
+    if (c.adminPort >= 0 || heir.admin) this.#startAdmin(heir.admin?.fd);
+    log.info(
+      "taking over from gateway pid {pid}: its sockets are passed on; waiting for {n} worker(s)",
+      { pid: heir.pid, n: heir.workers },
+    );
+    const until = Date.now() + 5000;
+    while (this.#workers.list().length < heir.workers && Date.now() < until) {
+      await new Promise((ok) => setTimeout(ok, 10));
+    }
+    this.#clients = new Listener(heir.https.fd, "clients", (conn) => handshaker.accept(conn), {
+      spareFd: true,
+    });
+    this.#port = heir.https.port;
+    heir.channel.send(encodeJson(MessageType.ACCEPTING, {}));
+    log.info("accepting; {n} of {of} worker(s) registered; gateway pid {pid} stops accepting", {
+      n: this.#workers.list().length,
+      of: heir.workers,
+      pid: heir.pid,
+    });
+    this.#started();
+  }
+
+  /** The parts both start() and takeOver() need; returns the handshaker. */
+  #prepare(): Handshaker {
     const c = this.config;
     raiseOpenFileLimit(log);
     const context = TlsContext.server({
@@ -147,22 +236,23 @@ export class Gateway {
       metrics: this.#metrics,
       label: this.#holdOptions.label,
       draining: () => this.#draining,
+      handingOver: () => this.#successor?.accepting === true && !this.#successor.broken,
+      handOver: (conn) => this.#passOn(conn),
     });
-    const handshaker = new Handshaker({
+    return new Handshaker({
       context,
       gatewayId: this.gatewayId,
       handshakeTimeoutMs: c.handshakeTimeoutMs,
       metrics: this.#metrics,
       ready: (conn) => this.#serve(conn, false),
     });
-    try {
-      this.#listen(handshaker);
-    } catch (e) {
-      this.stop();
-      throw e;
-    }
+  }
+
+  /** Listening: the watchdog and the start lines. */
+  #started(): void {
+    const c = this.config;
     this.#watchdog = setInterval(() => {
-      this.#controlSocket?.check();
+      if (!this.#successor) this.#controlSocket?.check(); // a successor took the path over
       this.#workers.check();
     }, 1000);
     log.info("listening on https://{host}:{port}, control socket {control}", {
@@ -178,6 +268,157 @@ export class Gateway {
     }
   }
 
+  /** A new gateway wants to take over (TAKEOVER on the control socket):
+   * tell the workers to register with it, pass it the listening sockets,
+   * and once it accepts, retire. */
+  #onTakeover(channel: ControlChannel, pid: number): void {
+    if (this.#draining || this.#successor || !this.#clients) {
+      log.warning("gateway pid {pid} asked to take over, but this one is {why}; refused", {
+        pid,
+        why: this.#draining
+          ? "draining"
+          : this.#successor
+          ? "being taken over already"
+          : "not listening",
+      });
+      channel.close();
+      return;
+    }
+    const successor = { channel, pid, accepting: false, broken: false };
+    this.#successor = successor;
+    channel.retarget({
+      onMessage: (msg, fd) => {
+        if (fd >= 0) closeFd(fd);
+        if (msg.type === MessageType.ACCEPTING && !successor.accepting) this.#retire(successor);
+        else {log.warning("unexpected message type {type} from gateway pid {pid}", {
+            type: msg.type,
+            pid,
+          });}
+      },
+      onBadMessage: (error) =>
+        log.warning("bad message from gateway pid {pid}: {error}", { pid, error }),
+      onClose: () => this.#successorGone(successor),
+    });
+    const moving = this.#workers.moveAll();
+    try {
+      if (this.#admin) {
+        channel.send(
+          encodeJson(MessageType.LISTENER, { kind: "admin", port: this.#adminPort }),
+          duplicateFd(this.#admin.fd),
+        );
+      }
+      const key = bytesToBase64(this.#key);
+      channel.send(
+        encodeJson(MessageType.LISTENER, { kind: "https", port: this.#port, key, workers: moving }),
+        duplicateFd(this.#clients.fd),
+      );
+    } catch (e) {
+      log.error("cannot pass the listening sockets to gateway pid {pid}: {error}", {
+        pid,
+        error: (e as Error).message,
+      });
+      channel.close();
+      return;
+    }
+    log.info(
+      "gateway pid {pid} takes over: listening sockets passed on, {n} worker(s) told to move",
+      {
+        pid,
+        n: moving,
+      },
+    );
+  }
+
+  /** The successor accepts: stop accepting (the sockets live on in it),
+   * finish the handshakes in progress, pass on what this gateway holds at
+   * each connection's next request boundary, and resolve
+   * {@linkcode Gateway.retired} once nothing is left (or at --drain-timeout). */
+  async #retire(successor: Successor): Promise<void> {
+    successor.accepting = true;
+    this.#clients?.close();
+    this.#clients = undefined;
+    this.#admin?.stop();
+    this.#admin = undefined;
+    log.info(
+      "gateway pid {pid} accepts now; this one stops accepting and passes on {held} connection(s)",
+      {
+        pid: successor.pid,
+        held: this.#held.size,
+      },
+    );
+    const started = Date.now();
+    const until = started + this.config.drainTimeoutMs;
+    while (Date.now() < until) {
+      for (const conn of this.#held) conn.interruptIdle();
+      if (
+        this.#held.size === 0 && this.#workers.allLeft() && successor.channel.unconfirmed === 0 &&
+        this.#handshaking() === 0
+      ) break;
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    const left = this.#held.size;
+    for (const conn of this.#held) conn.close();
+    log.info("retired in {ms} ms ({left} connection(s) cut at the deadline)", {
+      ms: Date.now() - started,
+      left,
+    });
+    this.#retired.resolve();
+  }
+
+  /** Handshakes in progress (they finish before this gateway retires). */
+  #handshaking(): number {
+    return this.#metrics.accepted.value - total(this.#metrics.handshakes) -
+      this.#metrics.handshakeFailures.value;
+  }
+
+  /** Pass an idle connection to the successor (at a request boundary).
+   * False when it cannot go (the holder closes it). */
+  #passOn(conn: TlsConnection): boolean {
+    const s = this.#successor;
+    if (!s || s.broken || !conn.exportable) return false;
+    let msg: Uint8Array;
+    try {
+      msg = releaseForHandoff(conn, this.#sealer, conn.info.handoffs);
+    } catch {
+      return false;
+    }
+    const back = (fd: number, message: Uint8Array, reason: string) => {
+      log.warning("conn {conn}: gateway pid {pid} did not take it ({reason}); kept here", {
+        conn: conn.info.connId,
+        pid: s.pid,
+        reason,
+      });
+      s.broken = true;
+      this.#forwarder!.takeBack(fd, message);
+    };
+    if (!s.channel.transfer(msg, conn.fd, back)) back(conn.fd, msg, "its channel is closed");
+    return true;
+  }
+
+  #successorGone(successor: Successor): void {
+    successor.broken = true;
+    if (successor.accepting) return; // it took over and is gone: what is in flight came back
+    log.error(
+      "gateway pid {pid} went away before it accepted; this gateway goes on serving " +
+        "(workers that registered with it come back)",
+      { pid: successor.pid },
+    );
+    if (this.#successor === successor) this.#successor = undefined;
+  }
+
+  /** Resolves once a successor has taken everything over (the process then exits).
+   *
+   * @example
+   * ```ts
+   * import type { Gateway } from "./gateway_server.ts";
+   * declare const gateway: Gateway;
+   * await gateway.retired;
+   * ```
+   */
+  get retired(): Promise<void> {
+    return this.#retired.promise;
+  }
+
   /** The control socket first: a gateway that finds another one there
    * stops before it has taken anything else. */
   #listen(handshaker: Handshaker): void {
@@ -187,7 +428,13 @@ export class Gateway {
     const listenFd = tcpListen(c.host, c.port);
     this.#clients = new Listener(listenFd, "clients", (conn) => handshaker.accept(conn));
     this.#port = localPort(listenFd);
-    if (c.adminPort >= 0) {
+    if (c.adminPort >= 0) this.#startAdmin();
+  }
+
+  /** The admin port (on `fd` when a predecessor passed its socket on). */
+  #startAdmin(fd?: number): void {
+    const c = this.config;
+    {
       this.#admin = new AdminServer(c.adminHost, c.adminPort, (head) =>
         adminAnswer(head, {
           metrics: () => this.metrics(),
@@ -208,7 +455,7 @@ export class Gateway {
             if (ok) this.#metrics.reloadSeconds.labels(name).set(seconds);
           },
         }));
-      this.#adminPort = this.#admin.start();
+      this.#adminPort = this.#admin.start(fd);
     }
   }
 

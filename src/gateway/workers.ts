@@ -62,6 +62,8 @@ export interface Worker extends WorkerRef {
   generation: string;
   /** It was told HANDOVER: what it hands back goes to the new version. */
   handingOver: boolean;
+  /** It registered with the gateway that took over from this one (LEFT). */
+  left: boolean;
 }
 
 /** What {@linkcode Workers.promote} did. */
@@ -82,6 +84,9 @@ export interface WorkerEvents {
   returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void;
   /** A worker moved connections straight to siblings (MOVED). */
   moved(from: Worker, moved: Moved): void;
+  /** A new gateway (pid) connected to take over from this one (TAKEOVER):
+   * the channel is no worker's; its handlers are the callee's to set. */
+  takeover?(channel: ControlChannel, pid: number): void;
 }
 
 function bytesToBase64(b: Uint8Array): string {
@@ -191,6 +196,7 @@ export class Workers {
       state: "serving",
       generation: "",
       handingOver: false,
+      left: false,
     };
     try {
       worker.channel = new ControlChannel(c.fd, {
@@ -243,6 +249,18 @@ export class Workers {
         closeFd(fd);
         worker.channel.confirm(msg.body.transfer ?? 0, false); // not ours to take
       }
+      return;
+    }
+    if (msg.type === MessageType.TAKEOVER && !worker.registered && this.#events.takeover) {
+      this.#workers.delete(worker); // not a worker: a successor gateway
+      this.#events.takeover(worker.channel, msg.body.pid);
+      return;
+    }
+    if (msg.type === MessageType.LEFT && worker.registered) {
+      worker.left = true;
+      log.debug("worker {worker} registered with the new gateway", {
+        worker: `${worker.name}/${worker.pid}`,
+      });
       return;
     }
     if (msg.type === MessageType.REGISTER) {
@@ -553,6 +571,61 @@ export class Workers {
     log.info("worker {worker} answers again; it gets new connections", {
       worker: `${worker.name}/${worker.pid}`,
     });
+  }
+
+  /** Tell every registered worker that a new gateway listens on the
+   * control path (MOVE); returns how many were told. Workers on their way
+   * out (draining, handing over) stay until they exit.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * console.log(`${workers.moveAll()} worker(s) move to the new gateway`);
+   * ```
+   */
+  moveAll(): number {
+    let n = 0;
+    for (const w of this.#workers) {
+      if (!w.registered || w.state === "draining") continue;
+      w.channel.send(encodeJson(MessageType.MOVE, {}));
+      n++;
+    }
+    return n;
+  }
+
+  /** True once no worker needs this gateway any more: each one left for
+   * the new gateway (or is gone), and no connection sent to one waits for
+   * its confirmation.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * if (workers.allLeft()) console.log("retired");
+   * ```
+   */
+  allLeft(): boolean {
+    for (const w of this.#workers) {
+      if (w.channel.unconfirmed > 0) return false;
+      if (w.registered && !w.left && w.state !== "draining") return false;
+    }
+    return true;
+  }
+
+  /** Use `key` as the sealing key given to workers from now on (a gateway
+   * taking over keeps its predecessor's, so workers keep one key).
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * import { Sealer } from "../handoff/seal.ts";
+   * declare const workers: Workers;
+   * workers.useKey(Sealer.newKey());
+   * ```
+   */
+  useKey(key: Uint8Array): void {
+    this.#key = key;
   }
 
   /** Close every control connection (the workers reconnect to the next

@@ -143,6 +143,34 @@ export class ControlChannel {
     this.#receive();
   }
 
+  /** Give the channel new handlers (its peer turned out to be another kind
+   * of peer: a gateway taking over, not a worker).
+   *
+   * @example
+   * ```ts
+   * import { ControlChannel } from "./control_channel.ts";
+   * declare const channel: ControlChannel;
+   * channel.retarget({ onMessage: (msg) => console.log(msg.type), onClose() {} });
+   * ```
+   */
+  retarget(handlers: ControlChannelHandlers): void {
+    this.#handlers = handlers;
+  }
+
+  /** Transfers sent on this channel and not acknowledged yet (the sender
+   * still owns them).
+   *
+   * @example
+   * ```ts
+   * import { ControlChannel } from "./control_channel.ts";
+   * declare const channel: ControlChannel;
+   * if (channel.unconfirmed === 0) channel.close();
+   * ```
+   */
+  get unconfirmed(): number {
+    return this.#pending.size;
+  }
+
   #receive(): void {
     try {
       this.#receiveAll();

@@ -55,6 +55,21 @@ export const MessageType = {
   /** gateway → worker: your version (registered with `standby`) now takes
    * connections; register without `standby` from now on. */
   PROMOTED: 10,
+  /** new gateway → running gateway (on its control socket): I take over;
+   * pass me your listening sockets. */
+  TAKEOVER: 11,
+  /** running gateway → its successor: a listening socket (the fd beside
+   * it), which one, and (with the HTTPS one) the handoff sealing key. */
+  LISTENER: 12,
+  /** successor → running gateway: I accept on the sockets now; stop
+   * accepting, finish and hand over what you hold. */
+  ACCEPTING: 13,
+  /** gateway → worker: a new gateway listens on the control path; register
+   * there, and send this channel nothing new. */
+  MOVE: 14,
+  /** worker → the gateway it leaves: registered with the new one; nothing
+   * more comes on this channel but acknowledgements. */
+  LEFT: 15,
 } as const;
 
 /** A message type's number.
@@ -69,7 +84,8 @@ export type MessageTypeId = (typeof MessageType)[keyof typeof MessageType];
 
 /**
  * Which message types may carry a file descriptor beside them (SCM_RIGHTS):
- * HANDOFF (the connection's socket) and nothing else. The control channel
+ * HANDOFF (the connection's socket) and LISTENER (a listening socket passed
+ * to a successor gateway), nothing else. The control channel
  * closes an fd that arrives with any other type before the message is
  * handled, and hands its handler -1 instead (src/handoff/control_channel.ts).
  *
@@ -91,6 +107,11 @@ export const CARRIES_FD: Readonly<Record<MessageTypeId, boolean>> = {
   [MessageType.MOVED]: false,
   [MessageType.HANDOVER]: false,
   [MessageType.PROMOTED]: false,
+  [MessageType.TAKEOVER]: false,
+  [MessageType.LISTENER]: true,
+  [MessageType.ACCEPTING]: false,
+  [MessageType.MOVE]: false,
+  [MessageType.LEFT]: false,
 };
 
 /** One entry of an ACK: the receiver took the connection (it owns it now)
@@ -209,6 +230,26 @@ export interface Register {
   standby?: boolean;
 }
 
+/** TAKEOVER body. */
+export interface Takeover {
+  /** The new gateway's pid. */
+  pid: number;
+}
+
+/** LISTENER body: which listening socket comes with it. */
+export interface ListenerPass {
+  /** "https" (the public port) or "admin". */
+  kind: "https" | "admin";
+  /** Its port. */
+  port: number;
+  /** With "https": the handoff sealing key (base64), so that the workers
+   * keep one key across the switch. */
+  key?: string;
+  /** With "https": how many workers were told to move (MOVE); the new
+   * gateway waits for them before it accepts. */
+  workers?: number;
+}
+
 /** ROUTES body: the gateway's route table.
  *
  * @example
@@ -318,7 +359,12 @@ export type Message =
   | { type: typeof MessageType.ACK; body: Ack[] }
   | { type: typeof MessageType.MOVED; body: Moved }
   | { type: typeof MessageType.HANDOVER; body: Record<string, never> }
-  | { type: typeof MessageType.PROMOTED; body: Record<string, never> };
+  | { type: typeof MessageType.PROMOTED; body: Record<string, never> }
+  | { type: typeof MessageType.TAKEOVER; body: Takeover }
+  | { type: typeof MessageType.LISTENER; body: ListenerPass }
+  | { type: typeof MessageType.ACCEPTING; body: Record<string, never> }
+  | { type: typeof MessageType.MOVE; body: Record<string, never> }
+  | { type: typeof MessageType.LEFT; body: Record<string, never> };
 
 /** The message types with a JSON body. */
 type JsonType =
@@ -329,7 +375,12 @@ type JsonType =
   | typeof MessageType.ROUTES
   | typeof MessageType.MOVED
   | typeof MessageType.HANDOVER
-  | typeof MessageType.PROMOTED;
+  | typeof MessageType.PROMOTED
+  | typeof MessageType.TAKEOVER
+  | typeof MessageType.LISTENER
+  | typeof MessageType.ACCEPTING
+  | typeof MessageType.MOVE
+  | typeof MessageType.LEFT;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -920,7 +971,15 @@ function decodeAck(buf: Uint8Array, v: DataView): Ack[] {
  */
 export function encodeJson(
   type: JsonType,
-  body: Register | Registered | Stats | Routes | Moved | Record<string, never>,
+  body:
+    | Register
+    | Registered
+    | Stats
+    | Routes
+    | Moved
+    | Takeover
+    | ListenerPass
+    | Record<string, never>,
 ): Uint8Array {
   const json = enc.encode(JSON.stringify(body));
   if (json.length > Limits.maxJson) throw new ProtocolError("JSON body too large");
@@ -1079,6 +1138,38 @@ function parseMoved(o: unknown): Moved {
   return { moves: r.moves.map((m) => ({ conn: m.conn, to: m.to, fn: m.fn, route: m.route })) };
 }
 
+function parseTakeover(o: unknown): Takeover {
+  const r = o as Partial<Takeover> | null;
+  if (!Number.isInteger(r?.pid) || (r!.pid as number) <= 0) {
+    throw new ProtocolError("TAKEOVER: pid must be a positive integer");
+  }
+  return { pid: r!.pid as number };
+}
+
+function parseListener(o: unknown): ListenerPass {
+  const r = o as Partial<ListenerPass> | null;
+  if (r?.kind !== "https" && r?.kind !== "admin") {
+    throw new ProtocolError("LISTENER: kind must be https or admin");
+  }
+  if (!Number.isInteger(r.port) || (r.port as number) < 0 || (r.port as number) > 65535) {
+    throw new ProtocolError("LISTENER: port must be 0-65535");
+  }
+  if (
+    r.key !== undefined && (typeof r.key !== "string" || !/^[A-Za-z0-9+/=]{1,128}$/.test(r.key))
+  ) {
+    throw new ProtocolError("LISTENER: key must be base64");
+  }
+  if (r.workers !== undefined && !(Number.isInteger(r.workers) && r.workers >= 0)) {
+    throw new ProtocolError("LISTENER: workers must be a non-negative integer");
+  }
+  return {
+    kind: r.kind,
+    port: r.port as number,
+    ...(r.key ? { key: r.key } : {}),
+    ...(r.workers !== undefined ? { workers: r.workers } : {}),
+  };
+}
+
 /** Decode one message; throws {@linkcode ProtocolError} when it is malformed.
  * The result's byte fields are views into `buf`.
  *
@@ -1103,7 +1194,9 @@ export function decodeMessage(buf: Uint8Array): Message {
     type !== MessageType.REGISTER && type !== MessageType.REGISTERED &&
     type !== MessageType.STATS && type !== MessageType.DRAIN && type !== MessageType.ROUTES &&
     type !== MessageType.MOVED && type !== MessageType.HANDOVER &&
-    type !== MessageType.PROMOTED
+    type !== MessageType.PROMOTED && type !== MessageType.TAKEOVER &&
+    type !== MessageType.LISTENER && type !== MessageType.ACCEPTING &&
+    type !== MessageType.MOVE && type !== MessageType.LEFT
   ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }
@@ -1125,6 +1218,10 @@ export function decodeMessage(buf: Uint8Array): Message {
       return { type, body: parseRoutes(parsed) };
     case MessageType.MOVED:
       return { type, body: parseMoved(parsed) };
+    case MessageType.TAKEOVER:
+      return { type, body: parseTakeover(parsed) };
+    case MessageType.LISTENER:
+      return { type, body: parseListener(parsed) };
     default:
       return { type, body: {} };
   }

@@ -150,6 +150,13 @@ const gatewaySpecs = {
     choices: ["on", "off"],
     help: "offer TLS session resumption (tickets and session cache)",
   },
+  "takeover": {
+    kind: "choice",
+    default: "off",
+    choices: ["on", "off"],
+    help: "on: take over from the gateway running on --control (its listening sockets, its " +
+      "workers, what it holds) without refusing a connection; it then exits",
+  },
   "handoff": {
     kind: "choice",
     default: "direct",
@@ -240,6 +247,8 @@ export interface GatewayConfig extends CommonConfig {
    * from the environment only, never a flag: flags show in `ps`); "" = no
    * admin writes. Never logged. */
   adminToken: string;
+  /** Take over from the running gateway (`--takeover on`). */
+  takeover: boolean;
 }
 
 /** A worker's settings. */
@@ -405,6 +414,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       workerTimeoutMs: v["worker-timeout"] as number,
       handoff: v["handoff"] as "direct" | "gateway",
       adminToken: readEnv("HOTPOTATO_ADMIN_TOKEN") ?? "",
+      takeover: v["takeover"] === "on",
     },
   };
 }

@@ -48,6 +48,9 @@ interface Child {
   restarts: number;
   /** The generation its process runs (workers; the launcher numbers reloads). */
   generation: number;
+  /** The gateway taking over from this child's process (an upgrade): it
+   * becomes the child's process when the old one exits. */
+  successor?: Deno.ChildProcess;
 }
 
 /** How the launcher reaches its gateway's admin port for reloads. */
@@ -141,7 +144,13 @@ export class Launcher {
   }
 
   /** Start `role`'s process (throws when it cannot be started). */
-  #run(role: Role, generation: number, standby: boolean, restarted: boolean): Deno.ChildProcess {
+  #run(
+    role: Role,
+    generation: number,
+    standby: boolean,
+    restarted: boolean,
+    extraEnv: Record<string, string> = {},
+  ): Deno.ChildProcess {
     const env: Record<string, string> = {
       HOTPOTATO_SUPERVISED: "1",
       HOTPOTATO_RESTARTED: restarted ? "1" : "0",
@@ -155,8 +164,10 @@ export class Launcher {
       env.HOTPOTATO_GENERATION = String(generation);
       env.HOTPOTATO_STANDBY = standby ? "on" : "off";
     } else {
+      env.HOTPOTATO_TAKEOVER = "off"; // an upgrade says on
       Object.assign(env, this.#options.gatewayEnv ?? {});
     }
+    Object.assign(env, extraEnv);
     return new Deno.Command(Deno.execPath(), {
       // The project's config by path: a function file outside the project
       // still gets its import map (mod.ts's "@logtape/logtape").
@@ -198,6 +209,15 @@ export class Launcher {
       if (child.process !== proc) return;
       child.process = undefined;
       if (this.#stopping) return;
+      const next = child.successor;
+      if (next) {
+        // Upgraded: the new gateway took everything over, and this one left.
+        child.successor = undefined;
+        child.process = next;
+        this.#others.delete(next);
+        this.#watch(child, next, Date.now());
+        return;
+      }
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
       this.#say(`${child.role.name} exited (${how})`);
       this.#scheduleRestart(child, started);
@@ -406,6 +426,59 @@ export class Launcher {
     return { fn, ok: true, switchMs, doneMs, handedOver };
   }
 
+  /**
+   * Upgrade the gateway (SIGUSR1): start a new gateway process with
+   * `--takeover on`; it takes the listening sockets, the workers and what
+   * the running one holds, without a connection attempt refused, and the old
+   * one exits. Resolves true once the old one is gone; false (the old one
+   * serving on) when the new one exits first.
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * console.log(await launcher.upgradeGateway() ? "upgraded" : "not upgraded");
+   * ```
+   */
+  async upgradeGateway(): Promise<boolean> {
+    const child = this.#children.find((c) => !c.role.fn);
+    const old = child?.process;
+    if (!child || !old || child.successor) {
+      this.#say(`gateway upgrade: ${child?.successor ? "one is under way" : "no gateway running"}`);
+      return false;
+    }
+    const t0 = performance.now();
+    let next: Deno.ChildProcess;
+    try {
+      next = this.#run(child.role, 0, false, false, { HOTPOTATO_TAKEOVER: "on" });
+    } catch (e) {
+      this.#say(`gateway upgrade failed: ${(e as Error).message}`);
+      return false;
+    }
+    this.#others.add(next);
+    child.successor = next;
+    this.#say(`gateway upgrade: pid ${next.pid} takes over from pid ${old.pid}`);
+    const first = await Promise.race([
+      old.status.then(() => "old" as const),
+      next.status.then(() => "new" as const),
+    ]);
+    if (first === "new" && child.successor === next) {
+      child.successor = undefined;
+      this.#others.delete(next);
+      const s = await next.status;
+      this.#say(
+        `gateway upgrade failed: pid ${next.pid} exited with ${
+          s.signal ? `signal ${s.signal}` : `code ${s.code}`
+        }; pid ${old.pid} keeps serving`,
+      );
+      return false;
+    }
+    this.#say(
+      `gateway upgrade: done in ${Math.round(performance.now() - t0)} ms; pid ${next.pid} serves`,
+    );
+    return true;
+  }
+
   /** Stop every child: SIGTERM, then SIGKILL after a grace period.
    *
    * @example
@@ -447,7 +520,8 @@ const USAGE = `Usage: ./hp start [options]
        ./hp dev FILE.ts
 
 Runs the gateway and the function workers, restarts any that die, stops all on Ctrl-C,
-reloads every function on SIGHUP (./hp reload) without dropping a connection.
+reloads every function on SIGHUP (./hp reload) and upgrades the gateway on SIGUSR1
+(./hp reload --gateway), without dropping a connection.
 
   --workers NAME=COUNT,...   workers per function (default sum=1,product=1)   HOTPOTATO_WORKERS
   --function NAME=FILE       another function to run (repeatable)            HOTPOTATO_FUNCTIONS
@@ -559,12 +633,15 @@ if (import.meta.main) {
   Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
   Deno.addSignalListener("SIGHUP", () => {
-    if (!stopping) launcher.reload();
+    if (!stopping) launcher.reload().catch((e) => console.error(`launcher: reload: ${e}`));
+  });
+  Deno.addSignalListener("SIGUSR1", () => {
+    if (!stopping) launcher.upgradeGateway().catch((e) => console.error(`launcher: upgrade: ${e}`));
   });
   console.log(
     `${
       "launcher".padEnd(8)
-    } | pid ${Deno.pid}: kill -HUP ${Deno.pid} (or ./hp reload) reloads every function`,
+    } | pid ${Deno.pid}: kill -HUP ${Deno.pid} (./hp reload) reloads every function, kill -USR1 ${Deno.pid} (./hp reload --gateway) upgrades the gateway`,
   );
   launcher.start();
   if (dev) {

@@ -138,6 +138,11 @@ export class FunctionServer {
   #everRegistered = false;
   /** Registered on standby, not promoted yet (`--standby on`, the launcher's reload). */
   #standby: boolean;
+  /** A new gateway took over (MOVE): our channel to it, until it registers us. */
+  #next: ControlChannel | undefined;
+  /** The gateway we left after a MOVE: open for what it still hands us and
+   * for acknowledgements, until it closes it. */
+  #leaving: ControlChannel | undefined;
   #metrics: WorkerMetrics;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
   /** Our peer socket and channels to other workers (direct handoffs). */
@@ -221,16 +226,25 @@ export class FunctionServer {
     return this.#metrics.stats(this.#connections.size);
   }
 
-  #connect(): void {
-    this.#reconnectTimer = undefined;
+  /** Connect to the gateway at the control path and register; `next`: a
+   * new gateway that took over (MOVE), beside the channel we have. */
+  #connect(next = false): void {
+    if (!next) this.#reconnectTimer = undefined;
     if (this.#stopped) return;
     const control = this.#config.control;
+    const failed = (error: string) => {
+      if (!next) return this.#connectFailed(error);
+      log.warning("cannot reach the new gateway at {control}: {error}; staying with the old one", {
+        control,
+        error,
+      });
+    };
     let fd: number;
     try {
       fd = unixConnect(control);
     } catch (e) {
       const none = e instanceof SysError && (e.errno === ENOENT || e.errno === ECONNREFUSED);
-      this.#connectFailed(
+      failed(
         none ? `${e.reason} (is the gateway running?)` : (e as Error).message,
       );
       return;
@@ -240,26 +254,28 @@ export class FunctionServer {
       uid = peerCredentials(fd).uid;
     } catch (e) {
       closeFd(fd);
-      this.#connectFailed(`cannot check its owner: ${(e as Error).message}`);
+      failed(`cannot check its owner: ${(e as Error).message}`);
       return;
     }
     if (uid !== processUid()) {
       closeFd(fd);
-      this.#connectFailed(`it belongs to uid ${uid}, not us: refused`);
+      failed(`it belongs to uid ${uid}, not us: refused`);
       return;
     }
-    this.#channel = new ControlChannel(fd, {
-      onMessage: (msg, passed) => this.#onMessage(msg, passed),
+    const channel: ControlChannel = new ControlChannel(fd, {
+      onMessage: (msg, passed) => this.#onMessage(msg, passed, channel),
       onBadMessage: (error) => log.warning("dropped a bad control message: {error}", { error }),
-      onClose: () => this.#onGatewayGone(),
+      onClose: () => this.#onChannelClosed(channel),
     });
+    if (next) this.#next = channel;
+    else this.#channel = channel;
     this.#listenForPeers();
-    this.#channel.send(
+    channel.send(
       encodeJson(MessageType.REGISTER, {
         name: this.options.name,
         routes: this.#routes,
         pid: Deno.pid,
-        restarted: this.options.restarted === true,
+        restarted: !next && this.options.restarted === true,
         nestedRoutes: this.options.nestedRoutes === true,
         peer: this.#peers !== undefined,
         replace: this.#config.replace && !this.#everRegistered,
@@ -267,6 +283,8 @@ export class FunctionServer {
         standby: this.#standby,
       }),
     );
+    // On our way out (replaced, or draining): a new gateway sends us nothing new.
+    if (this.#handingOver || this.#draining) channel.send(encodeJson(MessageType.DRAIN, {}));
   }
 
   /** Listen on our peer socket, beside the gateway's control socket (the
@@ -324,6 +342,41 @@ export class FunctionServer {
     this.#reconnectMs = Math.min(this.#reconnectMs * 2, RECONNECT_MAX_MS);
   }
 
+  #onChannelClosed(channel: ControlChannel): void {
+    if (channel === this.#leaving) {
+      this.#leaving = undefined; // the old gateway is done with us
+      return;
+    }
+    if (channel === this.#next) {
+      this.#next = undefined;
+      log.warning("the new gateway closed the control connection before registering us");
+      return;
+    }
+    if (channel !== this.#channel) return;
+    if (this.#next) {
+      // The old gateway went before the new one registered us: the new one is ours.
+      this.#channel = this.#next;
+      this.#next = undefined;
+      this.#registered = false;
+      return;
+    }
+    this.#onGatewayGone();
+  }
+
+  /** A new gateway registered us (after a MOVE): it is our gateway now;
+   * the old one is told LEFT and keeps its channel only to finish. */
+  #switchGateway(): void {
+    const old = this.#channel;
+    this.#channel = this.#next;
+    this.#next = undefined;
+    this.#registered = false; // the REGISTERED being handled registers us again
+    if (old) {
+      this.#leaving?.close();
+      this.#leaving = old;
+      old.send(encodeJson(MessageType.LEFT, {}));
+    }
+  }
+
   #onGatewayGone(): void {
     const was = this.#registered;
     this.#registered = false;
@@ -338,7 +391,29 @@ export class FunctionServer {
     this.#scheduleReconnect();
   }
 
-  #onMessage(msg: Message, fd: number): void {
+  #onMessage(msg: Message, fd: number, channel: ControlChannel): void {
+    if (msg.type === MessageType.HANDOFF) {
+      this.#adopt(msg.body, fd, channel); // confirmed on the channel it came on
+      return;
+    }
+    if (msg.type === MessageType.REGISTERED && channel === this.#next) {
+      if (msg.body.ok) this.#switchGateway();
+      else {
+        log.warning("the new gateway refused us: {error}", { error: msg.body.error });
+        channel.close();
+        return;
+      }
+    }
+    if (channel !== this.#channel) return; // the gateway we left: only ACKs and HANDOFFs count
+    if (msg.type === MessageType.MOVE && this.#registered) {
+      // A worker on its way out stays with the gateway it has until it exits.
+      if (this.#next || this.#handingOver || this.#draining) return;
+      log.info("a new gateway took over; registering with it at {control}", {
+        control: this.#config.control,
+      });
+      this.#connect(true);
+      return;
+    }
     if (msg.type === MessageType.REGISTERED) {
       if (this.#registered) {
         log.warning("unexpected REGISTERED on a registered channel; ignored");
@@ -373,10 +448,6 @@ export class FunctionServer {
         routes: this.#routes.join(" "),
         gatewayPid: msg.body.gatewayPid,
       });
-      return;
-    }
-    if (msg.type === MessageType.HANDOFF) {
-      this.#adopt(msg.body, fd, this.#channel);
       return;
     }
     if (msg.type === MessageType.HANDOVER && this.#registered) {
@@ -699,6 +770,8 @@ export class FunctionServer {
     clearTimeout(this.#reconnectTimer);
     clearInterval(this.#statsTimer);
     this.#channel?.close();
+    this.#next?.close();
+    this.#leaving?.close();
     this.#peers?.close();
   }
 }

@@ -1,0 +1,165 @@
+/**
+ * A gateway taking over from a running one (`--takeover on`), the new
+ * gateway's side; the running gateway's side is in gateway_server.ts
+ * (TAKEOVER, ACCEPTING, handing over what it holds).
+ *
+ * 1. The new gateway connects to the running one's control socket (same
+ *    user only), binds its own control socket and renames it over the path
+ *    (workers connecting there reach one of the two, never nothing), and
+ *    sends TAKEOVER.
+ * 2. The running gateway tells its workers to register with the new one
+ *    (MOVE) and passes its listening sockets (LISTENER, the fd beside it:
+ *    the admin port's, then the public port's with the handoff sealing key,
+ *    so that workers keep one key, and the number of workers told to move).
+ *    It keeps accepting meanwhile: the kernel's queue is shared.
+ * 3. The new gateway waits until those workers have registered with it (5 s
+ *    at most), accepts on the sockets, and says ACCEPTING; the old one
+ *    closes its copies, finishes the handshakes in progress, passes on what
+ *    it holds and exits. No connection attempt is refused: the listening
+ *    socket never closes.
+ *
+ * @module
+ */
+
+import { closeFd, peerCredentials, processUid, unixConnect } from "../../ffi/shim.ts";
+import { ControlChannel } from "../handoff/control_channel.ts";
+import { encodeJson, type Handoff, MessageType } from "../handoff/protocol.ts";
+import { logger } from "../operations/log.ts";
+import { ControlSocket } from "./control_socket.ts";
+
+const log = logger("gateway");
+
+/** What the new gateway takes over. */
+export interface Inheritance {
+  /** Its control socket, now at the path. */
+  control: ControlSocket;
+  /** The public listening socket and its port. */
+  https: { fd: number; port: number };
+  /** The admin listening socket, when the old gateway had one. */
+  admin?: { fd: number; port: number };
+  /** The handoff sealing key (the caller zeroes it when done). */
+  key: Uint8Array;
+  /** Workers told to register with the new gateway. */
+  workers: number;
+  /** The old gateway's pid. */
+  pid: number;
+  /** The channel to the old gateway: it passes on what it holds there;
+   * send ACCEPTING on it once accepting. */
+  channel: ControlChannel;
+}
+
+/** What the old gateway sends once the new one accepts. */
+export interface InheritanceEvents {
+  /** A connection it held, passed on (confirm it on `channel`). */
+  handoff(h: Handoff, fd: number, raw: Uint8Array): void;
+  /** It closed the channel (it exited, or died). */
+  closed(): void;
+}
+
+function base64ToBytes(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/**
+ * Take over from the gateway answering on the control socket at `path`:
+ * steps 1 and 2 above. Rejects (with nothing left open) when no gateway of
+ * this user answers there, or when it does not pass its sockets within
+ * `timeoutMs`.
+ *
+ * @example
+ * ```ts
+ * import { inherit } from "./succession.ts";
+ * const heir = await inherit("/run/user/1000/hotpotato/gateway.sock", 5000, {
+ *   handoff: (_h, fd) => console.log(`connection passed on: fd ${fd}`),
+ *   closed: () => console.log("the old gateway is gone"),
+ * });
+ * console.log(`listening on port ${heir.https.port}`);
+ * ```
+ */
+export function inherit(
+  path: string,
+  timeoutMs: number,
+  events: InheritanceEvents,
+): Promise<Inheritance> {
+  let fd: number;
+  try {
+    fd = unixConnect(path);
+  } catch (e) {
+    return Promise.reject(
+      new Error(`no running gateway to take over from at ${path}: ${(e as Error).message}`),
+    );
+  }
+  let pid: number;
+  try {
+    const cred = peerCredentials(fd);
+    if (cred.uid !== processUid()) throw new Error(`it runs as uid ${cred.uid}, not as us`);
+    pid = cred.pid;
+  } catch (e) {
+    closeFd(fd);
+    return Promise.reject(new Error(`cannot take over from ${path}: ${(e as Error).message}`));
+  }
+  const { promise, resolve, reject } = Promise.withResolvers<Inheritance>();
+  let admin: { fd: number; port: number } | undefined;
+  let done = false;
+  let control: ControlSocket | undefined;
+  const fail = (why: string) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    if (admin) closeFd(admin.fd);
+    channel.close();
+    control?.close();
+    reject(new Error(`cannot take over from gateway pid ${pid}: ${why}`));
+  };
+  const channel: ControlChannel = new ControlChannel(fd, {
+    onMessage: (msg, passed, raw) => {
+      if (msg.type === MessageType.HANDOFF && done) return events.handoff(msg.body, passed, raw);
+      if (msg.type !== MessageType.LISTENER || done) {
+        if (passed >= 0) closeFd(passed);
+        log.warning("unexpected message type {type} from the old gateway", { type: msg.type });
+        return;
+      }
+      if (passed < 0) return fail(`its ${msg.body.kind} socket did not come with LISTENER`);
+      if (msg.body.kind === "admin") {
+        if (admin) closeFd(admin.fd);
+        admin = { fd: passed, port: msg.body.port };
+        return;
+      }
+      if (!msg.body.key) {
+        closeFd(passed);
+        return fail("LISTENER came without the sealing key");
+      }
+      done = true;
+      clearTimeout(timer);
+      resolve({
+        control: control!,
+        https: { fd: passed, port: msg.body.port },
+        admin,
+        key: base64ToBytes(msg.body.key),
+        workers: msg.body.workers ?? 0,
+        pid,
+        channel,
+      });
+    },
+    onBadMessage: (error) => log.warning("bad message from the old gateway: {error}", { error }),
+    onClose: () => {
+      if (done) events.closed();
+      else fail("it closed the connection (is it draining, or being taken over already?)");
+    },
+  });
+  const timer = setTimeout(
+    () => fail(`its sockets did not come within ${timeoutMs} ms`),
+    timeoutMs,
+  );
+  try {
+    control = ControlSocket.listenOver(path);
+  } catch (e) {
+    fail((e as Error).message);
+    return promise;
+  }
+  channel.send(encodeJson(MessageType.TAKEOVER, { pid: Deno.pid }));
+  return promise;
+}

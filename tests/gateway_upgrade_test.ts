@@ -1,0 +1,151 @@
+/**
+ * A new gateway takes over from a running one (issue 13, gateway upgrade):
+ * it gets the listening sockets over the control socket (SCM_RIGHTS), the
+ * workers register with it, and the old one finishes and exits. No
+ * connection attempt is refused or reset during the switch, connections held
+ * by workers are not disturbed, and one the old gateway held idle moves on.
+ */
+
+import assert from "node:assert/strict";
+import { Client, HANDOFF_MODE, Proc, System } from "./support/system.ts";
+import { Launched } from "./support/launched.ts";
+import { projectRoot } from "../ffi/paths.ts";
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+/** Open connections as fast as `parallel` loops can (handshake, one
+ * request, close) until stopped; every failure is kept. */
+function opener(port: number, parallel: number) {
+  let running = true;
+  let opened = 0;
+  const errors: string[] = [];
+  const loops = Array.from({ length: parallel }, async (_, k) => {
+    for (let i = 0; running; i++) {
+      try {
+        const c = await Client.connect(port);
+        const res = await c.get(`/sum?a=${k}&b=${i}`);
+        c.close();
+        if (res.status !== 200 || JSON.parse(res.body).result !== String(k + i)) {
+          errors.push(`status ${res.status}: ${res.body}`);
+        }
+        opened++;
+      } catch (e) {
+        errors.push(String(e));
+      }
+    }
+  });
+  return {
+    get opened() {
+      return opened;
+    },
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return errors;
+    },
+  };
+}
+
+Deno.test(`a new gateway takes over twice under a connection storm: nothing refused (${HANDOFF_MODE} mode)`, async () => {
+  const sys = await System.start();
+  const clients: Client[] = [];
+  const gateways: Proc[] = [sys.gateway];
+  try {
+    // Connections held by the workers, and one held idle by the gateway
+    // (handshake done, no request yet).
+    const holders: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const c = await Client.connect(sys.port);
+      clients.push(c);
+      const res = await c.get(i % 2 ? "/product?a=1&b=2" : "/sum?a=1&b=2");
+      holders.push(res.headers.get("x-hotpotato-worker")!);
+    }
+    const idle = await Client.connect(sys.port);
+    const storm = opener(sys.port, 4);
+    for (let round = 0; round < 2; round++) {
+      await sleep(300);
+      const old = gateways[gateways.length - 1];
+      const heir = new Proc("gateway", "gateway.ts", [
+        "--port",
+        "0",
+        "--admin-port",
+        "0",
+        "--control",
+        sys.control,
+        "--takeover",
+        "on",
+      ]);
+      gateways.push(heir);
+      sys.gateway = heir; // stopped by sys.stop()
+      await heir.waitFor(/accepting; 2 of 2 worker\(s\) registered/);
+      const status = await old.child.status; // the old one retires and exits
+      assert.equal(status.code, 0, old.lines.join("\n"));
+      assert.match(old.lines.join("\n"), /retired in \d+ ms \(0 connection\(s\) cut/);
+    }
+    await sleep(300);
+    const errors = await storm.stop();
+    assert.deepEqual(errors, [], `${errors.length} of ${storm.opened + errors.length} failed`);
+    assert.ok(storm.opened > 20, `only ${storm.opened} connections opened`);
+    // Held connections kept their workers and their one handshake.
+    for (const [i, c] of clients.entries()) {
+      const res = await c.get(i % 2 ? "/product?a=2&b=3" : "/sum?a=2&b=3");
+      assert.equal(res.status, 200, res.body);
+      assert.equal(res.headers.get("x-hotpotato-worker"), holders[i]);
+    }
+    // The connection the first gateway held idle moved on with it.
+    const late = await idle.get("/sum?a=40&b=2");
+    assert.equal(late.status, 200, late.body);
+    assert.equal(JSON.parse(late.body).result, "42");
+    idle.close();
+    // Routes still change worker on held connections.
+    assert.equal((await clients[0].get("/product?a=6&b=7")).status, 200);
+  } finally {
+    for (const c of clients) c.close();
+    await sys.stop();
+    await Promise.all(gateways.map((g) => g.stop()));
+  }
+});
+
+Deno.test("the launcher upgrades its gateway on SIGUSR1; a failing one leaves the old serving", async () => {
+  // The gateways read a copy of the certificate, which the test breaks later.
+  const dir = await Deno.makeTempDir({ prefix: "hotpotato-upgrade-" });
+  const certs = `${projectRoot}/.local/certs`;
+  await Deno.copyFile(`${certs}/cert.pem`, `${dir}/cert.pem`);
+  await Deno.copyFile(`${certs}/key.pem`, `${dir}/key.pem`);
+  const sys = await Launched.start("start", [], ["sum", "product"], {
+    HOTPOTATO_CERT: `${dir}/cert.pem`,
+    HOTPOTATO_KEY: `${dir}/key.pem`,
+  });
+  const client = await Client.connect(sys.port);
+  try {
+    assert.equal((await client.get("/sum?a=1&b=2")).status, 200);
+    const storm = opener(sys.port, 2);
+    let mark = sys.lines.length;
+    Deno.kill(await sys.launcherPid(), "SIGUSR1");
+    await sys.waitLine(/gateway upgrade: done in \d+ ms; pid (\d+) serves/, mark, 30_000);
+    await sleep(300);
+    assert.deepEqual(await storm.stop(), []);
+    const res = await client.get("/product?a=6&b=7");
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.body).result, "42");
+    // Reloads still work through the new gateway's admin port (same port, same token).
+    assert.match((await sys.reload()).join("\n"), /reload 2: done/);
+    assert.equal((await client.get("/sum?a=1&b=1")).status, 200);
+    // A new gateway that cannot start (a broken certificate) changes nothing.
+    await Deno.writeTextFile(`${dir}/cert.pem`, "not a certificate\n");
+    mark = sys.lines.length;
+    Deno.kill(await sys.launcherPid(), "SIGUSR1");
+    await sys.waitLine(
+      /gateway upgrade failed: pid \d+ exited with code 1; pid \d+ keeps serving/,
+      mark,
+    );
+    assert.equal((await client.get("/sum?a=2&b=2")).status, 200);
+    const fresh = await Client.connect(sys.port);
+    assert.equal((await fresh.get("/product?a=2&b=2")).status, 200);
+    fresh.close();
+  } finally {
+    client.close();
+    await sys.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
