@@ -37,7 +37,7 @@ function sameSecret(a: string, b: string): boolean {
 function authorized(head: RequestHead, token: string): boolean {
   if (!token) return false;
   const h = head.headers.find(([name]) => name === "authorization")?.[1] ?? "";
-  return h.startsWith("Bearer ") && sameSecret(h.slice(7), token);
+  return h.slice(0, 7).toLowerCase() === "bearer " && sameSecret(h.slice(7).trim(), token);
 }
 
 /** What the admin routes read from the gateway. */
@@ -111,6 +111,9 @@ function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
     return json(403, { error: "admin writes are off (the gateway has no HOTPOTATO_ADMIN_TOKEN)" });
   }
   if (!authorized(head, source.token)) return json(401, { error: "bad or missing bearer token" });
+  if (head.path !== "/admin/promote" && head.path !== "/admin/reloaded") {
+    return json(404, { error: "not found" });
+  }
   const q = new URLSearchParams(head.query);
   const name = q.get("function") ?? "";
   if (!NAME_RE.test(name)) return json(400, { error: "function: a function name is needed" });

@@ -51,6 +51,9 @@ interface Child {
   /** The gateway taking over from this child's process (an upgrade): it
    * becomes the child's process when the old one exits. */
   successor?: Deno.ChildProcess;
+  /** A reload of its function is under way: its process's exit is not a
+   * crash to restart from now (the reload's outcome decides). */
+  reloading?: boolean;
 }
 
 /** How the launcher reaches its gateway's admin port for reloads. */
@@ -188,7 +191,7 @@ export class Launcher {
   }
 
   #spawn(child: Child): void {
-    if (this.#stopping || child.process) return;
+    if (this.#stopping || child.process || child.reloading) return;
     const started = Date.now();
     let proc: Deno.ChildProcess;
     try {
@@ -220,7 +223,8 @@ export class Launcher {
       }
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
       this.#say(`${child.role.name} exited (${how})`);
-      this.#scheduleRestart(child, started);
+      // During a reload, its end decides: the new process, or a restart.
+      if (!child.reloading) this.#scheduleRestart(child, started);
     });
   }
 
@@ -257,13 +261,16 @@ export class Launcher {
       return this.#reloading;
     }
     const run = async (): Promise<ReloadResult[]> => {
-      let results = await this.#reloadAll(only);
-      while (this.#reloadAgain && !this.#stopping) {
-        this.#reloadAgain = false;
-        results = await this.#reloadAll(this.#againOnly);
+      try {
+        let results = await this.#reloadAll(only);
+        while (this.#reloadAgain && !this.#stopping) {
+          this.#reloadAgain = false;
+          results = await this.#reloadAll(this.#againOnly);
+        }
+        return results;
+      } finally {
+        this.#reloading = undefined;
       }
-      this.#reloading = undefined;
-      return results;
     };
     this.#reloading = run();
     return this.#reloading;
@@ -299,6 +306,23 @@ export class Launcher {
   }
 
   async #reloadFunction(
+    admin: AdminClient,
+    fn: string,
+    children: Child[],
+    generation: number,
+  ): Promise<ReloadResult> {
+    for (const c of children) c.reloading = true;
+    try {
+      return await this.#switchFunction(admin, fn, children, generation);
+    } finally {
+      for (const c of children) {
+        c.reloading = false;
+        if (!c.process) this.#scheduleRestart(c, 0); // it died meanwhile and was not replaced
+      }
+    }
+  }
+
+  async #switchFunction(
     admin: AdminClient,
     fn: string,
     children: Child[],
@@ -347,7 +371,6 @@ export class Launcher {
       }
     }
     const pids = new Set(fresh.map((p) => p.pid));
-    const before = await admin.handedOver(fn);
     // Wait until every new process has registered on standby.
     let name = "";
     let lastError = "";
@@ -369,10 +392,14 @@ export class Launcher {
           break;
         }
       } catch (e) {
+        if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+          return await fail(`cannot reach the admin port: ${(e as Error).message}`);
+        }
         lastError = (e as Error).message;
       }
       await sleep(50);
     }
+    const before = await admin.handedOver(name);
     let replaced: number[];
     try {
       ({ replaced } = await admin.promote(
@@ -398,13 +425,16 @@ export class Launcher {
         this.#others.add(old);
       }
     });
-    if (this.#options.handover === false) {
-      for (const p of olds) {
-        try {
-          p.kill("SIGTERM"); // drain: close what it holds, as other proxies do
-        } catch { /* gone */ }
-      }
+    for (const p of olds) {
+      // Told HANDOVER, an old worker leaves by itself. One the gateway did
+      // not replace (it registered after the switch) or --reload-mode
+      // close: SIGTERM, it drains (closing what it holds, as other proxies do).
+      if (this.#options.handover !== false && replaced.includes(p.pid)) continue;
+      try {
+        p.kill("SIGTERM");
+      } catch { /* gone */ }
     }
+    this.#promoteStragglers(admin, name, generation, pids);
     const killer = setTimeout(() => {
       for (const p of olds) {
         try {
@@ -424,6 +454,30 @@ export class Launcher {
     );
     await admin.reloaded(name, true, doneMs / 1000);
     return { fn, ok: true, switchMs, doneMs, handedOver };
+  }
+
+  /** After a switch, for two seconds: a new worker that is on standby
+   * again (the gateway restarted before it heard PROMOTED, and it
+   * registered anew on standby) is promoted again. */
+  async #promoteStragglers(
+    admin: AdminClient,
+    name: string,
+    generation: number,
+    pids: Set<number>,
+  ): Promise<void> {
+    for (let i = 0; i < 10 && !this.#stopping; i++) {
+      await sleep(200);
+      try {
+        const waiting = (await admin.workers()).some((w) =>
+          pids.has(w.pid) && w.state === "standby"
+        );
+        if (waiting) {
+          await admin.promote(name, String(generation), this.#options.handover !== false);
+        }
+      } catch {
+        // the gateway is away: try again
+      }
+    }
   }
 
   /**
@@ -555,7 +609,9 @@ function envList(name: string): string[] {
  * environment that tells the gateway (its token; the port when the
  * launcher picked it). */
 function adminFor(): Pick<LauncherOptions, "admin" | "gatewayEnv"> {
-  const host = env("HOTPOTATO_ADMIN_HOST") || "127.0.0.1";
+  const listen = env("HOTPOTATO_ADMIN_HOST") || "127.0.0.1";
+  // A wildcard address is reached on loopback (the token never leaves the host).
+  const host = listen === "0.0.0.0" ? "127.0.0.1" : listen === "::" ? "::1" : listen;
   const setting = env("HOTPOTATO_ADMIN_PORT") || "8081";
   if (setting === "off") {
     return { admin: { problem: "the gateway's admin port is off (HOTPOTATO_ADMIN_PORT=off)" } };
@@ -610,7 +666,8 @@ if (import.meta.main) {
     if (values.dev !== undefined) {
       const fn = values.dev.replace(/^.*\//, "").replace(/\.(ts|js)$/, "");
       dev = { file: values.dev, fn };
-      roles = rolesFor(["sum=0", "product=0"], [`${fn}=${values.dev}`]);
+      const others = ["sum", "product"].filter((n) => n !== fn).map((n) => `${n}=0`);
+      roles = rolesFor(others, [`${fn}=${values.dev}`]);
     } else {
       roles = rolesFor(
         values.workers ?? envList("HOTPOTATO_WORKERS"),

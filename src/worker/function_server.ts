@@ -654,10 +654,11 @@ export class FunctionServer {
           ms: Date.now() - started,
         });
       } else {
-        log.warning("{name}: {left} connection(s) still busy at --drain-timeout; exiting", {
+        log.warning("{name}: {left} connection(s) still busy at --drain-timeout: closed; exiting", {
           name: this.options.name,
           left,
         });
+        for (const conn of this.#connections) conn.close(); // the deadline is the deadline
       }
       Deno.kill(Deno.pid, "SIGTERM"); // the usual shutdown: drain (nothing left) and exit
     }, 20);
