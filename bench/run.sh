@@ -6,8 +6,8 @@
 # on the same TLS stack and Deno.serve, with wrk at 1, 50 and 500 connections,
 # ECDSA and RSA certificates; then the run-length sweep (route changing every
 # k requests), 10,000 idle connections and the handoff micro benchmark; a
-# full run then measures body sizes (bench/sizes.ts) and WebSocket echo
-# (bench/ws_echo.ts).
+# full run then measures body sizes (bench/sizes.ts), WebSocket echo
+# (bench/ws_echo.ts) and reloads under load (bench/reload.ts).
 # Writes bench/results/results.{json,md}, chart.svg and sweep.svg and prints
 # the tables. About 17 minutes on 2 cores. Settings: see
 # bench/README.md (BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_CERTS, BENCH_SYSTEMS,
@@ -43,6 +43,10 @@ if [ "${1:-}" = --ws ]; then
   # WebSocket echo rate against Deno.serve (bench/ws_echo.ts)
   exec "$deno" run --no-prompt --allow-all bench/ws_echo.ts
 fi
+if [ "${1:-}" = --reload ]; then
+  # SIGHUP reloads under 50 connections: handover against closing (bench/reload.ts)
+  exec "$deno" run --no-prompt --allow-all bench/reload.ts
+fi
 if [ "${1:-}" = --sizes ]; then
   # response bodies of 1 KiB, 64 KiB, 1 MiB against nginx (bench/sizes.ts)
   exec "$deno" run --no-prompt --allow-all bench/sizes.ts
@@ -53,5 +57,6 @@ rc=0
 if [ $# -eq 0 ] && [ -z "${BENCH_SYSTEMS:-}" ]; then
   "$deno" run --no-prompt --allow-all bench/sizes.ts || rc=1
   "$deno" run --no-prompt --allow-all bench/ws_echo.ts || rc=1
+  "$deno" run --no-prompt --allow-all bench/reload.ts || rc=1
 fi
 exit $rc
