@@ -145,6 +145,7 @@ export function inherit(
       });
     },
     onBadMessage: (error) => log.warning("bad message from the old gateway: {error}", { error }),
+    takesListeners: true,
     onClose: () => {
       if (done) events.closed();
       else fail("it closed the connection (is it draining, or being taken over already?)");

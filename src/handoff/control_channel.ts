@@ -8,7 +8,8 @@
  * kernel has it (or when sending fails), and zeroes the message bytes once
  * sent (they may hold the deployment key or a client's request bytes). A
  * received fd belongs to the `onMessage` callback when its message type may
- * carry one (protocol.ts `CARRIES_FD`: HANDOFF only); with any other type the
+ * carry one (protocol.ts `CARRIES_FD`: HANDOFF, and LISTENER on a channel
+ * that takes listeners); with any other type the
  * channel closes it before the callback runs, which gets -1. Received bytes
  * are zeroed after it returns.
  *
@@ -87,6 +88,10 @@ export interface ControlChannelHandlers {
   /** The peer closed the channel (or it failed); the channel is closed.
    * Transfers still waiting for an ACK come back (`onReturned`) after this. */
   onClose(): void;
+  /** Whether this channel takes a LISTENER's fd (only a gateway's channel
+   * to the gateway it takes over from does); default false: the fd is
+   * closed like any other that comes with a type not meant for this peer. */
+  takesListeners?: boolean;
 }
 
 const recvBuf = new Uint8Array(Limits.maxMessage);
@@ -222,8 +227,12 @@ export class ControlChannel {
         continue;
       }
       let fd = r.fd;
-      if (fd !== -1 && !CARRIES_FD[msg.type]) {
-        closeFd(fd); // no message of this type carries one: no handler has to
+      if (
+        fd !== -1 &&
+        (!CARRIES_FD[msg.type] ||
+          (msg.type === MessageType.LISTENER && this.#handlers.takesListeners !== true))
+      ) {
+        closeFd(fd); // no message of this type carries one (here): no handler has to
         fd = -1;
       }
       if (msg.type === MessageType.ACK) {
