@@ -110,6 +110,7 @@ function percentile(values: number[], p: number): number {
 interface ModeResult {
   mode: string;
   reloadMs: number[];
+  switchMs: number[];
   goneMs: number[];
   handedOver: number;
   extraHandshakes: number;
@@ -166,6 +167,7 @@ async function measure(mode: "handover" | "close"): Promise<ModeResult> {
     const windows: [number, number][] = [];
     const reloadMs: number[] = [];
     const goneMs: number[] = [];
+    const switchMs: number[] = [];
     let handedOver = 0;
     const handshakesBefore = out.handshakes;
     for (let r = 0; r < reloads; r++) {
@@ -180,10 +182,13 @@ async function measure(mode: "handover" | "close"): Promise<ModeResult> {
       reloadMs.push(Number(done[2]));
       windows.push([t0, performance.now() + 200]);
       for (const l of lines.slice(mark)) {
-        const m = l.match(/gone in (\d+) ms, (\d+) connection\(s\) handed over/);
+        const m = l.match(
+          /switched in (\d+) ms, .* gone in (\d+) ms, (\d+) connection\(s\) handed over/,
+        );
         if (m) {
-          goneMs.push(Number(m[1]));
-          handedOver += Number(m[2]);
+          switchMs.push(Number(m[1]));
+          goneMs.push(Number(m[2]));
+          handedOver += Number(m[3]);
         }
       }
       await sleep(3000);
@@ -196,6 +201,7 @@ async function measure(mode: "handover" | "close"): Promise<ModeResult> {
     return {
       mode,
       reloadMs,
+      switchMs,
       goneMs,
       handedOver,
       extraHandshakes: out.handshakes - handshakesBefore,

@@ -183,7 +183,8 @@ HP_EXPORT int hp_unix_listen_over(const char *path, int backlog) {
     char tmp[sizeof ((struct sockaddr_un *)0)->sun_path];
     struct sockaddr_un sa;
     int rv, fd;
-    if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp) return -ENAMETOOLONG;
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.new", path, (long)getpid()) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
     if ((rv = fill_unix_addr(&sa, tmp)) < 0) return rv;
     if (unlink(tmp) < 0 && errno != ENOENT) return -errno;
     fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -149,3 +149,47 @@ Deno.test("the launcher upgrades its gateway on SIGUSR1; a failing one leaves th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test(`a successor killed during the takeover: the old gateway serves on (${HANDOFF_MODE} mode)`, async () => {
+  const sys = await System.start();
+  const gateways: Proc[] = [sys.gateway];
+  const held = await Client.connect(sys.port);
+  try {
+    assert.equal((await held.get("/sum?a=1&b=2")).status, 200);
+    const storm = opener(sys.port, 2);
+    const heir = new Proc("gateway", "gateway.ts", [
+      "--port",
+      "0",
+      "--admin-port",
+      "off",
+      "--control",
+      sys.control,
+      "--takeover",
+      "on",
+    ]);
+    gateways.push(heir);
+    await heir.waitFor(/taking over from gateway pid/); // it holds the control path now
+    heir.child.kill("SIGKILL");
+    await heir.child.status;
+    await sys.gateway.waitFor(/went away before taking everything over; this gateway serves on/);
+    await sleep(500);
+    const errors = await storm.stop();
+    // Connections the successor had accepted die with it (the kill); none other fails.
+    assert.ok(errors.length <= 4, errors.join("\n"));
+    // The old gateway still serves, new connections and held ones alike.
+    const c = await Client.connect(sys.port);
+    assert.equal((await c.get("/product?a=6&b=7")).status, 200);
+    c.close();
+    assert.equal((await held.get("/product?a=2&b=3")).status, 200);
+    // It holds the control path again: a new worker registers with it.
+    const hello = await sys.addWorker("hello", "examples/hello.ts");
+    assert.ok(hello);
+    const h = await Client.connect(sys.port);
+    assert.equal((await h.get("/hello?name=x")).status, 200);
+    h.close();
+  } finally {
+    held.close();
+    await sys.stop();
+    await Promise.all(gateways.map((g) => g.stop()));
+  }
+});

@@ -561,6 +561,7 @@ Deno.test({
       [MessageType.ACCEPTING]: encodeJson(MessageType.ACCEPTING, {}),
       [MessageType.MOVE]: encodeJson(MessageType.MOVE, {}),
       [MessageType.LEFT]: encodeJson(MessageType.LEFT, {}),
+      [MessageType.BOUND]: encodeJson(MessageType.BOUND, {}),
     };
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
     const listenFd = unixListen(`${dir}/c.sock`);

@@ -98,6 +98,7 @@ export class Listener {
   /** The pending retry is the immediate one (see retrySoon). */
   #soon = false;
   #closed = false;
+  #paused = false;
   /** The reserved fd (-1: none, or not wanted). */
   #spare = -1;
   #wantSpare: boolean;
@@ -134,9 +135,47 @@ export class Listener {
     return this.#blockedSince !== 0;
   }
 
+  /** Stop accepting, keeping the socket open (connections wait in its
+   * queue, or another process sharing the socket takes them).
+   *
+   * @example
+   * ```ts
+   * import { Listener } from "./listener.ts";
+   * import { closeFd, tcpListen } from "../../ffi/shim.ts";
+   * const listener = new Listener(tcpListen("127.0.0.1", 0), "clients", (c) => closeFd(c.fd));
+   * listener.pause();
+   * listener.resume();
+   * listener.close();
+   * ```
+   */
+  pause(): void {
+    if (this.#closed || this.#paused) return;
+    this.#paused = true;
+    this.#disarm();
+    blocked.delete(this);
+    EventLoop.instance().remove(this.fd);
+  }
+
+  /** Accept again after {@linkcode Listener.pause} (what queued meanwhile
+   * is taken at once).
+   *
+   * @example
+   * ```ts
+   * import type { Listener } from "./listener.ts";
+   * declare const listener: Listener;
+   * listener.resume();
+   * ```
+   */
+  resume(): void {
+    if (this.#closed || !this.#paused) return;
+    this.#paused = false;
+    EventLoop.instance().add(this.fd, () => this.#accept());
+    this.#accept();
+  }
+
   #accept(): void {
     let aborted = 0;
-    while (!this.#closed) {
+    while (!this.#closed && !this.#paused) {
       let c;
       try {
         c = accept(this.fd);
@@ -254,6 +293,7 @@ export class Listener {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#paused = false;
     this.#disarm();
     blocked.delete(this);
     EventLoop.instance().remove(this.fd);

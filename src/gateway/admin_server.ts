@@ -76,6 +76,34 @@ export class AdminServer {
     return localPort(fd);
   }
 
+  /** Stop accepting admin connections, keeping the socket (a gateway
+   * taking over from this one accepts on it now).
+   *
+   * @example
+   * ```ts
+   * import type { AdminServer } from "./admin_server.ts";
+   * declare const admin: AdminServer;
+   * admin.pause();
+   * admin.resume();
+   * ```
+   */
+  pause(): void {
+    this.#listener?.pause();
+  }
+
+  /** Accept admin connections again after {@linkcode AdminServer.pause}.
+   *
+   * @example
+   * ```ts
+   * import type { AdminServer } from "./admin_server.ts";
+   * declare const admin: AdminServer;
+   * admin.resume();
+   * ```
+   */
+  resume(): void {
+    this.#listener?.resume();
+  }
+
   /** The listening socket's fd (-1 before start and after stop).
    *
    * @example

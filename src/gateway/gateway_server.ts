@@ -22,7 +22,6 @@
  */
 
 import { closeFd, duplicateFd, localPort, tcpListen } from "../../ffi/shim.ts";
-import { total } from "../operations/metrics.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { logger } from "../operations/log.ts";
@@ -51,11 +50,18 @@ interface Successor {
   /** Its channel (it connected to our control socket). */
   channel: ControlChannel;
   pid: number;
+  /** Its control socket is at the path (BOUND): the workers were told to move. */
+  bound: boolean;
   /** It accepts now: what this gateway holds goes to it. */
   accepting: boolean;
-  /** It refused a connection or went away: keep what is left here. */
+  /** It went away (or refused connections again and again): keep what is left here. */
   broken: boolean;
+  /** Connections it refused so far. */
+  refused: number;
 }
+
+/** Connections a successor may refuse before this gateway stops offering it more. */
+const MAX_SUCCESSOR_REFUSALS = 100;
 
 function bytesToBase64(b: Uint8Array): string {
   let s = "";
@@ -102,6 +108,7 @@ export class Gateway {
    * accepts yet (then what this one holds goes to it). */
   #successor: Successor | undefined;
   #retired = Promise.withResolvers<void>();
+  #handshaker: Handshaker | undefined;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -152,6 +159,7 @@ export class Gateway {
    */
   start(): void {
     const handshaker = this.#prepare();
+    this.#handshaker = handshaker;
     try {
       this.#listen(handshaker);
     } catch (e) {
@@ -187,6 +195,7 @@ export class Gateway {
     this.#sealer = new Sealer(heir.key);
     this.#workers.useKey(heir.key);
     this.#forwarder!.useSealer(this.#sealer);
+    this.#handshaker = handshaker;
     this.#controlSocket = heir.control;
     this.#control = new Listener(heir.control.fd, "control", (w) => this.#workers.accept(w));
     if (c.adminPort >= 0 || heir.admin) this.#startAdmin(heir.admin?.fd);
@@ -284,22 +293,38 @@ export class Gateway {
       channel.close();
       return;
     }
-    const successor = { channel, pid, accepting: false, broken: false };
+    const successor: Successor = {
+      channel,
+      pid,
+      bound: false,
+      accepting: false,
+      broken: false,
+      refused: 0,
+    };
     this.#successor = successor;
     channel.retarget({
       onMessage: (msg, fd) => {
         if (fd >= 0) closeFd(fd);
-        if (msg.type === MessageType.ACCEPTING && !successor.accepting) this.#retire(successor);
-        else {log.warning("unexpected message type {type} from gateway pid {pid}", {
+        if (msg.type === MessageType.BOUND && !successor.bound) {
+          successor.bound = true;
+          const n = this.#workers.moveAll();
+          log.info("gateway pid {pid} holds the control socket now; {n} worker(s) told to move", {
+            pid,
+            n,
+          });
+        } else if (msg.type === MessageType.ACCEPTING && successor.bound && !successor.accepting) {
+          this.#retire(successor);
+        } else {
+          log.warning("unexpected message type {type} from gateway pid {pid}", {
             type: msg.type,
             pid,
-          });}
+          });
+        }
       },
       onBadMessage: (error) =>
         log.warning("bad message from gateway pid {pid}: {error}", { pid, error }),
       onClose: () => this.#successorGone(successor),
     });
-    const moving = this.#workers.moveAll();
     try {
       if (this.#admin) {
         channel.send(
@@ -308,8 +333,9 @@ export class Gateway {
         );
       }
       const key = bytesToBase64(this.#key);
+      const workers = this.#workers.list().length;
       channel.send(
-        encodeJson(MessageType.LISTENER, { kind: "https", port: this.#port, key, workers: moving }),
+        encodeJson(MessageType.LISTENER, { kind: "https", port: this.#port, key, workers }),
         duplicateFd(this.#clients.fd),
       );
     } catch (e) {
@@ -320,55 +346,46 @@ export class Gateway {
       channel.close();
       return;
     }
-    log.info(
-      "gateway pid {pid} takes over: listening sockets passed on, {n} worker(s) told to move",
-      {
-        pid,
-        n: moving,
-      },
-    );
+    log.info("gateway pid {pid} takes over: listening sockets passed on", { pid });
   }
 
-  /** The successor accepts: stop accepting (the sockets live on in it),
-   * finish the handshakes in progress, pass on what this gateway holds at
-   * each connection's next request boundary, and resolve
-   * {@linkcode Gateway.retired} once nothing is left (or at --drain-timeout). */
+  /** The successor accepts: stop accepting (the sockets stay open here
+   * until the end, in case it goes away), finish the handshakes in
+   * progress, pass on what this gateway holds at each connection's next
+   * request boundary, and resolve {@linkcode Gateway.retired} once nothing
+   * is left (or at --drain-timeout). */
   async #retire(successor: Successor): Promise<void> {
     successor.accepting = true;
+    this.#clients?.pause();
+    this.#admin?.pause();
+    log.info(
+      "gateway pid {pid} accepts now; this one stops accepting and passes on {held} connection(s)",
+      { pid: successor.pid, held: this.#held.size },
+    );
+    const started = Date.now();
+    const until = started + this.config.drainTimeoutMs;
+    while (Date.now() < until && !successor.broken) {
+      for (const conn of this.#held) conn.interruptIdle();
+      if (
+        this.#held.size === 0 && this.#workers.allLeft() && successor.channel.unconfirmed === 0 &&
+        (this.#handshaker?.inProgress ?? 0) === 0
+      ) break;
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    if (successor.broken && successor.channel.unconfirmed === 0 && this.#successor !== successor) {
+      return; // it went away: this gateway serves again (#successorGone)
+    }
+    const left = this.#held.size;
+    for (const conn of this.#held) conn.close();
     this.#clients?.close();
     this.#clients = undefined;
     this.#admin?.stop();
     this.#admin = undefined;
-    log.info(
-      "gateway pid {pid} accepts now; this one stops accepting and passes on {held} connection(s)",
-      {
-        pid: successor.pid,
-        held: this.#held.size,
-      },
-    );
-    const started = Date.now();
-    const until = started + this.config.drainTimeoutMs;
-    while (Date.now() < until) {
-      for (const conn of this.#held) conn.interruptIdle();
-      if (
-        this.#held.size === 0 && this.#workers.allLeft() && successor.channel.unconfirmed === 0 &&
-        this.#handshaking() === 0
-      ) break;
-      await new Promise((ok) => setTimeout(ok, 20));
-    }
-    const left = this.#held.size;
-    for (const conn of this.#held) conn.close();
     log.info("retired in {ms} ms ({left} connection(s) cut at the deadline)", {
       ms: Date.now() - started,
       left,
     });
     this.#retired.resolve();
-  }
-
-  /** Handshakes in progress (they finish before this gateway retires). */
-  #handshaking(): number {
-    return this.#metrics.accepted.value - total(this.#metrics.handshakes) -
-      this.#metrics.handshakeFailures.value;
   }
 
   /** Pass an idle connection to the successor (at a request boundary).
@@ -388,22 +405,42 @@ export class Gateway {
         pid: s.pid,
         reason,
       });
-      s.broken = true;
+      // Offered again at its next boundary, unless it keeps refusing.
+      if (++s.refused >= MAX_SUCCESSOR_REFUSALS) s.broken = true;
       this.#forwarder!.takeBack(fd, message);
     };
     if (!s.channel.transfer(msg, conn.fd, back)) back(conn.fd, msg, "its channel is closed");
     return true;
   }
 
+  /** The successor's channel closed. If it took the control path, this
+   * gateway binds it again (a dead socket there is replaced), so workers
+   * that had moved come back; if it had started accepting, this one
+   * accepts again too. */
   #successorGone(successor: Successor): void {
     successor.broken = true;
-    if (successor.accepting) return; // it took over and is gone: what is in flight came back
-    log.error(
-      "gateway pid {pid} went away before it accepted; this gateway goes on serving " +
-        "(workers that registered with it come back)",
-      { pid: successor.pid },
-    );
-    if (this.#successor === successor) this.#successor = undefined;
+    if (this.#successor !== successor) return;
+    this.#successor = undefined;
+    log.error("gateway pid {pid} went away before taking everything over; this gateway serves on", {
+      pid: successor.pid,
+    });
+    if (successor.bound) {
+      try {
+        const control = ControlSocket.listen(this.config.control);
+        this.#control?.close();
+        this.#controlSocket = control;
+        this.#control = new Listener(control.fd, "control", (w) => this.#workers.accept(w));
+      } catch (e) {
+        log.error("cannot bind the control socket again: {error}", {
+          error: (e as Error).message,
+        });
+      }
+      this.#workers.stopMoving();
+    }
+    if (successor.accepting) {
+      this.#clients?.resume();
+      this.#admin?.resume();
+    }
   }
 
   /** Resolves once a successor has taken everything over (the process then exits).

@@ -66,6 +66,20 @@ export class Handshaker {
   #opts: HandshakerOptions;
   #nextConnId = 1;
   #logBudget = new LogBudget(10, 1000);
+  #inProgress = 0;
+
+  /** Connections accepted whose handshake has not ended yet.
+   *
+   * @example
+   * ```ts
+   * import type { Handshaker } from "./handshaker.ts";
+   * declare const handshaker: Handshaker;
+   * console.log(handshaker.inProgress);
+   * ```
+   */
+  get inProgress(): number {
+    return this.#inProgress;
+  }
 
   /** A handshaker with these settings.
    *
@@ -118,7 +132,8 @@ export class Handshaker {
       closeFd(c.fd);
       return;
     }
-    this.#handshake(conn)
+    this.#inProgress++;
+    this.#handshake(conn, () => this.#inProgress--)
       .catch((e) => {
         log.error("conn {conn}: {error}", { conn: info.connId, error: String(e) });
         conn.close(false);
@@ -127,7 +142,19 @@ export class Handshaker {
       .finally(retryBlockedListeners);
   }
 
-  async #handshake(conn: TlsConnection): Promise<void> {
+  async #handshake(conn: TlsConnection, ended: () => void): Promise<void> {
+    let done = false;
+    const end = () => {
+      if (!done) (done = true, ended());
+    };
+    try {
+      await this.#shake(conn, end);
+    } finally {
+      end();
+    }
+  }
+
+  async #shake(conn: TlsConnection, end: () => void): Promise<void> {
     const { metrics } = this.#opts;
     const deadline = Date.now() + this.#opts.handshakeTimeoutMs;
     const first = await conn.peekStart(deadline);
@@ -170,6 +197,7 @@ export class Handshaker {
       protocol: conn.protocol,
       cipher: conn.cipher,
     }));
+    end(); // from here the connection is held (or handed off)
     await this.#opts.ready(conn);
   }
 

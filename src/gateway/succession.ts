@@ -4,14 +4,15 @@
  * (TAKEOVER, ACCEPTING, handing over what it holds).
  *
  * 1. The new gateway connects to the running one's control socket (same
- *    user only), binds its own control socket and renames it over the path
- *    (workers connecting there reach one of the two, never nothing), and
- *    sends TAKEOVER.
- * 2. The running gateway tells its workers to register with the new one
- *    (MOVE) and passes its listening sockets (LISTENER, the fd beside it:
- *    the admin port's, then the public port's with the handoff sealing key,
- *    so that workers keep one key, and the number of workers told to move).
- *    It keeps accepting meanwhile: the kernel's queue is shared.
+ *    user only) and sends TAKEOVER.
+ * 2. The running gateway passes its listening sockets (LISTENER, the fd
+ *    beside it: the admin port's, then the public port's with the handoff
+ *    sealing key, so that workers keep one key, and the number of workers
+ *    that will move). The new gateway binds its own control socket and
+ *    renames it over the path (workers connecting there reach one of the
+ *    two, never nothing) and says BOUND; the running gateway then tells its
+ *    workers to register with the new one (MOVE). It keeps accepting
+ *    meanwhile: the kernel's queue is shared.
  * 3. The new gateway waits until those workers have registered with it (5 s
  *    at most), accepts on the sockets, and says ACCEPTING; the old one
  *    closes its copies, finishes the handshakes in progress, passes on what
@@ -103,21 +104,23 @@ export function inherit(
   }
   const { promise, resolve, reject } = Promise.withResolvers<Inheritance>();
   let admin: { fd: number; port: number } | undefined;
-  let done = false;
-  let control: ControlSocket | undefined;
+  /** Settled: resolved (then the channel is the caller's) or rejected. */
+  let settled = false;
+  let resolved = false;
   const fail = (why: string) => {
-    if (done) return;
-    done = true;
+    if (settled) return;
+    settled = true;
     clearTimeout(timer);
     if (admin) closeFd(admin.fd);
     channel.close();
-    control?.close();
     reject(new Error(`cannot take over from gateway pid ${pid}: ${why}`));
   };
   const channel: ControlChannel = new ControlChannel(fd, {
     onMessage: (msg, passed, raw) => {
-      if (msg.type === MessageType.HANDOFF && done) return events.handoff(msg.body, passed, raw);
-      if (msg.type !== MessageType.LISTENER || done) {
+      if (msg.type === MessageType.HANDOFF && resolved) {
+        return events.handoff(msg.body, passed, raw);
+      }
+      if (msg.type !== MessageType.LISTENER || settled) {
         if (passed >= 0) closeFd(passed);
         log.warning("unexpected message type {type} from the old gateway", { type: msg.type });
         return;
@@ -132,10 +135,19 @@ export function inherit(
         closeFd(passed);
         return fail("LISTENER came without the sealing key");
       }
-      done = true;
+      // It agreed: only now take the control path over, then tell it so.
+      let control: ControlSocket;
+      try {
+        control = ControlSocket.listenOver(path);
+      } catch (e) {
+        closeFd(passed);
+        return fail((e as Error).message);
+      }
+      settled = resolved = true;
       clearTimeout(timer);
+      channel.send(encodeJson(MessageType.BOUND, {}));
       resolve({
-        control: control!,
+        control,
         https: { fd: passed, port: msg.body.port },
         admin,
         key: base64ToBytes(msg.body.key),
@@ -147,7 +159,7 @@ export function inherit(
     onBadMessage: (error) => log.warning("bad message from the old gateway: {error}", { error }),
     takesListeners: true,
     onClose: () => {
-      if (done) events.closed();
+      if (resolved) events.closed();
       else fail("it closed the connection (is it draining, or being taken over already?)");
     },
   });
@@ -155,12 +167,6 @@ export function inherit(
     () => fail(`its sockets did not come within ${timeoutMs} ms`),
     timeoutMs,
   );
-  try {
-    control = ControlSocket.listenOver(path);
-  } catch (e) {
-    fail((e as Error).message);
-    return promise;
-  }
   channel.send(encodeJson(MessageType.TAKEOVER, { pid: Deno.pid }));
   return promise;
 }

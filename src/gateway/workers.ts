@@ -121,6 +121,8 @@ export class Workers {
   #workers = new Set<Worker>();
   /** The route table changed since it was last sent to the workers. */
   #routesPending = false;
+  /** A new gateway took the control path over: every worker moves to it. */
+  #moving = false;
   /** Version of the ROUTES sent last (one per message: members change too). */
   #routesVersion = 0;
 
@@ -340,6 +342,8 @@ export class Workers {
     );
     // A pending push reaches it too (it is registered now); else the table as it is.
     if (!this.#routesPending) worker.channel.send(this.#routesMessage());
+    // It reached this gateway's old socket during a takeover: on to the new one.
+    if (this.#moving) worker.channel.send(encodeJson(MessageType.MOVE, {}));
     log.info("worker {name}/{pid} registered for {routes}{how}", {
       name,
       pid: worker.pid,
@@ -575,7 +579,8 @@ export class Workers {
 
   /** Tell every registered worker that a new gateway listens on the
    * control path (MOVE); returns how many were told. Workers on their way
-   * out (draining, handing over) stay until they exit.
+   * out (draining, handing over) move too, and say DRAIN there at once;
+   * workers that register later are told at once.
    *
    * @example
    * ```ts
@@ -585,13 +590,27 @@ export class Workers {
    * ```
    */
   moveAll(): number {
+    this.#moving = true;
     let n = 0;
     for (const w of this.#workers) {
-      if (!w.registered || w.state === "draining") continue;
+      if (!w.registered) continue;
       w.channel.send(encodeJson(MessageType.MOVE, {}));
       n++;
     }
     return n;
+  }
+
+  /** The new gateway went away: workers that register from now on stay.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * workers.stopMoving();
+   * ```
+   */
+  stopMoving(): void {
+    this.#moving = false;
   }
 
   /** True once no worker needs this gateway any more: each one left for
@@ -608,7 +627,7 @@ export class Workers {
   allLeft(): boolean {
     for (const w of this.#workers) {
       if (w.channel.unconfirmed > 0) return false;
-      if (w.registered && !w.left && w.state !== "draining") return false;
+      if (w.registered && !w.left) return false;
     }
     return true;
   }

@@ -70,6 +70,9 @@ export const MessageType = {
   /** worker → the gateway it leaves: registered with the new one; nothing
    * more comes on this channel but acknowledgements. */
   LEFT: 15,
+  /** successor → running gateway: my control socket is at the path now
+   * (sent after the listening sockets came); tell the workers to move. */
+  BOUND: 16,
 } as const;
 
 /** A message type's number.
@@ -112,6 +115,7 @@ export const CARRIES_FD: Readonly<Record<MessageTypeId, boolean>> = {
   [MessageType.ACCEPTING]: false,
   [MessageType.MOVE]: false,
   [MessageType.LEFT]: false,
+  [MessageType.BOUND]: false,
 };
 
 /** One entry of an ACK: the receiver took the connection (it owns it now)
@@ -364,7 +368,8 @@ export type Message =
   | { type: typeof MessageType.LISTENER; body: ListenerPass }
   | { type: typeof MessageType.ACCEPTING; body: Record<string, never> }
   | { type: typeof MessageType.MOVE; body: Record<string, never> }
-  | { type: typeof MessageType.LEFT; body: Record<string, never> };
+  | { type: typeof MessageType.LEFT; body: Record<string, never> }
+  | { type: typeof MessageType.BOUND; body: Record<string, never> };
 
 /** The message types with a JSON body. */
 type JsonType =
@@ -380,7 +385,8 @@ type JsonType =
   | typeof MessageType.LISTENER
   | typeof MessageType.ACCEPTING
   | typeof MessageType.MOVE
-  | typeof MessageType.LEFT;
+  | typeof MessageType.LEFT
+  | typeof MessageType.BOUND;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -1196,7 +1202,7 @@ export function decodeMessage(buf: Uint8Array): Message {
     type !== MessageType.MOVED && type !== MessageType.HANDOVER &&
     type !== MessageType.PROMOTED && type !== MessageType.TAKEOVER &&
     type !== MessageType.LISTENER && type !== MessageType.ACCEPTING &&
-    type !== MessageType.MOVE && type !== MessageType.LEFT
+    type !== MessageType.MOVE && type !== MessageType.LEFT && type !== MessageType.BOUND
   ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }

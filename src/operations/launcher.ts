@@ -109,6 +109,8 @@ export class Launcher {
   /** A reload was asked for during one: run once more, for `#againOnly`. */
   #reloadAgain = false;
   #againOnly: string | undefined;
+  /** Reloads and gateway upgrades run one at a time. */
+  #lock: Promise<void> = Promise.resolve();
 
   /** Prepare to run `roles`.
    *
@@ -213,13 +215,19 @@ export class Launcher {
       child.process = undefined;
       if (this.#stopping) return;
       const next = child.successor;
-      if (next) {
+      child.successor = undefined;
+      if (next && status.success) {
         // Upgraded: the new gateway took everything over, and this one left.
-        child.successor = undefined;
         child.process = next;
         this.#others.delete(next);
         this.#watch(child, next, Date.now());
         return;
+      }
+      if (next) {
+        // It crashed during the upgrade: start afresh (the new one may hold nothing usable).
+        try {
+          next.kill("SIGTERM");
+        } catch { /* gone */ }
       }
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
       this.#say(`${child.role.name} exited (${how})`);
@@ -262,10 +270,10 @@ export class Launcher {
     }
     const run = async (): Promise<ReloadResult[]> => {
       try {
-        let results = await this.#reloadAll(only);
+        let results = await this.#exclusive(() => this.#reloadAll(only));
         while (this.#reloadAgain && !this.#stopping) {
           this.#reloadAgain = false;
-          results = await this.#reloadAll(this.#againOnly);
+          results = await this.#exclusive(() => this.#reloadAll(this.#againOnly));
         }
         return results;
       } finally {
@@ -494,7 +502,24 @@ export class Launcher {
    * console.log(await launcher.upgradeGateway() ? "upgraded" : "not upgraded");
    * ```
    */
-  async upgradeGateway(): Promise<boolean> {
+  upgradeGateway(): Promise<boolean> {
+    return this.#exclusive(() => this.#upgradeGateway());
+  }
+
+  /** Run `f` when no reload or upgrade runs (they never overlap). */
+  async #exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const before = this.#lock;
+    let release!: () => void;
+    this.#lock = new Promise<void>((ok) => release = ok);
+    await before;
+    try {
+      return await f();
+    } finally {
+      release();
+    }
+  }
+
+  async #upgradeGateway(): Promise<boolean> {
     const child = this.#children.find((c) => !c.role.fn);
     const old = child?.process;
     if (!child || !old || child.successor) {
@@ -512,10 +537,24 @@ export class Launcher {
     this.#others.add(next);
     child.successor = next;
     this.#say(`gateway upgrade: pid ${next.pid} takes over from pid ${old.pid}`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const first = await Promise.race([
       old.status.then(() => "old" as const),
       next.status.then(() => "new" as const),
+      new Promise<"late">((ok) => timer = setTimeout(() => ok("late"), stopGraceMs() + 15_000)),
     ]);
+    clearTimeout(timer);
+    if (first === "late" && child.successor === next) {
+      child.successor = undefined;
+      this.#others.delete(next);
+      try {
+        next.kill("SIGKILL");
+      } catch { /* gone */ }
+      this.#say(
+        `gateway upgrade failed: pid ${old.pid} did not hand over in time; it keeps serving`,
+      );
+      return false;
+    }
     if (first === "new" && child.successor === next) {
       child.successor = undefined;
       this.#others.delete(next);
@@ -525,6 +564,11 @@ export class Launcher {
           s.signal ? `signal ${s.signal}` : `code ${s.code}`
         }; pid ${old.pid} keeps serving`,
       );
+      return false;
+    }
+    await Promise.resolve(); // the old one's exit handler has run: it adopted the new one, or not
+    if (child.process !== next) {
+      this.#say(`gateway upgrade failed: pid ${old.pid} exited with an error; starting afresh`);
       return false;
     }
     this.#say(

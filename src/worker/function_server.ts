@@ -58,6 +58,14 @@ import { closeWebSockets } from "../http/websocket.ts";
 
 export { type Handler, HttpError, type RequestInfo } from "../http/responder.ts";
 
+/** Equal byte strings, compared in time that does not depend on where they differ. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
 /** What a function announces to the gateway. */
 export interface FunctionOptions {
   /** Function name: 1-64 letters, digits, ".", "_" or "-". */
@@ -136,6 +144,9 @@ export class FunctionServer {
   #handingOver = false;
   /** Registered once at least (a `--replace on` worker replaces only then). */
   #everRegistered = false;
+  /** The sealing key of #sealer (to tell a gateway that took over, which
+   * keeps the key, from a new one). */
+  #key = new Uint8Array(0);
   /** Registered on standby, not promoted yet (`--standby on`, the launcher's reload). */
   #standby: boolean;
   /** A new gateway took over (MOVE): our channel to it, until it registers us. */
@@ -267,8 +278,15 @@ export class FunctionServer {
       onBadMessage: (error) => log.warning("dropped a bad control message: {error}", { error }),
       onClose: () => this.#onChannelClosed(channel),
     });
-    if (next) this.#next = channel;
-    else this.#channel = channel;
+    if (next) {
+      this.#next = channel;
+      // A new gateway that does not register us soon is given up: we stay.
+      setTimeout(() => {
+        if (this.#next !== channel) return;
+        log.warning("the new gateway did not register us within 5 s; staying with the old one");
+        channel.close();
+      }, 5000);
+    } else this.#channel = channel;
     this.#listenForPeers();
     channel.send(
       encodeJson(MessageType.REGISTER, {
@@ -378,6 +396,9 @@ export class FunctionServer {
   }
 
   #onGatewayGone(): void {
+    // A gateway we had left is done with us too: we register anew.
+    this.#leaving?.close();
+    this.#leaving = undefined;
     const was = this.#registered;
     this.#registered = false;
     this.#channel = undefined;
@@ -406,8 +427,8 @@ export class FunctionServer {
     }
     if (channel !== this.#channel) return; // the gateway we left: only ACKs and HANDOFFs count
     if (msg.type === MessageType.MOVE && this.#registered) {
-      // A worker on its way out stays with the gateway it has until it exits.
-      if (this.#next || this.#handingOver || this.#draining) return;
+      // (A worker on its way out moves too, and says DRAIN there at once.)
+      if (this.#next) return;
       log.info("a new gateway took over; registering with it at {control}", {
         control: this.#config.control,
       });
@@ -427,9 +448,15 @@ export class FunctionServer {
         setTimeout(() => Deno.exit(1), 50);
         return;
       }
-      this.#sealer?.destroy();
       const key = base64ToBytes(msg.body.key);
-      this.#sealer = new Sealer(key);
+      if (!this.#sealer || !sameBytes(key, this.#key)) {
+        // A new key (a new gateway, not one that took over): connections
+        // sealed with the old one and still in flight cannot be opened.
+        this.#sealer?.destroy();
+        this.#sealer = new Sealer(key);
+        this.#key.fill(0);
+        this.#key = key.slice();
+      }
       key.fill(0);
       this.#registered = true;
       this.#everRegistered = true;
@@ -774,5 +801,6 @@ export class FunctionServer {
     this.#next?.close();
     this.#leaving?.close();
     this.#peers?.close();
+    this.#key.fill(0);
   }
 }
