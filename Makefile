@@ -34,8 +34,8 @@ $(WOLFSSL): scripts/setup-wolfssl.sh $(wildcard shim/patches/*.patch)
 	@bash scripts/setup-wolfssl.sh
 
 shim: $(SHIM)
-$(SHIM): shim/hotpotato.c
-	$(CC) $(CFLAGS) $(SHIM_CFLAGS) -o $@ $< -lpthread
+$(SHIM): shim/hotpotato.c shim/tickets.c
+	$(CC) $(CFLAGS) $(SHIM_CFLAGS) -o $@ shim/hotpotato.c shim/tickets.c -lpthread -ldl
 
 cert: $(CERT)
 $(CERT):

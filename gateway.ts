@@ -7,6 +7,8 @@
 import { ConfigError, gatewayConfig, usage } from "./src/operations/config.ts";
 import { EventLoop } from "./src/connection/event_loop.ts";
 import { Gateway } from "./src/gateway/gateway_server.ts";
+import { SatelliteGateway } from "./src/gateway/satellite.ts";
+import { TicketKeys } from "./src/gateway/ticket_keys.ts";
 import { onShutdown, printStatsOnSignal } from "./src/operations/lifecycle.ts";
 import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log.ts";
 
@@ -24,9 +26,19 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
-  const gateway = new Gateway(parsed.config);
+  const c = parsed.config;
+  const tickets = new TicketKeys(
+    c.satellite
+      ? { kind: "follower" }
+      : c.ticketKeyFile
+      ? { kind: "file", path: c.ticketKeyFile, rotationMs: c.ticketKeyRotationMs }
+      : { kind: "memory", rotationMs: c.ticketKeyRotationMs },
+  );
+  const gateway = c.satellite ? new SatelliteGateway(c, tickets) : new Gateway(c, tickets);
   try {
-    if (parsed.config.takeover) await gateway.takeOver();
+    await tickets.start();
+    if (gateway instanceof SatelliteGateway) gateway.start();
+    else if (c.takeover) await gateway.takeOver();
     else gateway.start();
   } catch (e) {
     printLine(`gateway: ${(e as Error).message}`, "stderr");
@@ -45,5 +57,5 @@ if (import.meta.main) {
     await exit();
   });
   // A successor took everything over (./hp gateway --takeover on).
-  gateway.retired.then(exit);
+  if (gateway instanceof Gateway) gateway.retired.then(exit);
 }

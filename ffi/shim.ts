@@ -12,8 +12,8 @@
 import { shimPath } from "./paths.ts";
 
 const symbols = {
-  /** int hp_tcp_listen(const char* host, int port, int backlog) */
-  hp_tcp_listen: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  /** int hp_tcp_listen(const char* host, int port, int backlog, int reuse_port) */
+  hp_tcp_listen: { parameters: ["buffer", "i32", "i32", "i32"], result: "i32" },
   /** int hp_local_port(int fd) */
   hp_local_port: { parameters: ["i32"], result: "i32" },
   /** int hp_accept(int lfd, char* addr, int cap) */
@@ -38,6 +38,16 @@ const symbols = {
   hp_close: { parameters: ["i32"], result: "i32" },
   /** int hp_shutdown_write(int fd) */
   hp_shutdown_write: { parameters: ["i32"], result: "i32" },
+  /** struct hp_ticket_ring* hp_ticket_ring_new(const char* wolfssl_path) */
+  hp_ticket_ring_new: { parameters: ["buffer"], result: "pointer" },
+  /** int hp_ticket_ring_set(struct hp_ticket_ring* r, const uint8_t* keys, int count) */
+  hp_ticket_ring_set: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int hp_ticket_ring_attach(struct hp_ticket_ring* r, WOLFSSL_CTX* ctx) */
+  hp_ticket_ring_attach: { parameters: ["pointer", "pointer"], result: "i32" },
+  /** void hp_ticket_ring_free(struct hp_ticket_ring* r) */
+  hp_ticket_ring_free: { parameters: ["pointer"], result: "void" },
+  /** int hp_read_private_file(const char* path, uint8_t* buf, int cap) */
+  hp_read_private_file: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
   /** int hp_spare_fd(void) */
   hp_spare_fd: { parameters: [], result: "i32" },
   /** struct hp_rx_pool* hp_rx_pool_new(void) */
@@ -191,6 +201,8 @@ function readCString(buf: Uint8Array): string {
 }
 
 /** Listen for TCP connections (non-blocking). Port 0 picks a free port.
+ * With `reusePort`, SO_REUSEPORT: other processes of this user listening
+ * the same way on the same port share its connections (several gateways).
  *
  * @example
  * ```ts
@@ -199,8 +211,11 @@ function readCString(buf: Uint8Array): string {
  * console.log(localPort(fd));
  * ```
  */
-export function tcpListen(host: string, port: number, backlog = 4096): number {
-  return check(`listen on ${host}:${port}`, shim().hp_tcp_listen(cstr(host), port, backlog));
+export function tcpListen(host: string, port: number, backlog = 4096, reusePort = false): number {
+  return check(
+    `listen on ${host}:${port}`,
+    shim().hp_tcp_listen(cstr(host), port, backlog, reusePort ? 1 : 0),
+  );
 }
 
 /** The local port of a bound socket.
@@ -766,4 +781,103 @@ export class Poller {
     s.hp_loop_free(this.#loop);
     this.#wake.close();
   }
+}
+
+/** Bytes of one ticket key entry: a 16-byte name, then a 32-byte key. */
+export const TICKET_KEY_ENTRY = 48;
+/** Most keys a ticket ring holds. */
+export const TICKET_RING_KEYS = 4;
+
+/**
+ * TLS session-ticket keys shared by every gateway that is given the same
+ * keys (shim/tickets.c): the first seals new tickets, all open them.
+ *
+ * @example
+ * ```ts
+ * import { TicketRing } from "./shim.ts";
+ * import { wolfsslPath } from "./paths.ts";
+ * import { TlsContext } from "./wolfssl.ts";
+ * const ctx = TlsContext.forImport(); // loads wolfSSL
+ * const ring = new TicketRing(wolfsslPath);
+ * ring.set(crypto.getRandomValues(new Uint8Array(48)));
+ * ring.free();
+ * ```
+ */
+export class TicketRing {
+  #ring: Deno.PointerValue;
+
+  /** A ring bound to the wolfSSL loaded from `wolfssl` (already loaded).
+   *
+   * @example
+   * ```ts
+   * import { TicketRing } from "./shim.ts";
+   * import { wolfsslPath } from "./paths.ts";
+   * new TicketRing(wolfsslPath);
+   * ```
+   */
+  constructor(wolfssl: string) {
+    this.#ring = shim().hp_ticket_ring_new(cstr(wolfssl));
+    if (!this.#ring) throw new Error("cannot make a ticket ring (is wolfSSL loaded?)");
+  }
+
+  /** Use `keys`: whole entries of {@linkcode TICKET_KEY_ENTRY} bytes, at
+   * most {@linkcode TICKET_RING_KEYS}; the first seals new tickets.
+   *
+   * @example
+   * ```ts
+   * import type { TicketRing } from "./shim.ts";
+   * declare const ring: TicketRing;
+   * ring.set(crypto.getRandomValues(new Uint8Array(96))); // two keys
+   * ```
+   */
+  set(keys: Uint8Array): void {
+    const count = keys.length / TICKET_KEY_ENTRY;
+    if (!Number.isInteger(count) || count > TICKET_RING_KEYS) throw new Error("bad ticket keys");
+    check("ticket keys", shim().hp_ticket_ring_set(this.#ring, keys, count));
+  }
+
+  /** Seal and open the session tickets of the context `ctx` (a
+   * WOLFSSL_CTX*; ffi/wolfssl.ts calls this).
+   *
+   * @example
+   * ```ts
+   * import { TicketRing } from "./shim.ts";
+   * declare const ring: TicketRing, ctx: Deno.PointerObject;
+   * ring.attach(ctx);
+   * ```
+   */
+  attach(ctx: Deno.PointerObject): void {
+    check("attach the ticket keys", shim().hp_ticket_ring_attach(this.#ring, ctx));
+  }
+
+  /** Forget the keys (no context may use the ring after this).
+   *
+   * @example
+   * ```ts
+   * import type { TicketRing } from "./shim.ts";
+   * declare const ring: TicketRing;
+   * ring.free();
+   * ```
+   */
+  free(): void {
+    if (this.#ring) shim().hp_ticket_ring_free(this.#ring);
+    this.#ring = null;
+  }
+}
+
+/** The bytes of a small secret file that only its owner may read (mode
+ * 0600 or stricter, owned by this user): the shim reads it, since the
+ * gateway has no file permission. Throws {@linkcode SysError} (EPERM when
+ * group or others may read it).
+ *
+ * @example
+ * ```ts
+ * import { readPrivateFile } from "./shim.ts";
+ * const secret = readPrivateFile("/etc/hotpotato/ticket.key", 4096);
+ * ```
+ */
+export function readPrivateFile(path: string, max: number): Uint8Array {
+  const buf = new Uint8Array(max);
+  const n = check(`read ${path}`, shim().hp_read_private_file(cstr(path), buf, max));
+  return buf.subarray(0, n);
 }

@@ -8,7 +8,7 @@
  */
 
 import { wolfsslPath } from "./paths.ts";
-import { RecordReader } from "./shim.ts";
+import { RecordReader, type TicketRing } from "./shim.ts";
 
 const symbols = {
   /** int wolfSSL_Init(void) */
@@ -273,6 +273,23 @@ export class TlsContext {
       w.wolfSSL_CTX_set_session_cache_mode(ctx, SESS_CACHE_OFF);
     }
     return new TlsContext(ctx);
+  }
+
+  /** Seal and open this context's session tickets with `ring`'s keys
+   * (shared by every gateway given the same keys) instead of wolfSSL's own
+   * per-process key. The ring must outlive the context.
+   *
+   * @example
+   * ```ts
+   * import { TlsContext } from "./wolfssl.ts";
+   * import { TicketRing } from "./shim.ts";
+   * import { wolfsslPath } from "./paths.ts";
+   * const ctx = TlsContext.server({ certFile: "cert.pem", keyFile: "key.pem" });
+   * ctx.useTicketRing(new TicketRing(wolfsslPath));
+   * ```
+   */
+  useTicketRing(ring: TicketRing): void {
+    ring.attach(this.#ctx);
   }
 
   /** A context for sessions that are imported, never handshaken: it holds

@@ -35,14 +35,18 @@
 
 /* ---------- TCP ---------- */
 
-static int set_reuse(int fd) {
+static int set_reuse(int fd, int reuse_port) {
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) return -errno;
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        return -errno;
     return 0;
 }
 
-/* Listen on host:port (port 0 picks a free one). Returns the fd or -errno. */
-HP_EXPORT int hp_tcp_listen(const char *host, int port, int backlog) {
+/* Listen on host:port (port 0 picks a free one); with reuse_port, other
+ * sockets of this user with SO_REUSEPORT may listen on the same port and the
+ * kernel spreads new connections over them. Returns the fd or -errno. */
+HP_EXPORT int hp_tcp_listen(const char *host, int port, int backlog, int reuse_port) {
     struct addrinfo hints, *res = NULL, *ai;
     char portstr[16];
     int fd = -EADDRNOTAVAIL, rv;
@@ -57,7 +61,7 @@ HP_EXPORT int hp_tcp_listen(const char *host, int port, int backlog) {
     for (ai = res; ai; ai = ai->ai_next) {
         int s = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (s < 0) { fd = -errno; continue; }
-        if ((rv = set_reuse(s)) < 0 || bind(s, ai->ai_addr, ai->ai_addrlen) < 0 ||
+        if ((rv = set_reuse(s, reuse_port)) < 0 || bind(s, ai->ai_addr, ai->ai_addrlen) < 0 ||
             listen(s, backlog) < 0) {
             fd = rv < 0 ? rv : -errno;
             close(s);
@@ -206,6 +210,28 @@ HP_EXPORT int hp_unix_listen_over(const char *path, int backlog) {
 HP_EXPORT int hp_dup(int fd) {
     int rv = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     return rv < 0 ? -errno : rv;
+}
+
+/* Read a small secret file that only its owner may read: owned by this
+ * user, no group or other permission bits (else -EPERM), at most cap bytes
+ * (else -EFBIG). Returns the bytes read or -errno. */
+HP_EXPORT int hp_read_private_file(const char *path, uint8_t *buf, int cap) {
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), n = 0, rv;
+    if (fd < 0) return -errno;
+    if (fstat(fd, &st) < 0) rv = -errno;
+    else if (st.st_uid != getuid() || (st.st_mode & 077)) rv = -EPERM;
+    else if (st.st_size > cap) rv = -EFBIG;
+    else rv = 0;
+    while (rv == 0 && n < cap) {
+        ssize_t r = read(fd, buf + n, (size_t)(cap - n));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) rv = -errno;
+        if (r <= 0) break;
+        n += (int)r;
+    }
+    close(fd);
+    return rv < 0 ? rv : n;
 }
 
 /* The identity of the file at path (not following a symlink): its device

@@ -562,6 +562,8 @@ Deno.test({
       [MessageType.MOVE]: encodeJson(MessageType.MOVE, {}),
       [MessageType.LEFT]: encodeJson(MessageType.LEFT, {}),
       [MessageType.BOUND]: encodeJson(MessageType.BOUND, {}),
+      [MessageType.JOIN]: encodeJson(MessageType.JOIN, { pid: 3 }),
+      [MessageType.TICKETS]: encodeJson(MessageType.TICKETS, { keys: "" }),
     };
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
     const listenFd = unixListen(`${dir}/c.sock`);

@@ -77,8 +77,9 @@ export interface GatewayState {
   draining: boolean;
   /** Functions with their worker counts. */
   functions: { name: string; workers: number }[];
-  /** Live workers' latest snapshots (STATS), by function name. */
-  workers: { name: string; metrics: Snapshot }[];
+  /** Live workers' latest snapshots (STATS), by function name; a satellite
+   * gateway's are added in without a function label. */
+  workers: { name: string; metrics: Snapshot; satellite?: boolean }[];
   /** Registered workers by function, generation and state. */
   versions?: { name: string; generation: string; state: string; count: number }[];
 }
@@ -216,10 +217,10 @@ export class GatewayMetrics {
    * new GatewayMetrics().workerLeft("sum", worker.snapshot());
    * ```
    */
-  workerLeft(fn: string, metrics: Snapshot): void {
+  workerLeft(fn: string, metrics: Snapshot, labelled = true): void {
     this.#departed = mergeSnapshots([
       { snapshot: this.#departed },
-      { snapshot: metrics, labels: { function: fn } },
+      labelled ? { snapshot: metrics, labels: { function: fn } } : { snapshot: metrics },
     ], { gauges: false });
   }
 
@@ -243,7 +244,11 @@ export class GatewayMetrics {
     return renderText(mergeSnapshots([
       { snapshot: this.registry.snapshot() },
       { snapshot: this.#departed },
-      ...state.workers.map((w) => ({ snapshot: w.metrics, labels: { function: w.name } })),
+      ...state.workers.map((w) =>
+        w.satellite
+          ? { snapshot: w.metrics }
+          : { snapshot: w.metrics, labels: { function: w.name } }
+      ),
     ]));
   }
 

@@ -42,6 +42,7 @@ import type { ControlChannel } from "../handoff/control_channel.ts";
 import { encodeJson, MessageType } from "../handoff/protocol.ts";
 import { releaseForHandoff } from "../handoff/handoff.ts";
 import { inherit } from "./succession.ts";
+import type { TicketKeys } from "./ticket_keys.ts";
 
 const log = logger("gateway");
 
@@ -109,6 +110,7 @@ export class Gateway {
   #successor: Successor | undefined;
   #retired = Promise.withResolvers<void>();
   #handshaker: Handshaker | undefined;
+  #tickets: TicketKeys | undefined;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -119,12 +121,22 @@ export class Gateway {
    * new Gateway(gatewayConfig([]).config);
    * ```
    */
-  constructor(config: GatewayConfig) {
+  constructor(config: GatewayConfig, tickets?: TicketKeys) {
     this.config = config;
+    this.#tickets = tickets;
     this.#workers = new Workers(config, this.#key, this.#metrics, {
       returned: (from, h, fd, raw) => this.#forwarder!.returned(from, h, fd, raw),
       moved: (from, moved) => this.#forwarder!.moved(from, moved),
       takeover: (channel, pid) => this.#onTakeover(channel, pid),
+      fromSatellite: (from, h, fd, raw) =>
+        this.#forwarder!.inherited(from.channel, from.pid, h, fd, raw),
+      joined: (satellite) => {
+        if (tickets) satellite.channel.send(encodeJson(MessageType.TICKETS, tickets.message()));
+      },
+    });
+    tickets?.onChange((t) => {
+      this.#workers.toSatellites(encodeJson(MessageType.TICKETS, t));
+      this.#successor?.channel.send(encodeJson(MessageType.TICKETS, t));
     });
     this.#holdOptions = holdOptions(config, requestLog, `gateway/${Deno.pid}`);
   }
@@ -188,7 +200,9 @@ export class Gateway {
       handoff: (h, fd, raw) => this.#forwarder!.inherited(heir.channel, heir.pid, h, fd, raw),
       closed: () =>
         log.info("gateway pid {pid} has handed everything over and exited", { pid: heir.pid }),
+      tickets: (t) => this.#tickets?.use(t),
     });
+    if (heir.tickets) this.#tickets?.use(heir.tickets);
     this.#key.fill(0);
     this.#key = heir.key;
     this.#sealer.destroy();
@@ -229,6 +243,7 @@ export class Gateway {
       keyFile: c.key,
       resumption: c.resumption,
     });
+    if (c.resumption) this.#tickets?.attach(context);
     this.#forwarder = new Forwarder({
       workers: this.#workers,
       sealer: this.#sealer,
@@ -332,6 +347,7 @@ export class Gateway {
           duplicateFd(this.#admin.fd),
         );
       }
+      if (this.#tickets) channel.send(encodeJson(MessageType.TICKETS, this.#tickets.message()));
       const key = bytesToBase64(this.#key);
       const workers = this.#workers.list().length;
       channel.send(
@@ -462,7 +478,7 @@ export class Gateway {
     const c = this.config;
     this.#controlSocket = ControlSocket.listen(c.control);
     this.#control = new Listener(this.#controlSocket.fd, "control", (w) => this.#workers.accept(w));
-    const listenFd = tcpListen(c.host, c.port);
+    const listenFd = tcpListen(c.host, c.port, 4096, c.reusePort);
     this.#clients = new Listener(listenFd, "clients", (conn) => handshaker.accept(conn));
     this.#port = localPort(listenFd);
     if (c.adminPort >= 0) this.#startAdmin();

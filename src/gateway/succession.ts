@@ -24,7 +24,7 @@
 
 import { closeFd, peerCredentials, processUid, unixConnect } from "../../ffi/shim.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
-import { encodeJson, type Handoff, MessageType } from "../handoff/protocol.ts";
+import { encodeJson, type Handoff, MessageType, type Tickets } from "../handoff/protocol.ts";
 import { logger } from "../operations/log.ts";
 import { ControlSocket } from "./control_socket.ts";
 
@@ -44,6 +44,8 @@ export interface Inheritance {
   workers: number;
   /** The old gateway's pid. */
   pid: number;
+  /** Its session-ticket keys, so that its tickets resume here. */
+  tickets?: Tickets;
   /** The channel to the old gateway: it passes on what it holds there;
    * send ACCEPTING on it once accepting. */
   channel: ControlChannel;
@@ -55,6 +57,8 @@ export interface InheritanceEvents {
   handoff(h: Handoff, fd: number, raw: Uint8Array): void;
   /** It closed the channel (it exited, or died). */
   closed(): void;
+  /** Its ticket keys changed (rotated) while it finishes. */
+  tickets?(t: Tickets): void;
 }
 
 function base64ToBytes(s: string): Uint8Array {
@@ -104,6 +108,7 @@ export function inherit(
   }
   const { promise, resolve, reject } = Promise.withResolvers<Inheritance>();
   let admin: { fd: number; port: number } | undefined;
+  let tickets: Tickets | undefined;
   /** Settled: resolved (then the channel is the caller's) or rejected. */
   let settled = false;
   let resolved = false;
@@ -154,6 +159,7 @@ export function inherit(
         workers: msg.body.workers ?? 0,
         pid,
         channel,
+        tickets,
       });
     },
     onBadMessage: (error) => log.warning("bad message from the old gateway: {error}", { error }),

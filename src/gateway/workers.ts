@@ -57,13 +57,15 @@ export interface Worker extends WorkerRef {
    * version to be promoted), "draining" (sent DRAIN, or replaced by a new
    * version) or "stuck" (silent past --worker-timeout); only a serving worker
    * is in the router. */
-  state: "serving" | "standby" | "draining" | "stuck";
+  state: "serving" | "standby" | "draining" | "stuck" | "satellite";
   /** Its version's label (REGISTER's generation; "" when none). */
   generation: string;
   /** It was told HANDOVER: what it hands back goes to the new version. */
   handingOver: boolean;
   /** It registered with the gateway that took over from this one (LEFT). */
   left: boolean;
+  /** Not a worker: a satellite gateway (JOIN) sharing the public port. */
+  satellite: boolean;
 }
 
 /** What {@linkcode Workers.promote} did. */
@@ -87,6 +89,10 @@ export interface WorkerEvents {
   /** A new gateway (pid) connected to take over from this one (TAKEOVER):
    * the channel is no worker's; its handlers are the callee's to set. */
   takeover?(channel: ControlChannel, pid: number): void;
+  /** A satellite gateway passed on a connection no worker took directly. */
+  fromSatellite?(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void;
+  /** A satellite gateway joined: what it should get besides the key and routes. */
+  joined?(satellite: Worker): void;
 }
 
 function bytesToBase64(b: Uint8Array): string {
@@ -162,12 +168,50 @@ export class Workers {
    * for (const { name, metrics } of workers.reports()) console.log(name, metrics.families.length);
    * ```
    */
-  reports(): { name: string; metrics: Snapshot }[] {
-    const out: { name: string; metrics: Snapshot }[] = [];
+  reports(): { name: string; metrics: Snapshot; satellite?: boolean }[] {
+    const out: { name: string; metrics: Snapshot; satellite?: boolean }[] = [];
     for (const w of this.#workers) {
-      if (w.registered && w.metrics) out.push({ name: w.name, metrics: w.metrics });
+      if (w.registered && w.metrics) {
+        out.push({ name: w.name, metrics: w.metrics, ...(w.satellite ? { satellite: true } : {}) });
+      }
     }
     return out;
+  }
+
+  /** A satellite gateway joined (JOIN): it gets the sealing key, the route
+   * table with every function's workers, and (by `joined`) the ticket keys;
+   * it is in no router and no member list. */
+  #join(worker: Worker): void {
+    worker.name = "gateway";
+    worker.satellite = true;
+    worker.state = "satellite";
+    worker.registered = true;
+    worker.channel.send(
+      encodeJson(MessageType.REGISTERED, {
+        ok: true,
+        gatewayPid: Deno.pid,
+        key: bytesToBase64(this.#key),
+      }),
+    );
+    worker.channel.send(this.#routesMessage(true));
+    this.#events.joined?.(worker);
+    if (this.#moving) worker.channel.send(encodeJson(MessageType.MOVE, {}));
+    log.info("satellite gateway pid {pid} joined", { pid: worker.pid });
+  }
+
+  /** Send `message` to every satellite gateway (a copy each).
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * import { encodeJson, MessageType } from "../handoff/protocol.ts";
+   * declare const workers: Workers;
+   * workers.toSatellites(encodeJson(MessageType.TICKETS, { keys: "" }));
+   * ```
+   */
+  toSatellites(message: Uint8Array): void {
+    for (const w of this.#workers) if (w.satellite) w.channel.send(message.slice());
+    message.fill(0);
   }
 
   /** A worker connected to the control socket: check it runs as our user,
@@ -199,6 +243,7 @@ export class Workers {
       generation: "",
       handingOver: false,
       left: false,
+      satellite: false,
     };
     try {
       worker.channel = new ControlChannel(c.fd, {
@@ -221,6 +266,11 @@ export class Workers {
   #onGone(worker: Worker): void {
     this.#workers.delete(worker);
     if (!worker.registered) return;
+    if (worker.satellite) {
+      if (worker.metrics) this.#metrics.workerLeft(worker.name, worker.metrics, false);
+      log.info("satellite gateway pid {pid} left", { pid: worker.pid });
+      return;
+    }
     this.router.remove(worker);
     this.#membersChanged();
     if (worker.metrics) this.#metrics.workerLeft(worker.name, worker.metrics);
@@ -244,7 +294,9 @@ export class Workers {
     worker.lastSeen = Date.now();
     if (worker.state === "stuck") this.#revive(worker);
     if (msg.type === MessageType.HANDOFF) {
-      if (worker.registered) {
+      if (worker.satellite && this.#events.fromSatellite) {
+        this.#events.fromSatellite(worker, msg.body, fd, raw);
+      } else if (worker.registered && !worker.satellite) {
         if (worker.handingOver) this.#metrics.handedOver.labels(worker.name).inc();
         this.#events.returned(worker, msg.body, fd, raw);
       } else {
@@ -256,6 +308,10 @@ export class Workers {
     if (msg.type === MessageType.TAKEOVER && !worker.registered && this.#events.takeover) {
       this.#workers.delete(worker); // not a worker: a successor gateway
       this.#events.takeover(worker.channel, msg.body.pid);
+      return;
+    }
+    if (msg.type === MessageType.JOIN && !worker.registered) {
+      this.#join(worker);
       return;
     }
     if (msg.type === MessageType.LEFT && worker.registered) {
@@ -270,9 +326,9 @@ export class Workers {
     } else if (msg.type === MessageType.STATS && worker.registered) {
       worker.held = msg.body.held;
       if (msg.body.metrics) worker.metrics = msg.body.metrics; // absent: too large, keep the last
-    } else if (msg.type === MessageType.MOVED && worker.registered) {
+    } else if (msg.type === MessageType.MOVED && worker.registered && !worker.satellite) {
       this.#events.moved(worker, msg.body);
-    } else if (msg.type === MessageType.DRAIN && worker.registered) {
+    } else if (msg.type === MessageType.DRAIN && worker.registered && !worker.satellite) {
       if (worker.handingOver) return; // replaced: out of the router already
       // It finishes what it holds; new connections go to the others.
       worker.state = "draining";
@@ -492,10 +548,12 @@ export class Workers {
     if (!this.#routesPending) return;
     this.#routesPending = false;
     const msg = this.#routesMessage();
+    let satellites: Uint8Array | undefined;
     let sent = 0;
     for (const w of this.#workers) {
       if (!w.registered) continue;
-      w.channel.send(msg.slice()); // send() zeroes what it sent: one copy each
+      if (w.satellite) satellites ??= this.#routesMessage(true, false);
+      w.channel.send((w.satellite ? satellites! : msg).slice()); // send() zeroes what it sent
       sent++;
     }
     log.debug("route table version {version} sent to {sent} worker(s)", {
@@ -504,8 +562,12 @@ export class Workers {
     });
   }
 
-  #routesMessage(): Uint8Array {
-    const direct = this.#config.handoff === "direct";
+  /** The ROUTES message; `satellite`: the satellites' copy, with every
+   * function's members whatever the handoff mode (they place connections
+   * directly). `bump`: a new version (the satellites' copy of a push keeps
+   * the workers'). */
+  #routesMessage(satellite = false, bump = true): Uint8Array {
+    const direct = satellite || this.#config.handoff === "direct";
     const members: Record<string, number[]> = {};
     if (direct) {
       let n = 0;
@@ -515,10 +577,11 @@ export class Workers {
         (members[w.name] ??= []).push(w.pid);
       }
     }
+    if (bump) this.#routesVersion++;
     return encodeJson(MessageType.ROUTES, {
-      version: ++this.#routesVersion,
+      version: this.#routesVersion,
       routes: this.router.routes(),
-      handoff: this.#config.handoff,
+      handoff: satellite ? "direct" : this.#config.handoff,
       ...(direct ? { members } : {}),
     });
   }

@@ -48,15 +48,17 @@ export type OnPeerHandoff = (h: Handoff, fd: number, channel: ControlChannel) =>
 export class Peers {
   /** This worker's peer socket path. */
   readonly socket: string;
-  #listener: Listener;
-  #onHandoff: OnPeerHandoff;
+  #listener: Listener | undefined;
+  #onHandoff: OnPeerHandoff | undefined;
   /** Channels this worker opened, by peer pid. */
   #out = new Map<number, ControlChannel>();
   /** Channels other workers opened to us. */
   #in = new Set<ControlChannel>();
   #closed = false;
 
-  /** Listen on `<dir>/peer-<pid>.sock` (dir is the gateway's 0700 directory).
+  /** Listen on `<dir>/peer-<pid>.sock` (dir is the gateway's 0700 directory)
+   * for connections handed to us; without `onHandoff`, only hand
+   * connections to others (a satellite gateway), with no socket of our own.
    *
    * @example
    * ```ts
@@ -64,9 +66,10 @@ export class Peers {
    * new Peers("/run/user/1000/hotpotato", () => {});
    * ```
    */
-  constructor(dir: string, onHandoff: OnPeerHandoff) {
+  constructor(dir: string, onHandoff?: OnPeerHandoff) {
     this.socket = `${dir}/peer-${Deno.pid}.sock`;
     this.#onHandoff = onHandoff;
+    if (!onHandoff) return; // outgoing only (a satellite gateway): no socket of ours
     removeFile(this.socket); // a pid is unique among live processes: a stale file
     // A sibling waits for our answer on a peer channel: at our fd limit the
     // reserved fd takes its channel, so that we can refuse what it sends.
@@ -81,7 +84,7 @@ export class Peers {
     const channel: ControlChannel = new ControlChannel(c.fd, {
       onMessage: (msg, fd) => {
         if (msg.type === MessageType.HANDOFF) {
-          this.#onHandoff(msg.body, fd, channel);
+          this.#onHandoff!(msg.body, fd, channel);
           return;
         }
         log.warning("unexpected message type {type} from peer pid {pid}", {
@@ -164,8 +167,10 @@ export class Peers {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#listener.close();
-    removeFile(this.socket);
+    if (this.#listener) {
+      this.#listener.close();
+      removeFile(this.socket);
+    }
     for (const c of [...this.#out.values(), ...this.#in]) c.close();
   }
 }

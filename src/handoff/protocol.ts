@@ -73,6 +73,12 @@ export const MessageType = {
   /** successor → running gateway: my control socket is at the path now
    * (sent after the listening sockets came); tell the workers to move. */
   BOUND: 16,
+  /** satellite gateway → primary: I share your port; send me the key, the
+   * routes with every function's workers, and the ticket keys. */
+  JOIN: 17,
+  /** gateway → satellite gateway or successor: the TLS session-ticket keys
+   * (the first seals new tickets). */
+  TICKETS: 18,
 } as const;
 
 /** A message type's number.
@@ -116,6 +122,8 @@ export const CARRIES_FD: Readonly<Record<MessageTypeId, boolean>> = {
   [MessageType.MOVE]: false,
   [MessageType.LEFT]: false,
   [MessageType.BOUND]: false,
+  [MessageType.JOIN]: false,
+  [MessageType.TICKETS]: false,
 };
 
 /** One entry of an ACK: the receiver took the connection (it owns it now)
@@ -232,6 +240,18 @@ export interface Register {
   /** True when it waits, registered but taking no connection, until the
    * gateway promotes its generation (the launcher's reload). */
   standby?: boolean;
+}
+
+/** JOIN body. */
+export interface Join {
+  /** The satellite gateway's pid. */
+  pid: number;
+}
+
+/** TICKETS body. */
+export interface Tickets {
+  /** The keys, base64: entries of a 16-byte name and a 32-byte key, at most 4. */
+  keys: string;
 }
 
 /** TAKEOVER body. */
@@ -369,7 +389,9 @@ export type Message =
   | { type: typeof MessageType.ACCEPTING; body: Record<string, never> }
   | { type: typeof MessageType.MOVE; body: Record<string, never> }
   | { type: typeof MessageType.LEFT; body: Record<string, never> }
-  | { type: typeof MessageType.BOUND; body: Record<string, never> };
+  | { type: typeof MessageType.BOUND; body: Record<string, never> }
+  | { type: typeof MessageType.JOIN; body: Join }
+  | { type: typeof MessageType.TICKETS; body: Tickets };
 
 /** The message types with a JSON body. */
 type JsonType =
@@ -386,7 +408,9 @@ type JsonType =
   | typeof MessageType.ACCEPTING
   | typeof MessageType.MOVE
   | typeof MessageType.LEFT
-  | typeof MessageType.BOUND;
+  | typeof MessageType.BOUND
+  | typeof MessageType.JOIN
+  | typeof MessageType.TICKETS;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -985,6 +1009,8 @@ export function encodeJson(
     | Moved
     | Takeover
     | ListenerPass
+    | Join
+    | Tickets
     | Record<string, never>,
 ): Uint8Array {
   const json = enc.encode(JSON.stringify(body));
@@ -1152,6 +1178,15 @@ function parseTakeover(o: unknown): Takeover {
   return { pid: r!.pid as number };
 }
 
+function parseTickets(o: unknown): Tickets {
+  const r = o as Partial<Tickets> | null;
+  // 4 entries of 48 bytes: 256 base64 characters at most.
+  if (typeof r?.keys !== "string" || !/^[A-Za-z0-9+/=]{0,256}$/.test(r.keys)) {
+    throw new ProtocolError("TICKETS: keys must be base64 of at most 4 entries");
+  }
+  return { keys: r.keys };
+}
+
 function parseListener(o: unknown): ListenerPass {
   const r = o as Partial<ListenerPass> | null;
   if (r?.kind !== "https" && r?.kind !== "admin") {
@@ -1202,7 +1237,8 @@ export function decodeMessage(buf: Uint8Array): Message {
     type !== MessageType.MOVED && type !== MessageType.HANDOVER &&
     type !== MessageType.PROMOTED && type !== MessageType.TAKEOVER &&
     type !== MessageType.LISTENER && type !== MessageType.ACCEPTING &&
-    type !== MessageType.MOVE && type !== MessageType.LEFT && type !== MessageType.BOUND
+    type !== MessageType.MOVE && type !== MessageType.LEFT && type !== MessageType.BOUND &&
+    type !== MessageType.JOIN && type !== MessageType.TICKETS
   ) {
     throw new ProtocolError(`unknown message type ${type}`);
   }
@@ -1228,6 +1264,10 @@ export function decodeMessage(buf: Uint8Array): Message {
       return { type, body: parseTakeover(parsed) };
     case MessageType.LISTENER:
       return { type, body: parseListener(parsed) };
+    case MessageType.JOIN:
+      return { type, body: parseTakeover(parsed) }; // the same shape: { pid }
+    case MessageType.TICKETS:
+      return { type, body: parseTickets(parsed) };
     default:
       return { type, body: {} };
   }

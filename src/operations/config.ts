@@ -150,6 +150,33 @@ const gatewaySpecs = {
     choices: ["on", "off"],
     help: "offer TLS session resumption (tickets and session cache)",
   },
+  "satellite": {
+    kind: "choice",
+    default: "off",
+    choices: ["on", "off"],
+    help: "on: a satellite gateway: share --port with the primary gateway on --control " +
+      "(SO_REUSEPORT) and hand connections straight to its workers (the launcher's --gateways)",
+  },
+  "reuse-port": {
+    kind: "choice",
+    default: "off",
+    choices: ["on", "off"],
+    help: "on: listen with SO_REUSEPORT, so satellite gateways can share the port",
+  },
+  "ticket-key-rotation": {
+    kind: "seconds",
+    default: "43200",
+    min: 1,
+    max: 604800,
+    help: "make a new TLS session-ticket key this often; the previous one is accepted one " +
+      "period more",
+  },
+  "ticket-key-file": {
+    kind: "string",
+    default: "",
+    help: "a secret (32+ bytes, mode 0600) the ticket keys are derived from, the same on every " +
+      "host, so tickets resume across hosts (default: random keys in memory)",
+  },
   "takeover": {
     kind: "choice",
     default: "off",
@@ -249,6 +276,14 @@ export interface GatewayConfig extends CommonConfig {
   adminToken: string;
   /** Take over from the running gateway (`--takeover on`). */
   takeover: boolean;
+  /** A satellite gateway (`--satellite on`). */
+  satellite: boolean;
+  /** Listen with SO_REUSEPORT. */
+  reusePort: boolean;
+  /** Session-ticket key rotation period, ms. */
+  ticketKeyRotationMs: number;
+  /** Secret file the ticket keys are derived from ("" = random keys in memory). */
+  ticketKeyFile: string;
 }
 
 /** A worker's settings. */
@@ -415,6 +450,10 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       handoff: v["handoff"] as "direct" | "gateway",
       adminToken: readEnv("HOTPOTATO_ADMIN_TOKEN") ?? "",
       takeover: v["takeover"] === "on",
+      satellite: v["satellite"] === "on",
+      reusePort: v["reuse-port"] === "on" || v["satellite"] === "on",
+      ticketKeyRotationMs: v["ticket-key-rotation"] as number,
+      ticketKeyFile: v["ticket-key-file"] as string,
     },
   };
 }

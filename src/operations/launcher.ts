@@ -168,9 +168,13 @@ export class Launcher {
       env.HOTPOTATO_REPLACE = "off";
       env.HOTPOTATO_GENERATION = String(generation);
       env.HOTPOTATO_STANDBY = standby ? "on" : "off";
+    } else if (role.env?.HOTPOTATO_SATELLITE === "on") {
+      env.HOTPOTATO_TAKEOVER = "off";
+      Object.assign(env, role.env);
     } else {
       env.HOTPOTATO_TAKEOVER = "off"; // an upgrade says on
-      Object.assign(env, this.#options.gatewayEnv ?? {});
+      env.HOTPOTATO_SATELLITE = "off";
+      Object.assign(env, role.env ?? {}, this.#options.gatewayEnv ?? {});
     }
     Object.assign(env, extraEnv);
     return new Deno.Command(Deno.execPath(), {
@@ -520,7 +524,9 @@ export class Launcher {
   }
 
   async #upgradeGateway(): Promise<boolean> {
-    const child = this.#children.find((c) => !c.role.fn);
+    const child = this.#children.find((c) =>
+      !c.role.fn && c.role.env?.HOTPOTATO_SATELLITE !== "on"
+    );
     const old = child?.process;
     if (!child || !old || child.successor) {
       this.#say(`gateway upgrade: ${child?.successor ? "one is under way" : "no gateway running"}`);
@@ -623,6 +629,8 @@ reloads every function on SIGHUP (./hp reload) and upgrades the gateway on SIGUS
 
   --workers NAME=COUNT,...   workers per function (default sum=1,product=1)   HOTPOTATO_WORKERS
   --function NAME=FILE       another function to run (repeatable)            HOTPOTATO_FUNCTIONS
+  --gateways N|auto          gateway processes sharing the port (default 1;   HOTPOTATO_GATEWAYS
+                             auto: one per CPU); the first is the primary
   --reload-mode MODE         handover (default): old workers hand their      HOTPOTATO_RELOAD_MODE
                              connections to the new version; close: they
                              close them (what other proxies do; to compare)
@@ -692,6 +700,7 @@ if (import.meta.main) {
       options: {
         workers: { type: "string", multiple: true },
         function: { type: "string", multiple: true },
+        gateways: { type: "string" },
         "reload-mode": { type: "string" },
         dev: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -713,16 +722,27 @@ if (import.meta.main) {
       const others = ["sum", "product"].filter((n) => n !== fn).map((n) => `${n}=0`);
       roles = rolesFor(others, [`${fn}=${values.dev}`]);
     } else {
+      const g = values.gateways ?? env("HOTPOTATO_GATEWAYS") ?? "1";
+      const gateways = g === "auto" ? navigator.hardwareConcurrency : Number(g);
       roles = rolesFor(
         values.workers ?? envList("HOTPOTATO_WORKERS"),
         values.function ?? envList("HOTPOTATO_FUNCTIONS"),
+        gateways,
       );
     }
   } catch (e) {
     console.error(`launcher: ${(e as Error).message.split("\n")[0]}`);
     Deno.exit(2);
   }
-  const launcher = new Launcher(roles, { ...adminFor(), handover });
+  const admin = adminFor();
+  if (roles.filter((r) => !r.fn).length > 1 && (env("HOTPOTATO_PORT") ?? "8443") === "0") {
+    // Gateways sharing a port must share one number: pick it now.
+    const l = Deno.listen({ hostname: env("HOTPOTATO_HOST") || "127.0.0.1", port: 0 });
+    const port = String((l.addr as Deno.NetAddr).port);
+    l.close();
+    for (const r of roles) if (!r.fn) r.env = { ...r.env, HOTPOTATO_PORT: port };
+  }
+  const launcher = new Launcher(roles, { ...admin, handover });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

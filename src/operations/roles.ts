@@ -30,6 +30,8 @@ export interface Role {
   file: string;
   /** Extra arguments. */
   args: string[];
+  /** Extra environment (a satellite gateway's settings). */
+  env?: Record<string, string>;
 }
 
 /** A launcher setting that cannot be used. */
@@ -64,7 +66,8 @@ function pairs(flag: string, list: string[]): [string, string][] {
 }
 
 /**
- * The processes to run: the gateway, then for each function its file and
+ * The processes to run: the gateway (and `gateways - 1` satellite gateways
+ * sharing its port), then for each function its file and
  * its number of workers. `workers` lists `NAME=COUNT` (e.g. "sum=2,product=2");
  * `functions` lists `NAME=FILE` for functions beyond sum and product (e.g.
  * "hello=examples/hello.ts"). A function listed in `functions` but not in
@@ -75,9 +78,10 @@ function pairs(flag: string, list: string[]): [string, string][] {
  * import { rolesFor } from "./roles.ts";
  * const roles = rolesFor(["sum=2"], ["hello=examples/hello.ts"]);
  * // gateway, sum.1, sum.2, product, hello
+ * rolesFor([], [], 2); // gateway, gateway.2 (a satellite), sum, product
  * ```
  */
-export function rolesFor(workers: string[], functions: string[]): Role[] {
+export function rolesFor(workers: string[], functions: string[], gateways = 1): Role[] {
   const files = new Map<string, string>([["sum", "workers/sum.ts"], [
     "product",
     "workers/product.ts",
@@ -99,7 +103,22 @@ export function rolesFor(workers: string[], functions: string[]): Role[] {
     }
     counts.set(name, Number(value));
   }
-  const roles: Role[] = [{ name: "gateway", fn: "", file: "gateway.ts", args: [] }];
+  if (!Number.isInteger(gateways) || gateways < 1 || gateways > 64) {
+    throw new RoleError(`--gateways: ${gateways} is not 1 to 64 (or auto)`);
+  }
+  // Several gateways share the port (SO_REUSEPORT): the first is the
+  // primary (registry, control socket, admin port), the others satellites.
+  const shared = gateways > 1 ? { HOTPOTATO_REUSE_PORT: "on" } : undefined;
+  const roles: Role[] = [{ name: "gateway", fn: "", file: "gateway.ts", args: [], env: shared }];
+  for (let i = 2; i <= gateways; i++) {
+    roles.push({
+      name: `gateway.${i}`,
+      fn: "",
+      file: "gateway.ts",
+      args: [],
+      env: { ...shared, HOTPOTATO_SATELLITE: "on", HOTPOTATO_ADMIN_PORT: "off" },
+    });
+  }
   for (const [name, n] of counts) {
     for (let i = 1; i <= n; i++) {
       roles.push({

@@ -92,6 +92,18 @@ export class WorkerRoutes {
     return hit !== undefined && hit.value === this.name ? hit.route : undefined;
   }
 
+  /** Whether some function (ours or another's, vacant or not) serves `path`.
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * new WorkerRoutes("sum", ["/sum"]).serves("/nope"); // false
+   * ```
+   */
+  serves(path: string): boolean {
+    return this.#table.match(path) !== undefined;
+  }
+
   /** Use the gateway's table if it is newer than the one in use; returns
    * whether it was taken (an older or equal version is ignored).
    *

@@ -1,0 +1,440 @@
+/**
+ * A satellite gateway (`--satellite on`; the launcher's `--gateways N` runs
+ * N-1 of them beside the primary): one more process, on one more core, that
+ * accepts on the public port (SO_REUSEPORT: the kernel spreads new
+ * connections over the gateways), does the TLS handshake, reads the first
+ * request and hands the connection straight to a worker of its route over
+ * the worker's peer socket, the way workers move connections between
+ * themselves (src/handoff/peers.ts).
+ *
+ * It keeps no registry: it joins the primary gateway on the control socket
+ * (JOIN), which gives it the handoff sealing key (REGISTERED), the route table
+ * with every function's workers (ROUTES, pushed on each change) and the TLS
+ * session-ticket keys (TICKETS), and to which it reports its metrics every
+ * second (STATS; the primary's /metrics adds them in). A connection no worker
+ * can take directly goes to the primary (HANDOFF, acknowledged), which
+ * places it or answers it. Workers hand connections back to the primary, as
+ * always. While the primary is away the satellite goes on with the last
+ * table it had, and joins again when it returns.
+ *
+ * @module
+ */
+
+import {
+  closeFd,
+  ECONNREFUSED,
+  ENOENT,
+  peerCredentials,
+  processUid,
+  SysError,
+  tcpListen,
+  unixConnect,
+} from "../../ffi/shim.ts";
+import { TlsContext } from "../../ffi/wolfssl.ts";
+import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
+import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts";
+import { Listener, retryBlockedListeners } from "../connection/listener.ts";
+import type { TlsConnection } from "../connection/tls_connection.ts";
+import { ControlChannel } from "../handoff/control_channel.ts";
+import { adoptHandoff, releaseForHandoff } from "../handoff/handoff.ts";
+import { Peers } from "../handoff/peers.ts";
+import {
+  decodeMessage,
+  encodeJson,
+  type Handoff,
+  type Message,
+  MessageType,
+} from "../handoff/protocol.ts";
+import { Sealer } from "../handoff/seal.ts";
+import { errorResponse, type RequestHead } from "../http/http.ts";
+import type { GatewayConfig } from "../operations/config.ts";
+import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
+import { logger } from "../operations/log.ts";
+import { WorkerRoutes } from "../routing/worker_routes.ts";
+import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
+import { Handshaker } from "./handshaker.ts";
+import type { TicketKeys } from "./ticket_keys.ts";
+
+const log = logger("gateway");
+const requestLog = requestLogLine(log);
+const RECONNECT_MIN_MS = 50;
+const RECONNECT_MAX_MS = 2000;
+const STATS_INTERVAL_MS = 1000;
+
+function base64ToBytes(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/**
+ * A satellite gateway.
+ *
+ * @example
+ * ```ts
+ * import { SatelliteGateway } from "./satellite.ts";
+ * import { gatewayConfig } from "../operations/config.ts";
+ * const satellite = new SatelliteGateway(gatewayConfig(["--satellite", "on"]).config);
+ * satellite.start();
+ * ```
+ */
+export class SatelliteGateway {
+  readonly config: GatewayConfig;
+  readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
+  #metrics = new GatewayMetrics();
+  /** Every route is another function's: "" is no function's name. */
+  #table = new WorkerRoutes("", []);
+  #sealer: Sealer | undefined;
+  #channel: ControlChannel | undefined;
+  #registered = false;
+  #reconnectMs = RECONNECT_MIN_MS;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #statsTimer: ReturnType<typeof setInterval> | undefined;
+  #clients: Listener | undefined;
+  #peers: Peers | undefined;
+  #importContext: TlsContext | undefined;
+  #context: TlsContext | undefined;
+  #tickets: TicketKeys | undefined;
+  #holdOptions: HoldOptions;
+  #policy: HoldPolicy;
+  #held = new Set<TlsConnection>();
+  #draining = false;
+  #stopped = false;
+  #port = 0;
+
+  /** Prepare a satellite; `start()` listens and joins the primary.
+   *
+   * @example
+   * ```ts
+   * import { SatelliteGateway } from "./satellite.ts";
+   * import { gatewayConfig } from "../operations/config.ts";
+   * new SatelliteGateway(gatewayConfig(["--satellite", "on"]).config);
+   * ```
+   */
+  constructor(config: GatewayConfig, tickets?: TicketKeys) {
+    this.config = config;
+    this.#tickets = tickets;
+    this.#holdOptions = holdOptions(config, requestLog, `gateway/${Deno.pid}`);
+    this.#policy = this.#makePolicy();
+  }
+
+  /** The counters the tests and the benchmark read. */
+  get stats(): GatewayStats {
+    return this.#metrics.stats();
+  }
+
+  /** The HTTPS port listened on. */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Listen on the public port beside the primary, and join it.
+   *
+   * @example
+   * ```ts
+   * import type { SatelliteGateway } from "./satellite.ts";
+   * declare const satellite: SatelliteGateway;
+   * satellite.start();
+   * ```
+   */
+  start(): void {
+    const c = this.config;
+    raiseOpenFileLimit(log);
+    this.#context = TlsContext.server({
+      certFile: c.cert,
+      keyFile: c.key,
+      resumption: c.resumption,
+    });
+    this.#tickets?.attach(this.#context);
+    this.#importContext = TlsContext.forImport();
+    const handshaker = new Handshaker({
+      context: this.#context,
+      gatewayId: this.gatewayId,
+      handshakeTimeoutMs: c.handshakeTimeoutMs,
+      metrics: this.#metrics,
+      ready: (conn) => this.#serve(conn, false),
+    });
+    const dir = c.control.slice(0, c.control.lastIndexOf("/")) || "/";
+    this.#peers = new Peers(dir); // outgoing only: it hands connections to workers
+    const fd = tcpListen(c.host, c.port, 4096, true);
+    this.#clients = new Listener(fd, "clients", (conn) => handshaker.accept(conn), {
+      spareFd: true,
+    });
+    this.#statsTimer = setInterval(() => this.#report(), STATS_INTERVAL_MS);
+    this.#connect();
+    log.info("satellite listening on https://{host}:{port} beside the primary at {control}", {
+      host: c.host,
+      port: c.port,
+      control: c.control,
+    });
+  }
+
+  // ---- the link to the primary ----
+
+  #connect(): void {
+    this.#reconnectTimer = undefined;
+    if (this.#stopped) return;
+    let fd: number;
+    try {
+      fd = unixConnect(this.config.control);
+      if (peerCredentials(fd).uid !== processUid()) {
+        closeFd(fd);
+        throw new Error("the control socket belongs to another user: refused");
+      }
+    } catch (e) {
+      const quiet = e instanceof SysError && (e.errno === ENOENT || e.errno === ECONNREFUSED);
+      if (!quiet || this.#reconnectMs === RECONNECT_MIN_MS) {
+        log.warning("cannot reach the primary gateway at {control}: {error}; retrying", {
+          control: this.config.control,
+          error: (e as Error).message,
+        });
+      }
+      this.#scheduleReconnect();
+      return;
+    }
+    const channel: ControlChannel = new ControlChannel(fd, {
+      onMessage: (msg, passed, raw) => this.#onMessage(channel, msg, passed, raw),
+      onBadMessage: (error) => log.warning("bad message from the primary: {error}", { error }),
+      onClose: () => {
+        if (this.#channel !== channel) return;
+        this.#channel = undefined;
+        if (this.#registered) log.warning("the primary gateway went away; joining again");
+        this.#registered = false;
+        this.#table.gatewayGone();
+        this.#scheduleReconnect();
+      },
+    });
+    this.#channel = channel;
+    channel.send(encodeJson(MessageType.JOIN, { pid: Deno.pid }));
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#stopped || this.#reconnectTimer !== undefined) return;
+    this.#reconnectTimer = setTimeout(() => this.#connect(), this.#reconnectMs);
+    this.#reconnectMs = Math.min(this.#reconnectMs * 2, RECONNECT_MAX_MS);
+  }
+
+  #onMessage(channel: ControlChannel, msg: Message, fd: number, raw: Uint8Array): void {
+    if (channel !== this.#channel) return;
+    switch (msg.type) {
+      case MessageType.REGISTERED: {
+        if (!msg.body.ok) {
+          log.error("the primary refused this satellite: {error}", { error: msg.body.error });
+          channel.close();
+          return;
+        }
+        const key = base64ToBytes(msg.body.key);
+        this.#sealer?.destroy();
+        this.#sealer = new Sealer(key);
+        key.fill(0);
+        this.#registered = true;
+        this.#reconnectMs = RECONNECT_MIN_MS;
+        log.info("joined the primary gateway pid {pid}", { pid: msg.body.gatewayPid });
+        return;
+      }
+      case MessageType.ROUTES:
+        this.#table.update(msg.body);
+        return;
+      case MessageType.TICKETS:
+        this.#tickets?.use(msg.body);
+        return;
+      case MessageType.MOVE:
+        // A new primary took over the control path: join it.
+        channel.close();
+        this.#connect();
+        return;
+      case MessageType.HANDOFF:
+        // The primary never sends connections to a satellite.
+        if (fd >= 0) closeFd(fd);
+        channel.confirm(msg.body.transfer ?? 0, false);
+        return;
+      default:
+        void raw;
+        log.warning("unexpected message type {type} from the primary", { type: msg.type });
+    }
+  }
+
+  #report(): void {
+    if (!this.#registered || !this.#channel) return;
+    this.#channel.send(
+      encodeJson(MessageType.STATS, {
+        held: this.#held.size,
+        metrics: this.#metrics.registry.snapshot(),
+      }),
+    );
+  }
+
+  // ---- serving ----
+
+  async #serve(conn: TlsConnection, unplaced: boolean): Promise<void> {
+    this.#held.add(conn);
+    try {
+      await hold(conn, this.#holdOptions, this.#policy, unplaced);
+    } catch (e) {
+      log.error("conn {conn}: {error}", { conn: conn.info.connId, error: String(e) });
+      conn.close(false);
+    } finally {
+      this.#held.delete(conn);
+      retryBlockedListeners();
+    }
+  }
+
+  #makePolicy(): HoldPolicy {
+    const label = `gateway/${Deno.pid}`;
+    return {
+      // Only what no function serves is answered here (404); a route whose
+      // function has no worker goes to the primary, which answers 503.
+      answersHere: (head: RequestHead) =>
+        this.#table.version >= 0 && !this.#table.serves(head.path),
+      move: (conn: TlsConnection, head: RequestHead) => this.#place(conn, head),
+      answer: (_conn, head, _body, unplaced): RoutedAnswer => {
+        const keepAlive = head.keepAlive && !this.#draining;
+        const path = head.path.slice(0, 200);
+        const status = unplaced ? 503 : 404;
+        const extraHeaders: [string, string][] = status === 503
+          ? [["retry-after", "1"], ["x-hotpotato-worker", label]]
+          : [["x-hotpotato-worker", label]];
+        const message = unplaced
+          ? `no worker could take ${path} right now`
+          : `no function serves ${path}`;
+        return {
+          route: "-",
+          status,
+          keepAlive,
+          bytes: errorResponse(status, message, {
+            keepAlive,
+            headOnly: head.method === "HEAD",
+            extraHeaders,
+          }),
+        };
+      },
+      continues: () => false,
+      count: (a: Answered) => this.#metrics.requests.labels("gateway", "", a.status).inc(),
+      draining: () => this.#draining,
+    };
+  }
+
+  /** Hand the connection to a worker of its route straight away, or to the
+   * primary; false when neither can take it (it is answered 503 here). */
+  #place(conn: TlsConnection, head: RequestHead): boolean {
+    const sealer = this.#sealer;
+    if (!sealer || !conn.exportable) return false;
+    const peer = this.#table.peerFor(head.path);
+    const channel = peer
+      ? this.#peers!.channelTo({
+        pid: peer.pid,
+        socket: `${
+          this.#peers!.socket.slice(0, this.#peers!.socket.lastIndexOf("/"))
+        }/peer-${peer.pid}.sock`,
+      })
+      : undefined;
+    if (!channel && !(this.#registered && this.#channel)) return false;
+    const handoffs = conn.info.handoffs + 1;
+    let msg: Uint8Array;
+    try {
+      msg = releaseForHandoff(conn, sealer, handoffs);
+    } catch {
+      return false;
+    }
+    const connId = conn.info.connId;
+    /** The primary places it; if it cannot, it is answered 503 here. */
+    const toPrimary = (fd: number, message: Uint8Array) => {
+      const primary = this.#registered ? this.#channel : undefined;
+      const keep = (fd: number, m: Uint8Array, why: string) => this.#takeBack(fd, m, why, sealer);
+      if (!primary || !primary.transfer(message, fd, keep)) {
+        keep(fd, message, "the primary is away");
+      }
+    };
+    if (!channel || !peer) {
+      toPrimary(conn.fd, msg);
+      return true;
+    }
+    const fallBack = (fd: number, message: Uint8Array, reason: string) => {
+      log.warning("conn {conn}: {to} did not take it ({reason}); to the primary", {
+        conn: connId,
+        to: `${peer.fn}/${peer.pid}`,
+        reason,
+      });
+      toPrimary(fd, message);
+    };
+    if (!channel.transfer(msg, conn.fd, fallBack, () => this.#placed(peer.fn, peer.route))) {
+      fallBack(conn.fd, msg, "its channel is closed or full");
+    }
+    return true;
+  }
+
+  #placed(fn: string, route: string): void {
+    this.#metrics.handoffs.labels(fn, route).inc();
+  }
+
+  /** A connection nobody took is ours again: answered 503 here. */
+  #takeBack(fd: number, message: Uint8Array, reason: string, sealer: Sealer): void {
+    let h: Handoff;
+    try {
+      const m = decodeMessage(message);
+      if (m.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
+      h = m.body;
+    } catch (e) {
+      log.error("a connection that came back cannot be read: {error}", { error: String(e) });
+      closeFd(fd);
+      message.fill(0);
+      return;
+    }
+    const conn = adoptHandoff(h, fd, sealer, this.#importContext!);
+    message.fill(0);
+    if (typeof conn === "string") {
+      log.warning("conn {conn}: {error}; connection dropped", { conn: h.info.connId, error: conn });
+      return;
+    }
+    log.warning("conn {conn}: no worker took it ({reason}); answering 503 here", {
+      conn: h.info.connId,
+      reason,
+    });
+    this.#serve(conn, true);
+  }
+
+  /** Stop accepting, finish what is held (idle connections closed), and
+   * resolve when done or at `deadlineMs`.
+   *
+   * @example
+   * ```ts
+   * import type { SatelliteGateway } from "./satellite.ts";
+   * declare const satellite: SatelliteGateway;
+   * await satellite.drain(10_000);
+   * satellite.stop();
+   * ```
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#draining = true;
+    this.#clients?.close();
+    this.#clients = undefined;
+    const until = Date.now() + deadlineMs;
+    while (this.#held.size > 0 && Date.now() < until) {
+      for (const conn of this.#held) conn.interruptIdle();
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    for (const conn of this.#held) conn.close();
+    log.info("satellite drained");
+  }
+
+  /** Close everything.
+   *
+   * @example
+   * ```ts
+   * import type { SatelliteGateway } from "./satellite.ts";
+   * declare const satellite: SatelliteGateway;
+   * satellite.stop();
+   * ```
+   */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#reconnectTimer);
+    clearInterval(this.#statsTimer);
+    this.#clients?.close();
+    this.#clients = undefined;
+    this.#channel?.close();
+    this.#peers?.close();
+    this.#sealer?.destroy();
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * The TLS session-ticket keys of a gateway, shared so that a ticket one
+ * gateway issued resumes on another (the satellites of one host, the
+ * gateway that takes over from this one, the hosts behind one load
+ * balancer). A ring holds the current key, which seals new tickets, and the
+ * previous one, still accepted for one rotation period (a ticket sealed with
+ * it is accepted and replaced by a new one).
+ *
+ * Where the keys come from:
+ * - `memory` (the default, one host): random keys made in the primary
+ *   gateway's memory, a new one every `--ticket-key-rotation`; the primary
+ *   gives them to its satellites and to a gateway taking over (TICKETS).
+ * - `file` (`--ticket-key-file PATH`, several hosts): a secret of at least
+ *   32 bytes in a file only its owner may read, the same on every host; the
+ *   key of each rotation period is derived from it (HKDF-SHA256 of the
+ *   secret and the period's number), so hosts agree without talking. The
+ *   keys of the period before and after are accepted too (clocks differ a
+ *   little). A new file is read at the next period.
+ * - `follower` (a satellite): whatever the primary sent last.
+ *
+ * Keys never reach a log; they live in this process's memory and the
+ * shim's ring only (zeroed when replaced).
+ *
+ * @module
+ */
+
+import { readPrivateFile, TICKET_KEY_ENTRY, TicketRing } from "../../ffi/shim.ts";
+import { wolfsslPath } from "../../ffi/paths.ts";
+import type { TlsContext } from "../../ffi/wolfssl.ts";
+import type { Tickets } from "../handoff/protocol.ts";
+import { logger } from "../operations/log.ts";
+
+const log = logger("gateway");
+const enc = new TextEncoder();
+
+/** Where a gateway's ticket keys come from. */
+export type TicketSource =
+  | { kind: "memory"; rotationMs: number }
+  | { kind: "file"; path: string; rotationMs: number }
+  | { kind: "follower" };
+
+function toBase64(b: Uint8Array): string {
+  let s = "";
+  for (const c of b) s += String.fromCharCode(c);
+  return btoa(s);
+}
+
+function fromBase64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** The name and key of rotation period `period`, derived from `secret`. */
+async function derive(secret: Uint8Array, period: number): Promise<Uint8Array> {
+  const raw = new Uint8Array(secret); // a copy on its own ArrayBuffer (zeroed below)
+  const base = await crypto.subtle.importKey("raw", raw, "HKDF", false, ["deriveBits"]);
+  raw.fill(0);
+  const bits = await crypto.subtle.deriveBits(
+    {
+      name: "HKDF",
+      hash: "SHA-256",
+      salt: new Uint8Array(0),
+      info: enc.encode(`hotpotato session ticket key v1 ${period}`),
+    },
+    base,
+    TICKET_KEY_ENTRY * 8,
+  );
+  return new Uint8Array(bits);
+}
+
+/**
+ * One gateway's ticket keys.
+ *
+ * @example
+ * ```ts
+ * import { TicketKeys } from "./ticket_keys.ts";
+ * import { TlsContext } from "../../ffi/wolfssl.ts";
+ * const keys = new TicketKeys({ kind: "memory", rotationMs: 12 * 3600_000 });
+ * await keys.start();
+ * const context = TlsContext.server({ certFile: "cert.pem", keyFile: "key.pem" });
+ * keys.attach(context);
+ * ```
+ */
+export class TicketKeys {
+  readonly source: TicketSource;
+  #ring: TicketRing | undefined;
+  /** The keys in use (entries, current first). */
+  #keys = new Uint8Array(0);
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #listeners = new Set<(t: Tickets) => void>();
+  #stopped = false;
+
+  /** Keys from `source`; `start()` makes or reads the first ones.
+   *
+   * @example
+   * ```ts
+   * import { TicketKeys } from "./ticket_keys.ts";
+   * new TicketKeys({ kind: "follower" });
+   * ```
+   */
+  constructor(source: TicketSource) {
+    this.source = source;
+  }
+
+  /** Make (memory) or derive (file) the first keys and schedule rotation.
+   * Rejects when the file cannot be used.
+   *
+   * @example
+   * ```ts
+   * import type { TicketKeys } from "./ticket_keys.ts";
+   * declare const keys: TicketKeys;
+   * await keys.start();
+   * ```
+   */
+  async start(): Promise<void> {
+    if (this.source.kind === "memory") {
+      this.#setKeys(crypto.getRandomValues(new Uint8Array(TICKET_KEY_ENTRY)));
+      this.#timer = setInterval(() => this.#rotate(), this.source.rotationMs);
+    } else if (this.source.kind === "file") {
+      await this.#fromFile();
+    }
+  }
+
+  /** Memory: a new current key; the current one stays accepted for a period. */
+  #rotate(): void {
+    const next = new Uint8Array(TICKET_KEY_ENTRY * 2);
+    crypto.getRandomValues(next.subarray(0, TICKET_KEY_ENTRY));
+    next.set(this.#keys.subarray(0, TICKET_KEY_ENTRY), TICKET_KEY_ENTRY);
+    this.#setKeys(next);
+    log.info("session-ticket key rotated (the previous one is accepted for one more period)");
+  }
+
+  /** File: the keys of this period (current), the one before and the one
+   * after; again at the next period's start. */
+  async #fromFile(): Promise<void> {
+    if (this.source.kind !== "file") return;
+    const { path, rotationMs } = this.source;
+    const secret = readPrivateFile(path, 4096);
+    try {
+      if (secret.length < 32) throw new Error(`${path}: the secret must be at least 32 bytes`);
+      const period = Math.floor(Date.now() / rotationMs);
+      const keys = new Uint8Array(TICKET_KEY_ENTRY * 3);
+      keys.set(await derive(secret, period), 0);
+      keys.set(await derive(secret, period - 1), TICKET_KEY_ENTRY);
+      keys.set(await derive(secret, period + 1), TICKET_KEY_ENTRY * 2);
+      this.#setKeys(keys);
+      keys.fill(0);
+      const wait = (period + 1) * rotationMs - Date.now() + 50;
+      if (this.#stopped) return;
+      this.#timer = setTimeout(() => {
+        this.#fromFile().catch((e) =>
+          log.error("session-ticket keys: {error}; the current ones stay", {
+            error: (e as Error).message,
+          })
+        );
+      }, wait);
+    } finally {
+      secret.fill(0);
+    }
+  }
+
+  #setKeys(keys: Uint8Array): void {
+    this.#keys.fill(0);
+    this.#keys = keys.slice();
+    this.#ring?.set(this.#keys);
+    if (this.#listeners.size > 0) {
+      const message = this.message();
+      for (const f of this.#listeners) f(message);
+    }
+  }
+
+  /** Seal and open `context`'s tickets with these keys.
+   *
+   * @example
+   * ```ts
+   * import type { TicketKeys } from "./ticket_keys.ts";
+   * import type { TlsContext } from "../../ffi/wolfssl.ts";
+   * declare const keys: TicketKeys, context: TlsContext;
+   * keys.attach(context);
+   * ```
+   */
+  attach(context: TlsContext): void {
+    this.#ring ??= new TicketRing(wolfsslPath);
+    this.#ring.set(this.#keys);
+    context.useTicketRing(this.#ring);
+  }
+
+  /** Take the keys another gateway sent (TICKETS).
+   *
+   * @example
+   * ```ts
+   * import type { TicketKeys } from "./ticket_keys.ts";
+   * declare const keys: TicketKeys;
+   * keys.use({ keys: "" });
+   * ```
+   */
+  use(tickets: Tickets): void {
+    const keys = fromBase64(tickets.keys);
+    if (keys.length % TICKET_KEY_ENTRY !== 0) return;
+    this.#setKeys(keys);
+    keys.fill(0);
+  }
+
+  /** The keys as a TICKETS body (for a satellite or a successor).
+   *
+   * @example
+   * ```ts
+   * import type { TicketKeys } from "./ticket_keys.ts";
+   * declare const keys: TicketKeys;
+   * const body = keys.message();
+   * ```
+   */
+  message(): Tickets {
+    return { keys: toBase64(this.#keys) };
+  }
+
+  /** Call `f` with the new keys whenever they change (to pass them on).
+   *
+   * @example
+   * ```ts
+   * import type { TicketKeys } from "./ticket_keys.ts";
+   * declare const keys: TicketKeys;
+   * keys.onChange((t) => console.log(`new keys: ${t.keys.length} base64 characters`));
+   * ```
+   */
+  onChange(f: (t: Tickets) => void): void {
+    this.#listeners.add(f);
+  }
+
+  /** Stop rotating and zero the keys (the contexts must be gone first).
+   *
+   * @example
+   * ```ts
+   * import type { TicketKeys } from "./ticket_keys.ts";
+   * declare const keys: TicketKeys;
+   * keys.stop();
+   * ```
+   */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#timer);
+    this.#keys.fill(0);
+  }
+}

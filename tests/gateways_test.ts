@@ -1,0 +1,134 @@
+/**
+ * Every core of a host (issue 12): `--gateways N` runs a primary gateway and
+ * N-1 satellites sharing the public port (SO_REUSEPORT); a satellite
+ * handshakes and hands connections straight to the workers. TLS session
+ * tickets issued by any gateway resume on every other (one key ring, from the
+ * primary), keys rotate on a schedule with the previous one still accepted,
+ * and gateways given the same key file (several hosts) resume each other's
+ * tickets. Real launcher, gateways, workers and OpenSSL clients.
+ */
+
+import assert from "node:assert/strict";
+import { Launched } from "./support/launched.ts";
+import { connect } from "./support/s_client.ts";
+import { Client, System } from "./support/system.ts";
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+const ROUTES = ["/sum?a=1&b=2", "/product?a=3&b=4", "/sum?a=5&b=6"];
+const RESULTS = ["3", "12", "11"];
+
+Deno.test("--gateways 2: both gateways take connections; tickets from either resume on both", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hotpotato-gateways-" });
+  const sys = await Launched.start("start", ["--gateways", "2"], ["sum", "product"]);
+  try {
+    await sys.waitLine(/^gateway\.2\s+\| .*joined the primary gateway/);
+    for (const version of ["1.3", "1.2"] as const) {
+      const sess = `${dir}/sess-${version}`;
+      const first = await connect(sys.port, { version, sessOut: sess }, ROUTES);
+      assert.equal(first.code, 0, first.stderr);
+      assert.deepEqual(first.bodies.map((b) => b.result), RESULTS);
+      for (let i = 0; i < 12; i++) {
+        const again = await connect(sys.port, { version, sessIn: sess }, ROUTES);
+        assert.equal(
+          again.reused,
+          true,
+          `TLS ${version} resumption ${i}: ${again.stdout.slice(0, 400)}`,
+        );
+        assert.deepEqual(again.bodies.map((b) => b.result), RESULTS);
+      }
+    }
+    // Plain keep-alive clients, alternating routes, on whichever gateway.
+    for (let i = 0; i < 12; i++) {
+      const c = await Client.connect(sys.port);
+      for (let k = 0; k < 4; k++) {
+        const op = k % 2 ? "product" : "sum";
+        const res = await c.get(`/${op}?a=${i}&b=${k}`);
+        assert.equal(res.status, 200, res.body);
+        assert.equal(JSON.parse(res.body).result, String(op === "sum" ? i + k : i * k));
+      }
+      c.close();
+    }
+    // The primary's /metrics adds the satellite's counts in (reported every second).
+    await sleep(1500); // (log lines are written in batches too)
+    // Both gateways did handshakes (the kernel spread 38 connections).
+    const by = (name: string) =>
+      sys.lines.filter((l) => new RegExp(`^${name}\\s+\\|.*TLS handshake complete`).test(l)).length;
+    assert.ok(
+      by("gateway") > 0 && by("gateway\\.2") > 0,
+      `${by("gateway")} / ${by("gateway\\.2")}`,
+    );
+    assert.equal(by("gateway") + by("gateway\\.2"), 38);
+    assert.equal(await sys.metric("hotpotato_tls_handshakes_total"), 38);
+    assert.equal(await sys.metric("hotpotato_tls_handshakes_total", 'resumed="true"'), 24);
+  } finally {
+    await sys.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ticket keys rotate: the previous key is accepted one period more, then not", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hotpotato-rotation-" });
+  const sys = await System.start({ gatewayArgs: ["--ticket-key-rotation", "2"] });
+  try {
+    const sess = `${dir}/sess`;
+    const first = await connect(sys.port, { version: "1.3", sessOut: sess }, ROUTES);
+    assert.equal(first.code, 0, first.stderr);
+    await sleep(1000); // within this period or the next: resumes
+    assert.equal((await connect(sys.port, { version: "1.3", sessIn: sess }, ROUTES)).reused, true);
+    await sleep(4500); // two rotations later its key is gone: a full handshake, answers as usual
+    const late = await connect(sys.port, { version: "1.3", sessIn: sess }, ROUTES);
+    assert.equal(late.reused, false);
+    assert.deepEqual(late.bodies.map((b) => b.result), RESULTS);
+    await sys.gateway.waitFor(/session-ticket key rotated/);
+  } finally {
+    await sys.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("gateways given the same --ticket-key-file resume each other's tickets (several hosts)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hotpotato-keyfile-" });
+  const keyFile = `${dir}/ticket.key`;
+  await Deno.writeFile(keyFile, crypto.getRandomValues(new Uint8Array(32)), { mode: 0o600 });
+  const args = ["--ticket-key-file", keyFile];
+  const a = await System.start({ gatewayArgs: args });
+  const b = await System.start({ gatewayArgs: args });
+  const other = await System.start(); // keys of its own
+  try {
+    for (const version of ["1.3", "1.2"] as const) {
+      const sess = `${dir}/sess-${version}`;
+      assert.equal((await connect(a.port, { version, sessOut: sess }, ROUTES)).code, 0);
+      const onB = await connect(b.port, { version, sessIn: sess }, ROUTES);
+      assert.equal(onB.reused, true, `TLS ${version} on the second host`);
+      assert.deepEqual(onB.bodies.map((x) => x.result), RESULTS);
+      const onOther = await connect(other.port, { version, sessIn: sess }, ROUTES);
+      assert.equal(onOther.reused, false, "a gateway with other keys does not resume it");
+      assert.deepEqual(onOther.bodies.map((x) => x.result), RESULTS);
+    }
+    // A key file others may read is refused, with the reason.
+    await Deno.chmod(keyFile, 0o644);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        "--allow-ffi",
+        "--allow-env",
+        "gateway.ts",
+        "--port",
+        "0",
+        "--admin-port",
+        "off",
+        "--control",
+        `${dir}/c.sock`,
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 1);
+    assert.match(new TextDecoder().decode(out.stderr), /ticket\.key.*(EPERM|not permitted)/);
+  } finally {
+    await Promise.all([a.stop(), b.stop(), other.stop()]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
