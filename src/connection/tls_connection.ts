@@ -292,6 +292,33 @@ export class TlsConnection {
     }
   }
 
+  /** Read exactly `length` bytes in the clear, before any TLS (a PROXY
+   * protocol header), waiting for them until `deadline`; null when the
+   * client closed, failed or was too slow.
+   *
+   * @example
+   * ```ts
+   * import type { TlsConnection } from "./tls_connection.ts";
+   * declare const conn: TlsConnection;
+   * const header = await conn.readPlain(16, Date.now() + 5000);
+   * ```
+   */
+  async readPlain(length: number, deadline: number): Promise<Uint8Array | null> {
+    const buf = new Uint8Array(length);
+    let got = 0;
+    while (got < length) {
+      if (!this.#open) return null;
+      const n = receivePlain(this.fd, buf.subarray(got));
+      if (n > 0) {
+        got += n;
+        continue;
+      }
+      if (n !== -EAGAIN) return null; // EOF (0) or an error
+      if (!await this.#wait(READ_EVENTS, deadline)) return null;
+    }
+    return buf;
+  }
+
   /** Write bytes on the socket in the clear (only before any TLS: to answer
    * a plain-HTTP client), then close. Best effort, never blocks.
    *

@@ -123,6 +123,12 @@ export class GatewayMetrics {
   readonly handshakeFailures: Counter = this.registry
     .counter("hotpotato_tls_handshake_failures_total", "Failed or timed-out TLS handshakes")
     .labels();
+  /** Connections closed before TLS by `--proxy-protocol on`, by reason. */
+  readonly proxyRefused = this.registry.counter(
+    "hotpotato_proxy_refused_total",
+    "Connections closed for the PROXY protocol: untrusted peer, malformed header or timeout",
+    ["reason"],
+  );
   /** Connections handed to a worker, by function and route. */
   readonly handoffs = this.registry.counter(
     "hotpotato_handoffs_total",

@@ -33,6 +33,7 @@ import { Forwarder } from "./forwarder.ts";
 import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
 import { GatewayPolicy } from "./gateway_policy.ts";
 import { Handshaker } from "./handshaker.ts";
+import { ProxyProtocol } from "./proxy_protocol.ts";
 import { Workers } from "./workers.ts";
 import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
 import { Listener, retryBlockedListeners } from "../connection/listener.ts";
@@ -269,6 +270,7 @@ export class Gateway {
       handshakeTimeoutMs: c.handshakeTimeoutMs,
       metrics: this.#metrics,
       ready: (conn) => this.#serve(conn, false),
+      proxy: c.proxyProtocol ? new ProxyProtocol(c.proxyTrusted) : undefined,
     });
   }
 

@@ -15,6 +15,7 @@ import { type ConnectionInfo, TlsConnection } from "../connection/tls_connection
 import { errorResponse } from "../http/http.ts";
 import { LogBudget, logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
+import type { ProxyProtocol } from "./proxy_protocol.ts";
 
 const log = logger("gateway");
 const handshakeLine = new LogLine(
@@ -43,6 +44,8 @@ export interface HandshakerOptions {
   /** Called with each connection whose handshake completed; it is the
    * callee's until its promise settles. */
   ready(conn: TlsConnection): Promise<void>;
+  /** `--proxy-protocol on`: the header each connection must start with. */
+  proxy?: ProxyProtocol;
 }
 
 /**
@@ -155,8 +158,30 @@ export class Handshaker {
   }
 
   async #shake(conn: TlsConnection, end: () => void): Promise<void> {
-    const { metrics } = this.#opts;
+    const { metrics, proxy } = this.#opts;
     const deadline = Date.now() + this.#opts.handshakeTimeoutMs;
+    if (proxy) {
+      const peer = conn.info.peer;
+      const r = await proxy.read(conn, deadline);
+      if (!r.ok) {
+        metrics.proxyRefused.labels(r.reason).inc();
+        const skipped = this.#logBudget.take();
+        if (skipped !== false) {
+          log.info("conn {conn} from {peer}: {why}; closed", {
+            conn: conn.info.connId,
+            peer,
+            why: r.reason === "untrusted"
+              ? "not a trusted proxy (--proxy-trusted)"
+              : r.reason === "timeout"
+              ? "no PROXY header within --handshake-timeout"
+              : "no valid PROXY v2 header",
+          });
+        }
+        conn.close(false);
+        return;
+      }
+      if (r.peer) conn.info.peer = r.peer;
+    }
     const first = await conn.peekStart(deadline);
     if (!first) {
       conn.close(false);

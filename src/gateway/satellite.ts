@@ -53,6 +53,7 @@ import { logger } from "../operations/log.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
 import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
 import { Handshaker } from "./handshaker.ts";
+import { ProxyProtocol } from "./proxy_protocol.ts";
 import type { TicketKeys } from "./ticket_keys.ts";
 
 const log = logger("gateway");
@@ -154,6 +155,7 @@ export class SatelliteGateway {
       handshakeTimeoutMs: c.handshakeTimeoutMs,
       metrics: this.#metrics,
       ready: (conn) => this.#serve(conn, false),
+      proxy: c.proxyProtocol ? new ProxyProtocol(c.proxyTrusted) : undefined,
     });
     const dir = c.control.slice(0, c.control.lastIndexOf("/")) || "/";
     this.#peers = new Peers(dir); // outgoing only: it hands connections to workers

@@ -8,6 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseCidr } from "../gateway/proxy_protocol.ts";
 import { projectRoot } from "../../ffi/paths.ts";
 import type { LogFormat } from "./log.ts";
 import { LOG_LEVELS } from "./log.ts";
@@ -177,6 +178,18 @@ const gatewaySpecs = {
     help: "a secret (32+ bytes, mode 0600) the ticket keys are derived from, the same on every " +
       "host, so tickets resume across hosts (default: random keys in memory)",
   },
+  "proxy-protocol": {
+    kind: "choice",
+    default: "off",
+    choices: ["on", "off"],
+    help: "on: every connection must come from --proxy-trusted and start with a PROXY v2 " +
+      "header, whose client address is used",
+  },
+  "proxy-trusted": {
+    kind: "string",
+    default: "127.0.0.1/32,::1/128",
+    help: "address ranges allowed to send the PROXY header (comma-separated)",
+  },
   "takeover": {
     kind: "choice",
     default: "off",
@@ -284,6 +297,10 @@ export interface GatewayConfig extends CommonConfig {
   ticketKeyRotationMs: number;
   /** Secret file the ticket keys are derived from ("" = random keys in memory). */
   ticketKeyFile: string;
+  /** Require a PROXY v2 header from a trusted peer. */
+  proxyProtocol: boolean;
+  /** Address ranges trusted to send it. */
+  proxyTrusted: string[];
 }
 
 /** A worker's settings. */
@@ -454,8 +471,20 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       reusePort: v["reuse-port"] === "on" || v["satellite"] === "on",
       ticketKeyRotationMs: v["ticket-key-rotation"] as number,
       ticketKeyFile: v["ticket-key-file"] as string,
+      proxyProtocol: v["proxy-protocol"] === "on",
+      proxyTrusted: trustedRanges(v["proxy-trusted"] as string),
     },
   };
+}
+
+function trustedRanges(list: string): string[] {
+  const ranges = list.split(",").map((r) => r.trim()).filter(Boolean);
+  try {
+    for (const r of ranges) parseCidr(r);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  return ranges;
 }
 
 function generationLabel(label: string): string {

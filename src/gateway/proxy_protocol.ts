@@ -1,0 +1,179 @@
+/**
+ * The PROXY protocol, version 2 (the binary one HAProxy sends with
+ * `send-proxy-v2`): a load balancer in front of the gateways tells them the
+ * client's real address in a header before the TLS bytes. With
+ * `--proxy-protocol on` the gateway takes connections only from the
+ * addresses `--proxy-trusted` lists, each must start with a valid header
+ * (read with a bound of 16 + 512 bytes, within the handshake timeout), and
+ * the client address in it replaces the peer's in logs, in the handler's
+ * `info.remoteAddr` and in every handoff. A LOCAL header (the balancer's own
+ * health check) keeps the balancer's address. Anything else is closed.
+ *
+ * @module
+ */
+
+import type { TlsConnection } from "../connection/tls_connection.ts";
+
+/** The 12 bytes every version 2 header starts with. */
+const SIGNATURE = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
+/** Most address and TLV bytes accepted after the 16-byte start. */
+export const MAX_PROXY_BODY = 512;
+
+/** An address range, e.g. 10.0.0.0/8 or ::1/128. */
+interface Cidr {
+  bytes: Uint8Array;
+  bits: number;
+}
+
+/** An IPv4 or IPv6 address as bytes (IPv4-mapped IPv6 as IPv4), or undefined. */
+function addressBytes(text: string): Uint8Array | undefined {
+  const v4 = text.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
+  if (v4) {
+    const b = v4.slice(1).map(Number);
+    return b.every((x) => x <= 255) ? new Uint8Array(b) : undefined;
+  }
+  if (!/^[0-9a-fA-F:.]+$/.test(text) || text.split("::").length > 2) return undefined;
+  const mapped = text.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i);
+  if (mapped) return addressBytes(mapped[1]);
+  const [left, right = ""] = text.split("::");
+  const parts = (s: string) => (s ? s.split(":") : []);
+  const l = parts(left), r = parts(right);
+  const fill = 8 - l.length - r.length;
+  if (
+    (text.includes("::") ? fill < 1 : fill !== 0) ||
+    [...l, ...r].some((p) => !/^[0-9a-fA-F]{1,4}$/.test(p))
+  ) {
+    return undefined;
+  }
+  const groups = [...l, ...Array(fill).fill("0"), ...r].map((g) => parseInt(g, 16));
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    out[i * 2] = g >> 8;
+    out[i * 2 + 1] = g & 0xff;
+  });
+  return out;
+}
+
+/** Parse "addr/bits" (or a bare address: all its bits); throws on nonsense.
+ *
+ * @example
+ * ```ts
+ * import { parseCidr } from "./proxy_protocol.ts";
+ * parseCidr("10.0.0.0/8");
+ * ```
+ */
+export function parseCidr(text: string): Cidr {
+  const [addr, bits] = text.trim().split("/");
+  const bytes = addressBytes(addr);
+  if (!bytes) throw new Error(`--proxy-trusted: ${JSON.stringify(text)} is not an address range`);
+  const max = bytes.length * 8;
+  const n = bits === undefined ? max : Number(bits);
+  if (!Number.isInteger(n) || n < 0 || n > max) {
+    throw new Error(`--proxy-trusted: ${JSON.stringify(text)} has a bad prefix length`);
+  }
+  return { bytes, bits: n };
+}
+
+function within(addr: Uint8Array, range: Cidr): boolean {
+  if (addr.length !== range.bytes.length) return false;
+  for (let i = 0; i < range.bits; i++) {
+    const bit = 0x80 >> (i % 8);
+    if ((addr[i >> 3] & bit) !== (range.bytes[i >> 3] & bit)) return false;
+  }
+  return true;
+}
+
+/** "host:port" or "[v6]:port" → its host part. */
+function hostOf(peer: string): string {
+  const v6 = peer.match(/^\[([^\]]+)\]:\d+$/);
+  if (v6) return v6[1];
+  const i = peer.lastIndexOf(":");
+  return i > 0 ? peer.slice(0, i) : peer;
+}
+
+/** What reading a header gave. */
+export type ProxyResult =
+  | { ok: true; peer?: string }
+  | { ok: false; reason: "untrusted" | "malformed" | "timeout" };
+
+/**
+ * A gateway's PROXY protocol policy: which peers may send the header, and
+ * reading it.
+ *
+ * @example
+ * ```ts
+ * import { ProxyProtocol } from "./proxy_protocol.ts";
+ * const proxy = new ProxyProtocol(["127.0.0.1/32", "10.0.0.0/8"]);
+ * proxy.trusts("10.1.2.3:40000"); // true
+ * ```
+ */
+export class ProxyProtocol {
+  #trusted: Cidr[];
+
+  /** A policy trusting the given ranges.
+   *
+   * @example
+   * ```ts
+   * import { ProxyProtocol } from "./proxy_protocol.ts";
+   * new ProxyProtocol(["::1/128"]);
+   * ```
+   */
+  constructor(trusted: string[]) {
+    this.#trusted = trusted.filter((t) => t.trim()).map(parseCidr);
+  }
+
+  /** Whether `peer` ("host:port") may send a header.
+   *
+   * @example
+   * ```ts
+   * import { ProxyProtocol } from "./proxy_protocol.ts";
+   * new ProxyProtocol(["127.0.0.1"]).trusts("127.0.0.1:5000"); // true
+   * ```
+   */
+  trusts(peer: string): boolean {
+    const addr = addressBytes(hostOf(peer));
+    return addr !== undefined && this.#trusted.some((r) => within(addr, r));
+  }
+
+  /** Check the peer and read the header from `conn` (before TLS).
+   *
+   * @example
+   * ```ts
+   * import type { ProxyProtocol } from "./proxy_protocol.ts";
+   * import type { TlsConnection } from "../connection/tls_connection.ts";
+   * declare const proxy: ProxyProtocol, conn: TlsConnection;
+   * const r = await proxy.read(conn, Date.now() + 5000);
+   * if (r.ok && r.peer) conn.info.peer = r.peer;
+   * ```
+   */
+  async read(conn: TlsConnection, deadline: number): Promise<ProxyResult> {
+    if (!this.trusts(conn.info.peer)) return { ok: false, reason: "untrusted" };
+    const start = await conn.readPlain(16, deadline);
+    if (!start) return { ok: false, reason: Date.now() >= deadline ? "timeout" : "malformed" };
+    if (SIGNATURE.some((b, i) => start[i] !== b)) return { ok: false, reason: "malformed" };
+    const version = start[12] >> 4, command = start[12] & 0x0f;
+    const length = (start[14] << 8) | start[15];
+    if (version !== 2 || command > 1 || length > MAX_PROXY_BODY) {
+      return { ok: false, reason: "malformed" };
+    }
+    const body = length ? await conn.readPlain(length, deadline) : new Uint8Array(0);
+    if (!body) return { ok: false, reason: Date.now() >= deadline ? "timeout" : "malformed" };
+    if (command === 0) return { ok: true }; // LOCAL: the balancer itself
+    return proxiedPeer(start[13], body);
+  }
+}
+
+/** The client address of a PROXY command's body, by its family byte. */
+export function proxiedPeer(family: number, body: Uint8Array): ProxyResult {
+  const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  if (family === 0x11 && body.length >= 12) { // TCP over IPv4
+    return { ok: true, peer: `${[...body.subarray(0, 4)].join(".")}:${v.getUint16(8)}` };
+  }
+  if (family === 0x21 && body.length >= 36) { // TCP over IPv6
+    const groups: string[] = [];
+    for (let i = 0; i < 8; i++) groups.push(v.getUint16(i * 2).toString(16));
+    return { ok: true, peer: `[${groups.join(":")}]:${v.getUint16(32)}` };
+  }
+  if (family === 0x00) return { ok: true }; // UNSPEC: keep the real peer
+  return { ok: false, reason: "malformed" };
+}
