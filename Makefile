@@ -16,7 +16,7 @@ CERT := $(ROOT)/.local/certs/cert.pem
 CFLAGS ?= -O2
 SHIM_CFLAGS := -std=gnu11 -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror
 
-.PHONY: setup start test bench check fmt clean distclean tools deps wolfssl cert shim
+.PHONY: setup start test bench check fmt clean distclean tools deps wolfssl cert shim cluster
 
 setup: tools deps wolfssl shim cert
 
@@ -49,6 +49,12 @@ test: setup
 
 bench: setup
 	"$(DENO)" task bench
+
+# Several hosts (network namespaces) behind HAProxy, for a person to try
+# (root: sudo when needed). ARGS="--hosts 3 --port 9443".
+cluster: setup
+	@if [ "$$(id -u)" = 0 ]; then "$(DENO)" run --no-prompt -A scripts/cluster.ts $(ARGS); \
+	else sudo "$(DENO)" run --no-prompt -A scripts/cluster.ts $(ARGS); fi
 
 check: setup
 	"$(DENO)" task check
