@@ -865,10 +865,11 @@ export class TicketRing {
   }
 }
 
-/** The bytes of a small secret file that only its owner may read (mode
- * 0600 or stricter, owned by this user): the shim reads it, since the
+/** The bytes of a small secret file that others may not read (owned by
+ * this user or by root, no permission bits for others: 0600, or 0640 with a
+ * group as Kubernetes secret volumes have): the shim reads it, since the
  * gateway has no file permission. Throws {@linkcode SysError} (EPERM when
- * group or others may read it).
+ * others may read it).
  *
  * @example
  * ```ts

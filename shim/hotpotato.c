@@ -212,15 +212,15 @@ HP_EXPORT int hp_dup(int fd) {
     return rv < 0 ? -errno : rv;
 }
 
-/* Read a small secret file that only its owner may read: owned by this
- * user, no group or other permission bits (else -EPERM), at most cap bytes
- * (else -EFBIG). Returns the bytes read or -errno. */
+/* Read a small secret file that others may not read: owned by this user or
+ * by root (a Kubernetes secret volume), no permission bits for others (else
+ * -EPERM), at most cap bytes (else -EFBIG). Returns the bytes read or -errno. */
 HP_EXPORT int hp_read_private_file(const char *path, uint8_t *buf, int cap) {
     struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), n = 0, rv;
     if (fd < 0) return -errno;
     if (fstat(fd, &st) < 0) rv = -errno;
-    else if (st.st_uid != getuid() || (st.st_mode & 077)) rv = -EPERM;
+    else if ((st.st_uid != getuid() && st.st_uid != 0) || (st.st_mode & 007)) rv = -EPERM;
     else if (st.st_size > cap) rv = -EFBIG;
     else rv = 0;
     while (rv == 0 && n < cap) {
