@@ -408,6 +408,8 @@ export async function startHotPotato(opts: {
   /** Whether curl's output of /sum and /product says ready (with other
    * worker files; see {@linkcode waitReady}). */
   ready?: (out: string) => boolean;
+  /** Satellite gateways sharing the port (`--gateways N` is 1 + this). */
+  satellites?: number;
 }): Promise<Running> {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-bench-" });
   const common = [
@@ -432,8 +434,31 @@ export async function startHotPotato(opts: {
     "--tls-resumption",
     opts.resumption ? "on" : "off",
     ...(opts.handoff ? ["--handoff", opts.handoff] : []),
+    ...(opts.satellites ? ["--reuse-port", "on"] : []),
   ], procOpts);
   await sleep(300);
+  const satellites = Array.from(
+    { length: opts.satellites ?? 0 },
+    (_, i) =>
+      new Proc(`gateway.${i + 2}`, deno, [
+        "run",
+        ...SERVER_FLAGS,
+        "gateway.ts",
+        ...common,
+        "--port",
+        String(opts.port),
+        "--cert",
+        opts.certs.cert,
+        "--key",
+        opts.certs.key,
+        "--tls-resumption",
+        opts.resumption ? "on" : "off",
+        "--satellite",
+        "on",
+        "--admin-port",
+        "off",
+      ], procOpts),
+  );
   const files = opts.workerFiles ?? ["workers/sum.ts", "workers/product.ts"];
   const workers = ["sum", "product"].map((w, i) =>
     new Proc(w, deno, [
@@ -444,11 +469,12 @@ export async function startHotPotato(opts: {
       ...common,
     ], procOpts)
   );
-  const r = running([gw, ...workers], opts.port);
+  const r = running([gw, ...satellites, ...workers], opts.port);
   const stop = r.stop;
   r.stop = async () => {
-    // workers first, then the gateway
+    // workers first, then the gateways
     for (const w of workers) await w.stop();
+    for (const s of satellites) await s.stop();
     await gw.stop();
     await stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -7,7 +7,8 @@
 # ECDSA and RSA certificates; then the run-length sweep (route changing every
 # k requests), 10,000 idle connections and the handoff micro benchmark; a
 # full run then measures body sizes (bench/sizes.ts), WebSocket echo
-# (bench/ws_echo.ts) and reloads under load (bench/reload.ts).
+# (bench/ws_echo.ts), reloads under load (bench/reload.ts) and 1 against 2
+# gateways (bench/gateways.ts).
 # Writes bench/results/results.{json,md}, chart.svg and sweep.svg and prints
 # the tables. About 17 minutes on 2 cores. Settings: see
 # bench/README.md (BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_CERTS, BENCH_SYSTEMS,
@@ -43,6 +44,10 @@ if [ "${1:-}" = --ws ]; then
   # WebSocket echo rate against Deno.serve (bench/ws_echo.ts)
   exec "$deno" run --no-prompt --allow-all bench/ws_echo.ts
 fi
+if [ "${1:-}" = --gateways ]; then
+  # handshake rates and keep-alive with 1 and 2 gateways (bench/gateways.ts)
+  exec "$deno" run --no-prompt --allow-all bench/gateways.ts
+fi
 if [ "${1:-}" = --reload ]; then
   # SIGHUP reloads under 50 connections: handover against closing (bench/reload.ts)
   exec "$deno" run --no-prompt --allow-all bench/reload.ts
@@ -58,5 +63,6 @@ if [ $# -eq 0 ] && [ -z "${BENCH_SYSTEMS:-}" ]; then
   "$deno" run --no-prompt --allow-all bench/sizes.ts || rc=1
   "$deno" run --no-prompt --allow-all bench/ws_echo.ts || rc=1
   "$deno" run --no-prompt --allow-all bench/reload.ts || rc=1
+  "$deno" run --no-prompt --allow-all bench/gateways.ts || rc=1
 fi
 exit $rc
