@@ -26,6 +26,11 @@ interface Row {
   scenario: string;
   rps: number;
   cpuMsPer: number;
+  /** The gateway processes' CPU alone, ms per request. */
+  gatewayMsPer: number;
+  /** Share of the machine's CPU the servers and wrk took. */
+  serverShare: number;
+  wrkShare: number;
   errors: number;
 }
 
@@ -54,7 +59,9 @@ for (const scenario of SCENARIOS) {
         latencyFromConnect: true,
       });
       const pids = r.pids();
+      const gatewayPids = r.procs.filter((p) => p.name.startsWith("gateway")).map((p) => p.pid);
       const cpu0 = pids.reduce((t, p) => t + cpuSeconds(p), 0);
+      const gw0 = gatewayPids.reduce((t, p) => t + cpuSeconds(p), 0);
       const w = await runWrk({
         url: `https://127.0.0.1:${port}`,
         connections: CONNECTIONS,
@@ -63,11 +70,16 @@ for (const scenario of SCENARIOS) {
         latencyFromConnect: true,
       });
       const cpu = pids.reduce((t, p) => t + cpuSeconds(p), 0) - cpu0;
+      const gw = gatewayPids.reduce((t, p) => t + cpuSeconds(p), 0) - gw0;
+      const machine = navigator.hardwareConcurrency * w.durationUs / 1e6;
       const row: Row = {
         gateways,
         scenario: scenario.id,
         rps: w.rps,
         cpuMsPer: cpu / w.requests * 1000,
+        gatewayMsPer: gw / w.requests * 1000,
+        serverShare: cpu / machine,
+        wrkShare: w.clientCpuS / machine,
         errors: Object.values(w.errors).reduce((a, b) => a + b, 0),
       };
       rows.push(row);
@@ -82,9 +94,14 @@ const f = (x: number, d = 0) => x.toLocaleString("en-US", { maximumFractionDigit
 const byScenario = SCENARIOS.map((s) => {
   const one = rows.find((r) => r.scenario === s.id && r.gateways === 1)!;
   const two = rows.find((r) => r.scenario === s.id && r.gateways === 2)!;
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
   return `| ${s.id} | ${f(one.rps)} | ${f(two.rps)} | ${(two.rps / one.rps).toFixed(2)}x | ${
     one.cpuMsPer.toFixed(3)
-  } / ${two.cpuMsPer.toFixed(3)} | ${one.errors + two.errors} |`;
+  } / ${two.cpuMsPer.toFixed(3)} | ${one.gatewayMsPer.toFixed(3)} / ${
+    two.gatewayMsPer.toFixed(3)
+  } | ${pct(one.serverShare)} + ${pct(one.wrkShare)} / ${pct(two.serverShare)} + ${
+    pct(two.wrkShare)
+  } | ${one.errors + two.errors} |`;
 });
 const table = [
   `Gateways on one host: 1 against 2 (primary + satellite, SO_REUSEPORT), shipped settings, wrk ` +
@@ -92,8 +109,8 @@ const table = [
   `(${new Date().toISOString().slice(0, 16)}Z), ${navigator.hardwareConcurrency} cores shared ` +
   `with wrk. \`deno run -A bench/gateways.ts\`.`,
   "",
-  "| scenario | 1 gateway, req/s | 2 gateways, req/s | ratio | server CPU ms per request, 1 / 2 | errors |",
-  "|---|--:|--:|--:|--:|--:|",
+  "| scenario | 1 gateway, req/s | 2 gateways, req/s | ratio | server CPU ms per request, 1 / 2 | of which the gateways, 1 / 2 | machine CPU: servers + wrk, 1 / 2 | errors |",
+  "|---|--:|--:|--:|--:|--:|--:|--:|",
   ...byScenario,
 ].join("\n");
 console.log(table);

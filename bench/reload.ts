@@ -230,12 +230,12 @@ const table = [
   `${connections} keep-alive clients alternating sum and product, ${reloads} SIGHUP reloads per mode, ` +
   `one run (${new Date().toISOString().slice(0, 16)}Z). \`deno run -A bench/reload.ts\`.`,
   "",
-  "| reload mode | SIGHUP to last old worker gone, median ms | connections handed over | extra handshakes | failed requests | requests | p50 / p99 ms, steady | p50 / p99 ms, during reloads |",
-  "|---|--:|--:|--:|--:|--:|--:|--:|",
+  "| reload mode | SIGHUP to last old worker gone, median ms | of which to the switch (new workers up and registered), median ms | connections handed over | extra handshakes | failed requests | requests | p50 / p99 ms, steady | p50 / p99 ms, during reloads |",
+  "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
   ...results.map((r) =>
-    `| ${r.mode} | ${median(r.reloadMs)} (${
-      r.reloadMs.join(", ")
-    }) | ${r.handedOver} | ${r.extraHandshakes} | ${r.failed} | ${r.requests} | ${
+    `| ${r.mode} | ${median(r.reloadMs)} (${r.reloadMs.join(", ")}) | ${
+      median(r.switchMs)
+    } | ${r.handedOver} | ${r.extraHandshakes} | ${r.failed} | ${r.requests} | ${
       f(r.steady.p50)
     } / ${f(r.steady.p99)} | ${f(r.during.p50)} / ${f(r.during.p99)} (${r.during.n} requests) |`
   ),
