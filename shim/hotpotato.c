@@ -217,9 +217,12 @@ HP_EXPORT int hp_dup(int fd) {
  * -EPERM), at most cap bytes (else -EFBIG). Returns the bytes read or -errno. */
 HP_EXPORT int hp_read_private_file(const char *path, uint8_t *buf, int cap) {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), n = 0, rv;
+    /* Symlinks are followed (a Kubernetes secret file is one); what is
+     * opened must be a regular file (O_NONBLOCK: a FIFO cannot hang us). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), n = 0, rv;
     if (fd < 0) return -errno;
     if (fstat(fd, &st) < 0) rv = -errno;
+    else if (!S_ISREG(st.st_mode)) rv = -EINVAL;
     else if ((st.st_uid != getuid() && st.st_uid != 0) || (st.st_mode & 007)) rv = -EPERM;
     else if (st.st_size > cap) rv = -EFBIG;
     else rv = 0;

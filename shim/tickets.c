@@ -5,8 +5,14 @@
  * one gateway cannot be opened by another. This ring holds keys given from
  * JavaScript (the same on every gateway that shares them): new tickets are
  * sealed with the current key (ChaCha20-Poly1305 from wolfCrypt), and
- * tickets sealed with any key still in the ring are accepted; one sealed
- * with an older key than the current is accepted and replaced by a new one.
+ * tickets sealed with any key still in the ring are accepted; in TLS 1.2 one
+ * sealed with an older key than the current is accepted and replaced by a
+ * new one (TLS 1.3 resumes only on OK, and issues new tickets anyway).
+ *
+ * The tag goes at the end of the encrypted part (wolfSSL leaves 32 bytes of
+ * room there), never in wolfSSL's separate mac field: when a ticket is
+ * opened, the encrypted part is within the received bytes whatever length
+ * the ticket claims, but the mac field after it may not be.
  *
  * wolfSSL is not linked: its functions are looked up in the copy Deno
  * already loaded (dlopen of the same path, RTLD_NOLOAD). Only the JavaScript
@@ -44,6 +50,9 @@ typedef int (*ticket_cb_fn)(void *ssl, unsigned char *name, unsigned char *iv,
                             int *out_len, void *ctx);
 typedef int (*set_cb_fn)(void *ctx, ticket_cb_fn cb);
 typedef int (*set_ctx_fn)(void *ctx, void *user);
+typedef int (*version_fn)(void *ssl);
+
+#define TLS1_3_VERSION 0x0304
 
 struct hp_ticket_ring {
     int count; /* keys in use; key 0 seals new tickets */
@@ -53,6 +62,7 @@ struct hp_ticket_ring {
     aead_decrypt_fn decrypt;
     set_cb_fn set_cb;
     set_ctx_fn set_ctx;
+    version_fn version;
 };
 
 /* Look up what the ring needs in the wolfSSL at path (already loaded). */
@@ -63,8 +73,9 @@ static int ring_bind(struct hp_ticket_ring *r, const char *path) {
     r->decrypt = (aead_decrypt_fn)dlsym(lib, "wc_ChaCha20Poly1305_Decrypt");
     r->set_cb = (set_cb_fn)dlsym(lib, "wolfSSL_CTX_set_TicketEncCb");
     r->set_ctx = (set_ctx_fn)dlsym(lib, "wolfSSL_CTX_set_TicketEncCtx");
+    r->version = (version_fn)dlsym(lib, "wolfSSL_version");
     dlclose(lib); /* Deno's own handle keeps it loaded */
-    return r->encrypt && r->decrypt && r->set_cb && r->set_ctx ? 0 : -ENOSYS;
+    return r->encrypt && r->decrypt && r->set_cb && r->set_ctx && r->version ? 0 : -ENOSYS;
 }
 
 /* A new, empty ring bound to the wolfSSL loaded from path; NULL on failure. */
@@ -99,42 +110,58 @@ static int ring_find(const struct hp_ticket_ring *r, const unsigned char *name) 
     return -1;
 }
 
-static int ticket_seal(struct hp_ticket_ring *r, unsigned char *name, unsigned char *iv,
-                       unsigned char *mac, unsigned char *ticket, int len, int *out_len) {
-    uint8_t aad[NAME_SIZE + IV_SIZE];
-    if (r->count == 0) return TICKET_REJECT; /* no keys yet: no ticket */
-    memcpy(name, r->name[0], NAME_SIZE);
-    if (getrandom(iv, IV_SIZE, 0) != IV_SIZE) return TICKET_FATAL;
+/* The associated data: the key's name, the IV and the sealed length. */
+static void ticket_aad(uint8_t *aad, const unsigned char *name, const unsigned char *iv,
+                       int len) {
     memcpy(aad, name, NAME_SIZE);
     memcpy(aad + NAME_SIZE, iv, IV_SIZE);
-    memset(mac, 0, 32);
-    if (r->encrypt(r->key[0], iv, aad, sizeof aad, ticket, (uint32_t)len, ticket, mac) != 0)
+    aad[NAME_SIZE + IV_SIZE] = (uint8_t)(len >> 8);
+    aad[NAME_SIZE + IV_SIZE + 1] = (uint8_t)len;
+}
+
+/* Seal len bytes in place; the tag follows them (*out_len has the room). */
+static int ticket_seal(struct hp_ticket_ring *r, unsigned char *name, unsigned char *iv,
+                       unsigned char *mac, unsigned char *ticket, int len, int *out_len) {
+    uint8_t aad[NAME_SIZE + IV_SIZE + 2];
+    if (r->count == 0) return TICKET_FATAL; /* the ring is always given keys before use */
+    if (len > 65535 - TAG_SIZE || *out_len < len + TAG_SIZE) return TICKET_FATAL;
+    memcpy(name, r->name[0], NAME_SIZE);
+    if (getrandom(iv, IV_SIZE, 0) != IV_SIZE) return TICKET_FATAL;
+    ticket_aad(aad, name, iv, len);
+    if (r->encrypt(r->key[0], iv, aad, sizeof aad, ticket, (uint32_t)len, ticket,
+                   ticket + len) != 0)
         return TICKET_FATAL;
-    *out_len = len;
+    /* wolfSSL wants its mac field set; it is never read back (the tag in
+     * the encrypted part is what counts): a copy of the tag, twice. */
+    memcpy(mac, ticket + len, TAG_SIZE);
+    memcpy(mac + TAG_SIZE, ticket + len, TAG_SIZE);
+    *out_len = len + TAG_SIZE;
     return TICKET_OK;
 }
 
-static int ticket_open(struct hp_ticket_ring *r, unsigned char *name, unsigned char *iv,
-                       unsigned char *mac, unsigned char *ticket, int len, int *out_len) {
-    uint8_t aad[NAME_SIZE + IV_SIZE];
+/* Open in place the len bytes wolfSSL read (sealed bytes, then the tag). */
+static int ticket_open(struct hp_ticket_ring *r, void *ssl, unsigned char *name,
+                       unsigned char *iv, unsigned char *ticket, int len, int *out_len) {
+    uint8_t aad[NAME_SIZE + IV_SIZE + 2];
     int i = ring_find(r, name);
-    if (i < 0) return TICKET_REJECT; /* a key no longer (or never) in the ring */
-    memcpy(aad, name, NAME_SIZE);
-    memcpy(aad + NAME_SIZE, iv, IV_SIZE);
-    if (r->decrypt(r->key[i], iv, aad, sizeof aad, ticket, (uint32_t)len, mac, ticket) != 0)
+    if (i < 0 || len <= TAG_SIZE) return TICKET_REJECT; /* a key no longer (or never) here */
+    int sealed = len - TAG_SIZE;
+    ticket_aad(aad, name, iv, sealed);
+    if (r->decrypt(r->key[i], iv, aad, sizeof aad, ticket, (uint32_t)sealed, ticket + sealed,
+                   ticket) != 0)
         return TICKET_REJECT;
-    *out_len = len;
-    return i == 0 ? TICKET_OK : TICKET_CREATE; /* an older key's: a new ticket follows */
+    *out_len = sealed;
+    if (i == 0 || r->version(ssl) >= TLS1_3_VERSION) return TICKET_OK;
+    return TICKET_CREATE; /* TLS 1.2, an older key's ticket: a new ticket follows */
 }
 
 static int ticket_callback(void *ssl, unsigned char *name, unsigned char *iv,
                            unsigned char *mac, int enc, unsigned char *ticket, int in_len,
                            int *out_len, void *ctx) {
-    (void)ssl;
     struct hp_ticket_ring *r = ctx;
     if (!r || in_len < 0) return TICKET_FATAL;
     return enc ? ticket_seal(r, name, iv, mac, ticket, in_len, out_len)
-               : ticket_open(r, name, iv, mac, ticket, in_len, out_len);
+               : ticket_open(r, ssl, name, iv, ticket, in_len, out_len);
 }
 
 /* Seal and open ctx's session tickets with the ring (a WOLFSSL_CTX*). */

@@ -91,8 +91,10 @@ Deno.test("gateways given the same --ticket-key-file resume each other's tickets
   const keyFile = `${dir}/ticket.key`;
   await Deno.writeFile(keyFile, crypto.getRandomValues(new Uint8Array(32)), { mode: 0o600 });
   const args = ["--ticket-key-file", keyFile];
+  // The second host reads it through a symlink, as a Kubernetes secret volume has it.
+  await Deno.symlink(keyFile, `${dir}/linked.key`);
   const a = await System.start({ gatewayArgs: args });
-  const b = await System.start({ gatewayArgs: args });
+  const b = await System.start({ gatewayArgs: ["--ticket-key-file", `${dir}/linked.key`] });
   const other = await System.start(); // keys of its own
   try {
     for (const version of ["1.3", "1.2"] as const) {

@@ -67,7 +67,13 @@ Deno.test("PROXY v2 parsing: ranges, IPv4 and IPv6 addresses", () => {
   v6.set([0x20, 0x01, 0x0d, 0xb8], 0);
   v6[15] = 1;
   v6.set([0x01, 0xbb], 32);
-  assert.deepEqual(proxiedPeer(0x21, v6), { ok: true, peer: "[2001:db8:0:0:0:0:0:1]:443" });
+  assert.deepEqual(proxiedPeer(0x21, v6), { ok: true, peer: "[2001:db8::1]:443" });
+  const mapped = new Uint8Array(36);
+  mapped.set([0xff, 0xff, 10, 1, 2, 3], 10);
+  mapped.set([0x00, 0x50], 32);
+  assert.deepEqual(proxiedPeer(0x21, mapped), { ok: true, peer: "10.1.2.3:80" });
+  assert.throws(() => parseCidr("10.0.0.0/")); // not /0: that would trust everyone
+  assert.throws(() => parseCidr("10.0.0.0/0x8"));
   assert.deepEqual(proxiedPeer(0x11, v4.subarray(0, 8)), { ok: false, reason: "malformed" });
 });
 

@@ -209,6 +209,8 @@ export class GatewayMetrics {
   /** What departed workers counted (counters and histograms), with their
    * function label. */
   #departed: Snapshot = { families: [] };
+  /** What departed satellite gateways counted, by pid. */
+  #departedSatellites = new Map<number, Snapshot>();
 
   /** Keep a departing worker's last counters in the totals (its gauges go
    * with it).
@@ -228,6 +230,32 @@ export class GatewayMetrics {
       { snapshot: this.#departed },
       labelled ? { snapshot: metrics, labels: { function: fn } } : { snapshot: metrics },
     ], { gauges: false });
+  }
+
+  /** Keep a departing satellite gateway's last counters (by pid: if the
+   * same process joins again, its reports carry them again, so they are
+   * dropped then: {@linkcode GatewayMetrics.satelliteBack}).
+   *
+   * @example
+   * ```ts
+   * import { GatewayMetrics } from "./gateway_metrics.ts";
+   * new GatewayMetrics().satelliteLeft(4242, { families: [] });
+   * ```
+   */
+  satelliteLeft(pid: number, metrics: Snapshot): void {
+    this.#departedSatellites.set(pid, metrics);
+  }
+
+  /** A satellite gateway joined (again): see {@linkcode GatewayMetrics.satelliteLeft}.
+   *
+   * @example
+   * ```ts
+   * import { GatewayMetrics } from "./gateway_metrics.ts";
+   * new GatewayMetrics().satelliteBack(4242);
+   * ```
+   */
+  satelliteBack(pid: number): void {
+    this.#departedSatellites.delete(pid);
   }
 
   /** The Prometheus text for `/metrics`.
@@ -250,6 +278,14 @@ export class GatewayMetrics {
     return renderText(mergeSnapshots([
       { snapshot: this.registry.snapshot() },
       { snapshot: this.#departed },
+      ...(this.#departedSatellites.size > 0
+        ? [{
+          snapshot: mergeSnapshots(
+            [...this.#departedSatellites.values()].map((snapshot) => ({ snapshot })),
+            { gauges: false },
+          ),
+        }]
+        : []),
       ...state.workers.map((w) =>
         w.satellite
           ? { snapshot: w.metrics }

@@ -67,7 +67,7 @@ export function parseCidr(text: string): Cidr {
   const bytes = addressBytes(addr);
   if (!bytes) throw new Error(`--proxy-trusted: ${JSON.stringify(text)} is not an address range`);
   const max = bytes.length * 8;
-  const n = bits === undefined ? max : Number(bits);
+  const n = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
   if (!Number.isInteger(n) || n < 0 || n > max) {
     throw new Error(`--proxy-trusted: ${JSON.stringify(text)} has a bad prefix length`);
   }
@@ -163,6 +163,33 @@ export class ProxyProtocol {
   }
 }
 
+/** An IPv6 address and port as the kernel's peers are written: compressed
+ * ("[2001:db8::1]:443"), and an IPv4-mapped one as IPv4 ("10.0.0.1:443"). */
+function formatPeer(addr: Uint8Array, port: number): string {
+  if (addr.subarray(0, 10).every((b) => b === 0) && addr[10] === 0xff && addr[11] === 0xff) {
+    return `${[...addr.subarray(12)].join(".")}:${port}`;
+  }
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push((addr[i * 2] << 8) | addr[i * 2 + 1]);
+  // The longest run of two or more zero groups becomes "::".
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) (best = i, bestLen = j - i);
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  const text = best < 0
+    ? hex.join(":")
+    : `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  return `[${text}]:${port}`;
+}
+
 /** The client address of a PROXY command's body, by its family byte. */
 export function proxiedPeer(family: number, body: Uint8Array): ProxyResult {
   const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
@@ -170,9 +197,7 @@ export function proxiedPeer(family: number, body: Uint8Array): ProxyResult {
     return { ok: true, peer: `${[...body.subarray(0, 4)].join(".")}:${v.getUint16(8)}` };
   }
   if (family === 0x21 && body.length >= 36) { // TCP over IPv6
-    const groups: string[] = [];
-    for (let i = 0; i < 8; i++) groups.push(v.getUint16(i * 2).toString(16));
-    return { ok: true, peer: `[${groups.join(":")}]:${v.getUint16(32)}` };
+    return { ok: true, peer: formatPeer(body.subarray(0, 16), v.getUint16(32)) };
   }
   if (family === 0x00) return { ok: true }; // UNSPEC: keep the real peer
   return { ok: false, reason: "malformed" };

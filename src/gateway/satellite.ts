@@ -62,6 +62,13 @@ const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
 const STATS_INTERVAL_MS = 1000;
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
 function base64ToBytes(s: string): Uint8Array {
   const bin = atob(s);
   const out = new Uint8Array(bin.length);
@@ -87,6 +94,8 @@ export class SatelliteGateway {
   /** Every route is another function's: "" is no function's name. */
   #table = new WorkerRoutes("", []);
   #sealer: Sealer | undefined;
+  /** #sealer's key (a primary that took over keeps it: the sealer stays). */
+  #key = new Uint8Array(0);
   #channel: ControlChannel | undefined;
   #registered = false;
   #reconnectMs = RECONNECT_MIN_MS;
@@ -94,6 +103,7 @@ export class SatelliteGateway {
   #statsTimer: ReturnType<typeof setInterval> | undefined;
   #clients: Listener | undefined;
   #peers: Peers | undefined;
+  #handshaker: Handshaker | undefined;
   #importContext: TlsContext | undefined;
   #context: TlsContext | undefined;
   #tickets: TicketKeys | undefined;
@@ -149,7 +159,7 @@ export class SatelliteGateway {
     });
     this.#tickets?.attach(this.#context);
     this.#importContext = TlsContext.forImport();
-    const handshaker = new Handshaker({
+    const handshaker = this.#handshaker = new Handshaker({
       context: this.#context,
       gatewayId: this.gatewayId,
       handshakeTimeoutMs: c.handshakeTimeoutMs,
@@ -175,6 +185,7 @@ export class SatelliteGateway {
   // ---- the link to the primary ----
 
   #connect(): void {
+    clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     if (this.#stopped) return;
     let fd: number;
@@ -227,8 +238,15 @@ export class SatelliteGateway {
           return;
         }
         const key = base64ToBytes(msg.body.key);
-        this.#sealer?.destroy();
-        this.#sealer = new Sealer(key);
+        if (!this.#sealer || !sameBytes(key, this.#key)) {
+          // A new key (a restarted primary): transfers sealed with the old
+          // one may still come back; it is zeroed once they have settled.
+          const old = this.#sealer;
+          if (old) setTimeout(() => old.destroy(), 30_000);
+          this.#sealer = new Sealer(key);
+          this.#key.fill(0);
+          this.#key = key.slice();
+        }
         key.fill(0);
         this.#registered = true;
         this.#reconnectMs = RECONNECT_MIN_MS;
@@ -243,6 +261,8 @@ export class SatelliteGateway {
         return;
       case MessageType.MOVE:
         // A new primary took over the control path: join it.
+        this.#channel = undefined;
+        this.#registered = false;
         channel.close();
         this.#connect();
         return;
@@ -342,7 +362,8 @@ export class SatelliteGateway {
     const connId = conn.info.connId;
     /** The primary places it; if it cannot, it is answered 503 here. */
     const toPrimary = (fd: number, message: Uint8Array) => {
-      const primary = this.#registered ? this.#channel : undefined;
+      // Only a primary that holds the key it was sealed with can open it.
+      const primary = this.#registered && this.#sealer === sealer ? this.#channel : undefined;
       const keep = (fd: number, m: Uint8Array, why: string) => this.#takeBack(fd, m, why, sealer);
       if (!primary || !primary.transfer(message, fd, keep)) {
         keep(fd, message, "the primary is away");
@@ -412,12 +433,18 @@ export class SatelliteGateway {
     this.#clients?.close();
     this.#clients = undefined;
     const until = Date.now() + deadlineMs;
-    while (this.#held.size > 0 && Date.now() < until) {
+    // Until nothing is held, mid-handshake or waiting for a confirmation.
+    while (
+      (this.#held.size > 0 || (this.#handshaker?.inProgress ?? 0) > 0 ||
+        (this.#channel?.unconfirmed ?? 0) > 0 || (this.#peers?.unconfirmed ?? 0) > 0) &&
+      Date.now() < until
+    ) {
       for (const conn of this.#held) conn.interruptIdle();
       await new Promise((ok) => setTimeout(ok, 20));
     }
+    const left = this.#held.size;
     for (const conn of this.#held) conn.close();
-    log.info("satellite drained");
+    log.info("satellite drained ({left} connection(s) cut at the deadline)", { left });
   }
 
   /** Close everything.
@@ -435,8 +462,9 @@ export class SatelliteGateway {
     clearInterval(this.#statsTimer);
     this.#clients?.close();
     this.#clients = undefined;
+    this.#peers?.close(); // first: what comes back goes to the primary
     this.#channel?.close();
-    this.#peers?.close();
     this.#sealer?.destroy();
+    this.#key.fill(0);
   }
 }

@@ -120,6 +120,10 @@ export class TicketKeys {
       this.#timer = setInterval(() => this.#rotate(), this.source.rotationMs);
     } else if (this.source.kind === "file") {
       await this.#fromFile();
+    } else {
+      // A follower issues tickets with a key of its own until the primary's
+      // keys come (an empty ring would fail every handshake).
+      this.#setKeys(crypto.getRandomValues(new Uint8Array(TICKET_KEY_ENTRY)));
     }
   }
 
@@ -137,27 +141,33 @@ export class TicketKeys {
   async #fromFile(): Promise<void> {
     if (this.source.kind !== "file") return;
     const { path, rotationMs } = this.source;
-    const secret = readPrivateFile(path, 4096);
+    const period = Math.floor(Date.now() / rotationMs);
+    let retryMs = (period + 1) * rotationMs - Date.now() + 50;
+    let secret: Uint8Array = new Uint8Array(0);
     try {
+      secret = readPrivateFile(path, 4096);
       if (secret.length < 32) throw new Error(`${path}: the secret must be at least 32 bytes`);
-      const period = Math.floor(Date.now() / rotationMs);
       const keys = new Uint8Array(TICKET_KEY_ENTRY * 3);
       keys.set(await derive(secret, period), 0);
       keys.set(await derive(secret, period - 1), TICKET_KEY_ENTRY);
       keys.set(await derive(secret, period + 1), TICKET_KEY_ENTRY * 2);
       this.#setKeys(keys);
       keys.fill(0);
-      const wait = (period + 1) * rotationMs - Date.now() + 50;
-      if (this.#stopped) return;
-      this.#timer = setTimeout(() => {
-        this.#fromFile().catch((e) =>
-          log.error("session-ticket keys: {error}; the current ones stay", {
-            error: (e as Error).message,
-          })
-        );
-      }, wait);
+    } catch (e) {
+      retryMs = Math.min(retryMs, 60_000); // try again soon; the keys in use stay
+      throw e;
     } finally {
       secret.fill(0);
+      if (!this.#stopped) {
+        clearTimeout(this.#timer);
+        this.#timer = setTimeout(() => {
+          this.#fromFile().catch((e) =>
+            log.error("session-ticket keys: {error}; the current ones stay", {
+              error: (e as Error).message,
+            })
+          );
+        }, retryMs);
+      }
     }
   }
 

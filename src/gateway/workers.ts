@@ -184,6 +184,7 @@ export class Workers {
   #join(worker: Worker): void {
     worker.name = "gateway";
     worker.satellite = true;
+    this.#metrics.satelliteBack(worker.pid);
     worker.state = "satellite";
     worker.registered = true;
     worker.channel.send(
@@ -267,7 +268,7 @@ export class Workers {
     this.#workers.delete(worker);
     if (!worker.registered) return;
     if (worker.satellite) {
-      if (worker.metrics) this.#metrics.workerLeft(worker.name, worker.metrics, false);
+      if (worker.metrics) this.#metrics.satelliteLeft(worker.pid, worker.metrics);
       log.info("satellite gateway pid {pid} left", { pid: worker.pid });
       return;
     }
@@ -589,7 +590,13 @@ export class Workers {
   /** A worker joined, left, stopped answering or came back: in direct mode
    * the workers' member lists change. */
   #membersChanged(): void {
-    if (this.#config.handoff === "direct") this.#routesChanged();
+    // Satellites place connections directly whatever the mode: they need the members.
+    if (this.#config.handoff === "direct" || this.#hasSatellites()) this.#routesChanged();
+  }
+
+  #hasSatellites(): boolean {
+    for (const w of this.#workers) if (w.satellite) return true;
+    return false;
   }
 
   /** The watchdog (every second): take workers that have been silent past

@@ -56,6 +56,21 @@ export class Peers {
   #in = new Set<ControlChannel>();
   #closed = false;
 
+  /** Connections sent to peers and not confirmed yet.
+   *
+   * @example
+   * ```ts
+   * import type { Peers } from "./peers.ts";
+   * declare const peers: Peers;
+   * console.log(peers.unconfirmed);
+   * ```
+   */
+  get unconfirmed(): number {
+    let n = 0;
+    for (const c of this.#out.values()) n += c.unconfirmed;
+    return n;
+  }
+
   /** Listen on `<dir>/peer-<pid>.sock` (dir is the gateway's 0700 directory)
    * for connections handed to us; without `onHandoff`, only hand
    * connections to others (a satellite gateway), with no socket of our own.

@@ -723,7 +723,7 @@ if (import.meta.main) {
       roles = rolesFor(others, [`${fn}=${values.dev}`]);
     } else {
       const g = values.gateways ?? env("HOTPOTATO_GATEWAYS") ?? "1";
-      const gateways = g === "auto" ? navigator.hardwareConcurrency : Number(g);
+      const gateways = g === "auto" ? Math.min(64, navigator.hardwareConcurrency) : Number(g);
       roles = rolesFor(
         values.workers ?? envList("HOTPOTATO_WORKERS"),
         values.function ?? envList("HOTPOTATO_FUNCTIONS"),
