@@ -419,11 +419,8 @@ export async function startHotPotato(opts: {
     ...(opts.extra ?? []),
   ];
   const procOpts = { env: hotPotatoEnv(), clearEnv: true, stdoutKeep: KEEP_STDOUT };
-  const gw = new Proc("gateway", deno, [
-    "run",
-    ...SERVER_FLAGS,
-    ...(opts.denoFlags?.gateway ?? []),
-    "gateway.ts",
+  // What every gateway process gets (the primary and any satellites).
+  const tls = [
     ...common,
     "--port",
     String(opts.port),
@@ -433,6 +430,13 @@ export async function startHotPotato(opts: {
     opts.certs.key,
     "--tls-resumption",
     opts.resumption ? "on" : "off",
+  ];
+  const gw = new Proc("gateway", deno, [
+    "run",
+    ...SERVER_FLAGS,
+    ...(opts.denoFlags?.gateway ?? []),
+    "gateway.ts",
+    ...tls,
     ...(opts.handoff ? ["--handoff", opts.handoff] : []),
     ...(opts.satellites ? ["--reuse-port", "on"] : []),
   ], procOpts);
@@ -444,15 +448,7 @@ export async function startHotPotato(opts: {
         "run",
         ...SERVER_FLAGS,
         "gateway.ts",
-        ...common,
-        "--port",
-        String(opts.port),
-        "--cert",
-        opts.certs.cert,
-        "--key",
-        opts.certs.key,
-        "--tls-resumption",
-        opts.resumption ? "on" : "off",
+        ...tls,
         "--satellite",
         "on",
         "--admin-port",

@@ -20,14 +20,8 @@ import type { TlsContext } from "../../ffi/wolfssl.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { parseRequest, type RequestHead } from "../http/http.ts";
 import { MAX_HEAD_BYTES } from "../connection/request_reader.ts";
-import { adoptHandoff, nowMicros, releaseForHandoff } from "../handoff/handoff.ts";
-import {
-  decodeMessage,
-  type Handoff,
-  MessageType,
-  type Moved,
-  setHandoffCount,
-} from "../handoff/protocol.ts";
+import { adoptHandoff, nowMicros, releaseForHandoff, returnedHandoff } from "../handoff/handoff.ts";
+import { decodeMessage, type Handoff, type Moved, setHandoffCount } from "../handoff/protocol.ts";
 import type { Sealer } from "../handoff/seal.ts";
 import { logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
@@ -160,17 +154,8 @@ export class Forwarder {
     reason: string,
     attempt: number,
   ): void {
-    let h: Handoff;
-    try {
-      const msg = decodeMessage(message);
-      if (msg.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
-      h = msg.body;
-    } catch (e) {
-      log.error("a connection that came back cannot be read: {error}", { error: String(e) });
-      closeFd(fd);
-      message.fill(0);
-      return;
-    }
+    const h = returnedHandoff(fd, message, log);
+    if (!h) return;
     const head = requestHead(h.unread, this.#o.maxBody);
     const hit = head && attempt < MAX_PLACEMENTS
       ? this.#o.workers.router.pickWithRoute(head.path)
@@ -237,17 +222,8 @@ export class Forwarder {
    * ```
    */
   takeBack(fd: number, message: Uint8Array): void {
-    let h: Handoff;
-    try {
-      const msg = decodeMessage(message);
-      if (msg.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
-      h = msg.body;
-    } catch (e) {
-      log.error("a connection that came back cannot be read: {error}", { error: String(e) });
-      closeFd(fd);
-      message.fill(0);
-      return;
-    }
+    const h = returnedHandoff(fd, message, log);
+    if (!h) return;
     this.#adopt(h, fd, false);
     message.fill(0);
   }

@@ -21,6 +21,7 @@
  * @module
  */
 
+import { toBase64 } from "../handoff/bytes.ts";
 import { closeFd, duplicateFd, localPort, tcpListen } from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { GatewayConfig } from "../operations/config.ts";
@@ -65,11 +66,6 @@ interface Successor {
 /** Connections a successor may refuse before this gateway stops offering it more. */
 const MAX_SUCCESSOR_REFUSALS = 100;
 
-function bytesToBase64(b: Uint8Array): string {
-  let s = "";
-  for (const c of b) s += String.fromCharCode(c);
-  return btoa(s);
-}
 const requestLog = requestLogLine(log);
 
 export type { GatewayStats } from "./gateway_metrics.ts";
@@ -350,7 +346,7 @@ export class Gateway {
         );
       }
       if (this.#tickets) channel.send(encodeJson(MessageType.TICKETS, this.#tickets.message()));
-      const key = bytesToBase64(this.#key);
+      const key = toBase64(this.#key);
       const workers = this.#workers.list().length;
       channel.send(
         encodeJson(MessageType.LISTENER, { kind: "https", port: this.#port, key, workers }),

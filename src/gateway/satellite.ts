@@ -20,6 +20,7 @@
  * @module
  */
 
+import { fromBase64, sameBytes } from "../handoff/bytes.ts";
 import {
   closeFd,
   ECONNREFUSED,
@@ -36,15 +37,9 @@ import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts
 import { Listener, retryBlockedListeners } from "../connection/listener.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
-import { adoptHandoff, releaseForHandoff } from "../handoff/handoff.ts";
+import { adoptHandoff, releaseForHandoff, returnedHandoff } from "../handoff/handoff.ts";
 import { Peers } from "../handoff/peers.ts";
-import {
-  decodeMessage,
-  encodeJson,
-  type Handoff,
-  type Message,
-  MessageType,
-} from "../handoff/protocol.ts";
+import { encodeJson, type Message, MessageType } from "../handoff/protocol.ts";
 import { Sealer } from "../handoff/seal.ts";
 import { errorResponse, type RequestHead } from "../http/http.ts";
 import type { GatewayConfig } from "../operations/config.ts";
@@ -61,20 +56,6 @@ const requestLog = requestLogLine(log);
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
 const STATS_INTERVAL_MS = 1000;
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
-}
-
-function base64ToBytes(s: string): Uint8Array {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
 
 /**
  * A satellite gateway.
@@ -237,7 +218,7 @@ export class SatelliteGateway {
           channel.close();
           return;
         }
-        const key = base64ToBytes(msg.body.key);
+        const key = fromBase64(msg.body.key);
         if (!this.#sealer || !sameBytes(key, this.#key)) {
           // A new key (a restarted primary): transfers sealed with the old
           // one may still come back; it is zeroed once they have settled.
@@ -393,17 +374,8 @@ export class SatelliteGateway {
 
   /** A connection nobody took is ours again: answered 503 here. */
   #takeBack(fd: number, message: Uint8Array, reason: string, sealer: Sealer): void {
-    let h: Handoff;
-    try {
-      const m = decodeMessage(message);
-      if (m.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
-      h = m.body;
-    } catch (e) {
-      log.error("a connection that came back cannot be read: {error}", { error: String(e) });
-      closeFd(fd);
-      message.fill(0);
-      return;
-    }
+    const h = returnedHandoff(fd, message, log);
+    if (!h) return;
     const conn = adoptHandoff(h, fd, sealer, this.#importContext!);
     message.fill(0);
     if (typeof conn === "string") {

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { fromBase64 } from "../handoff/bytes.ts";
 import { closeFd, peerCredentials, processUid, unixConnect } from "../../ffi/shim.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
 import { encodeJson, type Handoff, MessageType, type Tickets } from "../handoff/protocol.ts";
@@ -59,13 +60,6 @@ export interface InheritanceEvents {
   closed(): void;
   /** Its ticket keys changed (rotated) while it finishes. */
   tickets?(t: Tickets): void;
-}
-
-function base64ToBytes(s: string): Uint8Array {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
 }
 
 /**
@@ -155,7 +149,7 @@ export function inherit(
         control,
         https: { fd: passed, port: msg.body.port },
         admin,
-        key: base64ToBytes(msg.body.key),
+        key: fromBase64(msg.body.key),
         workers: msg.body.workers ?? 0,
         pid,
         channel,

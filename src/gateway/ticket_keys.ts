@@ -24,6 +24,7 @@
  * @module
  */
 
+import { fromBase64, toBase64 } from "../handoff/bytes.ts";
 import { readPrivateFile, TICKET_KEY_ENTRY, TicketRing } from "../../ffi/shim.ts";
 import { wolfsslPath } from "../../ffi/paths.ts";
 import type { TlsContext } from "../../ffi/wolfssl.ts";
@@ -38,19 +39,6 @@ export type TicketSource =
   | { kind: "memory"; rotationMs: number }
   | { kind: "file"; path: string; rotationMs: number }
   | { kind: "follower" };
-
-function toBase64(b: Uint8Array): string {
-  let s = "";
-  for (const c of b) s += String.fromCharCode(c);
-  return btoa(s);
-}
-
-function fromBase64(s: string): Uint8Array {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
 
 /** The name and key of rotation period `period`, derived from `secret`. */
 async function derive(secret: Uint8Array, period: number): Promise<Uint8Array> {

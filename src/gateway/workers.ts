@@ -15,6 +15,7 @@
  * @module
  */
 
+import { toBase64 } from "../handoff/bytes.ts";
 import { closeFd } from "../../ffi/shim.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
@@ -93,12 +94,6 @@ export interface WorkerEvents {
   fromSatellite?(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void;
   /** A satellite gateway joined: what it should get besides the key and routes. */
   joined?(satellite: Worker): void;
-}
-
-function bytesToBase64(b: Uint8Array): string {
-  let s = "";
-  for (const c of b) s += String.fromCharCode(c);
-  return btoa(s);
 }
 
 /**
@@ -191,7 +186,7 @@ export class Workers {
       encodeJson(MessageType.REGISTERED, {
         ok: true,
         gatewayPid: Deno.pid,
-        key: bytesToBase64(this.#key),
+        key: toBase64(this.#key),
       }),
     );
     worker.channel.send(this.#routesMessage(true));
@@ -394,7 +389,7 @@ export class Workers {
       encodeJson(MessageType.REGISTERED, {
         ok: true,
         gatewayPid: Deno.pid,
-        key: bytesToBase64(this.#key),
+        key: toBase64(this.#key),
       }),
     );
     // A pending push reaches it too (it is registered now); else the table as it is.

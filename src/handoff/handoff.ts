@@ -15,12 +15,15 @@
 
 import { closeFd } from "../../ffi/shim.ts";
 import { type TlsContext, TlsSession } from "../../ffi/wolfssl.ts";
+import type { Logger } from "@logtape/logtape";
 import {
+  decodeMessage,
   encodeUnsealedHandoff,
   type Handoff,
   handoffAad,
   handoffSealed,
   Limits,
+  MessageType,
   setHandoffCount,
 } from "./protocol.ts";
 import type { Sealer } from "./seal.ts";
@@ -138,5 +141,33 @@ export function adoptHandoff(
     tls.free();
     closeFd(fd);
     return (e as Error).message; // e.g. the event loop cannot watch it (ENOMEM)
+  }
+}
+
+/**
+ * The HANDOFF a connection that came back (refused, or its receiver gone)
+ * was sent with: the sender owns it again. When the message cannot be read,
+ * the connection cannot be used: its fd is closed, the message zeroed, the
+ * failure logged with `log`, and undefined returned.
+ *
+ * @example
+ * ```ts
+ * import { returnedHandoff } from "./handoff.ts";
+ * import { logger } from "../operations/log.ts";
+ * declare const fd: number, message: Uint8Array;
+ * const h = returnedHandoff(fd, message, logger("gateway"));
+ * if (h) console.log(`conn ${h.info.connId} is ours again`);
+ * ```
+ */
+export function returnedHandoff(fd: number, message: Uint8Array, log: Logger): Handoff | undefined {
+  try {
+    const msg = decodeMessage(message);
+    if (msg.type !== MessageType.HANDOFF) throw new Error("not a HANDOFF");
+    return msg.body;
+  } catch (e) {
+    log.error("a connection that came back cannot be read: {error}", { error: String(e) });
+    closeFd(fd);
+    message.fill(0);
+    return undefined;
   }
 }

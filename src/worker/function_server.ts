@@ -12,6 +12,7 @@
  * @module
  */
 
+import { fromBase64, sameBytes } from "../handoff/bytes.ts";
 import {
   closeFd,
   ECONNREFUSED,
@@ -58,14 +59,6 @@ import { closeWebSockets } from "../http/websocket.ts";
 
 export { type Handler, HttpError, type RequestInfo } from "../http/responder.ts";
 
-/** Equal byte strings, compared in time that does not depend on where they differ. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
-}
-
 /** What a function announces to the gateway. */
 export interface FunctionOptions {
   /** Function name: 1-64 letters, digits, ".", "_" or "-". */
@@ -97,10 +90,6 @@ const RECONNECT_MAX_MS = 2000;
 /** While the gateway stays unreachable, at most one warning this often. */
 const CONNECT_WARNING_EVERY_MS = 15_000;
 const STATS_INTERVAL_MS = 1000;
-
-function base64ToBytes(s: string): Uint8Array {
-  return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-}
 
 /**
  * A running function process.
@@ -448,7 +437,7 @@ export class FunctionServer {
         setTimeout(() => Deno.exit(1), 50);
         return;
       }
-      const key = base64ToBytes(msg.body.key);
+      const key = fromBase64(msg.body.key);
       if (!this.#sealer || !sameBytes(key, this.#key)) {
         // A new key (a new gateway, not one that took over): connections
         // sealed with the old one and still in flight cannot be opened.
