@@ -134,3 +134,60 @@ Deno.test("gateways given the same --ticket-key-file resume each other's tickets
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--gateways 2: a reload and a gateway upgrade under load; the satellite joins the new primary", async () => {
+  const sys = await Launched.start("start", ["--gateways", "2"], ["sum", "product"]);
+  let running = true;
+  const errors: string[] = [];
+  let requests = 0;
+  // Four keep-alive clients alternating routes, reconnecting never.
+  const loops = Array.from({ length: 4 }, async (_, id) => {
+    const c = await Client.connect(sys.port);
+    try {
+      for (let i = 0; running; i++) {
+        const op = i % 2 ? "product" : "sum";
+        const res = await c.get(`/${op}?a=${id}&b=${i}`);
+        const want = String(op === "sum" ? id + i : id * i);
+        if (res.status !== 200 || JSON.parse(res.body).result !== want) {
+          errors.push(`${res.status} ${res.body}`);
+        }
+        requests++;
+      }
+    } catch (e) {
+      errors.push(String(e));
+    } finally {
+      c.close();
+    }
+  });
+  try {
+    await sys.waitLine(/^gateway\.2\s+\| .*joined the primary gateway/);
+    await sleep(300);
+    assert.match((await sys.reload()).join("\n"), /reload 2: done/);
+    const mark = sys.lines.length;
+    Deno.kill(await sys.launcherPid(), "SIGUSR1");
+    const up = await sys.waitLine(
+      /gateway upgrade: done in \d+ ms; pid (\d+) serves/,
+      mark,
+      30_000,
+    );
+    await sys.waitLine(
+      new RegExp(`^gateway\\.2\\s+\\| .*joined the primary gateway pid ${up[1]}`),
+      mark,
+    );
+    await sleep(500);
+    running = false;
+    await Promise.all(loops);
+    assert.deepEqual(errors, []);
+    assert.ok(requests > 100, `${requests} requests`);
+    // New connections, on either gateway, still work.
+    for (let i = 0; i < 6; i++) {
+      const c = await Client.connect(sys.port);
+      assert.equal((await c.get(`/product?a=${i}&b=3`)).status, 200);
+      c.close();
+    }
+  } finally {
+    running = false;
+    await Promise.all(loops);
+    await sys.stop();
+  }
+});
