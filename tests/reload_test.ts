@@ -63,7 +63,7 @@ Deno.test("SIGHUP reloads both functions three times under a tight loop: no erro
     clients.push(looper);
     const busy = loop(looper);
     for (let round = 2; round <= 4; round++) {
-      const lines = (await sys.reload()).join("\n");
+      const lines = (await sys.reload(round === 4 ? "script" : "signal")).join("\n");
       for (const fn of ["sum", "product"]) {
         const m = lines.match(
           new RegExp(`reload ${round}: ${fn} is generation ${round} \\(pid (\\d+)\\)`),

@@ -85,11 +85,24 @@ export class Launched {
     return Number((await this.waitLine(/^launcher\s+\| pid (\d+): kill -HUP/))[1]);
   }
 
-  /** SIGHUP the launcher and wait for its "reload N: ... in X ms" line;
-   * returns the lines it wrote from the signal on. */
-  async reload(): Promise<string[]> {
+  /** SIGHUP the launcher (directly, or by scripts/reload.sh) and wait for
+   * its "reload N: ... in X ms" line; returns the lines it wrote from the
+   * signal on. */
+  async reload(how: "signal" | "script" = "signal"): Promise<string[]> {
     const mark = this.lines.length;
-    Deno.kill(await this.launcherPid(), "SIGHUP");
+    if (how === "script") {
+      // What a person types: ./hp reload (scripts/reload.sh) finds the launcher.
+      const out = await new Deno.Command("bash", {
+        args: ["scripts/reload.sh"],
+        cwd: projectRoot,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const said = new TextDecoder().decode(out.stdout);
+      if (!out.success || !said.includes(`launcher pid ${await this.launcherPid()}`)) {
+        throw new Error(`reload.sh: ${said} ${new TextDecoder().decode(out.stderr)}`);
+      }
+    } else Deno.kill(await this.launcherPid(), "SIGHUP");
     await this.waitLine(
       /^launcher\s+\| reload \d+: (done|\d+ of \d+ failed) in \d+ ms/,
       mark,
