@@ -18,6 +18,7 @@
 import type { RequestHead } from "../http/http.ts";
 import type { AdminResponse } from "./admin_server.ts";
 import type { PromoteResult } from "./workers.ts";
+import { sameBytes } from "../handoff/bytes.ts";
 
 const json = (status: number, body: unknown): AdminResponse => ({
   status,
@@ -25,19 +26,14 @@ const json = (status: number, body: unknown): AdminResponse => ({
   body: JSON.stringify(body) + "\n",
 });
 
-/** Equal strings, compared in time that does not depend on where they differ. */
-function sameSecret(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
+const enc = new TextEncoder();
 
 /** A bearer token that matches `token` (never an empty one). */
 function authorized(head: RequestHead, token: string): boolean {
   if (!token) return false;
   const h = head.headers.find(([name]) => name === "authorization")?.[1] ?? "";
-  return h.slice(0, 7).toLowerCase() === "bearer " && sameSecret(h.slice(7).trim(), token);
+  return h.slice(0, 7).toLowerCase() === "bearer " &&
+    sameBytes(enc.encode(h.slice(7).trim()), enc.encode(token));
 }
 
 /** What the admin routes read from the gateway. */

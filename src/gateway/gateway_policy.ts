@@ -36,6 +36,48 @@ export interface GatewayPolicyOptions {
 }
 
 /**
+ * What a gateway (the primary or a satellite) answers itself: 503 with
+ * `Retry-After` for a request no worker could take (`unplaced`) or whose
+ * function has no worker right now (`vacant`), 404 when no function serves
+ * the route (`unknown`); a short JSON body, and `x-hotpotato-worker: label`.
+ *
+ * @example
+ * ```ts
+ * import { gatewayAnswer } from "./gateway_policy.ts";
+ * import { parseRequest } from "../http/http.ts";
+ * const r = parseRequest(new TextEncoder().encode("GET /nope HTTP/1.1\r\nhost: x\r\n\r\n"));
+ * if (r.kind === "request") console.log(gatewayAnswer(r.head, "unknown", "gateway/1", true).status); // 404
+ * ```
+ */
+export function gatewayAnswer(
+  head: RequestHead,
+  why: "unplaced" | "vacant" | "unknown",
+  label: string,
+  keepAlive: boolean,
+): RoutedAnswer {
+  const path = head.path.slice(0, 200);
+  const status = why === "unknown" ? 404 : 503;
+  const message = why === "unplaced"
+    ? `no worker could take ${path} right now`
+    : why === "vacant"
+    ? `no worker for ${path} right now`
+    : `no function serves ${path}`;
+  const extraHeaders: [string, string][] = status === 503
+    ? [["retry-after", "1"], ["x-hotpotato-worker", label]]
+    : [["x-hotpotato-worker", label]];
+  return {
+    route: "-",
+    status,
+    keepAlive,
+    bytes: errorResponse(status, message, {
+      keepAlive,
+      headOnly: head.method === "HEAD",
+      extraHeaders,
+    }),
+  };
+}
+
+/**
  * The gateway's {@linkcode HoldPolicy}.
  *
  * @example
@@ -110,25 +152,12 @@ export class GatewayPolicy implements HoldPolicy {
     _body: Uint8Array,
     unplaced: boolean,
   ): RoutedAnswer {
-    const keepAlive = head.keepAlive && !this.#o.draining();
-    const path = head.path.slice(0, 200);
-    const headOnly = head.method === "HEAD";
-    const vacant = !unplaced && this.#o.router.status(head.path) === "vacant";
-    const status = unplaced || vacant ? 503 : 404;
-    const message = unplaced
-      ? `no worker could take ${path} right now`
-      : vacant
-      ? `no worker for ${path} right now`
-      : `no function serves ${path}`;
-    const extraHeaders: [string, string][] = status === 503
-      ? [["retry-after", "1"], ["x-hotpotato-worker", this.#o.label]]
-      : [["x-hotpotato-worker", this.#o.label]];
-    return {
-      route: "-",
-      status,
-      keepAlive,
-      bytes: errorResponse(status, message, { keepAlive, headOnly, extraHeaders }),
-    };
+    const why = unplaced
+      ? "unplaced"
+      : this.#o.router.status(head.path) === "vacant"
+      ? "vacant"
+      : "unknown";
+    return gatewayAnswer(head, why, this.#o.label, head.keepAlive && !this.#o.draining());
   }
 
   /** The gateway answers here only what no worker takes (404, 503): a

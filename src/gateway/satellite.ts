@@ -20,17 +20,8 @@
  * @module
  */
 
-import { fromBase64, sameBytes } from "../handoff/bytes.ts";
-import {
-  closeFd,
-  ECONNREFUSED,
-  ENOENT,
-  peerCredentials,
-  processUid,
-  SysError,
-  tcpListen,
-  unixConnect,
-} from "../../ffi/shim.ts";
+import { fromBase64 } from "../handoff/bytes.ts";
+import { closeFd, ECONNREFUSED, ENOENT, SysError, tcpListen, unixConnect } from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
 import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts";
@@ -39,14 +30,16 @@ import type { TlsConnection } from "../connection/tls_connection.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
 import { adoptHandoff, releaseForHandoff, returnedHandoff } from "../handoff/handoff.ts";
 import { Peers } from "../handoff/peers.ts";
+import { sameUser } from "../handoff/same_user.ts";
 import { encodeJson, type Message, MessageType } from "../handoff/protocol.ts";
 import { Sealer } from "../handoff/seal.ts";
-import { errorResponse, type RequestHead } from "../http/http.ts";
+import type { RequestHead } from "../http/http.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
 import { logger } from "../operations/log.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
 import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
+import { gatewayAnswer } from "./gateway_policy.ts";
 import { Handshaker } from "./handshaker.ts";
 import { ProxyProtocol } from "./proxy_protocol.ts";
 import type { TicketKeys } from "./ticket_keys.ts";
@@ -75,8 +68,6 @@ export class SatelliteGateway {
   /** Every route is another function's: "" is no function's name. */
   #table = new WorkerRoutes("", []);
   #sealer: Sealer | undefined;
-  /** #sealer's key (a primary that took over keeps it: the sealer stays). */
-  #key = new Uint8Array(0);
   #channel: ControlChannel | undefined;
   #registered = false;
   #reconnectMs = RECONNECT_MIN_MS;
@@ -172,10 +163,6 @@ export class SatelliteGateway {
     let fd: number;
     try {
       fd = unixConnect(this.config.control);
-      if (peerCredentials(fd).uid !== processUid()) {
-        closeFd(fd);
-        throw new Error("the control socket belongs to another user: refused");
-      }
     } catch (e) {
       const quiet = e instanceof SysError && (e.errno === ENOENT || e.errno === ECONNREFUSED);
       if (!quiet || this.#reconnectMs === RECONNECT_MIN_MS) {
@@ -184,6 +171,10 @@ export class SatelliteGateway {
           error: (e as Error).message,
         });
       }
+      this.#scheduleReconnect();
+      return;
+    }
+    if (!sameUser(fd, "control socket", log)) { // closed and logged
       this.#scheduleReconnect();
       return;
     }
@@ -219,14 +210,12 @@ export class SatelliteGateway {
           return;
         }
         const key = fromBase64(msg.body.key);
-        if (!this.#sealer || !sameBytes(key, this.#key)) {
+        if (!this.#sealer?.uses(key)) {
           // A new key (a restarted primary): transfers sealed with the old
           // one may still come back; it is zeroed once they have settled.
           const old = this.#sealer;
           if (old) setTimeout(() => old.destroy(), 30_000);
           this.#sealer = new Sealer(key);
-          this.#key.fill(0);
-          this.#key = key.slice();
         }
         key.fill(0);
         this.#registered = true;
@@ -291,27 +280,13 @@ export class SatelliteGateway {
       answersHere: (head: RequestHead) =>
         this.#table.version >= 0 && !this.#table.serves(head.path),
       move: (conn: TlsConnection, head: RequestHead) => this.#place(conn, head),
-      answer: (_conn, head, _body, unplaced): RoutedAnswer => {
-        const keepAlive = head.keepAlive && !this.#draining;
-        const path = head.path.slice(0, 200);
-        const status = unplaced ? 503 : 404;
-        const extraHeaders: [string, string][] = status === 503
-          ? [["retry-after", "1"], ["x-hotpotato-worker", label]]
-          : [["x-hotpotato-worker", label]];
-        const message = unplaced
-          ? `no worker could take ${path} right now`
-          : `no function serves ${path}`;
-        return {
-          route: "-",
-          status,
-          keepAlive,
-          bytes: errorResponse(status, message, {
-            keepAlive,
-            headOnly: head.method === "HEAD",
-            extraHeaders,
-          }),
-        };
-      },
+      answer: (_conn, head, _body, unplaced): RoutedAnswer =>
+        gatewayAnswer(
+          head,
+          unplaced ? "unplaced" : "unknown",
+          label,
+          head.keepAlive && !this.#draining,
+        ),
       continues: () => false,
       count: (a: Answered) => this.#metrics.requests.labels("gateway", "", a.status).inc(),
       draining: () => this.#draining,
@@ -324,14 +299,7 @@ export class SatelliteGateway {
     const sealer = this.#sealer;
     if (!sealer || !conn.exportable) return false;
     const peer = this.#table.peerFor(head.path);
-    const channel = peer
-      ? this.#peers!.channelTo({
-        pid: peer.pid,
-        socket: `${
-          this.#peers!.socket.slice(0, this.#peers!.socket.lastIndexOf("/"))
-        }/peer-${peer.pid}.sock`,
-      })
-      : undefined;
+    const channel = peer ? this.#peers!.channelTo(peer.pid) : undefined;
     if (!channel && !(this.#registered && this.#channel)) return false;
     const handoffs = conn.info.handoffs + 1;
     let msg: Uint8Array;
@@ -437,6 +405,5 @@ export class SatelliteGateway {
     this.#peers?.close(); // first: what comes back goes to the primary
     this.#channel?.close();
     this.#sealer?.destroy();
-    this.#key.fill(0);
   }
 }

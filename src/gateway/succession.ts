@@ -23,7 +23,8 @@
  */
 
 import { fromBase64 } from "../handoff/bytes.ts";
-import { closeFd, peerCredentials, processUid, unixConnect } from "../../ffi/shim.ts";
+import { closeFd, unixConnect } from "../../ffi/shim.ts";
+import { sameUser } from "../handoff/same_user.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
 import { encodeJson, type Handoff, MessageType, type Tickets } from "../handoff/protocol.ts";
 import { logger } from "../operations/log.ts";
@@ -91,15 +92,11 @@ export function inherit(
       new Error(`no running gateway to take over from at ${path}: ${(e as Error).message}`),
     );
   }
-  let pid: number;
-  try {
-    const cred = peerCredentials(fd);
-    if (cred.uid !== processUid()) throw new Error(`it runs as uid ${cred.uid}, not as us`);
-    pid = cred.pid;
-  } catch (e) {
-    closeFd(fd);
-    return Promise.reject(new Error(`cannot take over from ${path}: ${(e as Error).message}`));
+  const cred = sameUser(fd, "control socket", log); // closes fd when not ours
+  if (!cred) {
+    return Promise.reject(new Error(`cannot take over from ${path}: it is not this user's`));
   }
+  const pid = cred.pid;
   const { promise, resolve, reject } = Promise.withResolvers<Inheritance>();
   let admin: { fd: number; port: number } | undefined;
   let tickets: Tickets | undefined;

@@ -20,14 +20,6 @@ import { sameUser } from "./same_user.ts";
 
 const log = logger("peers");
 
-/** A worker of another function, as the gateway's route table names it. */
-export interface PeerAddress {
-  /** Its process id (checked against the socket's SO_PEERCRED). */
-  pid: number;
-  /** Its peer socket path. */
-  socket: string;
-}
-
 /** Called with a connection another worker hands us, and the channel to
  * confirm it on. */
 export type OnPeerHandoff = (h: Handoff, fd: number, channel: ControlChannel) => void;
@@ -50,6 +42,8 @@ export class Peers {
   readonly socket: string;
   #listener: Listener | undefined;
   #onHandoff: OnPeerHandoff | undefined;
+  /** The directory every process's peer socket is in. */
+  #dir: string;
   /** Channels this worker opened, by peer pid. */
   #out = new Map<number, ControlChannel>();
   /** Channels other workers opened to us. */
@@ -82,6 +76,7 @@ export class Peers {
    * ```
    */
   constructor(dir: string, onHandoff?: OnPeerHandoff) {
+    this.#dir = dir;
     this.socket = `${dir}/peer-${Deno.pid}.sock`;
     this.#onHandoff = onHandoff;
     if (!onHandoff) return; // outgoing only (a satellite gateway): no socket of ours
@@ -114,38 +109,40 @@ export class Peers {
     this.#in.add(channel);
   }
 
-  /** The channel to `peer`, connecting first if needed; undefined when it
-   * cannot be reached or is not the process the table names.
+  /** The channel to the process `pid` (a worker the route table names),
+   * connecting to its `peer-<pid>.sock` first if needed; undefined when it
+   * cannot be reached or the socket is not that process's.
    *
    * @example
    * ```ts
    * import { Peers } from "./peers.ts";
    * declare const peers: Peers;
-   * const channel = peers.channelTo({ pid: 4242, socket: "/run/user/1000/hotpotato/peer-4242.sock" });
+   * const channel = peers.channelTo(4242);
    * ```
    */
-  channelTo(peer: PeerAddress): ControlChannel | undefined {
+  channelTo(pid: number): ControlChannel | undefined {
     if (this.#closed) return undefined;
-    const known = this.#out.get(peer.pid);
+    const known = this.#out.get(pid);
     if (known) return known;
+    const socket = `${this.#dir}/peer-${pid}.sock`;
     let fd: number;
     try {
-      fd = unixConnect(peer.socket);
+      fd = unixConnect(socket);
     } catch (e) {
       log.debug("cannot reach peer {pid} at {socket}: {error}", {
-        pid: peer.pid,
-        socket: peer.socket,
+        pid,
+        socket,
         error: (e as Error).message,
       });
       return undefined;
     }
     const cred = sameUser(fd, "peer socket", log);
     if (!cred) return undefined;
-    if (cred.pid !== peer.pid) {
+    if (cred.pid !== pid) {
       log.warning("peer socket {socket} belongs to pid {pid}, not pid {want}; not used", {
-        socket: peer.socket,
+        socket,
         pid: cred.pid,
-        want: peer.pid,
+        want: pid,
       });
       closeFd(fd);
       return undefined;
@@ -159,14 +156,14 @@ export class Peers {
         }
         log.warning("unexpected message type {type} from peer pid {pid}", {
           type: msg.type,
-          pid: peer.pid,
+          pid,
         });
       },
       onClose: () => {
-        if (this.#out.get(peer.pid) === channel) this.#out.delete(peer.pid);
+        if (this.#out.get(pid) === channel) this.#out.delete(pid);
       },
     });
-    this.#out.set(peer.pid, channel);
+    this.#out.set(pid, channel);
     return channel;
   }
 

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { sameBytes } from "./bytes.ts";
 import {
   AEAD_KEY_BYTES,
   AEAD_NONCE_BYTES,
@@ -70,6 +71,21 @@ export class Sealer {
   constructor(key: Uint8Array) {
     if (key.length !== AEAD_KEY_BYTES) throw new RangeError(`key must be ${AEAD_KEY_BYTES} bytes`);
     this.#key = key.slice();
+  }
+
+  /** Whether this sealer uses `key` (a gateway that took over keeps its
+   * predecessor's key: a worker then keeps its sealer). Compared in time
+   * that depends only on the lengths.
+   *
+   * @example
+   * ```ts
+   * import { Sealer } from "./seal.ts";
+   * const key = Sealer.newKey();
+   * new Sealer(key).uses(key); // true
+   * ```
+   */
+  uses(key: Uint8Array): boolean {
+    return sameBytes(this.#key, key);
   }
 
   /** A fresh random key.

@@ -41,6 +41,23 @@ function stopGraceMs(): number {
 
 const sleep = (ms: number) => new Promise<void>((ok) => setTimeout(ok, ms));
 
+/** Send `signal` to a process that may be gone already. */
+function signal(p: Deno.ChildProcess, sig: Deno.Signal): void {
+  try {
+    p.kill(sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Wait until every one of `procs` has exited, SIGKILLing those still
+ * there after `graceMs`. */
+async function reap(procs: Deno.ChildProcess[], graceMs: number): Promise<void> {
+  const killer = setTimeout(() => procs.forEach((p) => signal(p, "SIGKILL")), graceMs);
+  await Promise.all(procs.map((p) => p.status));
+  clearTimeout(killer);
+}
+
 interface Child {
   role: Role;
   process?: Deno.ChildProcess;
@@ -229,9 +246,7 @@ export class Launcher {
       }
       if (next) {
         // It crashed during the upgrade: start afresh (the new one may hold nothing usable).
-        try {
-          next.kill("SIGTERM");
-        } catch { /* gone */ }
+        signal(next, "SIGTERM");
       }
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
       this.#say(`${child.role.name} exited (${how})`);
@@ -343,20 +358,8 @@ export class Launcher {
     const t0 = performance.now();
     const fresh: Deno.ChildProcess[] = [];
     const fail = async (error: string): Promise<ReloadResult> => {
-      for (const p of fresh) {
-        try {
-          p.kill("SIGTERM"); // on standby: it holds nothing
-        } catch { /* gone */ }
-      }
-      const killer = setTimeout(() => {
-        for (const p of fresh) {
-          try {
-            p.kill("SIGKILL");
-          } catch { /* gone */ }
-        }
-      }, 5000);
-      await Promise.all(fresh.map((p) => p.status));
-      clearTimeout(killer);
+      for (const p of fresh) signal(p, "SIGTERM"); // on standby: it holds nothing
+      await reap(fresh, 5000);
       for (const p of fresh) this.#others.delete(p);
       const kept = children.map((c) => c.generation).filter((g, i, a) => a.indexOf(g) === i);
       this.#say(
@@ -442,20 +445,10 @@ export class Launcher {
       // not replace (it registered after the switch) or --reload-mode
       // close: SIGTERM, it drains (closing what it holds, as other proxies do).
       if (this.#options.handover !== false && replaced.includes(p.pid)) continue;
-      try {
-        p.kill("SIGTERM");
-      } catch { /* gone */ }
+      signal(p, "SIGTERM");
     }
     this.#promoteStragglers(admin, name, generation, pids);
-    const killer = setTimeout(() => {
-      for (const p of olds) {
-        try {
-          p.kill("SIGKILL");
-        } catch { /* gone */ }
-      }
-    }, stopGraceMs());
-    await Promise.all(olds.map((p) => p.status));
-    clearTimeout(killer);
+    await reap(olds, stopGraceMs());
     for (const p of olds) this.#others.delete(p);
     const doneMs = performance.now() - t0;
     const handedOver = (await admin.handedOver(name)) - before;
@@ -553,9 +546,7 @@ export class Launcher {
     if (first === "late" && child.successor === next) {
       child.successor = undefined;
       this.#others.delete(next);
-      try {
-        next.kill("SIGKILL");
-      } catch { /* gone */ }
+      signal(next, "SIGKILL");
       this.#say(
         `gateway upgrade failed: pid ${old.pid} did not hand over in time; it keeps serving`,
       );
@@ -598,24 +589,8 @@ export class Launcher {
       ...this.#children.map((c) => c.process).filter((p) => p !== undefined),
       ...this.#others,
     ];
-    for (const p of running) {
-      try {
-        p.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-    }
-    const killer = setTimeout(() => {
-      for (const p of running) {
-        try {
-          p.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    }, stopGraceMs());
-    await Promise.all(running.map((p) => p.status));
-    clearTimeout(killer);
+    for (const p of running) signal(p, "SIGTERM");
+    await reap(running, stopGraceMs());
   }
 }
 

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { fromBase64, sameBytes } from "../handoff/bytes.ts";
+import { fromBase64 } from "../handoff/bytes.ts";
 import {
   closeFd,
   ECONNREFUSED,
@@ -133,9 +133,6 @@ export class FunctionServer {
   #handingOver = false;
   /** Registered once at least (a `--replace on` worker replaces only then). */
   #everRegistered = false;
-  /** The sealing key of #sealer (to tell a gateway that took over, which
-   * keeps the key, from a new one). */
-  #key = new Uint8Array(0);
   /** Registered on standby, not promoted yet (`--standby on`, the launcher's reload). */
   #standby: boolean;
   /** A new gateway took over (MOVE): our channel to it, until it registers us. */
@@ -438,13 +435,11 @@ export class FunctionServer {
         return;
       }
       const key = fromBase64(msg.body.key);
-      if (!this.#sealer || !sameBytes(key, this.#key)) {
+      if (!this.#sealer?.uses(key)) {
         // A new key (a new gateway, not one that took over): connections
         // sealed with the old one and still in flight cannot be opened.
         this.#sealer?.destroy();
         this.#sealer = new Sealer(key);
-        this.#key.fill(0);
-        this.#key = key.slice();
       }
       key.fill(0);
       this.#registered = true;
@@ -609,11 +604,7 @@ export class FunctionServer {
     const sealer = this.#sealer;
     const peer = this.#peers && sealer ? this.#table.peerFor(head.path) : undefined;
     if (!peer || peer.pid === Deno.pid || !conn.exportable) return false;
-    const dir = this.#peers!.socket.slice(0, this.#peers!.socket.lastIndexOf("/"));
-    const channel = this.#peers!.channelTo({
-      pid: peer.pid,
-      socket: `${dir}/peer-${peer.pid}.sock`,
-    });
+    const channel = this.#peers!.channelTo(peer.pid);
     if (!channel) return false;
     const handoffs = conn.info.handoffs;
     const carried = { unread: 0, readAhead: 0 };
@@ -790,6 +781,5 @@ export class FunctionServer {
     this.#next?.close();
     this.#leaving?.close();
     this.#peers?.close();
-    this.#key.fill(0);
   }
 }
