@@ -104,8 +104,16 @@ Deno.test("--proxy-protocol on: the header's client address reaches logs, handle
     const broken = header(["203.0.113.7", 1]);
     broken[12] = 0x31; // version 3
     await assert.rejects(via(sys.port, broken, ["/whoami"]));
+    // A trusted peer that sends nothing is closed at --handshake-timeout (1 s here).
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: sys.port });
+    const started = Date.now();
+    const eof = await silent.read(new Uint8Array(16)).catch(() => null);
+    silent.close();
+    assert.equal(eof, null);
+    assert.ok(Date.now() - started < 5000, `closed after ${Date.now() - started} ms`);
     const metrics = await (await fetch(`http://127.0.0.1:${sys.adminPort}/metrics`)).text();
-    assert.match(metrics, /hotpotato_proxy_refused_total\{reason="(malformed|timeout)"\} [1-9]/);
+    assert.match(metrics, /hotpotato_proxy_refused_total\{reason="malformed"\} [1-9]/);
+    assert.match(metrics, /hotpotato_proxy_refused_total\{reason="timeout"\} 1/);
   } finally {
     await sys.stop();
   }
