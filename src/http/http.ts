@@ -10,6 +10,8 @@
  * @module
  */
 
+import { routedPath } from "./request_path.ts";
+
 /** Size limits applied by {@linkcode parseRequest}.
  *
  * @example Tighter limits for a small endpoint
@@ -76,7 +78,12 @@ export interface RequestHead {
    * An absolute-form target (`http://host/p`) is converted to origin-form (`/p`).
    */
   target: string;
-  /** `target` before `?`, still percent-encoded. */
+  /**
+   * The path the request is routed by: `target` before `?` as the WHATWG URL
+   * parser makes it (`.`/`..` and `%2e` segments removed, `\` as `/`, still
+   * percent-encoded; see src/http/request_path.ts), which is the handler's
+   * `new URL(req.url).pathname`. `"*"` for `OPTIONS *`.
+   */
   path: string;
   /** `target` after `?` (without it), `""` if there is none. */
   query: string;
@@ -341,6 +348,12 @@ export function parseRequest(buf: Uint8Array, limits: Limits = DEFAULT_LIMITS): 
   if (q !== -1) {
     path = target.slice(0, q);
     query = target.slice(q + 1);
+  }
+  if (path !== "*") {
+    // Routers match this, the handler sees the same (src/http/request_path.ts).
+    const routed = routedPath(path);
+    if (routed === undefined) return fail(400, "invalid request-target");
+    path = routed;
   }
 
   // ---- field lines

@@ -317,6 +317,8 @@ export class Responder {
   ): Answer | Promise<Answer> {
     let req: HandlerRequest;
     try {
+      // Its pathname is head.path, the path the request was routed by
+      // (same target, same WHATWG parser: src/http/request_path.ts).
       const url = `https://${head.host || "localhost"}${head.target}`;
       req = head.method === "GET"
         ? new HandlerRequest(url, { headers: head.headers })
