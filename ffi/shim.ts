@@ -117,6 +117,7 @@ function shim(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
 
 /** errno values the callers branch on. */
 export const EAGAIN = 11,
+  EBADMSG = 74,
   EMSGSIZE = 90,
   ENOENT = 2,
   ENOMEM = 12,
@@ -141,6 +142,7 @@ const ERRNO_NAMES: Record<number, string> = {
   32: "EPIPE",
   36: "ENAMETOOLONG",
   71: "EPROTO",
+  74: "EBADMSG",
   88: "ENOTSOCK (not a socket)",
   90: "EMSGSIZE",
   91: "EPROTOTYPE (a socket of another type)",
@@ -373,7 +375,11 @@ export const FD_LOST = -2;
 /** Receive one message into buf. Returns `{ length, fd }` (fd -1 when none;
  * length 0 when the peer closed; fd {@linkcode FD_LOST} when one was sent but
  * could not be received) or `-errno` (-EAGAIN when nothing waits, -EMSGSIZE
- * when the message was larger than buf: it was dropped, fds closed).
+ * when the message was larger than buf, -EBADMSG when it was empty: either
+ * was dropped, its fds closed). A SOCK_SEQPACKET peer may send an empty
+ * record; recvmsg returns 0 for it as for the end of the stream, and the
+ * shim tells them apart (hotpotato.c `seqpacket_at_end`), so length 0 is
+ * only ever the end.
  *
  * @example
  * ```ts

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -326,10 +328,26 @@ static void take_fds(struct msghdr *msg, int32_t *fd_out, int keep) {
 
 #define HP_FD_LOST (-2)
 
+/* After recvmsg returned 0 on a SOCK_SEQPACKET socket: the end of the
+ * stream, or an empty record? Linux sets no flag to tell them apart, so: at
+ * the end, the peer has shut down (POLLRDHUP) and nothing is left to read;
+ * checked in that order, so a record that came before the peer left is
+ * still read. (FIONREAD, alias SIOCINQ, counts the bytes of every queued
+ * record; records of 0 bytes left behind a departed peer go with it.) */
+static int seqpacket_at_end(int sock) {
+    struct pollfd p = { .fd = sock, .events = POLLRDHUP };
+    int queued = 0;
+    if (poll(&p, 1, 0) < 0) return 1; /* cannot tell: take it as the end */
+    if (!(p.revents & (POLLRDHUP | POLLHUP))) return 0;
+    return ioctl(sock, FIONREAD, &queued) < 0 || queued == 0;
+}
+
 /* Receive one message into buf (cap bytes); a passed fd goes to *fd_out
  * (-1 when none, HP_FD_LOST when one was sent but could not be received). Extra fds are closed. A message larger than cap is
- * dropped whole, its fds closed, and -EMSGSIZE returned. Returns the message
- * length (0 means the peer closed), or -errno (-EAGAIN when none waits). */
+ * dropped whole, its fds closed, and -EMSGSIZE returned; an empty one (0
+ * bytes, a bad message, not the end) likewise, with -EBADMSG. Returns the
+ * message length (0 means the peer closed), or -errno (-EAGAIN when none
+ * waits). */
 HP_EXPORT int hp_recv_msg(int sock, uint8_t *buf, uint32_t cap, int32_t *fd_out) {
     struct iovec iov = { .iov_base = buf, .iov_len = cap };
     union { char buf[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } ctrl;
@@ -348,6 +366,15 @@ HP_EXPORT int hp_recv_msg(int sock, uint8_t *buf, uint32_t cap, int32_t *fd_out)
         take_fds(&msg, fd_out, 0);
         *fd_out = -1;
         return -EMSGSIZE;
+    }
+    if (n == 0) {
+        /* The end of the stream carries no fd; an empty record may. */
+        int carried;
+        take_fds(&msg, fd_out, 1);
+        carried = *fd_out >= 0 || (msg.msg_flags & MSG_CTRUNC);
+        if (*fd_out >= 0) close(*fd_out);
+        *fd_out = -1;
+        return !carried && seqpacket_at_end(sock) ? 0 : -EBADMSG;
     }
     take_fds(&msg, fd_out, 1);
     /* The message is whole but the fd it carried could not be installed

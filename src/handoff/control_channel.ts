@@ -29,6 +29,7 @@
 import {
   closeFd,
   EAGAIN,
+  EBADMSG,
   ECONNRESET,
   EMSGSIZE,
   receiveMessage,
@@ -47,6 +48,9 @@ import {
   setTransferId,
   transferIdOf,
 } from "./protocol.ts";
+import { logger } from "../operations/log.ts";
+
+const log = logger("control-channel");
 
 /** A connection that came back to its sender: the receiver refused it, or
  * the channel closed before the receiver said anything. The callee owns
@@ -126,6 +130,7 @@ export class ControlChannel {
   #peerGone = false;
   /** A send failed: close once what the peer sent us has been read. */
   #broken = false;
+  #ignoredAcks = 0;
 
   /** Take over `fd` and start receiving.
    *
@@ -195,6 +200,11 @@ export class ControlChannel {
           this.#handlers.onBadMessage?.(`message larger than ${Limits.maxMessage} bytes`);
           continue;
         }
+        if (r === -EBADMSG) {
+          // An empty datagram: a bad message, not the end of the stream.
+          this.#handlers.onBadMessage?.("empty message");
+          continue;
+        }
         if (r === -ECONNRESET) {
           // The peer closed with our messages unread: the kernel reports
           // that before what it had sent us, so go on reading (its ACKs and
@@ -206,6 +216,7 @@ export class ControlChannel {
         return;
       }
       if (r.length === 0) {
+        // The end of the stream (an empty datagram is -EBADMSG above).
         closeFd(r.fd);
         this.#peerGone = true;
         this.close();
@@ -282,6 +293,21 @@ export class ControlChannel {
     return true;
   }
 
+  /** ACK entries ignored so far: they named a transfer not in flight, or
+   * one still waiting in this channel's queue (which the receiver cannot
+   * have, so its answer cannot count).
+   *
+   * @example
+   * ```ts
+   * import { ControlChannel } from "./control_channel.ts";
+   * declare const channel: ControlChannel;
+   * if (channel.ignoredAcks > 0) console.log(`${channel.ignoredAcks} stray ACKs`);
+   * ```
+   */
+  get ignoredAcks(): number {
+    return this.#ignoredAcks;
+  }
+
   /** Connections in flight on this channel, waiting for an ACK. */
   get inFlight(): number {
     return this.#pending.size;
@@ -338,7 +364,16 @@ export class ControlChannel {
   #acknowledged(acks: Ack[]): void {
     for (const a of acks) {
       const t = this.#pending.get(a.transfer);
-      if (!t) continue; // unknown or already settled: ignore
+      if (!t?.sent) {
+        // Unknown, already settled, or still in our queue: the receiver
+        // cannot have it (a peer that guessed an id), so it decides nothing.
+        this.#ignoredAcks++;
+        log.debug("ignored an ACK for transfer {transfer}: {why}", {
+          transfer: a.transfer,
+          why: t ? "not sent yet" : "not in flight",
+        });
+        continue;
+      }
       this.#pending.delete(a.transfer);
       if (a.ok) {
         closeFd(t.fd);

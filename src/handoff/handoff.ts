@@ -56,6 +56,11 @@ export interface Carried {
  * for the caller to send with the message (and then close). `carried`, when
  * given, is filled with the sizes of what travels along (for logs).
  *
+ * Throws when the connection cannot go: before its release (too many
+ * unread bytes, not at a record boundary) the connection is as it was, and
+ * the caller still answers or closes it; after it (the message cannot be
+ * built or sealed) nothing owns the fd any more, so it is closed here.
+ *
  * @example
  * ```ts
  * import { releaseForHandoff } from "./handoff.ts";
@@ -92,6 +97,11 @@ export function releaseForHandoff(
       carried.readAhead = readAhead.length;
     }
     return message;
+  } catch (e) {
+    // Released: the connection no longer owns its fd, and no message will
+    // carry it anywhere.
+    closeFd(conn.fd);
+    throw e;
   } finally {
     state.blob.fill(0); // when encoding or sealing failed
     unread.fill(0);

@@ -1,0 +1,264 @@
+/**
+ * The control channel over real SOCK_SEQPACKET sockets (through the shim):
+ * what a peer may send that must not be taken for something else. An ACK
+ * naming a transfer still waiting in the sender's queue (not sent yet) is
+ * ignored; an empty datagram is a bad message, not the peer's departure.
+ */
+
+import assert from "node:assert/strict";
+import {
+  accept,
+  closeFd,
+  EAGAIN,
+  receiveMessage,
+  sendMessage,
+  tcpListen,
+  unixConnect,
+  unixListen,
+} from "../ffi/shim.ts";
+import { EventLoop } from "../src/connection/event_loop.ts";
+import { ControlChannel } from "../src/handoff/control_channel.ts";
+import {
+  decodeMessage,
+  encodeAck,
+  encodeJson,
+  encodeUnsealedHandoff,
+  Limits,
+  type Message,
+  MessageType,
+  transferIdOf,
+} from "../src/handoff/protocol.ts";
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+/** Wait until `cond` holds (checked every 5 ms), or fail naming `what`. */
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** This process's open fds and what each is (`socket:[inode]`, ...), read
+ * with find(1): Deno's own file API needs --allow-all for /proc. */
+function openFds(): [number, string][] {
+  const { stdout } = new Deno.Command("find", {
+    args: [`/proc/${Deno.pid}/fd`, "-type", "l", "-printf", "%f %l\\n"],
+  }).outputSync();
+  return new TextDecoder().decode(stdout).split("\n").filter((l) => l).map((l) => {
+    const [n, link] = l.split(" ");
+    return [Number(n), link];
+  });
+}
+
+/** The fds of this process open on the same socket as `fd` is now (by its
+ * inode): call the returned function to list them later. */
+function sameSocket(fd: number): () => number[] {
+  const inode = openFds().find(([n]) => n === fd)?.[1];
+  assert.match(inode ?? "", /^socket:\[\d+\]$/);
+  return () => openFds().filter(([, link]) => link === inode).map(([n]) => n);
+}
+
+/** A connected SOCK_SEQPACKET pair (a real listening Unix socket). */
+async function socketPair(dir: string): Promise<[number, number]> {
+  const listenFd = unixListen(`${dir}/c.sock`);
+  const a = unixConnect(`${dir}/c.sock`);
+  try {
+    for (let i = 0; i < 200; i++) {
+      const c = accept(listenFd);
+      if (c) return [a, c.fd];
+      await sleep(5);
+    }
+    throw new Error("not connected");
+  } finally {
+    closeFd(listenFd);
+  }
+}
+
+/** A HANDOFF as a sender has it (its content does not matter to the channel). */
+function handoff(connId: number): Uint8Array {
+  return encodeUnsealedHandoff({
+    info: { connId, gatewayId: 1, handoffs: 1, peer: "127.0.0.1:1", sni: "", alpn: "" },
+    tlsVersion: 4,
+    sentAt: 0,
+    unread: new Uint8Array(0),
+    readAhead: new Uint8Array(0),
+  }, 16);
+}
+
+Deno.test({
+  name: "an ACK for a transfer still in the sender's queue is ignored: the fd stays, is sent later",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
+    const [a, b] = await socketPair(dir);
+    // Fill a → b until the kernel takes no more: what the channel sends now waits in its queue.
+    const filler = new Uint8Array(4096).fill(7);
+    let filled = 0;
+    for (let n = sendMessage(a, filler); n > 0; n = sendMessage(a, filler)) filled++;
+    assert.equal(sendMessage(a, filler), -EAGAIN, "the socket is full");
+    assert.ok(filled > 0);
+
+    const drains: number[] = [];
+    const channel = new ControlChannel(a, {
+      onMessage: (msg: Message) => drains.push(msg.type),
+      onClose() {},
+    });
+    const returned: string[] = [];
+    let confirmed = 0;
+    const passed = [tcpListen("127.0.0.1", 0), tcpListen("127.0.0.1", 0)];
+    const copies = passed.map(sameSocket);
+    const messages = passed.map((_, i) => handoff(i + 1));
+    const received: number[] = [];
+    try {
+      for (const [i, fd] of passed.entries()) {
+        assert.ok(
+          channel.transfer(messages[i], fd, (_fd, _m, reason) => returned.push(reason), () => {
+            confirmed++;
+          }),
+        );
+      }
+      const ids = messages.map(transferIdOf);
+      // The peer guesses the transfer ids and answers before it has them:
+      // "adopted" for the first, "refused" for the second.
+      assert.ok(
+        sendMessage(
+          b,
+          encodeAck([{ transfer: ids[0], ok: true }, { transfer: ids[1], ok: false }]),
+        ) >
+          0,
+      );
+      // A message after the ACK: once it is handled, the ACK has been read.
+      assert.ok(sendMessage(b, encodeJson(MessageType.DRAIN, {})) > 0);
+      await until(() => drains.includes(MessageType.DRAIN), "the DRAIN after the ACK");
+
+      assert.equal(channel.ignoredAcks, 2, "both answers were ignored");
+      assert.deepEqual(returned, [], "no connection came back");
+      assert.equal(confirmed, 0, "nothing was confirmed");
+      assert.equal(channel.inFlight, 2, "both transfers are still the sender's");
+      assert.deepEqual(copies[0](), [passed[0]], "the 'adopted' fd is still open");
+      assert.deepEqual(copies[1](), [passed[1]], "the 'refused' fd is still open");
+
+      // The peer reads: the queue drains, both connections arrive with their fds.
+      const buf = new Uint8Array(Limits.maxMessage);
+      const got: number[] = [];
+      await until(() => {
+        for (let r = receiveMessage(b, buf); typeof r !== "number"; r = receiveMessage(b, buf)) {
+          if (r.fd >= 0) {
+            received.push(r.fd);
+            const msg = decodeMessage(buf.subarray(0, r.length));
+            assert.equal(msg.type, MessageType.HANDOFF);
+            got.push(msg.type === MessageType.HANDOFF ? msg.body.transfer : -1);
+          }
+        }
+        return received.length === 2;
+      }, "both HANDOFFs");
+      assert.deepEqual(got, ids);
+      for (const [i, fd] of received.entries()) {
+        assert.deepEqual(copies[i]().sort(), [passed[i], fd].sort(), "the same socket came");
+      }
+      // Now the real answers count.
+      assert.ok(
+        sendMessage(
+          b,
+          encodeAck([{ transfer: ids[0], ok: true }, { transfer: ids[1], ok: true }]),
+        ) >
+          0,
+      );
+      await until(() => confirmed === 2, "both confirmations");
+      assert.equal(channel.ignoredAcks, 2, "the real answers counted");
+      assert.deepEqual(returned, []);
+      for (const [i, fd] of received.entries()) {
+        assert.deepEqual(copies[i](), [fd], "the sender's copy is closed once confirmed");
+      }
+    } finally {
+      channel.close();
+      for (const fd of received) closeFd(fd);
+      closeFd(b);
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** A channel on `a` that records what it reports. */
+function recorder(a: number) {
+  const seen = { types: [] as number[], bad: [] as string[], closed: 0 };
+  const channel = new ControlChannel(a, {
+    onMessage: (msg: Message) => seen.types.push(msg.type),
+    onBadMessage: (error) => seen.bad.push(error),
+    onClose: () => seen.closed++,
+  });
+  return { channel, seen };
+}
+
+Deno.test({
+  name: "an empty datagram is a bad message: the channel stays open and reads on",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
+    const [a, b] = await socketPair(dir);
+    const { channel, seen } = recorder(a);
+    try {
+      assert.equal(sendMessage(b, new Uint8Array(0)), 0, "an empty datagram sent");
+      assert.ok(sendMessage(b, encodeJson(MessageType.DRAIN, {})) > 0);
+      await until(() => seen.types.length > 0 || seen.closed > 0, "the DRAIN");
+      assert.deepEqual(seen.types, [MessageType.DRAIN], "the valid message arrived");
+      assert.equal(seen.bad.length, 1, "the empty one was reported");
+      assert.match(seen.bad[0], /empty/);
+      assert.equal(seen.closed, 0, "the channel is open");
+      // It still sends, and the peer gets it.
+      assert.ok(channel.send(encodeJson(MessageType.DRAIN, {})));
+      const buf = new Uint8Array(64);
+      let length = -1;
+      await until(() => {
+        const r = receiveMessage(b, buf);
+        if (typeof r !== "number") length = r.length;
+        return length >= 0;
+      }, "the channel's message");
+      assert.equal(decodeMessage(buf.subarray(0, length)).type, MessageType.DRAIN);
+      // And the peer's real departure is still seen.
+      closeFd(b);
+      await until(() => seen.closed > 0, "onClose");
+      assert.equal(seen.closed, 1);
+    } finally {
+      channel.close();
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "an empty datagram with an fd, a message and the peer's close, all queued: fd closed, message read",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
+    const [a, b] = await socketPair(dir);
+    const { channel, seen } = recorder(a);
+    try {
+      // All sent before the channel reads anything (it reads in a later turn).
+      const passed = tcpListen("127.0.0.1", 0);
+      const copies = sameSocket(passed);
+      assert.equal(sendMessage(b, new Uint8Array(0), passed), 0);
+      closeFd(passed); // the kernel holds it now
+      assert.ok(sendMessage(b, encodeJson(MessageType.DRAIN, {})) > 0);
+      closeFd(b);
+      await until(() => seen.closed > 0, "onClose");
+      assert.deepEqual(seen.types, [MessageType.DRAIN], "the message after the empty one was read");
+      assert.equal(seen.bad.length, 1);
+      assert.match(seen.bad[0], /empty/);
+      assert.equal(seen.closed, 1);
+      assert.deepEqual(copies(), [], "the fd that came with the empty datagram was closed");
+    } finally {
+      channel.close();
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
