@@ -255,7 +255,9 @@ Deno.test("Kubernetes manifests: valid against the schemas; a uid for each conta
   }
   const fsGroup = pod.securityContext?.fsGroup;
   assert.equal(fsGroup, 10000);
-  assert.equal(pod.shareProcessNamespace, false);
+  // One pid namespace: peer sockets are named by pid, and SO_PEERCRED reads
+  // 0 for a process in another container's namespace.
+  assert.equal(pod.shareProcessNamespace, true);
   assert.equal(pod.automountServiceAccountToken, false);
 
   // The settings every role reads agree with those users.
