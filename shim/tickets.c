@@ -90,9 +90,11 @@ HP_EXPORT struct hp_ticket_ring *hp_ticket_ring_new(const char *path) {
 }
 
 /* Replace the ring's keys: count entries of NAME_SIZE + KEY_SIZE bytes, the
- * first seals new tickets. Returns 0 or -EINVAL. */
+ * first seals new tickets. Returns 0, or -EINVAL with the keys in use left
+ * as they were: no key at all is refused too (an empty ring fails every
+ * handshake that issues a ticket). */
 HP_EXPORT int hp_ticket_ring_set(struct hp_ticket_ring *r, const uint8_t *keys, int count) {
-    if (!r || count < 0 || count > RING_KEYS) return -EINVAL;
+    if (!r || !keys || count < 1 || count > RING_KEYS) return -EINVAL;
     explicit_bzero(r->name, sizeof r->name);
     explicit_bzero(r->key, sizeof r->key);
     for (int i = 0; i < count; i++) {
@@ -123,7 +125,7 @@ static void ticket_aad(uint8_t *aad, const unsigned char *name, const unsigned c
 static int ticket_seal(struct hp_ticket_ring *r, unsigned char *name, unsigned char *iv,
                        unsigned char *mac, unsigned char *ticket, int len, int *out_len) {
     uint8_t aad[NAME_SIZE + IV_SIZE + 2];
-    if (r->count == 0) return TICKET_FATAL; /* the ring is always given keys before use */
+    if (r->count == 0) return TICKET_FATAL; /* given keys before use, never emptied */
     if (len > 65535 - TAG_SIZE || *out_len < len + TAG_SIZE) return TICKET_FATAL;
     memcpy(name, r->name[0], NAME_SIZE);
     if (getrandom(iv, IV_SIZE, 0) != IV_SIZE) return TICKET_FATAL;

@@ -4,11 +4,13 @@
  * workers register with it, and the old one finishes and exits. No
  * connection attempt is refused or reset during the switch, connections held
  * by workers are not disturbed, and one the old gateway held idle moves on.
+ * TLS session tickets the old gateway issued resume on the new one.
  */
 
 import assert from "node:assert/strict";
 import { Client, HANDOFF_MODE, Proc, System } from "./support/system.ts";
 import { Launched } from "./support/launched.ts";
+import { connect } from "./support/s_client.ts";
 import { projectRoot } from "../ffi/paths.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
@@ -191,5 +193,108 @@ Deno.test(`a successor killed during the takeover: the old gateway serves on (${
     held.close();
     await sys.stop();
     await Promise.all(gateways.map((g) => g.stop()));
+  }
+});
+
+/** A gateway taking over from the one running on `sys`'s control socket
+ * (stopped by `sys.stop()` from now on). */
+function successor(sys: System, args: string[] = []): Proc {
+  const heir = new Proc("gateway", "gateway.ts", [
+    "--port",
+    "0",
+    "--admin-port",
+    "off",
+    "--control",
+    sys.control,
+    "--takeover",
+    "on",
+    ...args,
+  ]);
+  sys.gateway = heir;
+  return heir;
+}
+
+const ROUTES = ["/sum?a=1&b=2", "/product?a=3&b=4"];
+
+Deno.test(`tickets the old gateway issued resume on the gateway that took over (${HANDOFF_MODE} mode)`, async () => {
+  const sys = await System.start();
+  const old = sys.gateway;
+  try {
+    for (const version of ["1.3", "1.2"] as const) {
+      const first = await connect(sys.port, { version, sessOut: `${sys.dir}/${version}` }, ROUTES);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(first.reused, false);
+    }
+    const heir = successor(sys);
+    await heir.waitFor(/accepting; 2 of 2 worker\(s\) registered/);
+    assert.equal((await old.child.status).code, 0, old.lines.join("\n"));
+    for (const version of ["1.3", "1.2"] as const) {
+      const again = await connect(sys.port, { version, sessIn: `${sys.dir}/${version}` }, ROUTES);
+      assert.equal(
+        again.reused,
+        true,
+        `TLS ${version} not resumed:\n${again.stdout.slice(0, 600)}`,
+      );
+      assert.equal(again.protocol, `TLSv${version}`);
+      assert.deepEqual(again.bodies.map((b) => b.result), ["3", "12"]);
+    }
+    await heir.settle();
+    assert.equal(heir.count(/unexpected message type/), 0, heir.lines.join("\n"));
+  } finally {
+    await sys.stop();
+    await old.stop();
+  }
+});
+
+Deno.test(`a ticket key the old gateway rotates to while it finishes is the successor's too (${HANDOFF_MODE} mode)`, async () => {
+  // The old gateway rotates every 2 s and finishes a handshake in progress
+  // (a connection it accepted before the takeover, silent until then) after
+  // a rotation that came once the successor accepted.
+  const sys = await System.start({
+    gatewayArgs: ["--ticket-key-rotation", "2", "--handshake-timeout", "30"],
+  });
+  const old = sys.gateway;
+  const stalled = await Deno.connect({ hostname: "127.0.0.1", port: sys.port });
+  const relay = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sess = `${sys.dir}/late`;
+  try {
+    await sleep(300); // the old gateway accepts it (a handshake in progress there)
+    const heir = successor(sys);
+    await heir.waitFor(/accepting; 2 of 2 worker\(s\) registered/);
+    await old.settle();
+    const rotated = old.count(/session-ticket key rotated/);
+    for (let i = 0; i < 100 && old.count(/session-ticket key rotated/) === rotated; i++) {
+      await sleep(50);
+    }
+    assert.ok(old.count(/session-ticket key rotated/) > rotated, "no rotation while finishing");
+    assert.equal(old.exited, false, "the old gateway waits for the handshake in progress");
+    // An OpenSSL client finishes that handshake (through a relay) and gets
+    // a ticket sealed with the old gateway's new key.
+    const piped = relay.accept().then((client) =>
+      Promise.all([
+        client.readable.pipeTo(stalled.writable),
+        stalled.readable.pipeTo(client.writable),
+      ]).catch(() => {})
+    );
+    const late = await connect((relay.addr as Deno.NetAddr).port, {
+      version: "1.3",
+      sessOut: sess,
+    }, ROUTES);
+    assert.equal(late.code, 0, late.stderr);
+    assert.deepEqual(late.bodies.map((b) => b.result), ["3", "12"]);
+    await piped;
+    assert.equal((await old.child.status).code, 0, old.lines.join("\n"));
+    const again = await connect(sys.port, { version: "1.3", sessIn: sess }, ROUTES);
+    assert.equal(again.reused, true, `not resumed:\n${again.stdout.slice(0, 600)}`);
+    assert.deepEqual(again.bodies.map((b) => b.result), ["3", "12"]);
+  } finally {
+    relay.close();
+    try {
+      stalled.close();
+    } catch {
+      // closed by the relay
+    }
+    await sys.stop();
+    await old.stop();
   }
 });

@@ -197,9 +197,10 @@ export class Gateway {
       handoff: (h, fd, raw) => this.#forwarder!.inherited(heir.channel, heir.pid, h, fd, raw),
       closed: () =>
         log.info("gateway pid {pid} has handed everything over and exited", { pid: heir.pid }),
-      tickets: (t) => this.#tickets?.use(t),
+      tickets: (t) => this.#tickets?.use(t, `gateway pid ${heir.pid}`),
     });
-    if (heir.tickets) this.#tickets?.use(heir.tickets);
+    // Its tickets resume here (keys that cannot make a ring are refused).
+    if (heir.tickets) this.#tickets?.use(heir.tickets, `gateway pid ${heir.pid}`);
     this.#key.fill(0);
     this.#key = heir.key;
     this.#sealer.destroy();

@@ -227,7 +227,7 @@ export class SatelliteGateway {
         this.#table.update(msg.body);
         return;
       case MessageType.TICKETS:
-        this.#tickets?.use(msg.body);
+        this.#tickets?.use(msg.body, "the primary gateway"); // refused with a warning when malformed
         return;
       case MessageType.MOVE:
         // A new primary took over the control path: join it.

@@ -8,7 +8,9 @@
  * 2. The running gateway passes its listening sockets (LISTENER, the fd
  *    beside it: the admin port's, then the public port's with the handoff
  *    sealing key, so that workers keep one key, and the number of workers
- *    that will move). The new gateway binds its own control socket and
+ *    that will move), and its session-ticket keys (TICKETS, then again at
+ *    each rotation until it exits, so that its tickets resume on the new
+ *    one). The new gateway binds its own control socket and
  *    renames it over the path (workers connecting there reach one of the
  *    two, never nothing) and says BOUND; the running gateway then tells its
  *    workers to register with the new one (MOVE). It keeps accepting
@@ -115,6 +117,14 @@ export function inherit(
     onMessage: (msg, passed, raw) => {
       if (msg.type === MessageType.HANDOFF && resolved) {
         return events.handoff(msg.body, passed, raw);
+      }
+      if (msg.type === MessageType.TICKETS) {
+        // Its ticket keys (before LISTENER), then any rotation while it
+        // finishes; the caller installs them (TicketKeys.use checks them).
+        // (No fd comes with TICKETS: the channel closed any.)
+        if (resolved) events.tickets?.(msg.body);
+        else if (!settled) tickets = msg.body;
+        return;
       }
       if (msg.type !== MessageType.LISTENER || settled) {
         if (passed >= 0) closeFd(passed);

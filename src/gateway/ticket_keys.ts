@@ -25,7 +25,7 @@
  */
 
 import { fromBase64, toBase64 } from "../handoff/bytes.ts";
-import { readPrivateFile, TICKET_KEY_ENTRY, TicketRing } from "../../ffi/shim.ts";
+import { readPrivateFile, TICKET_KEY_ENTRY, TICKET_RING_KEYS, TicketRing } from "../../ffi/shim.ts";
 import { wolfsslPath } from "../../ffi/paths.ts";
 import type { TlsContext } from "../../ffi/wolfssl.ts";
 import type { Tickets } from "../handoff/protocol.ts";
@@ -56,6 +56,19 @@ async function derive(secret: Uint8Array, period: number): Promise<Uint8Array> {
     TICKET_KEY_ENTRY * 8,
   );
   return new Uint8Array(bits);
+}
+
+/** Why `keys` cannot be a ring (none, not whole entries, too many), or
+ * undefined when they can. */
+function ringProblem(keys: Uint8Array): string | undefined {
+  if (keys.length === 0) return "no key";
+  if (keys.length % TICKET_KEY_ENTRY !== 0) {
+    return `${keys.length} bytes, not whole ${TICKET_KEY_ENTRY}-byte entries`;
+  }
+  if (keys.length > TICKET_KEY_ENTRY * TICKET_RING_KEYS) {
+    return `${keys.length / TICKET_KEY_ENTRY} keys, more than ${TICKET_RING_KEYS}`;
+  }
+  return undefined;
 }
 
 /**
@@ -159,10 +172,17 @@ export class TicketKeys {
     }
   }
 
+  /** Use `keys` (the ring first: when it refuses them, nothing changes). */
   #setKeys(keys: Uint8Array): void {
+    const copy = keys.slice();
+    try {
+      this.#ring?.set(copy);
+    } catch (e) {
+      copy.fill(0);
+      throw e;
+    }
     this.#keys.fill(0);
-    this.#keys = keys.slice();
-    this.#ring?.set(this.#keys);
+    this.#keys = copy;
     if (this.#listeners.size > 0) {
       const message = this.message();
       for (const f of this.#listeners) f(message);
@@ -185,20 +205,39 @@ export class TicketKeys {
     context.useTicketRing(this.#ring);
   }
 
-  /** Take the keys another gateway sent (TICKETS).
+  /** Take the keys another gateway sent (TICKETS; `from` names it in the
+   * warning). Keys that cannot make a ring (none, a length that is not
+   * whole entries, more than the ring holds) are refused with a warning
+   * and the keys in use stay: returns whether they were taken.
    *
    * @example
    * ```ts
    * import type { TicketKeys } from "./ticket_keys.ts";
-   * declare const keys: TicketKeys;
-   * keys.use({ keys: "" });
+   * import type { Tickets } from "../handoff/protocol.ts";
+   * declare const keys: TicketKeys, body: Tickets;
+   * keys.use(body, "the primary gateway");
+   * keys.use({ keys: "" }, "a test"); // false: refused, the keys in use stay
    * ```
    */
-  use(tickets: Tickets): void {
-    const keys = fromBase64(tickets.keys);
-    if (keys.length % TICKET_KEY_ENTRY !== 0) return;
-    this.#setKeys(keys);
-    keys.fill(0);
+  use(tickets: Tickets, from = "another gateway"): boolean {
+    let keys: Uint8Array = new Uint8Array(0);
+    let problem: string | undefined;
+    try {
+      keys = fromBase64(tickets.keys);
+      problem = ringProblem(keys);
+      if (!problem) this.#setKeys(keys);
+    } catch (e) {
+      problem = (e as Error).message; // not base64, or the ring refused them
+    } finally {
+      keys.fill(0);
+    }
+    if (problem) {
+      log.warning("session-ticket keys from {from} refused ({problem}); the current ones stay", {
+        from,
+        problem,
+      });
+    }
+    return !problem;
   }
 
   /** The keys as a TICKETS body (for a satellite or a successor).

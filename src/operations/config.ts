@@ -175,8 +175,9 @@ const gatewaySpecs = {
   "ticket-key-file": {
     kind: "string",
     default: "",
-    help: "a secret (32+ bytes, mode 0600) the ticket keys are derived from, the same on every " +
-      "host, so tickets resume across hosts (default: random keys in memory)",
+    help: "a secret (32+ bytes) the ticket keys are derived from, the same on every host, so " +
+      "tickets resume across hosts (default: random keys in memory); readable by the gateway's " +
+      "user only: mode 0600 or 0400, 0640/0440 only when no function's user is in its group",
   },
   "proxy-protocol": {
     kind: "choice",
