@@ -34,8 +34,9 @@ $(WOLFSSL): scripts/setup-wolfssl.sh $(wildcard shim/patches/*.patch)
 	@bash scripts/setup-wolfssl.sh
 
 shim: $(SHIM)
-$(SHIM): shim/hotpotato.c shim/tickets.c
-	$(CC) $(CFLAGS) $(SHIM_CFLAGS) -o $@ shim/hotpotato.c shim/tickets.c -lpthread -ldl
+SHIM_SOURCES := $(sort $(wildcard $(ROOT)/shim/*.c))
+$(SHIM): $(SHIM_SOURCES)
+	$(CC) $(CFLAGS) $(SHIM_CFLAGS) -o $@ $(SHIM_SOURCES) -lpthread -ldl
 
 cert: $(CERT)
 $(CERT):

@@ -11,6 +11,8 @@ import { SatelliteGateway } from "./src/gateway/satellite.ts";
 import { TicketKeys } from "./src/gateway/ticket_keys.ts";
 import { onShutdown, printStatsOnSignal } from "./src/operations/lifecycle.ts";
 import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log.ts";
+import { protectProcess, readLauncherSecret } from "./src/operations/privileges.ts";
+import { configureTrust } from "./src/handoff/trust.ts";
 
 if (import.meta.main) {
   let parsed;
@@ -27,6 +29,21 @@ if (import.meta.main) {
   }
   setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
   const c = parsed.config;
+  try {
+    // Before any key is read or made: no process of this user may read ours.
+    protectProcess();
+    const secret = await readLauncherSecret();
+    configureTrust({
+      socketGroup: c.socketGroup,
+      gatewayUser: c.gatewayUser,
+      functionUsers: c.functionUsers,
+      secret,
+    });
+    secret?.fill(0);
+  } catch (e) {
+    printLine(`gateway: ${(e as Error).message}`, "stderr");
+    Deno.exit(2);
+  }
   const tickets = new TicketKeys(
     c.satellite
       ? { kind: "follower" }

@@ -30,6 +30,8 @@ import {
 import { EventLoop } from "./src/connection/event_loop.ts";
 import { onShutdown, printStatsOnSignal } from "./src/operations/lifecycle.ts";
 import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log.ts";
+import { protectProcess } from "./src/operations/privileges.ts";
+import { configureTrust } from "./src/handoff/trust.ts";
 
 export type { FunctionOptions, Handler, RequestInfo };
 export { FunctionServer, HttpError };
@@ -82,6 +84,17 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
     Deno.exit(0);
   }
   setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
+  try {
+    // Another function of the same user may not read what this one holds.
+    protectProcess();
+    configureTrust({
+      socketGroup: parsed.config.socketGroup,
+      gatewayUser: parsed.config.gatewayUser,
+    });
+  } catch (e) {
+    printLine(`${options.name}: ${(e as Error).message}`, "stderr");
+    Deno.exit(2);
+  }
   const server = new FunctionServer(
     {
       name: options.name,

@@ -18,12 +18,12 @@ const symbols = {
   hp_local_port: { parameters: ["i32"], result: "i32" },
   /** int hp_accept(int lfd, char* addr, int cap) */
   hp_accept: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  /** int hp_unix_listen(const char* path, int backlog) */
-  hp_unix_listen: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int hp_unix_listen(const char* path, int backlog, int mode) */
+  hp_unix_listen: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   /** int hp_dup(int fd) */
   hp_dup: { parameters: ["i32"], result: "i32" },
-  /** int hp_unix_listen_over(const char* path, int backlog): a new socket renamed over a live one */
-  hp_unix_listen_over: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int hp_unix_listen_over(const char* path, int backlog, int mode): a new socket renamed over a live one */
+  hp_unix_listen_over: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   /** int hp_unix_connect(const char* path) */
   hp_unix_connect: { parameters: ["buffer"], result: "i32" },
   /** int hp_peer_uid(int fd) */
@@ -106,6 +106,23 @@ const symbols = {
   hp_raise_nofile: { parameters: ["buffer"], result: "i32" },
   /** int hp_uid(void) */
   hp_uid: { parameters: [], result: "i32" },
+  // privileges.c: keeping the roles apart
+  /** int hp_nondumpable(void): 0, the pid of a tracer already attached, or -errno */
+  hp_nondumpable: { parameters: [], result: "i32" },
+  /** int hp_dumpable(void) */
+  hp_dumpable: { parameters: [], result: "i32" },
+  /** int hp_user_uid(const char* name) */
+  hp_user_uid: { parameters: ["buffer"], result: "i32" },
+  /** int hp_user_gid(const char* name) */
+  hp_user_gid: { parameters: ["buffer"], result: "i32" },
+  /** int hp_user_name(int uid, char* out, int cap) */
+  hp_user_name: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** int hp_group_gid(const char* name) */
+  hp_group_gid: { parameters: ["buffer"], result: "i32" },
+  /** int hp_peer_in_group(int fd, int gid) */
+  hp_peer_in_group: { parameters: ["i32", "i32"], result: "i32" },
+  /** int hp_shared_dir(const char* path, int gid, int mode) */
+  hp_shared_dir: { parameters: ["buffer", "i32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof symbols>["symbols"] | undefined;
@@ -248,7 +265,8 @@ export function accept(listenFd: number): { fd: number; peer: string } | null {
   return { fd, peer: readCString(addrBuf) };
 }
 
-/** Listen on a Unix SOCK_SEQPACKET socket (file mode 0600, non-blocking).
+/** Listen on a Unix SOCK_SEQPACKET socket (non-blocking; file mode `mode`:
+ * 0o600, or 0o660 where the roles share the directory's group).
  * A socket file left by a process that is gone (connecting is refused) is
  * replaced; a socket that answers is never removed: that throws a
  * {@linkcode SysError} with errno EADDRINUSE, and a file at `path` that is
@@ -260,8 +278,8 @@ export function accept(listenFd: number): { fd: number; peer: string } | null {
  * const fd = unixListen("/run/user/1000/hotpotato/control.sock");
  * ```
  */
-export function unixListen(path: string, backlog = 128): number {
-  return check(`listen on ${path}`, shim().hp_unix_listen(cstr(path), backlog));
+export function unixListen(path: string, mode = 0o600, backlog = 128): number {
+  return check(`listen on ${path}`, shim().hp_unix_listen(cstr(path), backlog, mode));
 }
 
 /** A second fd for the same open socket (close-on-exec): what is sent to
@@ -290,8 +308,8 @@ export function duplicateFd(fd: number): number {
  * const fd = unixListenOver("/run/user/1000/hotpotato/gateway.sock");
  * ```
  */
-export function unixListenOver(path: string, backlog = 128): number {
-  return check(`listen over ${path}`, shim().hp_unix_listen_over(cstr(path), backlog));
+export function unixListenOver(path: string, mode = 0o600, backlog = 128): number {
+  return check(`listen over ${path}`, shim().hp_unix_listen_over(cstr(path), backlog, mode));
 }
 
 const fileIdOut = new BigUint64Array(2);
@@ -407,6 +425,118 @@ export function receiveMessage(
  */
 export function processUid(): number {
   return shim().hp_uid();
+}
+
+/** Make this process non-dumpable (PR_SET_DUMPABLE 0): processes of the same
+ * user can then neither ptrace it nor read its memory, environment or fds
+ * through /proc. Throws when that fails, or when a process is already
+ * tracing this one (it attached before: the keys must not come).
+ *
+ * @example
+ * ```ts
+ * import { makeNonDumpable } from "./shim.ts";
+ * makeNonDumpable(); // before any secret is read
+ * ```
+ */
+export function makeNonDumpable(): void {
+  const rc = shim().hp_nondumpable();
+  if (rc > 0) throw new Error(`process ${rc} is tracing this one: refusing to go on`);
+  check("PR_SET_DUMPABLE", rc);
+}
+
+/** Whether this process is dumpable (false once {@linkcode makeNonDumpable} ran).
+ *
+ * @example
+ * ```ts
+ * import { isDumpable } from "./shim.ts";
+ * console.log(isDumpable());
+ * ```
+ */
+export function isDumpable(): boolean {
+  return check("PR_GET_DUMPABLE", shim().hp_dumpable()) === 1;
+}
+
+/** The uid of a user given by name or as a number ("hotpotato-gw", "10001");
+ * throws {@linkcode SysError} (ENOENT) when there is no such user name.
+ *
+ * @example
+ * ```ts
+ * import { userId } from "./shim.ts";
+ * console.log(userId("root")); // 0
+ * ```
+ */
+export function userId(user: string): number {
+  if (/^\d{1,10}$/.test(user)) return Number(user);
+  return check(`user ${user}`, shim().hp_user_uid(cstr(user)));
+}
+
+/** The primary gid of the user called `name`; throws {@linkcode SysError}
+ * (ENOENT) when there is no such user.
+ *
+ * @example
+ * ```ts
+ * import { userGroupId } from "./shim.ts";
+ * console.log(userGroupId("root")); // 0
+ * ```
+ */
+export function userGroupId(name: string): number {
+  return check(`user ${name}`, shim().hp_user_gid(cstr(name)));
+}
+
+/** The name of the user with `uid`, or undefined when it has none.
+ *
+ * @example
+ * ```ts
+ * import { userName } from "./shim.ts";
+ * console.log(userName(0)); // "root"
+ * ```
+ */
+export function userName(uid: number): string | undefined {
+  const out = new Uint8Array(256);
+  return shim().hp_user_name(uid, out, out.length) < 0 ? undefined : readCString(out);
+}
+
+/** The gid of a group given by name or as a number; throws
+ * {@linkcode SysError} (ENOENT) when there is no such group name.
+ *
+ * @example
+ * ```ts
+ * import { groupId } from "./shim.ts";
+ * console.log(groupId("root")); // 0
+ * ```
+ */
+export function groupId(group: string): number {
+  if (/^\d{1,10}$/.test(group)) return Number(group);
+  return check(`group ${group}`, shim().hp_group_gid(cstr(group)));
+}
+
+/** Whether the process at the other end of the Unix socket `fd` has `gid`
+ * among its groups (SO_PEERCRED and SO_PEERGROUPS, as the kernel reports them).
+ *
+ * @example
+ * ```ts
+ * import { peerInGroup } from "./shim.ts";
+ * declare const fd: number;
+ * if (!peerInGroup(fd, 10000)) console.log("not one of the roles");
+ * ```
+ */
+export function peerInGroup(fd: number, gid: number): boolean {
+  return check("SO_PEERGROUPS", shim().hp_peer_in_group(fd, gid)) === 1;
+}
+
+/** Create (or check) a directory the roles share through group `gid`, with
+ * `mode` exactly (0o2750: its owner writes and the group enters; 0o3770: the
+ * group writes, and the sticky bit keeps each member's files its own), owned
+ * by this user or by root, nothing for others. Throws {@linkcode SysError}.
+ *
+ * @example
+ * ```ts
+ * import { sharedDirectory } from "./shim.ts";
+ * sharedDirectory("/run/hotpotato/gateway", 10000, 0o2750);
+ * ```
+ */
+export function sharedDirectory(path: string, gid: number, mode: number): void {
+  check(`shared directory ${path}`, shim().hp_shared_dir(cstr(path), gid, mode));
 }
 
 /** Create (or check) a directory only this uid can enter: mode 0700, owned

@@ -158,10 +158,12 @@ static int unix_clear_stale(const char *path, const struct sockaddr_un *sa) {
     return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
 }
 
-/* Listen on a Unix SOCK_SEQPACKET socket at path; the file gets mode 0600.
- * A stale socket file is replaced; a live one is not (see unix_clear_stale).
- * Returns the fd or -errno (-EADDRINUSE when a process answers at path). */
-HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
+/* Listen on a Unix SOCK_SEQPACKET socket at path; the file gets `mode`
+ * (0600: this user only; 0660: the directory's group too, the roles' shared
+ * socket group). A stale socket file is replaced; a live one is not (see
+ * unix_clear_stale). Returns the fd or -errno (-EADDRINUSE when a process
+ * answers at path). */
+HP_EXPORT int hp_unix_listen(const char *path, int backlog, int mode) {
     struct sockaddr_un sa;
     int rv = fill_unix_addr(&sa, path), fd;
     if (rv < 0) return rv;
@@ -171,7 +173,7 @@ HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
     mode_t old = umask(0077);
     rv = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
-    if (rv < 0 || chmod(path, 0600) < 0 || listen(fd, backlog) < 0) {
+    if (rv < 0 || chmod(path, (mode_t)(mode & 0660)) < 0 || listen(fd, backlog) < 0) {
         rv = -errno;
         close(fd);
         return rv;
@@ -183,9 +185,9 @@ HP_EXPORT int hp_unix_listen(const char *path, int backlog) {
  * live one (a gateway's successor): bound first at a private name beside it
  * (path + ".new"), then renamed over path in one step, so a process that
  * connects to path reaches the old socket or the new one, never nothing.
- * Connections already made to the old socket stay as they are. Returns the
- * fd or -errno. */
-HP_EXPORT int hp_unix_listen_over(const char *path, int backlog) {
+ * Connections already made to the old socket stay as they are. The file gets
+ * `mode`, as in hp_unix_listen. Returns the fd or -errno. */
+HP_EXPORT int hp_unix_listen_over(const char *path, int backlog, int mode) {
     char tmp[sizeof ((struct sockaddr_un *)0)->sun_path];
     struct sockaddr_un sa;
     int rv, fd;
@@ -198,7 +200,8 @@ HP_EXPORT int hp_unix_listen_over(const char *path, int backlog) {
     mode_t old = umask(0077);
     rv = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
-    if (rv < 0 || chmod(tmp, 0600) < 0 || listen(fd, backlog) < 0 || rename(tmp, path) < 0) {
+    if (rv < 0 || chmod(tmp, (mode_t)(mode & 0660)) < 0 || listen(fd, backlog) < 0 ||
+        rename(tmp, path) < 0) {
         rv = -errno;
         close(fd);
         unlink(tmp);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, gatewayConfig, workerConfig } from "../src/operations/config.ts";
-import { RoleError, rolesFor, SERVER_FLAGS } from "../src/operations/roles.ts";
+import { LAUNCHER_FLAGS, RoleError, rolesFor, SERVER_FLAGS } from "../src/operations/roles.ts";
 
 Deno.test("deno.json tasks run the gateway and workers with exactly the role's flags", async () => {
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
@@ -8,6 +8,13 @@ Deno.test("deno.json tasks run the gateway and workers with exactly the role's f
   for (const name of ["gateway", "sum", "product", "worker"]) {
     const task = tasks[name];
     assert.ok(task.startsWith(`deno run ${SERVER_FLAGS.join(" ")}`), `${name}: ${task}`);
+  }
+  for (const name of ["start", "dev"]) {
+    const task = tasks[name];
+    assert.ok(
+      task.startsWith(`deno run ${LAUNCHER_FLAGS.join(" ")} src/operations/launcher.ts`),
+      `${name}: ${task}`,
+    );
   }
 });
 

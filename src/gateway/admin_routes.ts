@@ -8,9 +8,11 @@
  * - `POST /admin/promote?function=F&generation=G[&handover=off]` and
  *   `POST /admin/reloaded?function=F&result=ok|failed&seconds=S`: the
  *   launcher's reload (switch a function to its standby version; record the
- *   outcome in /metrics). These need `Authorization: Bearer TOKEN` with the
- *   gateway's HOTPOTATO_ADMIN_TOKEN (the launcher makes one per run and gives
- *   it to its gateway only); without a token they answer 403.
+ *   outcome in /metrics). These need the launcher's signature
+ *   (src/operations/admin_signature.ts: the gateway under the launcher has
+ *   the key, and no token travels) or, for a gateway run by hand,
+ *   `Authorization: Bearer TOKEN` with its HOTPOTATO_ADMIN_TOKEN; with
+ *   neither configured they answer 403.
  *
  * @module
  */
@@ -47,8 +49,12 @@ export interface AdminSource {
   functions(): { name: string; routes: string[]; workers: number }[];
   /** Registered workers (GET /workers). */
   workers?(): { name: string; pid: number; generation: string; state: string; held: number }[];
-  /** The token POST requests need ("" or absent: POST is refused). */
+  /** The token POST requests need ("" or absent: only signed ones pass). */
   token?: string;
+  /** The request carries the launcher's good signature. */
+  signed?: boolean;
+  /** The gateway checks signatures (it has the launcher's key). */
+  signatures?: boolean;
   /** Switch a function to its standby generation. */
   promote?(name: string, generation: string, handover: boolean): PromoteResult;
   /** Record a reload's outcome. */
@@ -103,10 +109,12 @@ const GENERATION_RE = /^[A-Za-z0-9._-]{0,32}$/;
 
 /** The token-guarded POSTs of the launcher's reload. */
 function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
-  if (!source.token) {
+  if (!source.token && !source.signatures) {
     return json(403, { error: "admin writes are off (the gateway has no HOTPOTATO_ADMIN_TOKEN)" });
   }
-  if (!authorized(head, source.token)) return json(401, { error: "bad or missing bearer token" });
+  if (!source.signed && !authorized(head, source.token ?? "")) {
+    return json(401, { error: "bad or missing signature or bearer token" });
+  }
   if (head.path !== "/admin/promote" && head.path !== "/admin/reloaded") {
     return json(404, { error: "not found" });
   }

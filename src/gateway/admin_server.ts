@@ -21,10 +21,15 @@ export interface AdminResponse {
   contentType: string;
   /** Body text. */
   body: string;
+  /** More headers (the proof of an answer to the launcher). */
+  headers?: [string, string][];
 }
 
 const DEADLINE_MS = 5000;
 const MAX_HEAD = 16384;
+/** Admin connections open at once; more are closed as they come (a local
+ * process cannot hold every fd of the gateway through the admin port). */
+export const MAX_ADMIN_CONNECTIONS = 32;
 const enc = new TextEncoder();
 
 /**
@@ -139,6 +144,10 @@ export class AdminServer {
       }
       finish();
     };
+    if (this.#open.size >= MAX_ADMIN_CONNECTIONS) {
+      closeFd(fd);
+      return;
+    }
     const timer = setTimeout(finish, DEADLINE_MS);
     this.#open.add(fd);
     loop.add(fd, () => {
@@ -159,7 +168,7 @@ export class AdminServer {
           const res = this.#handler(r.head);
           out = serializeResponse({
             status: res.status,
-            headers: [["content-type", res.contentType]],
+            headers: [["content-type", res.contentType], ...(res.headers ?? [])],
             body: enc.encode(res.body),
           }, { keepAlive: false, headOnly: r.head.method === "HEAD" });
         }

@@ -1,6 +1,8 @@
 /**
  * The gateway's control socket: the Unix socket workers register on, in a
- * directory kept at mode 0700. A gateway never removes a live socket (one
+ * directory kept at mode 0700 (one user), or 02750 with the roles' socket
+ * group when each role runs as its own user (src/handoff/trust.ts). A gateway
+ * never removes a live socket (one
  * another gateway answers on) nor a file that is not its own; it notices
  * when its socket's path stops naming its socket (removed, replaced), since
  * workers can then no longer (re)register, and says so in /healthz.
@@ -12,13 +14,13 @@ import {
   EADDRINUSE,
   ENOENT,
   fileIdentity,
-  privateDirectory,
   removeFile,
   SysError,
   unixListen,
   unixListenOver,
 } from "../../ffi/shim.ts";
 import { logger } from "../operations/log.ts";
+import { trust } from "../handoff/trust.ts";
 
 const log = logger("gateway");
 
@@ -68,9 +70,9 @@ export class ControlSocket {
    * ```
    */
   static listen(path: string): ControlSocket {
-    privateDirectory(dirname(path));
+    trust().controlDirectory(dirname(path));
     try {
-      return new ControlSocket(unixListen(path), path);
+      return new ControlSocket(unixListen(path, trust().socketMode), path);
     } catch (e) {
       if (e instanceof SysError && e.errno === EADDRINUSE) {
         throw new Error(
@@ -102,9 +104,9 @@ export class ControlSocket {
    * ```
    */
   static listenOver(path: string): ControlSocket {
-    privateDirectory(dirname(path));
+    trust().controlDirectory(dirname(path));
     try {
-      return new ControlSocket(unixListenOver(path), path);
+      return new ControlSocket(unixListenOver(path, trust().socketMode), path);
     } catch (e) {
       if (e instanceof SysError) throw new Error(`control socket ${path}: ${e.reason}`);
       throw e;

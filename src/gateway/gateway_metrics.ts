@@ -129,6 +129,12 @@ export class GatewayMetrics {
     "Connections closed for the PROXY protocol: untrusted peer, malformed header or timeout",
     ["reason"],
   );
+  /** Control-socket connections and messages refused for the sender's role. */
+  readonly controlRefused = this.registry.counter(
+    "hotpotato_control_refused_total",
+    "Control-socket connections and messages refused for the sender's role (SO_PEERCRED), by reason",
+    ["reason"],
+  );
   /** Connections handed to a worker, by function and route. */
   readonly handoffs = this.registry.counter(
     "hotpotato_handoffs_total",

@@ -27,7 +27,9 @@ import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { logger } from "../operations/log.ts";
 import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
-import { AdminServer } from "./admin_server.ts";
+import { type AdminResponse, AdminServer } from "./admin_server.ts";
+import type { RequestHead } from "../http/http.ts";
+import { PROOF_HEADER, SIGNATURE_HEADER, SignatureCheck } from "../operations/admin_signature.ts";
 import { adminAnswer } from "./admin_routes.ts";
 import { ControlSocket } from "./control_socket.ts";
 import { Forwarder } from "./forwarder.ts";
@@ -44,6 +46,7 @@ import type { ControlChannel } from "../handoff/control_channel.ts";
 import { encodeJson, MessageType } from "../handoff/protocol.ts";
 import { releaseForHandoff } from "../handoff/handoff.ts";
 import { inherit } from "./succession.ts";
+import { trust } from "../handoff/trust.ts";
 import type { TicketKeys } from "./ticket_keys.ts";
 
 const log = logger("gateway");
@@ -108,6 +111,7 @@ export class Gateway {
   #retired = Promise.withResolvers<void>();
   #handshaker: Handshaker | undefined;
   #tickets: TicketKeys | undefined;
+  #adminRetry: ReturnType<typeof setTimeout> | undefined;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -136,6 +140,7 @@ export class Gateway {
       this.#successor?.channel.send(encodeJson(MessageType.TICKETS, t));
     });
     this.#holdOptions = holdOptions(config, requestLog, `gateway/${Deno.pid}`);
+    trust().onRefused((reason) => this.#metrics.controlRefused.labels(reason).inc());
   }
 
   /** The counters the tests and the benchmark read (computed from the
@@ -394,6 +399,7 @@ export class Gateway {
     for (const conn of this.#held) conn.close();
     this.#clients?.close();
     this.#clients = undefined;
+    clearTimeout(this.#adminRetry);
     this.#admin?.stop();
     this.#admin = undefined;
     log.info("retired in {ms} ms ({left} connection(s) cut at the deadline)", {
@@ -483,31 +489,59 @@ export class Gateway {
     if (c.adminPort >= 0) this.#startAdmin();
   }
 
-  /** The admin port (on `fd` when a predecessor passed its socket on). */
+  /** The admin port (on `fd` when a predecessor passed its socket on). A
+   * port someone else holds is logged and tried again every 5 s: the gateway
+   * serves on meanwhile (reloads wait), and no restart loop follows. */
   #startAdmin(fd?: number): void {
     const c = this.config;
-    {
-      this.#admin = new AdminServer(c.adminHost, c.adminPort, (head) =>
-        adminAnswer(head, {
-          metrics: () => this.metrics(),
-          unhealthy: () => {
-            // A gateway whose control socket is gone from its path keeps
-            // serving what it holds, but no worker can (re)register.
-            const lost = this.#controlSocket?.check() ?? "";
-            if (this.#draining) return { status: "draining" };
-            return lost ? { status: "control socket lost", error: lost } : { status: "ok" };
-          },
-          functions: () => this.#workers.router.functions(),
-          workers: () => this.#workers.list(),
-          token: c.adminToken,
-          promote: (name, generation, handover) =>
-            this.#workers.promote(name, generation, handover),
-          reloaded: (name, ok, seconds) => {
-            this.#metrics.reloads.labels(name, ok ? "ok" : "failed").inc();
-            if (ok) this.#metrics.reloadSeconds.labels(name).set(seconds);
-          },
-        }));
+    const key = trust().derivedKey("admin");
+    const signatures = key ? new SignatureCheck(key, Deno.pid) : undefined;
+    key?.fill(0);
+    const answer = (head: RequestHead): AdminResponse => {
+      const sig = head.headers.find(([name]) => name === SIGNATURE_HEADER)?.[1];
+      const nonce = signatures?.verify(head.method, head.target, sig);
+      const res = adminAnswerOf(head, nonce !== undefined, signatures !== undefined);
+      if (nonce !== undefined) {
+        res.headers = [[PROOF_HEADER, signatures!.proof(nonce, res.status, res.body)]];
+      }
+      return res;
+    };
+    const adminAnswerOf = (head: RequestHead, signed: boolean, checks: boolean) =>
+      adminAnswer(head, {
+        signed,
+        signatures: checks,
+        metrics: () => this.metrics(),
+        unhealthy: () => {
+          // A gateway whose control socket is gone from its path keeps
+          // serving what it holds, but no worker can (re)register.
+          const lost = this.#controlSocket?.check() ?? "";
+          if (this.#draining) return { status: "draining" };
+          return lost ? { status: "control socket lost", error: lost } : { status: "ok" };
+        },
+        functions: () => this.#workers.router.functions(),
+        workers: () => this.#workers.list(),
+        token: c.adminToken,
+        promote: (name, generation, handover) => this.#workers.promote(name, generation, handover),
+        reloaded: (name, ok, seconds) => {
+          this.#metrics.reloads.labels(name, ok ? "ok" : "failed").inc();
+          if (ok) this.#metrics.reloadSeconds.labels(name).set(seconds);
+        },
+      });
+    this.#admin = new AdminServer(c.adminHost, c.adminPort, answer);
+    try {
       this.#adminPort = this.#admin.start(fd);
+    } catch (e) {
+      this.#admin = undefined;
+      if (fd !== undefined) throw e;
+      log.error("admin port {host}:{port}: {error}; trying again in 5 s (reloads wait)", {
+        host: c.adminHost,
+        port: c.adminPort,
+        error: (e as Error).message,
+      });
+      this.#adminRetry = setTimeout(() => {
+        this.#adminRetry = undefined;
+        if (!this.#draining) this.#startAdmin();
+      }, 5000);
     }
   }
 
@@ -605,6 +639,7 @@ export class Gateway {
     this.#control = undefined;
     this.#controlSocket?.close();
     this.#controlSocket = undefined;
+    clearTimeout(this.#adminRetry);
     this.#admin?.stop();
     this.#workers.close();
   }

@@ -29,8 +29,8 @@ import { Listener, retryBlockedListeners } from "../connection/listener.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
 import { adoptHandoff, releaseForHandoff, returnedHandoff } from "../handoff/handoff.ts";
-import { Peers } from "../handoff/peers.ts";
-import { sameUser } from "../handoff/same_user.ts";
+import { peerDirectory, Peers } from "../handoff/peers.ts";
+import { trust } from "../handoff/trust.ts";
 import { encodeJson, type Message, MessageType } from "../handoff/protocol.ts";
 import { Sealer } from "../handoff/seal.ts";
 import type { RequestHead } from "../http/http.ts";
@@ -139,8 +139,8 @@ export class SatelliteGateway {
       ready: (conn) => this.#serve(conn, false),
       proxy: c.proxyProtocol ? new ProxyProtocol(c.proxyTrusted) : undefined,
     });
-    const dir = c.control.slice(0, c.control.lastIndexOf("/")) || "/";
-    this.#peers = new Peers(dir); // outgoing only: it hands connections to workers
+    // Outgoing only: it hands connections to workers.
+    this.#peers = new Peers(peerDirectory(c.control));
     const fd = tcpListen(c.host, c.port, 4096, true);
     this.#clients = new Listener(fd, "clients", (conn) => handshaker.accept(conn), {
       spareFd: true,
@@ -174,7 +174,9 @@ export class SatelliteGateway {
       this.#scheduleReconnect();
       return;
     }
-    if (!sameUser(fd, "control socket", log)) { // closed and logged
+    // The primary runs as the gateways' user; else closed and logged.
+    const primary = trust().admit(fd, "gateway", "control socket", log);
+    if (!primary) {
       this.#scheduleReconnect();
       return;
     }
@@ -191,7 +193,8 @@ export class SatelliteGateway {
       },
     });
     this.#channel = channel;
-    channel.send(encodeJson(MessageType.JOIN, { pid: Deno.pid }));
+    const proof = trust().proof("JOIN", primary.pid, Deno.pid);
+    channel.send(encodeJson(MessageType.JOIN, { pid: Deno.pid, ...(proof ? { proof } : {}) }));
   }
 
   #scheduleReconnect(): void {

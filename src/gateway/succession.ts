@@ -26,7 +26,7 @@
 
 import { fromBase64 } from "../handoff/bytes.ts";
 import { closeFd, unixConnect } from "../../ffi/shim.ts";
-import { sameUser } from "../handoff/same_user.ts";
+import { trust } from "../handoff/trust.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
 import { encodeJson, type Handoff, MessageType, type Tickets } from "../handoff/protocol.ts";
 import { logger } from "../operations/log.ts";
@@ -94,7 +94,8 @@ export function inherit(
       new Error(`no running gateway to take over from at ${path}: ${(e as Error).message}`),
     );
   }
-  const cred = sameUser(fd, "control socket", log); // closes fd when not ours
+  // The running gateway runs as the gateways' user; else fd is closed.
+  const cred = trust().admit(fd, "gateway", "control socket", log);
   if (!cred) {
     return Promise.reject(new Error(`cannot take over from ${path}: it is not this user's`));
   }
@@ -174,6 +175,7 @@ export function inherit(
     () => fail(`its sockets did not come within ${timeoutMs} ms`),
     timeoutMs,
   );
-  channel.send(encodeJson(MessageType.TAKEOVER, { pid: Deno.pid }));
+  const proof = trust().proof("TAKEOVER", pid, Deno.pid);
+  channel.send(encodeJson(MessageType.TAKEOVER, { pid: Deno.pid, ...(proof ? { proof } : {}) }));
   return promise;
 }

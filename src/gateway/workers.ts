@@ -33,7 +33,7 @@ import {
 } from "../handoff/protocol.ts";
 import type { Snapshot } from "../operations/metrics.ts";
 import { RouteConflictError, Router, type WorkerRef } from "../routing/router.ts";
-import { sameUser } from "../handoff/same_user.ts";
+import { trust } from "../handoff/trust.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
 
 const log = logger("gateway");
@@ -42,6 +42,8 @@ const log = logger("gateway");
 export interface Worker extends WorkerRef {
   /** Its control connection. */
   channel: ControlChannel;
+  /** Its uid, as the kernel reported it when it connected (SO_PEERCRED). */
+  uid: number;
   /** The routes it registered. */
   routes: string[];
   /** Its routes may nest with other functions' (REGISTER's nestedRoutes). */
@@ -210,8 +212,10 @@ export class Workers {
     message.fill(0);
   }
 
-  /** A worker connected to the control socket: check it runs as our user,
-   * then wait for its REGISTER.
+  /** A process connected to the control socket: check it runs as one of
+   * the roles' users (src/handoff/trust.ts), then wait for its REGISTER (a
+   * worker), JOIN (a satellite gateway) or TAKEOVER (a successor), each
+   * checked against the sender's user.
    *
    * @example
    * ```ts
@@ -223,11 +227,12 @@ export class Workers {
    * ```
    */
   accept(c: Accepted): void {
-    const cred = sameUser(c.fd, "control connection", log);
+    const cred = trust().admit(c.fd, "role", "control connection", log);
     if (!cred) return;
     const worker: Worker = {
       name: "",
       pid: cred.pid,
+      uid: cred.uid,
       held: 0,
       routes: [],
       nestedRoutes: false,
@@ -302,11 +307,13 @@ export class Workers {
       return;
     }
     if (msg.type === MessageType.TAKEOVER && !worker.registered && this.#events.takeover) {
+      if (!this.#isGateway(worker, "TAKEOVER", msg.body.proof)) return;
       this.#workers.delete(worker); // not a worker: a successor gateway
       this.#events.takeover(worker.channel, msg.body.pid);
       return;
     }
     if (msg.type === MessageType.JOIN && !worker.registered) {
+      if (!this.#isGateway(worker, "JOIN", msg.body.proof)) return;
       this.#join(worker);
       return;
     }
@@ -341,12 +348,48 @@ export class Workers {
     }
   }
 
+  /** Whether `worker` may do what a gateway does (`type`: JOIN or TAKEOVER):
+   * it runs as the gateways' user and, when this gateway has the launcher's
+   * secret, proves it too. Otherwise the refusal is logged and counted and
+   * its connection closed. */
+  #isGateway(worker: Worker, type: "JOIN" | "TAKEOVER", proof: string | undefined): boolean {
+    const t = trust();
+    const why = !t.isGateway(worker.uid)
+      ? "not the gateway user"
+      : !t.proves(type, Deno.pid, worker.pid, proof)
+      ? "no proof of the launcher's secret"
+      : "";
+    if (!why) return true;
+    this.#metrics.controlRefused.labels(why).inc();
+    log.warning("refused {type} from pid {pid} (uid {uid}): {why}", {
+      type,
+      pid: worker.pid,
+      uid: worker.uid,
+      why,
+    });
+    worker.channel.close();
+    return false;
+  }
+
   #register(
     worker: Worker,
     { name, routes, pid, restarted, nestedRoutes, peer, replace, generation, standby }: Register,
   ): void {
     if (worker.registered) {
       log.warning("pid {pid} registered twice; ignored", { pid });
+      return;
+    }
+    const denied = trust().registerRefusal(name, worker.uid);
+    if (denied) {
+      this.#metrics.controlRefused.labels("function user").inc();
+      log.warning("refused REGISTER of {name} from pid {pid} (uid {uid}): {denied}", {
+        name,
+        pid: worker.pid,
+        uid: worker.uid,
+        denied,
+      });
+      worker.channel.send(encodeJson(MessageType.REGISTERED, { ok: false, error: denied }));
+      worker.channel.close();
       return;
     }
     if (pid !== worker.pid) {

@@ -1,12 +1,15 @@
 /**
  * Worker-to-worker channels for direct handoffs (`--handoff direct`): each
- * worker listens on a socket of its own in the gateway's private directory
- * (mode 0700), and a worker whose next request belongs to another function
- * connects to a worker of that function and hands the connection over in one
- * hop, acknowledged like every handoff (src/handoff/control_channel.ts). Both ends
- * check the other's uid with SO_PEERCRED, and the connecting side also checks
- * that the socket belongs to the process the gateway's route table names. A
- * peer channel carries HANDOFF and ACK only.
+ * worker listens on a socket of its own, `peers/peer-<pid>.sock` beside the
+ * gateway's control socket (a directory of mode 0700 with one user, 03770
+ * with the roles' socket group when each role has its own user: the sticky
+ * bit keeps each socket its owner's), and a worker whose next request
+ * belongs to another function connects to a worker of that function and
+ * hands the connection over in one hop, acknowledged like every handoff
+ * (src/handoff/control_channel.ts). Both ends check the other with
+ * SO_PEERCRED (one of the roles' users: src/handoff/trust.ts), and the
+ * connecting side also checks that the socket belongs to the process the
+ * gateway's route table names. A peer channel carries HANDOFF and ACK only.
  *
  * @module
  */
@@ -16,9 +19,23 @@ import { ControlChannel } from "./control_channel.ts";
 import { type Accepted, Listener } from "../connection/listener.ts";
 import { logger } from "../operations/log.ts";
 import { type Handoff, MessageType } from "./protocol.ts";
-import { sameUser } from "./same_user.ts";
+import { trust } from "./trust.ts";
 
 const log = logger("peers");
+
+/**
+ * The directory of the peer sockets of the workers registered on the
+ * control socket at `control`: `peers/` beside it.
+ *
+ * @example
+ * ```ts
+ * import { peerDirectory } from "./peers.ts";
+ * console.log(peerDirectory("/run/hotpotato/gateway.sock")); // "/run/hotpotato/peers"
+ * ```
+ */
+export function peerDirectory(control: string): string {
+  return `${control.slice(0, control.lastIndexOf("/")) || ""}/peers`;
+}
 
 /** Called with a connection another worker hands us, and the channel to
  * confirm it on. */
@@ -65,14 +82,15 @@ export class Peers {
     return n;
   }
 
-  /** Listen on `<dir>/peer-<pid>.sock` (dir is the gateway's 0700 directory)
-   * for connections handed to us; without `onHandoff`, only hand
-   * connections to others (a satellite gateway), with no socket of our own.
+  /** Listen on `<dir>/peer-<pid>.sock` (dir: {@linkcode peerDirectory},
+   * made or checked here) for connections handed to us; without
+   * `onHandoff`, only hand connections to others (a satellite gateway), with
+   * no socket of our own.
    *
    * @example
    * ```ts
    * import { Peers } from "./peers.ts";
-   * new Peers("/run/user/1000/hotpotato", () => {});
+   * new Peers(`${Deno.makeTempDirSync()}/peers`, () => {});
    * ```
    */
   constructor(dir: string, onHandoff?: OnPeerHandoff) {
@@ -80,16 +98,18 @@ export class Peers {
     this.socket = `${dir}/peer-${Deno.pid}.sock`;
     this.#onHandoff = onHandoff;
     if (!onHandoff) return; // outgoing only (a satellite gateway): no socket of ours
+    trust().peerDirectory(dir);
     removeFile(this.socket); // a pid is unique among live processes: a stale file
     // A sibling waits for our answer on a peer channel: at our fd limit the
     // reserved fd takes its channel, so that we can refuse what it sends.
-    this.#listener = new Listener(unixListen(this.socket), "peer", (c) => this.#accepted(c), {
+    const fd = unixListen(this.socket, trust().socketMode);
+    this.#listener = new Listener(fd, "peer", (c) => this.#accepted(c), {
       spareFd: true,
     });
   }
 
   #accepted(c: Accepted): void {
-    const cred = sameUser(c.fd, "peer connection", log);
+    const cred = trust().admit(c.fd, "role", "peer connection", log);
     if (!cred) return;
     const channel: ControlChannel = new ControlChannel(c.fd, {
       onMessage: (msg, fd) => {
@@ -136,7 +156,7 @@ export class Peers {
       });
       return undefined;
     }
-    const cred = sameUser(fd, "peer socket", log);
+    const cred = trust().admit(fd, "role", "peer socket", log);
     if (!cred) return undefined;
     if (cred.pid !== pid) {
       log.warning("peer socket {socket} belongs to pid {pid}, not pid {want}; not used", {

@@ -246,6 +246,9 @@ export interface Register {
 export interface Join {
   /** The satellite gateway's pid. */
   pid: number;
+  /** Proof that it holds the launcher's secret (src/handoff/trust.ts), when
+   * the launcher gave its gateways one. */
+  proof?: string;
 }
 
 /** TICKETS body. */
@@ -258,6 +261,8 @@ export interface Tickets {
 export interface Takeover {
   /** The new gateway's pid. */
   pid: number;
+  /** Proof that it holds the launcher's secret, as in {@linkcode Join}. */
+  proof?: string;
 }
 
 /** LISTENER body: which listening socket comes with it. */
@@ -1175,7 +1180,14 @@ function parseTakeover(o: unknown): Takeover {
   if (!Number.isInteger(r?.pid) || (r!.pid as number) <= 0) {
     throw new ProtocolError("TAKEOVER: pid must be a positive integer");
   }
-  return { pid: r!.pid as number };
+  if (
+    r!.proof !== undefined && (typeof r!.proof !== "string" || !/^[0-9a-f]{64}$/.test(r!.proof))
+  ) {
+    throw new ProtocolError("TAKEOVER: proof must be 64 hex digits");
+  }
+  return r!.proof === undefined
+    ? { pid: r!.pid as number }
+    : { pid: r!.pid as number, proof: r!.proof };
 }
 
 function parseTickets(o: unknown): Tickets {

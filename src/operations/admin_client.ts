@@ -2,11 +2,15 @@
  * The launcher's client of the gateway's admin port (src/gateway/admin_routes.ts):
  * the registered workers, switching a function to its standby version, and
  * recording a reload's outcome. Plain HTTP on loopback, one request per
- * connection, each with a 3 s timeout; the bearer token never leaves this
- * object except in the Authorization header.
+ * connection, each with a 3 s timeout. Every request is signed and every
+ * answer must prove it comes from the launcher's own gateway
+ * (src/operations/admin_signature.ts): no token travels, and an answer
+ * without the proof (someone else took the port) is an error.
  *
  * @module
  */
+
+import { PROOF_HEADER, provesAnswer, SIGNATURE_HEADER, signRequest } from "./admin_signature.ts";
 
 /** A registered worker, as `GET /workers` lists it. */
 export interface WorkerEntry {
@@ -30,7 +34,7 @@ const TIMEOUT_MS = 3000;
  * @example
  * ```ts
  * import { AdminClient } from "./admin_client.ts";
- * const admin = new AdminClient("127.0.0.1", 8081, "secret-token");
+ * const admin = new AdminClient("127.0.0.1", 8081, crypto.getRandomValues(new Uint8Array(32)), () => 4242);
  * try {
  *   console.log(await admin.workers());
  * } catch (e) {
@@ -40,28 +44,41 @@ const TIMEOUT_MS = 3000;
  */
 export class AdminClient {
   #base: string;
-  #token: string;
+  #key: Uint8Array;
+  #gatewayPid: () => number | undefined;
 
-  /** A client of http://host:port with `token` for the POSTs.
+  /** A client of http://host:port that signs with `key` (derived from the
+   * launcher's secret) for the gateway process `gatewayPid()` names.
    *
    * @example
    * ```ts
    * import { AdminClient } from "./admin_client.ts";
-   * new AdminClient("127.0.0.1", 8081, crypto.randomUUID());
+   * new AdminClient("127.0.0.1", 8081, new Uint8Array(32), () => 4242);
    * ```
    */
-  constructor(host: string, port: number, token: string) {
+  constructor(host: string, port: number, key: Uint8Array, gatewayPid: () => number | undefined) {
     this.#base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-    this.#token = token;
+    this.#key = key.slice();
+    this.#gatewayPid = gatewayPid;
   }
 
   async #request(method: "GET" | "POST", path: string): Promise<{ status: number; body: string }> {
+    const pid = this.#gatewayPid();
+    if (pid === undefined) throw new Error("no gateway runs");
+    const { header, nonce } = signRequest(this.#key, method, path, pid);
     const res = await fetch(`${this.#base}${path}`, {
       method,
-      headers: method === "POST" ? { authorization: `Bearer ${this.#token}` } : {},
+      headers: { [SIGNATURE_HEADER]: header },
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
-    return { status: res.status, body: await res.text() };
+    const body = await res.text();
+    if (!provesAnswer(this.#key, nonce, res.status, body, res.headers.get(PROOF_HEADER))) {
+      throw new Error(
+        `${this.#base} did not prove it is this launcher's gateway (pid ${pid}): ` +
+          "another process may hold the admin port",
+      );
+    }
+    return { status: res.status, body };
   }
 
   /** The gateway's registered workers (throws when the gateway does not answer).

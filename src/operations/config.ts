@@ -49,6 +49,18 @@ const common = {
     help: "control socket path (default: $XDG_RUNTIME_DIR/hotpotato/gateway.sock, " +
       "else .local/run/gateway.sock)",
   },
+  "socket-group": {
+    kind: "string",
+    default: "",
+    help: "the group through which the roles, each running as a user of its own, reach each " +
+      "other's sockets (name or gid; empty: every role runs as one user, sockets 0600)",
+  },
+  "gateway-user": {
+    kind: "string",
+    default: "",
+    help: "the user the gateways run as (name or uid; empty: this process's own): the " +
+      "control socket must belong to it",
+  },
   "log-format": { kind: "choice", default: "text", choices: ["text", "json"], help: "log format" },
   "log-level": {
     kind: "choice",
@@ -102,6 +114,12 @@ const common = {
 
 const gatewaySpecs = {
   ...common,
+  "function-users": {
+    kind: "string",
+    default: "",
+    help: "the user of each function: NAME=USER,... (user names or uids) or *=PREFIX*SUFFIX " +
+      "(function NAME runs as user PREFIXNAMESUFFIX); only that user may register NAME",
+  },
   "host": { kind: "string", default: "127.0.0.1", help: "address to listen on" },
   "port": { kind: "integer", default: "8443", min: 0, max: 65535, help: "HTTPS port (0: any)" },
   "cert": {
@@ -257,6 +275,10 @@ export interface CommonConfig {
   maxBody: number;
   /** Longest graceful drain, ms. */
   drainTimeoutMs: number;
+  /** The roles' shared socket group ("" = one user for every role). */
+  socketGroup: string;
+  /** The gateways' user ("" = this process's own). */
+  gatewayUser: string;
 }
 
 /** The gateway's settings. */
@@ -302,6 +324,8 @@ export interface GatewayConfig extends CommonConfig {
   proxyProtocol: boolean;
   /** Address ranges trusted to send it. */
   proxyTrusted: string[];
+  /** Which user runs each function (`--function-users`; "" = not declared). */
+  functionUsers: string;
 }
 
 /** A worker's settings. */
@@ -411,6 +435,8 @@ function commonOf(v: Record<string, string | number>): CommonConfig {
     writeTimeoutMs: v["write-timeout"] as number,
     maxBody: v["max-body"] as number,
     drainTimeoutMs: v["drain-timeout"] as number,
+    socketGroup: v["socket-group"] as string,
+    gatewayUser: v["gateway-user"] as string,
   };
 }
 
@@ -474,6 +500,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       ticketKeyFile: v["ticket-key-file"] as string,
       proxyProtocol: v["proxy-protocol"] === "on",
       proxyTrusted: trustedRanges(v["proxy-trusted"] as string),
+      functionUsers: v["function-users"] as string,
     },
   };
 }

@@ -17,10 +17,15 @@
 
 import { projectRoot } from "../../ffi/paths.ts";
 import { parseArgs } from "node:util";
+import { makeNonDumpable } from "../../ffi/shim.ts";
+import { deriveKey, TrustError } from "../handoff/trust.ts";
 import { AdminClient } from "./admin_client.ts";
 import { watchModule } from "./dev_watch.ts";
 import { type Role, RoleError, rolesFor, SERVER_FLAGS } from "./roles.ts";
+import { DEFAULT_USERS, RoleUsers, UsersError } from "./users.ts";
 
+/** Each role user's own Deno cache (separate users). */
+const CACHE_ROOT = `${projectRoot}/.local/deno-cache`;
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
 /** A child that ran this long is healthy again: its backoff resets. */
@@ -75,6 +80,13 @@ interface Child {
 
 /** How the launcher reaches its gateway's admin port for reloads. */
 export interface LauncherOptions {
+  /** The launcher's secret for this run: each gateway gets it on the first
+   * line of its stdin (JOIN, TAKEOVER and the admin port's signatures). */
+  secret?: Uint8Array;
+  /** Separate users: how each role is started (undefined: one user). */
+  users?: RoleUsers;
+  /** Environment for every child (the control socket path with separate users). */
+  childEnv?: Record<string, string>;
   /** The admin port's client, or why there is none (reloads then fail). */
   admin?: AdminClient | { problem: string };
   /** Extra environment for the gateway (the admin token, a chosen port). */
@@ -152,6 +164,21 @@ export class Launcher {
     console.log(`${"launcher".padEnd(this.#width)} | ${message}`);
   }
 
+  /** The pid of the primary gateway's process (what the admin port's
+   * signatures are bound to), undefined while none runs.
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * console.log(launcher.gatewayPid());
+   * ```
+   */
+  gatewayPid(): number | undefined {
+    return this.#children.find((c) => !c.role.fn && c.role.env?.HOTPOTATO_SATELLITE !== "on")
+      ?.process?.pid;
+  }
+
   /** Start every child.
    *
    * @example
@@ -193,24 +220,40 @@ export class Launcher {
       env.HOTPOTATO_SATELLITE = "off";
       Object.assign(env, role.env ?? {}, this.#options.gatewayEnv ?? {});
     }
-    Object.assign(env, extraEnv);
-    return new Deno.Command(Deno.execPath(), {
-      // The project's config by path: a function file outside the project
-      // still gets its import map (mod.ts's "@logtape/logtape").
-      args: [
-        "run",
-        ...SERVER_FLAGS,
-        "--config",
-        `${projectRoot}/deno.json`,
-        role.file,
-        ...role.args,
-      ],
+    Object.assign(env, this.#options.childEnv ?? {}, extraEnv);
+    const secret = !role.fn ? this.#options.secret : undefined;
+    if (secret) env.HOTPOTATO_SECRET = "stdin";
+    const users = this.#options.users;
+    if (users) Object.assign(env, users.env(role.fn, CACHE_ROOT));
+    // The project's config by path: a function file outside the project
+    // still gets its import map (mod.ts's "@logtape/logtape").
+    const argv = [
+      Deno.execPath(),
+      "run",
+      ...SERVER_FLAGS,
+      "--config",
+      `${projectRoot}/deno.json`,
+      role.file,
+      ...role.args,
+    ];
+    const [cmd, ...args] = users ? users.command(role.fn, argv) : argv;
+    const proc = new Deno.Command(cmd, {
+      args,
       cwd: projectRoot,
       env,
-      stdin: "piped", // never written: its EOF tells the child the launcher is gone
+      // Its EOF tells the child the launcher is gone; a gateway reads the
+      // secret from its first line (never the environment: /proc/PID/environ).
+      stdin: "piped",
       stdout: "inherit",
       stderr: "inherit",
     }).spawn();
+    if (secret) {
+      const hex = Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("");
+      const writer = proc.stdin.getWriter();
+      // The pipe stays open (and locked) until the launcher exits.
+      writer.write(new TextEncoder().encode(hex + "\n")).catch(() => {});
+    }
+    return proc;
   }
 
   #spawn(child: Child): void {
@@ -632,10 +675,14 @@ function envList(name: string): string[] {
   return v ? [v] : [];
 }
 
-/** The admin port the gateway will listen on, a client for it, and the
- * environment that tells the gateway (its token; the port when the
- * launcher picked it). */
-function adminFor(): Pick<LauncherOptions, "admin" | "gatewayEnv"> {
+/** The admin port the gateway will listen on, a client for it (signing
+ * with a key derived from `secret`, for the gateway process `gatewayPid()`
+ * names), and the environment that tells the gateway the port when the
+ * launcher picked it. */
+function adminFor(
+  secret: Uint8Array,
+  gatewayPid: () => number | undefined,
+): Pick<LauncherOptions, "admin" | "gatewayEnv"> {
   const listen = env("HOTPOTATO_ADMIN_HOST") || "127.0.0.1";
   // A wildcard address is reached on loopback (the token never leaves the host).
   const host = listen === "0.0.0.0" ? "127.0.0.1" : listen === "::" ? "::1" : listen;
@@ -659,10 +706,49 @@ function adminFor(): Pick<LauncherOptions, "admin" | "gatewayEnv"> {
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     return { admin: { problem: `HOTPOTATO_ADMIN_PORT=${setting} is not a port` } };
   }
-  const token = Array.from(crypto.getRandomValues(new Uint8Array(32)))
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
-  gatewayEnv.HOTPOTATO_ADMIN_TOKEN = token;
-  return { admin: new AdminClient(host, port, token), gatewayEnv };
+  const key = deriveKey(secret, "admin");
+  const admin = new AdminClient(host, port, key, gatewayPid);
+  key.fill(0);
+  return { admin, gatewayEnv };
+}
+
+/** Separate users (as root): the accounts, the sockets' directories, the
+ * gateway's key files and the environment every child gets. Throws
+ * {@linkcode UsersError} with what to change. */
+async function separateUsers(
+  roles: Role[],
+): Promise<Pick<LauncherOptions, "users" | "childEnv" | "gatewayEnv"> | undefined> {
+  const settings = {
+    mode: env("HOTPOTATO_USERS") || DEFAULT_USERS.mode,
+    gatewayUser: env("HOTPOTATO_GATEWAY_USER") || DEFAULT_USERS.gatewayUser,
+    socketGroup: env("HOTPOTATO_SOCKET_GROUP") || DEFAULT_USERS.socketGroup,
+    functionUsers: env("HOTPOTATO_FUNCTION_USERS") || DEFAULT_USERS.functionUsers,
+  };
+  const fns = [...new Set(roles.filter((r) => r.fn).map((r) => r.fn))];
+  const users = await RoleUsers.prepare(settings, fns);
+  if (!users) return undefined;
+  users.reachable(`${projectRoot}/deno.json`, "the project");
+  for (const r of roles) {
+    if (r.fn && r.file.startsWith("/")) users.reachable(r.file, `function ${r.fn}'s file`);
+  }
+  users.makeCaches(CACHE_ROOT);
+  const control = env("HOTPOTATO_CONTROL") || "/run/hotpotato/gateway.sock";
+  users.prepareSockets(control);
+  const gatewayEnv: Record<string, string> = {};
+  const devKey = `${projectRoot}/.local/certs/key.pem`;
+  const key = env("HOTPOTATO_KEY") || devKey;
+  if (key === devKey) {
+    // The development key stays root's where make wrote it (beside the
+    // dev CA's key): the gateways get a copy of their own.
+    const dir = `${projectRoot}/.local/gateway`;
+    gatewayEnv.HOTPOTATO_KEY = users.giveGateway(key, dir);
+    if (!env("HOTPOTATO_CERT")) {
+      gatewayEnv.HOTPOTATO_CERT = users.giveGateway(`${projectRoot}/.local/certs/cert.pem`, dir);
+    }
+  } else users.checkSecretFile(key, "HOTPOTATO_KEY");
+  const ticketFile = env("HOTPOTATO_TICKET_KEY_FILE");
+  if (ticketFile) users.checkSecretFile(ticketFile, "HOTPOTATO_TICKET_KEY_FILE");
+  return { users, childEnv: { HOTPOTATO_CONTROL: control }, gatewayEnv };
 }
 
 if (import.meta.main) {
@@ -709,7 +795,26 @@ if (import.meta.main) {
     console.error(`launcher: ${(e as Error).message.split("\n")[0]}`);
     Deno.exit(2);
   }
-  const admin = adminFor();
+  // Before the secret exists: no process of this user may read our memory.
+  try {
+    makeNonDumpable();
+  } catch (e) {
+    console.error(`launcher: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  let separate: Awaited<ReturnType<typeof separateUsers>>;
+  try {
+    separate = await separateUsers(roles);
+  } catch (e) {
+    const expected = e instanceof UsersError || e instanceof TrustError ||
+      e instanceof Deno.errors.NotFound;
+    if (!expected) throw e;
+    console.error(`launcher: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
+  let launcher: Launcher | undefined = undefined;
+  const admin = adminFor(secret, () => launcher?.gatewayPid());
   if (roles.filter((r) => !r.fn).length > 1 && (env("HOTPOTATO_PORT") ?? "8443") === "0") {
     // Gateways sharing a port must share one number: pick it now.
     const l = Deno.listen({ hostname: env("HOTPOTATO_HOST") || "127.0.0.1", port: 0 });
@@ -717,7 +822,25 @@ if (import.meta.main) {
     l.close();
     for (const r of roles) if (!r.fn) r.env = { ...r.env, HOTPOTATO_PORT: port };
   }
-  const launcher = new Launcher(roles, { ...admin, handover });
+  launcher = new Launcher(roles, {
+    ...admin,
+    gatewayEnv: { ...admin.gatewayEnv, ...separate?.gatewayEnv },
+    users: separate?.users,
+    childEnv: separate?.childEnv,
+    secret,
+    handover,
+  });
+  const users = separate?.users;
+  if (users) {
+    console.log(
+      `${
+        "launcher".padEnd(8)
+      } | separate users: gateway ${users.gateway.name} (uid ${users.gateway.uid}), ${
+        [...new Set(roles.filter((r) => r.fn).map((r) => r.fn))]
+          .map((fn) => `${fn} ${users.of(fn).name} (uid ${users.of(fn).uid})`).join(", ")
+      }; socket group ${users.socketGid}`,
+    );
+  }
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

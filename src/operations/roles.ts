@@ -20,6 +20,22 @@ export const SERVER_FLAGS: readonly string[] = [
   "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR",
 ];
 
+/** Flags for the launcher: the supervisor, like nginx's master. It starts
+ * the roles (`--allow-run`, as their users when it is root), reaches the
+ * gateway's admin port, makes itself non-dumpable and looks users up through
+ * the shim (`--allow-ffi`), and with separate users prepares the sockets'
+ * directories and the gateway's key files (`--allow-read`, `--allow-write`):
+ * `--allow-run` without a path list can do all of that anyway. */
+export const LAUNCHER_FLAGS: readonly string[] = [
+  "--no-prompt",
+  "--allow-run",
+  "--allow-ffi",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR",
+  "--allow-net=127.0.0.1,[::1],localhost",
+];
+
 /** A process the launcher runs. */
 export interface Role {
   /** Name used as the log prefix, e.g. "sum" or "sum.2". */

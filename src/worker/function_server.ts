@@ -13,16 +13,7 @@
  */
 
 import { fromBase64 } from "../handoff/bytes.ts";
-import {
-  closeFd,
-  ECONNREFUSED,
-  ENOENT,
-  FD_LOST,
-  peerCredentials,
-  processUid,
-  SysError,
-  unixConnect,
-} from "../../ffi/shim.ts";
+import { closeFd, ECONNREFUSED, ENOENT, FD_LOST, SysError, unixConnect } from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { WorkerConfig } from "../operations/config.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
@@ -53,7 +44,8 @@ import {
 import { Sealer } from "../handoff/seal.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
-import { Peers } from "../handoff/peers.ts";
+import { peerDirectory, Peers } from "../handoff/peers.ts";
+import { trust } from "../handoff/trust.ts";
 import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
 import { closeWebSockets } from "../http/websocket.ts";
 
@@ -246,17 +238,9 @@ export class FunctionServer {
       );
       return;
     }
-    let uid: number;
-    try {
-      uid = peerCredentials(fd).uid;
-    } catch (e) {
-      closeFd(fd);
-      failed(`cannot check its owner: ${(e as Error).message}`);
-      return;
-    }
-    if (uid !== processUid()) {
-      closeFd(fd);
-      failed(`it belongs to uid ${uid}, not us: refused`);
+    // It must run as the gateways' user (else fd is closed and the refusal logged).
+    if (!trust().admit(fd, "gateway", "control socket", log)) {
+      failed("it does not belong to the gateways' user: refused");
       return;
     }
     const channel: ControlChannel = new ControlChannel(fd, {
@@ -291,12 +275,12 @@ export class FunctionServer {
     if (this.#handingOver || this.#draining) channel.send(encodeJson(MessageType.DRAIN, {}));
   }
 
-  /** Listen on our peer socket, beside the gateway's control socket (the
-   * directory the gateway keeps at mode 0700), once: other workers hand us
-   * connections there directly. */
+  /** Listen on our peer socket, in the peers directory beside the
+   * gateway's control socket, once: other workers hand us connections there
+   * directly. */
   #listenForPeers(): void {
     if (this.#peers) return;
-    const dir = this.#config.control.slice(0, this.#config.control.lastIndexOf("/")) || "/";
+    const dir = peerDirectory(this.#config.control);
     try {
       this.#peers = new Peers(dir, (h, fd, channel) => this.#adopt(h, fd, channel));
     } catch (e) {

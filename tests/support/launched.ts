@@ -37,10 +37,20 @@ export class Launched {
     args: string[],
     functions: string[],
     env: Record<string, string> = {},
+    as?: { uid: number; gid: number },
   ): Promise<Launched> {
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-launched-" });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["task", task, ...args],
+    // Run as root, the launcher runs each role as a user of its own: they
+    // must reach the control socket's directory inside this one.
+    await Deno.chmod(dir, 0o755);
+    // `as`: the launcher runs as that (normal) user, which owns the directory.
+    if (as) await Deno.chown(dir, as.uid, as.gid);
+    const wrapper = as
+      ? ["setpriv", `--reuid=${as.uid}`, `--regid=${as.gid}`, "--clear-groups", "--"]
+      : [];
+    const command = [...wrapper, Deno.execPath()];
+    const child = new Deno.Command(command[0], {
+      args: [...command.slice(1), "task", task, ...args],
       cwd: projectRoot,
       env: {
         HOTPOTATO_PORT: "0",
