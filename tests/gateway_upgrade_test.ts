@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { Client, HANDOFF_MODE, Proc, System } from "./support/system.ts";
-import { Launched } from "./support/launched.ts";
+import { keyForTheGateways, Launched } from "./support/launched.ts";
 import { connect } from "./support/s_client.ts";
 import { projectRoot } from "../ffi/paths.ts";
 
@@ -114,6 +114,7 @@ Deno.test("the launcher upgrades its gateway on SIGUSR1; a failing one leaves th
   const certs = `${projectRoot}/.local/certs`;
   await Deno.copyFile(`${certs}/cert.pem`, `${dir}/cert.pem`);
   await Deno.copyFile(`${certs}/key.pem`, `${dir}/key.pem`);
+  await keyForTheGateways(`${dir}/key.pem`);
   const sys = await Launched.start("start", [], ["sum", "product"], {
     HOTPOTATO_CERT: `${dir}/cert.pem`,
     HOTPOTATO_KEY: `${dir}/key.pem`,

@@ -128,6 +128,7 @@ Deno.test("a reload under 50 busy connections: no error, no new handshake", asyn
 
 Deno.test("a new version that throws at start is not switched to; the old one keeps serving", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-ver-" });
+  await Deno.chmod(dir, 0o755); // the function's user reads its file (launcher as root)
   const file = await versionedFunction(dir, "v1");
   const sys = await Launched.start("start", ["--function", `ver=${file}`], ["sum", "ver"]);
   const client = await Client.connect(sys.port);
@@ -162,6 +163,7 @@ Deno.test("a new version that throws at start is not switched to; the old one ke
 
 Deno.test("deno task dev: an edit changes the answers on the same connection", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-dev-" });
+  await Deno.chmod(dir, 0o755); // the function's user reads its file (launcher as root)
   const file = await versionedFunction(dir, "v1");
   const sys = await Launched.start("dev", [file], ["ver"]);
   const client = await Client.connect(sys.port);

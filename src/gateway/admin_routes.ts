@@ -113,7 +113,8 @@ function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
     return json(403, { error: "admin writes are off (the gateway has no HOTPOTATO_ADMIN_TOKEN)" });
   }
   if (!source.signed && !authorized(head, source.token ?? "")) {
-    return json(401, { error: "bad or missing signature or bearer token" });
+    const what = source.signatures ? "signature or bearer token" : "bearer token";
+    return json(401, { error: `bad or missing ${what}` });
   }
   if (head.path !== "/admin/promote" && head.path !== "/admin/reloaded") {
     return json(404, { error: "not found" });

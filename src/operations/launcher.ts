@@ -87,6 +87,9 @@ export interface LauncherOptions {
   users?: RoleUsers;
   /** Environment for every child (the control socket path with separate users). */
   childEnv?: Record<string, string>;
+  /** Environment for every gateway process, primary, satellite or successor
+   * (the key files' paths with separate users). */
+  gatewaysEnv?: Record<string, string>;
   /** The admin port's client, or why there is none (reloads then fail). */
   admin?: AdminClient | { problem: string };
   /** Extra environment for the gateway (the admin token, a chosen port). */
@@ -220,7 +223,9 @@ export class Launcher {
       env.HOTPOTATO_SATELLITE = "off";
       Object.assign(env, role.env ?? {}, this.#options.gatewayEnv ?? {});
     }
-    Object.assign(env, this.#options.childEnv ?? {}, extraEnv);
+    Object.assign(env, this.#options.childEnv ?? {});
+    if (!role.fn) Object.assign(env, this.#options.gatewaysEnv ?? {});
+    Object.assign(env, extraEnv);
     const secret = !role.fn ? this.#options.secret : undefined;
     if (secret) env.HOTPOTATO_SECRET = "stdin";
     const users = this.#options.users;
@@ -717,7 +722,7 @@ function adminFor(
  * {@linkcode UsersError} with what to change. */
 async function separateUsers(
   roles: Role[],
-): Promise<Pick<LauncherOptions, "users" | "childEnv" | "gatewayEnv"> | undefined> {
+): Promise<Pick<LauncherOptions, "users" | "childEnv" | "gatewaysEnv"> | undefined> {
   const settings = {
     mode: env("HOTPOTATO_USERS") || DEFAULT_USERS.mode,
     gatewayUser: env("HOTPOTATO_GATEWAY_USER") || DEFAULT_USERS.gatewayUser,
@@ -734,21 +739,21 @@ async function separateUsers(
   users.makeCaches(CACHE_ROOT);
   const control = env("HOTPOTATO_CONTROL") || "/run/hotpotato/gateway.sock";
   users.prepareSockets(control);
-  const gatewayEnv: Record<string, string> = {};
+  const gatewaysEnv: Record<string, string> = {};
   const devKey = `${projectRoot}/.local/certs/key.pem`;
   const key = env("HOTPOTATO_KEY") || devKey;
   if (key === devKey) {
     // The development key stays root's where make wrote it (beside the
     // dev CA's key): the gateways get a copy of their own.
     const dir = `${projectRoot}/.local/gateway`;
-    gatewayEnv.HOTPOTATO_KEY = users.giveGateway(key, dir);
+    gatewaysEnv.HOTPOTATO_KEY = users.giveGateway(key, dir);
     if (!env("HOTPOTATO_CERT")) {
-      gatewayEnv.HOTPOTATO_CERT = users.giveGateway(`${projectRoot}/.local/certs/cert.pem`, dir);
+      gatewaysEnv.HOTPOTATO_CERT = users.giveGateway(`${projectRoot}/.local/certs/cert.pem`, dir);
     }
   } else users.checkSecretFile(key, "HOTPOTATO_KEY");
   const ticketFile = env("HOTPOTATO_TICKET_KEY_FILE");
   if (ticketFile) users.checkSecretFile(ticketFile, "HOTPOTATO_TICKET_KEY_FILE");
-  return { users, childEnv: { HOTPOTATO_CONTROL: control }, gatewayEnv };
+  return { users, childEnv: { HOTPOTATO_CONTROL: control }, gatewaysEnv };
 }
 
 if (import.meta.main) {
@@ -824,7 +829,7 @@ if (import.meta.main) {
   }
   launcher = new Launcher(roles, {
     ...admin,
-    gatewayEnv: { ...admin.gatewayEnv, ...separate?.gatewayEnv },
+    gatewaysEnv: separate?.gatewaysEnv,
     users: separate?.users,
     childEnv: separate?.childEnv,
     secret,

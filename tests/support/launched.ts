@@ -9,6 +9,8 @@
 import { projectRoot } from "../../ffi/paths.ts";
 import { forEachLine } from "../../src/operations/lines.ts";
 import { HANDOFF_MODE } from "./system.ts";
+import { processUid } from "../../ffi/shim.ts";
+import { DEFAULT_USERS, RoleUsers } from "../../src/operations/users.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -151,4 +153,15 @@ export class Launched {
     await this.#reading;
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** Make the key file at `path` the gateways' own, as an operator does for
+ * the launcher run as root (separate users: owned by the gateways' user,
+ * mode 0600, its directory reachable); nothing to do for one user. */
+export async function keyForTheGateways(path: string): Promise<void> {
+  if (processUid() !== 0) return;
+  const users = (await RoleUsers.prepare({ ...DEFAULT_USERS, mode: "separate" }, []))!;
+  await Deno.chmod(path.slice(0, path.lastIndexOf("/")), 0o755);
+  await Deno.chown(path, users.gateway.uid, users.gateway.gid);
+  await Deno.chmod(path, 0o600);
 }
