@@ -122,6 +122,7 @@ interface ModeResult {
 
 async function measure(mode: "handover" | "close"): Promise<ModeResult> {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-bench-reload-" });
+  await Deno.chmod(dir, 0o755); // as root the launcher runs each role as a user of its own
   const launcher = new Deno.Command(deno, {
     args: ["task", "start", "--reload-mode", mode],
     cwd: root,

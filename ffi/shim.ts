@@ -123,6 +123,10 @@ const symbols = {
   hp_peer_in_group: { parameters: ["i32", "i32"], result: "i32" },
   /** int hp_shared_dir(const char* path, int gid, int mode) */
   hp_shared_dir: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+
+  // import_check.c: a received TLS state is checked before wolfSSL imports it
+  /** int hp_tls_import_check(int version, const uint8_t* blob, uint32_t len) */
+  hp_tls_import_check: { parameters: ["i32", "buffer", "u32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof symbols>["symbols"] | undefined;
@@ -1017,4 +1021,32 @@ export function readPrivateFile(path: string, max: number): Uint8Array {
   const buf = new Uint8Array(max);
   const n = check(`read ${path}`, shim().hp_read_private_file(cstr(path), buf, max));
   return buf.subarray(0, n);
+}
+
+/** errno of hp_tls_import_check's "not this build's layout" (EPROTO). */
+const IMPORT_LAYOUT = 71;
+
+/** Why a received TLS state must not reach `wolfSSL_tls_import`, or null
+ * when it may. wolfSSL trusts what it imports (sizes, algorithm ids, option
+ * bytes: a forged blob corrupts memory during the import or at the next
+ * read or write), so the blob must be one this build's own
+ * `wolfSSL_tls_export` could have made for a TLS 1.2 or 1.3 session with
+ * one of the AEAD suites of `DEFAULT_CIPHERS` (`version` is wolfSSL's
+ * protocol id: 3 TLS 1.2, 4 TLS 1.3); only its keys, IVs, secrets and
+ * sequence numbers are free (shim/import_check.c). The reason names the
+ * kind of fault, never a byte of the blob.
+ *
+ * @example
+ * ```ts
+ * import { tlsImportRefusal } from "./shim.ts";
+ * declare const state: { version: number; blob: Uint8Array };
+ * const why = tlsImportRefusal(state.version, state.blob);
+ * if (why) throw new Error(`refused TLS state: ${why}`);
+ * ```
+ */
+export function tlsImportRefusal(version: number, blob: Uint8Array): string | null {
+  const rc = shim().hp_tls_import_check(version, blob, blob.length);
+  if (rc === 0) return null;
+  if (rc === -IMPORT_LAYOUT) return "not laid out as this build exports a TLS session";
+  return "a field holds a value this build never exports";
 }

@@ -8,7 +8,7 @@
  */
 
 import { wolfsslPath } from "./paths.ts";
-import { RecordReader, type TicketRing } from "./shim.ts";
+import { RecordReader, type TicketRing, tlsImportRefusal } from "./shim.ts";
 
 const symbols = {
   /** int wolfSSL_Init(void) */
@@ -113,6 +113,8 @@ const ERROR_ZERO_RETURN = 6;
 const TLSV1_2 = 3;
 const ALPN_CONTINUE_ON_MISMATCH = 2;
 const SNI_HOST_NAME = 0;
+/** wolfSSL's BAD_STATE_E, what its own import answers for a bad state. */
+const BAD_STATE_E = -192;
 const SESS_CACHE_OFF = 0n;
 
 /** The cipher suites offered, in server preference order: TLS 1.3 AEAD
@@ -416,7 +418,9 @@ export class TlsSession {
 
   /** A session rebuilt from another process's export, bound to fd, with the
    * ciphertext that process had read ahead ({@linkcode TlsSession.takeReadAhead}).
-   * The caller must have authenticated the blob: wolfSSL trusts it.
+   * The caller must have authenticated the blob: wolfSSL trusts it. A blob
+   * this build's export could not have made is refused before wolfSSL sees
+   * it ({@linkcode tlsImportRefusal}): a {@linkcode TlsError} either way.
    *
    * @example
    * ```ts
@@ -432,6 +436,8 @@ export class TlsSession {
     readAhead: Uint8Array = new Uint8Array(0),
   ): TlsSession {
     const w = wolf();
+    const refused = tlsImportRefusal(state.version, state.blob); // wolfSSL trusts what it imports
+    if (refused) throw new TlsError(`refused TLS state: ${refused}`, BAD_STATE_E);
     const ssl = TlsSession.#new(ctx);
     let rc = w.wolfSSL_SetVersion(ssl, state.version);
     if (rc === SUCCESS) {

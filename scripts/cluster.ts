@@ -18,6 +18,7 @@
 
 import { parseArgs } from "node:util";
 import { projectRoot } from "../ffi/paths.ts";
+import { DEFAULT_USERS, RoleUsers } from "../src/operations/users.ts";
 import { processUid } from "../ffi/shim.ts";
 import { forEachLine } from "../src/operations/lines.ts";
 
@@ -113,12 +114,16 @@ export class Cluster {
       throw new Error("the cluster needs root (network namespaces): use sudo");
     }
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-cluster-" });
+    await Deno.chmod(dir, 0o755); // each host's launcher runs its roles as users of their own
     const c = new Cluster(opts, dir);
     try {
       await c.#network();
       await Deno.writeFile(`${dir}/ticket.key`, crypto.getRandomValues(new Uint8Array(32)), {
         mode: 0o600,
       });
+      // The shared secret is the gateways' user's alone, as on a real host.
+      const users = await RoleUsers.prepare(DEFAULT_USERS, []);
+      if (users) await Deno.chown(`${dir}/ticket.key`, users.gateway.uid, users.gateway.gid);
       for (const h of c.hosts) await c.startHost(h);
       await c.#startHaproxy();
     } catch (e) {

@@ -140,6 +140,7 @@ Deno.test("the gateway restarted: workers keep serving, move directly or answer 
 
 Deno.test("the launcher restarts a killed worker and stops everything on SIGINT", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-launcher-" });
+  await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const launcher = new Deno.Command(Deno.execPath(), {
     args: ["task", "start"],
     cwd: projectRoot,

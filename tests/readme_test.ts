@@ -209,6 +209,7 @@ Deno.test("make start ARGS=... from the README, its curl line, then Ctrl-C stops
   assert.ok(args.includes("--cacert") && args.includes(".local/certs/ca.pem"), args.join(" "));
   assert.equal(answers.length, 3, "three answers");
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-readme-" });
+  await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const start = new Session("make start", "make", ["start", `ARGS=${START_ARGS}`], {
     HOTPOTATO_PORT: "0",
     HOTPOTATO_ADMIN_PORT: "off",
@@ -267,6 +268,7 @@ Deno.test("make start ARGS=... from the README, its curl line, then Ctrl-C stops
 
 Deno.test("make start with bad ARGS stops at once with the launcher's one-line error", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-readme-" });
+  await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   try {
     const cases: [string, string][] = [
       ["--workers sum=x", "launcher: --workers: sum=x: the count must be 0 to 64"],
@@ -316,6 +318,7 @@ Deno.test("./hp: --help lists every deno task, an unknown task is a one-line err
 
 Deno.test("./hp gateway and ./hp worker examples/hello.ts, each as in its own terminal", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-readme-" });
+  await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const control = `${dir}/run/gateway.sock`;
   const gateway = new Session("./hp gateway", "./hp", [
     "gateway",

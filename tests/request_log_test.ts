@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
 import { forEachLine } from "../src/operations/lines.ts";
-import { SERVER_FLAGS } from "../src/operations/roles.ts";
+import { LAUNCHER_FLAGS, SERVER_FLAGS } from "../src/operations/roles.ts";
 import { Client, Proc, System } from "./support/system.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
@@ -38,12 +38,11 @@ const LOG_LINE = /^\d\d:\d\d:\d\d\.\d{3} \[(TRC|DBG|INF|WRN|ERR|FTL)\] hotpotato
 
 Deno.test("launcher: 2,000 requests on keep-alive connections, each logged once, on whole prefixed lines", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-log-" });
+  await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const launcher = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--no-prompt",
-      "--allow-run",
-      "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR",
+      ...LAUNCHER_FLAGS,
       "src/operations/launcher.ts",
       "--workers",
       "sum=2",
@@ -269,6 +268,7 @@ async function notFound(client: Client, from: number, count: number): Promise<vo
 
 Deno.test("stdout nobody reads: answers keep coming; past 1 MiB lines are dropped, counted, and said", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-log-" });
+  await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const gw = new UnreadGateway(dir);
   const clients: Client[] = [];
   try {
@@ -321,6 +321,7 @@ Deno.test("stdout nobody reads: answers keep coming; past 1 MiB lines are droppe
 
 Deno.test("stdout nobody reads: SIGTERM still drains and exits (it does not wait for a reader)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-log-" });
+  await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const gw = new UnreadGateway(dir);
   try {
     const port = await gw.port();

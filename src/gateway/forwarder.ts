@@ -8,9 +8,15 @@
  *
  * Connections that workers hand back (their next request is another
  * function's) are forwarded unopened: the gateway confirms them, then passes
- * the sealed message and fd on to the route's worker, imports them only to
- * answer here (no worker for the route). Direct moves between workers are
- * only told to the gateway (MOVED): logged and counted as if forwarded.
+ * the sealed message and fd on to the route's worker. The gateway never
+ * imports TLS state a function produced (wolfSSL's import trusts its input,
+ * and a function is not trusted with the gateway's memory): a hand-back for
+ * a route no worker serves is refused, and the worker answers it (404 or
+ * 503); one whose next worker refuses it too, with no other to take it, is
+ * closed. Connections from another gateway (a satellite, the gateway this
+ * one took over from) are imported to answer here as before. Direct moves
+ * between workers are only told to the gateway (MOVED): logged and counted
+ * as if forwarded.
  *
  * @module
  */
@@ -123,21 +129,29 @@ export class Forwarder {
     const hit = this.#o.workers.router.pickWithRoute(path);
     if (!hit) return false;
     const msg = releaseForHandoff(conn, this.#o.sealer, conn.info.handoffs + 1);
-    this.#transfer(hit.worker, hit.route, msg, conn.fd, 1);
+    this.#transfer(hit.worker, hit.route, msg, conn.fd, 1, true);
     return true;
   }
 
   /** Send a connection to a worker; it stays ours until the worker confirms.
-   * If it refuses or dies first, the connection is placed again. */
-  #transfer(worker: Worker, route: string, msg: Uint8Array, fd: number, attempt: number): void {
+   * If it refuses or dies first, the connection is placed again. `ours`: its
+   * sealed state is a gateway's (else a function's, never imported here). */
+  #transfer(
+    worker: Worker,
+    route: string,
+    msg: Uint8Array,
+    fd: number,
+    attempt: number,
+    ours: boolean,
+  ): void {
     const back = (fd: number, message: Uint8Array, reason: string) => {
       worker.held = Math.max(0, worker.held - 1);
-      this.#placeAgain(worker, fd, message, reason, attempt);
+      this.#placeAgain(worker, fd, message, reason, attempt, ours);
     };
     // The worker decides what is its by the table: it must have the newest.
     this.#o.workers.flushRoutes();
     if (!worker.channel.transfer(msg, fd, back)) {
-      this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt + 1);
+      this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt + 1, ours);
       return;
     }
     worker.held++;
@@ -146,13 +160,14 @@ export class Forwarder {
 
   /** A connection a worker did not take (`reason`) is ours again: another
    * worker of its route gets it, or it is answered 503 here (the connection
-   * stays open). */
+   * stays open) when its state is `ours`, else closed. */
   #placeAgain(
     failed: Worker,
     fd: number,
     message: Uint8Array,
     reason: string,
     attempt: number,
+    ours: boolean,
   ): void {
     const h = returnedHandoff(fd, message, log);
     if (!h) return;
@@ -165,13 +180,18 @@ export class Forwarder {
       conn: h.info.connId,
       worker: `${failed.name}/${failed.pid}`,
       reason,
-      next: to ? `to ${to.worker.name}/${to.worker.pid}` : "answering 503 here",
+      next: to
+        ? `to ${to.worker.name}/${to.worker.pid}`
+        : ours
+        ? "answering 503 here"
+        : "closed (its TLS state is a function's: never imported here)",
     });
     if (to) {
-      this.#transfer(to.worker, to.route, message, fd, attempt + 1);
+      this.#transfer(to.worker, to.route, message, fd, attempt + 1, ours);
       return;
     }
-    this.#adopt(h, fd, true);
+    if (ours) this.#adopt(h, fd, true);
+    else closeFd(fd);
     message.fill(0);
   }
 
@@ -191,7 +211,10 @@ export class Forwarder {
   returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void {
     this.#o.metrics.returned.labels(from.name).inc();
     from.held = Math.max(0, from.held - 1);
-    this.#take(from.channel, `${from.name}/${from.pid}`, h, fd, raw);
+    // An idle connection a replaced worker hands over (HANDOVER) has no
+    // request yet: it goes to the function's new version as it is.
+    const idle = from.handingOver ? from.routes[0] : undefined;
+    this.#take(from.channel, `${from.name}/${from.pid}`, h, fd, raw, false, idle);
   }
 
   /** The gateway this one took over from passed on a connection it held:
@@ -208,7 +231,7 @@ export class Forwarder {
    * ```
    */
   inherited(channel: ControlChannel, pid: number, h: Handoff, fd: number, raw: Uint8Array): void {
-    this.#take(channel, `gateway/${pid}`, h, fd, raw);
+    this.#take(channel, `gateway/${pid}`, h, fd, raw, true);
   }
 
   /** A connection this gateway sent away came back unconfirmed (`message`,
@@ -230,8 +253,17 @@ export class Forwarder {
 
   /** Confirm a connection sent to us on `channel` by `sender`, then (once
    * the confirmation has left) forward it unopened to the route's worker,
-   * or answer it here. */
-  #take(channel: ControlChannel, sender: string, h: Handoff, fd: number, raw: Uint8Array): void {
+   * or answer it here when its state is a gateway's (`ours`); a worker's
+   * that no worker can take is refused (the worker answers it). */
+  #take(
+    channel: ControlChannel,
+    sender: string,
+    h: Handoff,
+    fd: number,
+    raw: Uint8Array,
+    ours: boolean,
+    idlePath?: string,
+  ): void {
     const transfer = h.transfer ?? 0;
     if (fd < 0) {
       log.warning("conn {conn}: HANDOFF from {worker} without a socket{why}; refused", {
@@ -247,7 +279,19 @@ export class Forwarder {
     // the kernel taking the forward, the connection lives in this process
     // alone (a SIGKILL then loses it), so that gap holds two sendmsg calls.
     const head = requestHead(h.unread, this.#o.maxBody);
-    const hit = head ? this.#o.workers.router.pickWithRoute(head.path) : undefined;
+    const path = head?.path ?? (h.unread.length === 0 ? idlePath : undefined);
+    const hit = path !== undefined ? this.#o.workers.router.pickWithRoute(path) : undefined;
+    if (!hit && !ours) {
+      log.debug("conn {conn}: no worker for {path} from {worker}; refused, it answers", {
+        conn: h.info.connId,
+        path: path ?? "?",
+        worker: sender,
+      });
+      closeFd(fd);
+      message.fill(0);
+      channel.confirm(transfer, false);
+      return;
+    }
     if (hit) setHandoffCount(message, h.info.handoffs + 1); // forwarded unopened
     channel.confirm(transfer, true, (mine) => {
       if (!mine) {
@@ -255,12 +299,12 @@ export class Forwarder {
         message.fill(0);
         return;
       }
-      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1);
+      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1, ours);
       else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
       returnedLine.log(() => ({
         conn: h.info.connId,
         worker: sender,
-        path: head?.path ?? "?",
+        path: path ?? "-",
         target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
       }));
       if (!hit) message.fill(0);

@@ -492,7 +492,7 @@ export class Gateway {
   /** The admin port (on `fd` when a predecessor passed its socket on). A
    * port someone else holds is logged and tried again every 5 s: the gateway
    * serves on meanwhile (reloads wait), and no restart loop follows. */
-  #startAdmin(fd?: number): void {
+  #startAdmin(fd?: number, retry = false): void {
     const c = this.config;
     const key = trust().derivedKey("admin");
     const signatures = key ? new SignatureCheck(key, Deno.pid) : undefined;
@@ -530,6 +530,12 @@ export class Gateway {
     this.#admin = new AdminServer(c.adminHost, c.adminPort, answer);
     try {
       this.#adminPort = this.#admin.start(fd);
+      if (retry) {
+        log.info("admin on http://{host}:{port} (/metrics, /healthz, /workers)", {
+          host: c.adminHost,
+          port: this.#adminPort,
+        });
+      }
     } catch (e) {
       this.#admin = undefined;
       if (fd !== undefined) throw e;
@@ -540,7 +546,7 @@ export class Gateway {
       });
       this.#adminRetry = setTimeout(() => {
         this.#adminRetry = undefined;
-        if (!this.#draining) this.#startAdmin();
+        if (!this.#draining) this.#startAdmin(undefined, true);
       }, 5000);
     }
   }

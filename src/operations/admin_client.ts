@@ -12,6 +12,30 @@
 
 import { PROOF_HEADER, provesAnswer, SIGNATURE_HEADER, signRequest } from "./admin_signature.ts";
 
+/** The admin port answered without the gateway's proof: another process
+ * holds it (retrying does not help until it lets go).
+ *
+ * @example
+ * ```ts
+ * import { ImpostorError } from "./admin_client.ts";
+ * throw new ImpostorError("127.0.0.1:8081 did not prove it is this launcher's gateway");
+ * ```
+ */
+export class ImpostorError extends Error {
+  /** Create the error.
+   *
+   * @example
+   * ```ts
+   * import { ImpostorError } from "./admin_client.ts";
+   * new ImpostorError("no proof");
+   * ```
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ImpostorError";
+  }
+}
+
 /** A registered worker, as `GET /workers` lists it. */
 export interface WorkerEntry {
   /** Function name. */
@@ -73,7 +97,7 @@ export class AdminClient {
     });
     const body = await res.text();
     if (!provesAnswer(this.#key, nonce, res.status, body, res.headers.get(PROOF_HEADER))) {
-      throw new Error(
+      throw new ImpostorError(
         `${this.#base} did not prove it is this launcher's gateway (pid ${pid}): ` +
           "another process may hold the admin port",
       );

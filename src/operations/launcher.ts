@@ -19,7 +19,7 @@ import { projectRoot } from "../../ffi/paths.ts";
 import { parseArgs } from "node:util";
 import { makeNonDumpable } from "../../ffi/shim.ts";
 import { deriveKey, TrustError } from "../handoff/trust.ts";
-import { AdminClient } from "./admin_client.ts";
+import { AdminClient, ImpostorError } from "./admin_client.ts";
 import { watchModule } from "./dev_watch.ts";
 import { type Role, RoleError, rolesFor, SERVER_FLAGS } from "./roles.ts";
 import { DEFAULT_USERS, RoleUsers, UsersError } from "./users.ts";
@@ -455,7 +455,10 @@ export class Launcher {
           break;
         }
       } catch (e) {
-        if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+        if (
+          e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied ||
+          e instanceof ImpostorError
+        ) {
           return await fail(`cannot reach the admin port: ${(e as Error).message}`);
         }
         lastError = (e as Error).message;

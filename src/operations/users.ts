@@ -291,7 +291,7 @@ export class RoleUsers {
    * ```ts
    * import type { RoleUsers } from "./users.ts";
    * declare const users: RoleUsers;
-   * console.log(users.env("")); // the gateway's
+   * console.log(users.env("", "/work/main/.local/deno-cache")); // the gateway's
    * ```
    */
   env(fn: string, cacheRoot: string): Record<string, string> {

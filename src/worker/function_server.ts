@@ -530,10 +530,19 @@ export class FunctionServer {
     answer: (conn, head, body) => {
       const route = this.#routeOf(head.path);
       const methods = this.options.methods;
+      // Not ours and it could not move: the gateway is away, or refused it
+      // (no function serves it, or none of its workers could take it).
+      const path = head.path.slice(0, 200);
       const answer = route === undefined
-        ? this.#responder.fail(conn, head, 503, "cannot reach the gateway right now", [
-          ["retry-after", "1"],
-        ])
+        ? !this.#registered
+          ? this.#responder.fail(conn, head, 503, "cannot reach the gateway right now", [
+            ["retry-after", "1"],
+          ])
+          : this.#table.serves(head.path)
+          ? this.#responder.fail(conn, head, 503, `no worker could take ${path} right now`, [
+            ["retry-after", "1"],
+          ])
+          : this.#responder.fail(conn, head, 404, `no function serves ${path}`)
         : methods && !methods.includes(head.method)
         ? this.#responder.fail(conn, head, 405, `method ${head.method} not allowed`, [
           ["allow", methods.join(", ")],
@@ -691,7 +700,8 @@ export class FunctionServer {
   }
 
   /** A connection we sent came back (the gateway refused it or went away):
-   * adopt our own message again and answer its request with a 503. */
+   * adopt our own message again and answer its request here (404 when no
+   * function serves it, else 503). */
   #takeBack(fd: number, message: Uint8Array, reason: string, sealer: Sealer): void {
     let conn: TlsConnection | string;
     try {
@@ -709,7 +719,7 @@ export class FunctionServer {
       log.error("a connection that came back cannot be taken again: {error}", { error: conn });
       return;
     }
-    log.warning("conn {conn}: the gateway did not take it ({reason}); answering 503 here", {
+    log.warning("conn {conn}: the gateway did not take it ({reason}); answering here", {
       conn: conn.info.connId,
       reason,
     });
