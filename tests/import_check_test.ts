@@ -210,7 +210,7 @@ Deno.test("import check: genuine exports of every offered suite pass and work; m
   const rsa = await rsaCertificate(dir);
   const rnd = prng(0x1c0ffee);
   const importCtx = TlsContext.forImport();
-  let total = 0, refused = 0, acceptedChanged = 0;
+  let touchedFixed = 0, onlyFree = 0;
   try {
     for (const suite of SUITES) {
       const tls13 = suite.startsWith("TLS13");
@@ -238,9 +238,7 @@ Deno.test("import check: genuine exports of every offered suite pass and work; m
         // genuine exports vary) changed; never refused for free bytes only.
         const { free, some } = regions(state.blob);
         for (const m of mutations(state.blob, rnd)) {
-          total++;
           const why = tlsImportRefusal(state.version, m);
-          if (why !== null) refused++;
           const changed: number[] = [];
           if (m.length === state.blob.length) {
             for (let i = 0; i < m.length; i++) if (m[i] !== state.blob[i]) changed.push(i);
@@ -248,9 +246,10 @@ Deno.test("import check: genuine exports of every offered suite pass and work; m
           const where = `${suite}: length ${m.length}, bytes ${changed.join(",")}`;
           if (m.length !== state.blob.length || changed.some((i) => !free.has(i) && !some.has(i))) {
             assert.notEqual(why, null, `accepted a mutation of fixed bytes: ${where}`);
+            touchedFixed++;
           } else if (changed.every((i) => free.has(i))) {
             assert.equal(why, null, `refused a change of free bytes only: ${where}`);
-            acceptedChanged++;
+            onlyFree++;
           }
         }
 
@@ -279,9 +278,9 @@ Deno.test("import check: genuine exports of every offered suite pass and work; m
     importCtx.close();
     await Deno.remove(dir, { recursive: true });
   }
-  // Sanity: most mutations are refused, and many free-byte ones accepted.
-  assert.ok(refused > total * 0.6, `${refused} of ${total} refused`);
-  assert.ok(acceptedChanged > 1000, `${acceptedChanged} free-byte mutations accepted`);
+  // Both kinds were tried many times (18,000 mutations in all).
+  assert.ok(touchedFixed > 5000, `${touchedFixed} mutations of fixed bytes`);
+  assert.ok(onlyFree > 3000, `${onlyFree} mutations of free bytes only`);
 });
 
 Deno.test("import check: TlsSession.import refuses a forged blob before wolfSSL sees it", () => {
