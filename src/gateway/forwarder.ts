@@ -12,8 +12,10 @@
  * imports TLS state a function produced (wolfSSL's import trusts its input,
  * and a function is not trusted with the gateway's memory): a hand-back for
  * a route no worker serves is refused, and the worker answers it (404 or
- * 503); one whose next worker refuses it too, with no other to take it, is
- * closed. Connections from another gateway (a satellite, the gateway this
+ * 503); one whose next worker refuses it too, with no other to take it, goes
+ * back to the worker that handed it back, which answers it 503 (a worker
+ * given a connection by the gateway whose next request is not its own
+ * answers it instead of moving it again). Connections from another gateway (a satellite, the gateway this
  * one took over from) are imported to answer here as before. Direct moves
  * between workers are only told to the gateway (MOVED): logged and counted
  * as if forwarded.
@@ -143,15 +145,17 @@ export class Forwarder {
     fd: number,
     attempt: number,
     ours: boolean,
+    origin?: Worker,
   ): void {
     const back = (fd: number, message: Uint8Array, reason: string) => {
       worker.held = Math.max(0, worker.held - 1);
-      this.#placeAgain(worker, fd, message, reason, attempt, ours);
+      this.#placeAgain(worker, fd, message, reason, attempt, ours, origin);
     };
     // The worker decides what is its by the table: it must have the newest.
     this.#o.workers.flushRoutes();
     if (!worker.channel.transfer(msg, fd, back)) {
-      this.#placeAgain(worker, fd, msg, "its control channel is closed or full", attempt + 1, ours);
+      const why = "its control channel is closed or full";
+      this.#placeAgain(worker, fd, msg, why, attempt + 1, ours, origin);
       return;
     }
     worker.held++;
@@ -160,7 +164,8 @@ export class Forwarder {
 
   /** A connection a worker did not take (`reason`) is ours again: another
    * worker of its route gets it, or it is answered 503 here (the connection
-   * stays open) when its state is `ours`, else closed. */
+   * stays open) when its state is `ours`, else it goes back to the worker it
+   * came from (`origin`), which answers it; closed when that cannot be. */
   #placeAgain(
     failed: Worker,
     fd: number,
@@ -168,6 +173,7 @@ export class Forwarder {
     reason: string,
     attempt: number,
     ours: boolean,
+    origin?: Worker,
   ): void {
     const h = returnedHandoff(fd, message, log);
     if (!h) return;
@@ -184,14 +190,29 @@ export class Forwarder {
         ? `to ${to.worker.name}/${to.worker.pid}`
         : ours
         ? "answering 503 here"
+        : origin
+        ? `back to ${origin.name}/${origin.pid}, which answers it`
         : "closed (its TLS state is a function's: never imported here)",
     });
     if (to) {
-      this.#transfer(to.worker, to.route, message, fd, attempt + 1, ours);
+      this.#transfer(to.worker, to.route, message, fd, attempt + 1, ours, origin);
       return;
     }
     if (ours) this.#adopt(h, fd, true);
-    else closeFd(fd);
+    else if (origin) {
+      // Its own state: the worker that exported it imports it again.
+      const lost = (fd: number, m: Uint8Array, why: string) => {
+        log.warning("conn {conn}: {worker} did not take it back ({why}); closed", {
+          conn: h.info.connId,
+          worker: `${origin.name}/${origin.pid}`,
+          why,
+        });
+        closeFd(fd);
+        m.fill(0);
+      };
+      if (!origin.channel.transfer(message, fd, lost)) lost(fd, message, "its channel is closed");
+      return;
+    } else closeFd(fd);
     message.fill(0);
   }
 
@@ -214,7 +235,7 @@ export class Forwarder {
     // An idle connection a replaced worker hands over (HANDOVER) has no
     // request yet: it goes to the function's new version as it is.
     const idle = from.handingOver ? from.routes[0] : undefined;
-    this.#take(from.channel, `${from.name}/${from.pid}`, h, fd, raw, false, idle);
+    this.#take(from.channel, `${from.name}/${from.pid}`, h, fd, raw, false, idle, from);
   }
 
   /** The gateway this one took over from passed on a connection it held:
@@ -263,6 +284,7 @@ export class Forwarder {
     raw: Uint8Array,
     ours: boolean,
     idlePath?: string,
+    origin?: Worker,
   ): void {
     const transfer = h.transfer ?? 0;
     if (fd < 0) {
@@ -299,7 +321,7 @@ export class Forwarder {
         message.fill(0);
         return;
       }
-      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1, ours);
+      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1, ours, origin);
       else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
       returnedLine.log(() => ({
         conn: h.info.connId,

@@ -17,7 +17,8 @@ import { closeFd, ECONNREFUSED, ENOENT, FD_LOST, SysError, unixConnect } from ".
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { WorkerConfig } from "../operations/config.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
-import type { RequestHead } from "../http/http.ts";
+import { parseRequest, type RequestHead } from "../http/http.ts";
+import { MAX_HEAD_BYTES } from "../connection/request_reader.ts";
 import { logger } from "../operations/log.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "../handoff/handoff.ts";
 import {
@@ -488,15 +489,34 @@ export class FunctionServer {
       return;
     }
     this.#metrics.handoffLatency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    // The gateway gives a worker a connection whose next request is not the
+    // worker's only when no worker could take it (it never imports a
+    // function's state to answer it itself): answered here, not moved again.
+    const answerHere = channel !== undefined && this.#fromGateway(channel) &&
+      this.#notOurs(h.unread);
     const start = (mine: boolean) => {
       if (!mine) {
         conn.close(false); // its sender took it back: touch nothing
         return;
       }
-      this.#hold(conn, false);
+      this.#hold(conn, answerHere);
     };
     if (channel) channel.confirm(transfer, true, start);
     else start(true);
+  }
+
+  /** Whether `channel` is one of our channels to a gateway. */
+  #fromGateway(channel: ControlChannel): boolean {
+    return channel === this.#channel || channel === this.#next || channel === this.#leaving;
+  }
+
+  /** Whether `unread` starts with a complete request head for a path that
+   * is not ours. */
+  #notOurs(unread: Uint8Array): boolean {
+    if (unread.length === 0) return false;
+    const limits = { maxHeadBytes: MAX_HEAD_BYTES, maxBodyBytes: this.#config.maxBody };
+    const r = parseRequest(unread, limits);
+    return r.kind !== "error" && r.head !== undefined && this.#routeOf(r.head.path) === undefined;
   }
 
   /** Serve a connection we own until it leaves or closes. `answerHere`: the
