@@ -121,8 +121,8 @@ const symbols = {
   hp_group_gid: { parameters: ["buffer"], result: "i32" },
   /** int hp_peer_in_group(int fd, int gid) */
   hp_peer_in_group: { parameters: ["i32", "i32"], result: "i32" },
-  /** int hp_shared_dir(const char* path, int gid, int mode) */
-  hp_shared_dir: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  /** int hp_shared_dir(const char* path, int gid, int mode, int owner) */
+  hp_shared_dir: { parameters: ["buffer", "i32", "i32", "i32"], result: "i32" },
 
   // import_check.c: a received TLS state is checked before wolfSSL imports it
   /** int hp_tls_import_check(int version, const uint8_t* blob, uint32_t len) */
@@ -531,7 +531,8 @@ export function peerInGroup(fd: number, gid: number): boolean {
 /** Create (or check) a directory the roles share through group `gid`, with
  * `mode` exactly (0o2750: its owner writes and the group enters; 0o3770: the
  * group writes, and the sticky bit keeps each member's files its own), owned
- * by this user or by root, nothing for others. Throws {@linkcode SysError}.
+ * by this user, by root or by `owner` (the gateways' user), nothing for
+ * others. Throws {@linkcode SysError}.
  *
  * @example
  * ```ts
@@ -539,8 +540,8 @@ export function peerInGroup(fd: number, gid: number): boolean {
  * sharedDirectory("/run/hotpotato/gateway", 10000, 0o2750);
  * ```
  */
-export function sharedDirectory(path: string, gid: number, mode: number): void {
-  check(`shared directory ${path}`, shim().hp_shared_dir(cstr(path), gid, mode));
+export function sharedDirectory(path: string, gid: number, mode: number, owner = 0): void {
+  check(`shared directory ${path}`, shim().hp_shared_dir(cstr(path), gid, mode, owner));
 }
 
 /** Create (or check) a directory only this uid can enter: mode 0700, owned

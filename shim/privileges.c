@@ -115,20 +115,21 @@ HP_EXPORT int hp_peer_in_group(int fd, int gid) {
 }
 
 /* Make (or check) a directory that the roles share through group gid: not a
- * symlink, owned by this user or by root, group gid, mode exactly `mode`
+ * symlink, owned by this user, by root or by `owner` (the gateways' user,
+ * who makes it), group gid, mode exactly `mode`
  * (e.g. 02750: the owner writes, the group enters; 03770: the group writes,
  * and the sticky bit keeps each member's files its own), and nothing for
  * others. A directory this user owns is put right (chown to the group, chmod);
  * one owned by root must already be right. Returns 0 or -errno (-EPERM: owned
  * by someone else or wrong and not ours to fix). */
-HP_EXPORT int hp_shared_dir(const char *path, int gid, int mode) {
+HP_EXPORT int hp_shared_dir(const char *path, int gid, int mode, int owner) {
     struct stat st;
     uid_t me = getuid();
     if (mode & 07) return -EINVAL;
     if (mkdir(path, 0700) < 0 && errno != EEXIST) return -errno;
     if (lstat(path, &st) < 0) return -errno;
     if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
-    if (st.st_uid != me && st.st_uid != 0) return -EPERM;
+    if (st.st_uid != me && st.st_uid != 0 && st.st_uid != (uid_t)owner) return -EPERM;
     if (st.st_gid != (gid_t)gid) {
         if (st.st_uid != me || chown(path, (uid_t)-1, (gid_t)gid) < 0) return -EPERM;
     }

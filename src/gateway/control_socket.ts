@@ -21,6 +21,7 @@ import {
 } from "../../ffi/shim.ts";
 import { logger } from "../operations/log.ts";
 import { trust } from "../handoff/trust.ts";
+import { peerDirectory } from "../handoff/peers.ts";
 
 const log = logger("gateway");
 
@@ -71,6 +72,8 @@ export class ControlSocket {
    */
   static listen(path: string): ControlSocket {
     trust().controlDirectory(dirname(path));
+    // The workers' peer sockets beside it (made before any worker can connect).
+    trust().peerDirectory(peerDirectory(path));
     try {
       return new ControlSocket(unixListen(path, trust().socketMode), path);
     } catch (e) {

@@ -241,7 +241,7 @@ export class Trust {
    */
   peerDirectory(dir: string): void {
     if (this.socketGid === undefined) privateDirectory(dir);
-    else sharedDirectory(dir, this.socketGid, 0o3770);
+    else sharedDirectory(dir, this.socketGid, 0o3770, this.gatewayUid);
   }
 
   /** The kernel's credentials of the process at the other end of `fd` when

@@ -440,6 +440,22 @@ function commonOf(v: Record<string, string | number>): CommonConfig {
   };
 }
 
+/**
+ * Every setting's environment variable, for both roles
+ * (`HOTPOTATO_IDLE_TIMEOUT`, ...): what the launcher passes on to its
+ * children, and nothing else of its environment beyond a few basics.
+ *
+ * @example
+ * ```ts
+ * import { settingVariables } from "./config.ts";
+ * console.log(settingVariables().includes("HOTPOTATO_PORT")); // true
+ * ```
+ */
+export function settingVariables(): string[] {
+  const flags = new Set([...Object.keys(gatewaySpecs), ...Object.keys(workerSpecs)]);
+  return [...flags].map(envName);
+}
+
 /** Usage text listing every setting with its variable and default.
  *
  * @example

@@ -23,6 +23,7 @@ import { AdminClient, ImpostorError } from "./admin_client.ts";
 import { watchModule } from "./dev_watch.ts";
 import { type Role, RoleError, rolesFor, SERVER_FLAGS } from "./roles.ts";
 import { DEFAULT_USERS, RoleUsers, UsersError } from "./users.ts";
+import { settingVariables } from "./config.ts";
 
 /** Each role user's own Deno cache (separate users). */
 const CACHE_ROOT = `${projectRoot}/.local/deno-cache`;
@@ -45,6 +46,32 @@ function stopGraceMs(): number {
 }
 
 const sleep = (ms: number) => new Promise<void>((ok) => setTimeout(ok, ms));
+
+/** What a child gets of the launcher's environment: the settings'
+ * variables that are set, the wolfSSL build's location, and a few basics. */
+const PASSED_ON = [
+  ...settingVariables(),
+  "HOTPOTATO_WOLFSSL_PREFIX",
+  "HOTPOTATO_DUMPABLE",
+  "XDG_RUNTIME_DIR",
+  "PATH",
+  "HOME",
+  "LANG",
+  "LC_ALL",
+  "TZ",
+  "NO_COLOR",
+  "TERM",
+  "DENO_DIR",
+];
+
+function inheritedEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of PASSED_ON) {
+    const v = env(name);
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
 
 /** Send `signal` to a process that may be gone already. */
 function signal(p: Deno.ChildProcess, sig: Deno.Signal): void {
@@ -203,7 +230,10 @@ export class Launcher {
     restarted: boolean,
     extraEnv: Record<string, string> = {},
   ): Deno.ChildProcess {
+    // Nothing of the launcher's environment but the settings and a few
+    // basics (as root it may hold credentials a function must not see).
     const env: Record<string, string> = {
+      ...inheritedEnv(),
       HOTPOTATO_SUPERVISED: "1",
       HOTPOTATO_RESTARTED: restarted ? "1" : "0",
       HOTPOTATO_LOG_PREFIX: `${role.name.padEnd(this.#width)} | `,
@@ -246,6 +276,7 @@ export class Launcher {
       args,
       cwd: projectRoot,
       env,
+      clearEnv: true,
       // Its EOF tells the child the launcher is gone; a gateway reads the
       // secret from its first line (never the environment: /proc/PID/environ).
       stdin: "piped",

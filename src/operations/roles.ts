@@ -25,14 +25,16 @@ export const SERVER_FLAGS: readonly string[] = [
  * gateway's admin port, makes itself non-dumpable and looks users up through
  * the shim (`--allow-ffi`), and with separate users prepares the sockets'
  * directories and the gateway's key files (`--allow-read`, `--allow-write`):
- * `--allow-run` without a path list can do all of that anyway. */
+ * `--allow-run` without a path list can do all of that anyway. It reads the
+ * settings' variables and a few basics (PATH, HOME, locale, terminal, Deno's
+ * cache), which are all its children get of its environment. */
 export const LAUNCHER_FLAGS: readonly string[] = [
   "--no-prompt",
   "--allow-run",
   "--allow-ffi",
   "--allow-read",
   "--allow-write",
-  "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR",
+  "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR,PATH,HOME,LANG,LC_ALL,TZ,NO_COLOR,TERM,DENO_DIR",
   "--allow-net=127.0.0.1,[::1],localhost",
 ];
 

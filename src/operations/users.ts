@@ -258,9 +258,10 @@ export class RoleUsers {
     return a;
   }
 
-  /** The command that starts `argv` as the role's account: setpriv with
-   * its uid and gid, the socket group as its only supplementary group, no
-   * capabilities and no new privileges.
+  /** The command that starts `argv` as the role's account: in a session of
+   * its own (setsid: no controlling terminal, so no TIOCSTI into the
+   * launcher's), then setpriv with its uid and gid, the socket group as its
+   * only supplementary group, no capabilities and no new privileges.
    *
    * @example
    * ```ts
@@ -272,6 +273,7 @@ export class RoleUsers {
   command(fn: string, argv: string[]): string[] {
     const a = fn ? this.of(fn) : this.gateway;
     return [
+      "setsid",
       "setpriv",
       `--reuid=${a.uid}`,
       `--regid=${a.gid}`,
@@ -330,10 +332,10 @@ export class RoleUsers {
     }
   }
 
-  /** Prepare the sockets' directories for the control socket `control`:
-   * its directory owned by the gateways' user with the socket group (02750),
-   * and `peers/` in it, root's with the socket group (03770). Every
-   * directory above must let the roles through (x for others).
+  /** Prepare the control socket's directory for `control`: owned by the
+   * gateways' user with the socket group, 02750 (the gateway makes `peers/`
+   * in it). Every directory above must let the roles through (x for
+   * others); the directory itself may not be a symlink.
    *
    * @example
    * ```ts
@@ -346,12 +348,11 @@ export class RoleUsers {
     const dir = control.slice(0, control.lastIndexOf("/")) || "/";
     Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
     this.reachable(dir, "the control socket's directory");
+    if (!Deno.lstatSync(dir).isDirectory) {
+      throw new UsersError(`${dir} is not a directory (a symlink?): left as it is`);
+    }
     Deno.chownSync(dir, this.gateway.uid, this.socketGid);
     Deno.chmodSync(dir, 0o2750);
-    const peers = `${dir}/peers`;
-    Deno.mkdirSync(peers, { recursive: true, mode: 0o700 });
-    Deno.chownSync(peers, 0, this.socketGid);
-    Deno.chmodSync(peers, 0o3770);
   }
 
   /** Throw unless the roles' users can reach `path` (every directory above
@@ -414,9 +415,10 @@ export class RoleUsers {
     }
   }
 
-  /** Copy a file into `dir` (made 0700 and the gateways' own) as the
-   * gateways' user's, mode 0600: the development key, which stays root's
-   * where `make` wrote it. Returns the copy's path.
+  /** Copy a file into `dir` as the gateways' user's, mode 0600: the
+   * development key, which stays root's where `make` wrote it. `dir` is
+   * root's (0711: the gateway reaches the file, and cannot swap it for a
+   * symlink that root would then write through). Returns the copy's path.
    *
    * @example
    * ```ts
@@ -426,18 +428,25 @@ export class RoleUsers {
    * ```
    */
   giveGateway(path: string, dir: string): string {
-    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    Deno.chownSync(dir, this.gateway.uid, this.gateway.gid);
-    Deno.chmodSync(dir, 0o700);
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o711 });
+    if (!Deno.lstatSync(dir).isDirectory) {
+      throw new UsersError(`${dir} is not a directory (a symlink?): left as it is`);
+    }
+    Deno.chownSync(dir, 0, 0);
+    Deno.chmodSync(dir, 0o711);
     const to = `${dir}/${path.slice(path.lastIndexOf("/") + 1)}`;
+    try {
+      Deno.removeSync(to);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
     const bytes = Deno.readFileSync(path);
     try {
-      Deno.writeFileSync(to, bytes, { mode: 0o600 });
+      Deno.writeFileSync(to, bytes, { createNew: true, mode: 0o600 });
     } finally {
       bytes.fill(0);
     }
     Deno.chownSync(to, this.gateway.uid, this.gateway.gid);
-    Deno.chmodSync(to, 0o600);
     return to;
   }
 }
