@@ -37,6 +37,7 @@ if (import.meta.main) {
       socketGroup: c.socketGroup,
       gatewayUser: c.gatewayUser,
       functionUsers: c.functionUsers,
+      functionRoutes: c.functionRoutes,
       secret,
     });
     secret?.fill(0);

@@ -83,6 +83,18 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
     console.log(usage("worker"));
     Deno.exit(0);
   }
+  if (env("HOTPOTATO_DESCRIBE") === "1") {
+    // The launcher asks what this function claims before it runs it: its
+    // routes are then the only ones the gateway lets it register.
+    console.log(`hotpotato-describe ${
+      JSON.stringify({
+        name: options.name,
+        routes: options.routes,
+        nestedRoutes: options.nestedRoutes === true,
+      })
+    }`);
+    Deno.exit(0);
+  }
   setupLogging({ format: parsed.config.logFormat, level: parsed.config.logLevel });
   try {
     // Another function of the same user may not read what this one holds.

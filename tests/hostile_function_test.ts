@@ -91,11 +91,14 @@ Deno.test({
       for (const [what, outcome] of Object.entries(found)) {
         assert.match(outcome, /^refused/, `${what}: ${outcome}`);
       }
-      assert.equal(Object.keys(found).length, 15, Object.keys(found).join(", "));
+      assert.equal(Object.keys(found).length, 16, Object.keys(found).join(", "));
       // Refused and said so, by the gateway and by the victim.
       await sys.waitLine(/refused JOIN from pid \d+ \(uid \d+\): not the gateway user/);
       await sys.waitLine(/refused TAKEOVER from pid \d+ \(uid \d+\): not the gateway user/);
       await sys.waitLine(/refused REGISTER of product from pid \d+ .*runs as user/);
+      await sys.waitLine(
+        /refused REGISTER of evil .*route \/product\/checkout is not one declared/,
+      );
       await sys.waitLine(/^product\s+\|.*cannot take it: TLS state did not authenticate/);
       assert.ok(await sys.metric("hotpotato_control_refused_total") >= 4);
       // Nothing changed hands: the functions serve as before, and product
@@ -173,6 +176,40 @@ Deno.test({
       await serving(sys);
     } finally {
       await sys.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "separate users: a function whose file claims another's route, or nests under it, is not run",
+  ignore: !root,
+  async fn() {
+    for (
+      const [fn, file, problem] of [
+        ["imposter", "tests/fixtures/imposter.ts", /imposter and sum both claim \/sum/],
+        ["nester", "tests/fixtures/nester.ts", /nester's \/product\/checkout is under product's/],
+      ] as const
+    ) {
+      const dir = await Deno.makeTempDir({ prefix: "hotpotato-claim-" });
+      await Deno.chmod(dir, 0o755);
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "start", "--function", `${fn}=${file}`],
+        cwd: projectRoot,
+        env: {
+          HOTPOTATO_PORT: "0",
+          HOTPOTATO_ADMIN_PORT: "0",
+          HOTPOTATO_CONTROL: `${dir}/run/gateway.sock`,
+          NO_COLOR: "1",
+        },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const said = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 2, said);
+      assert.match(said, problem);
+      assert.doesNotMatch(said, /listening on https/, "nothing was started");
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -14,6 +14,7 @@ import {
   signRequest,
 } from "../src/operations/admin_signature.ts";
 import { logger } from "../src/operations/log.ts";
+import { declarationProblems, parseDeclaration } from "../src/operations/declarations.ts";
 
 Deno.test("--function-users: an entry of its own first, then the pattern; bad lists refused", () => {
   assert.equal(functionUserOf("*=hotpotato-fn-*", "sum"), "hotpotato-fn-sum");
@@ -123,4 +124,60 @@ Deno.test("admin signatures: bound to the request, the gateway's pid and the tim
   assert.equal(provesAnswer(key, nonce, 409, '{"ok":true}\n', proof), false);
   assert.equal(provesAnswer(key, nonce, 200, '{"ok":false}\n', proof), false);
   assert.equal(provesAnswer(key, nonce, 200, '{"ok":true}\n', null), false);
+});
+
+Deno.test("declared routes: a function registers what its file declared, nothing else", () => {
+  const t = new Trust({
+    socketGroup: "",
+    gatewayUser: "",
+    functionRoutes: '{"sum":["/sum"],"product":["/product"]}',
+  });
+  assert.equal(t.registerRefusal("sum", processUid(), ["/sum"]), "");
+  assert.match(t.registerRefusal("sum", processUid(), ["/sum", "/product/x"]), /not one declared/);
+  assert.match(t.registerRefusal("evil", processUid(), ["/evil"]), /no routes are declared/);
+  t.declareRoutes("sum", ["/sum", "/add"]); // a reload's new version
+  assert.equal(t.registerRefusal("sum", processUid(), ["/add"]), "");
+  assert.throws(() => t.declareRoutes("sum", "/sum"), TrustError);
+  assert.throws(() => new Trust({ socketGroup: "", gatewayUser: "", functionRoutes: "{" }));
+});
+
+Deno.test("the launcher's checks of what the functions' files declare", () => {
+  const d = (fn: string, routes: string[], nestedRoutes = false, name = fn) => ({
+    fn,
+    name,
+    routes,
+    nestedRoutes,
+  });
+  assert.deepEqual(
+    declarationProblems([d("sum", ["/sum"]), d("product", ["/product"])], new Set()),
+    [],
+  );
+  assert.match(
+    declarationProblems([d("sum", ["/sum"]), d("x", ["/sum"])], new Set())[0],
+    /both claim \/sum/,
+  );
+  assert.match(
+    declarationProblems([d("a", ["/a"], true), d("a-b", ["/a/b"], true)], new Set())[0],
+    /a-b's \/a\/b is under a's \/a: nesting needs both to allow it and HOTPOTATO_ALLOW_NESTED=a-b/,
+  );
+  assert.deepEqual(
+    declarationProblems([d("a", ["/a"], true), d("a-b", ["/a/b"], true)], new Set(["a-b"])),
+    [],
+  );
+  assert.equal(
+    declarationProblems([d("a", ["/a"]), d("a-b", ["/a/b"], true)], new Set(["a-b"])).length,
+    1,
+    "the outer function must allow nesting too",
+  );
+  assert.match(
+    declarationProblems([d("sum", ["/sum"], false, "other")], new Set())[0],
+    /registers as "other"/,
+  );
+  const parsed = parseDeclaration(
+    "sum",
+    'x\nhotpotato-describe {"name":"sum","routes":["/sum"]}\n',
+  );
+  assert.deepEqual(parsed, d("sum", ["/sum"]));
+  assert.match(parseDeclaration("sum", "nothing") as string, /did not say/);
+  assert.match(parseDeclaration("sum", 'hotpotato-describe {"name":1}') as string, /not a name/);
 });

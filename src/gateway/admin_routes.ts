@@ -6,8 +6,9 @@
  * - `GET /workers`: JSON, every registered worker's function, pid,
  *   generation, state and connections held;
  * - `POST /admin/promote?function=F&generation=G[&handover=off]` and
- *   `POST /admin/reloaded?function=F&result=ok|failed&seconds=S`: the
- *   launcher's reload (switch a function to its standby version; record the
+ *   `POST /admin/reloaded?function=F&result=ok|failed&seconds=S` and
+ *   `POST /admin/routes?function=F&routes=JSON` (the routes F may register
+ *   from now on, `--function-routes`): the launcher's reload (switch a function to its standby version; record the
  *   outcome in /metrics). These need the launcher's signature
  *   (src/operations/admin_signature.ts: the gateway under the launcher has
  *   the key, and no token travels) or, for a gateway run by hand,
@@ -59,6 +60,8 @@ export interface AdminSource {
   promote?(name: string, generation: string, handover: boolean): PromoteResult;
   /** Record a reload's outcome. */
   reloaded?(name: string, ok: boolean, seconds: number): void;
+  /** Declare the routes a function may register; an error message, or "". */
+  declareRoutes?(name: string, routes: unknown): string;
 }
 
 /**
@@ -116,7 +119,10 @@ function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
     const what = source.signatures ? "signature or bearer token" : "bearer token";
     return json(401, { error: `bad or missing ${what}` });
   }
-  if (head.path !== "/admin/promote" && head.path !== "/admin/reloaded") {
+  if (
+    head.path !== "/admin/promote" && head.path !== "/admin/reloaded" &&
+    head.path !== "/admin/routes"
+  ) {
     return json(404, { error: "not found" });
   }
   const q = new URLSearchParams(head.query);
@@ -131,6 +137,16 @@ function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
     }
     const r = source.promote(name, generation, handover === "on");
     return json(r.ok ? 200 : 409, r);
+  }
+  if (head.path === "/admin/routes" && source.declareRoutes) {
+    let routes: unknown;
+    try {
+      routes = JSON.parse(q.get("routes") ?? "");
+    } catch {
+      return json(400, { error: "routes: a JSON list of paths" });
+    }
+    const error = source.declareRoutes(name, routes);
+    return error ? json(400, { error }) : json(200, { ok: true });
   }
   if (head.path === "/admin/reloaded" && source.reloaded) {
     const result = q.get("result");

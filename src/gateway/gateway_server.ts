@@ -522,6 +522,14 @@ export class Gateway {
         workers: () => this.#workers.list(),
         token: c.adminToken,
         promote: (name, generation, handover) => this.#workers.promote(name, generation, handover),
+        declareRoutes: (name, routes) => {
+          try {
+            trust().declareRoutes(name, routes);
+            return "";
+          } catch (e) {
+            return (e as Error).message;
+          }
+        },
         reloaded: (name, ok, seconds) => {
           this.#metrics.reloads.labels(name, ok ? "ok" : "failed").inc();
           if (ok) this.#metrics.reloadSeconds.labels(name).set(seconds);

@@ -379,7 +379,7 @@ export class Workers {
       log.warning("pid {pid} registered twice; ignored", { pid });
       return;
     }
-    const denied = trust().registerRefusal(name, worker.uid);
+    const denied = trust().registerRefusal(name, worker.uid, routes);
     if (denied) {
       this.#metrics.controlRefused.labels("function user").inc();
       log.warning("refused REGISTER of {name} from pid {pid} (uid {uid}): {denied}", {

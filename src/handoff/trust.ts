@@ -56,6 +56,9 @@ export interface TrustSettings {
   functionUsers?: string;
   /** The launcher's secret (gateways under the launcher only). */
   secret?: Uint8Array;
+  /** The gateway's `--function-routes`: JSON `{"NAME": ["/route", ...]}`,
+   * the only routes each function may register ("" = not declared). */
+  functionRoutes?: string;
 }
 
 /** A setting about users that cannot be used. */
@@ -142,6 +145,8 @@ export class Trust {
   /** The shared socket group, in separate-users mode. */
   readonly socketGid: number | undefined;
   #functionUsers: FunctionUsers;
+  /** The routes each function may register, when declared. */
+  #routes: Map<string, Set<string>> | undefined;
   #secret: Uint8Array | undefined;
   #refused: (reason: string) => void = () => {};
 
@@ -174,6 +179,36 @@ export class Trust {
       throw new TrustError("--gateway-user names another user: --socket-group is needed too");
     }
     this.#secret = settings.secret?.slice();
+    if (settings.functionRoutes) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(settings.functionRoutes);
+      } catch {
+        throw new TrustError("--function-routes: not JSON");
+      }
+      this.#routes = new Map();
+      for (const [name, routes] of Object.entries(parsed as Record<string, unknown>)) {
+        this.declareRoutes(name, routes);
+      }
+    }
+  }
+
+  /** Declare the routes function `name` may register (the launcher's
+   * reload, when a new version changes them); throws {@linkcode TrustError}
+   * when `routes` is not a list of paths.
+   *
+   * @example
+   * ```ts
+   * import { Trust } from "./trust.ts";
+   * const trust = new Trust({ socketGroup: "", gatewayUser: "", functionRoutes: "{}" });
+   * trust.declareRoutes("sum", ["/sum"]);
+   * ```
+   */
+  declareRoutes(name: string, routes: unknown): void {
+    const ok = Array.isArray(routes) && routes.length <= 64 &&
+      routes.every((r) => typeof r === "string" && r.startsWith("/") && r.length <= 256);
+    if (!ok) throw new TrustError(`--function-routes: ${name}: not a list of paths`);
+    (this.#routes ??= new Map()).set(name, new Set(routes as string[]));
   }
 
   /** True in separate-users mode (`--socket-group`).
@@ -298,9 +333,10 @@ export class Trust {
     return uid === this.gatewayUid;
   }
 
-  /** Why `uid` may not register function `name` ("" when it may). With
-   * separate users only the function's declared user may, and never the
-   * gateways' user; with one user, anyone who reached the socket.
+  /** Why `uid` may not register function `name` on `routes` ("" when it
+   * may). Declared routes (`--function-routes`) bound what a function may
+   * claim. With separate users only the function's declared user may, and
+   * never the gateways' user; with one user, anyone who reached the socket.
    *
    * @example
    * ```ts
@@ -309,8 +345,14 @@ export class Trust {
    * console.log(trust.registerRefusal("sum", trust.ownUid) || "may register");
    * ```
    */
-  registerRefusal(name: string, uid: number): string {
+  registerRefusal(name: string, uid: number, routes: readonly string[] = []): string {
     const users = this.#functionUsers;
+    if (this.#routes) {
+      const mine = this.#routes.get(name);
+      if (!mine) return `no routes are declared for function ${name} (--function-routes)`;
+      const other = routes.find((r) => !mine.has(r));
+      if (other !== undefined) return `route ${other} is not one declared for function ${name}`;
+    }
     if (!this.separateUsers) return "";
     if (uid === this.gatewayUid) return "a function may not run as the gateways' user";
     const own = users.explicit.get(name);

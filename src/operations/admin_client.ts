@@ -105,6 +105,22 @@ export class AdminClient {
     return { status: res.status, body };
   }
 
+  /** Declare the routes function `fn` may register (before a reload whose
+   * new version changes them). Throws when the gateway refuses.
+   *
+   * @example
+   * ```ts
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const admin: AdminClient;
+   * await admin.declareRoutes("sum", ["/sum", "/add"]);
+   * ```
+   */
+  async declareRoutes(fn: string, routes: string[]): Promise<void> {
+    const q = new URLSearchParams({ function: fn, routes: JSON.stringify(routes) });
+    const { status, body } = await this.#request("POST", `/admin/routes?${q}`);
+    if (status !== 200) throw new Error(`POST /admin/routes: ${status} ${body.trim()}`);
+  }
+
   /** The gateway's registered workers (throws when the gateway does not answer).
    *
    * @example

@@ -114,6 +114,13 @@ const common = {
 
 const gatewaySpecs = {
   ...common,
+  "function-routes": {
+    kind: "string",
+    default: "",
+    help: 'the only routes each function may register, JSON {"NAME": ["/route", ...]} ' +
+      "(the launcher declares what each function's file says when it runs the roles as users " +
+      "of their own)",
+  },
   "function-users": {
     kind: "string",
     default: "",
@@ -326,6 +333,8 @@ export interface GatewayConfig extends CommonConfig {
   proxyTrusted: string[];
   /** Which user runs each function (`--function-users`; "" = not declared). */
   functionUsers: string;
+  /** The routes each function may register (`--function-routes`, JSON; "" = any). */
+  functionRoutes: string;
 }
 
 /** A worker's settings. */
@@ -517,6 +526,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       proxyProtocol: v["proxy-protocol"] === "on",
       proxyTrusted: trustedRanges(v["proxy-trusted"] as string),
       functionUsers: v["function-users"] as string,
+      functionRoutes: v["function-routes"] as string,
     },
   };
 }

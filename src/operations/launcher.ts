@@ -24,6 +24,7 @@ import { watchModule } from "./dev_watch.ts";
 import { type Role, RoleError, rolesFor, SERVER_FLAGS } from "./roles.ts";
 import { DEFAULT_USERS, RoleUsers, UsersError } from "./users.ts";
 import { settingVariables } from "./config.ts";
+import { type Declaration, declarationProblems, parseDeclaration } from "./declarations.ts";
 
 /** Each role user's own Deno cache (separate users). */
 const CACHE_ROOT = `${projectRoot}/.local/deno-cache`;
@@ -63,6 +64,10 @@ const PASSED_ON = [
   "TERM",
   "DENO_DIR",
 ];
+
+/** Functions the operator lets nest their routes under another's. */
+const ALLOW_NESTED = () =>
+  new Set((env("HOTPOTATO_ALLOW_NESTED") ?? "").split(",").map((s) => s.trim()).filter(Boolean));
 
 function inheritedEnv(): Record<string, string> {
   const out: Record<string, string> = {};
@@ -170,6 +175,10 @@ export class Launcher {
   #againOnly: string | undefined;
   /** Reloads and gateway upgrades run one at a time. */
   #lock: Promise<void> = Promise.resolve();
+  /** The routes each function's file declared (separate users), given to
+   * the gateways as --function-routes. */
+  #declared: Map<string, string[]> | undefined;
+  #declarations = new Map<string, Declaration>();
 
   /** Prepare to run `roles`.
    *
@@ -209,6 +218,75 @@ export class Launcher {
       ?.process?.pid;
   }
 
+  /** Ask each function's file what it serves (as its own user) and check
+   * the set (src/operations/declarations.ts); from then on the gateways let
+   * each function register those routes only. Returns the problems (none:
+   * declared).
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * const problems = await launcher.declareRoutes();
+   * if (problems.length === 0) launcher.start();
+   * ```
+   */
+  async declareRoutes(): Promise<string[]> {
+    const seen = new Set<string>();
+    const problems: string[] = [];
+    await Promise.all(this.#children.map(async (c) => {
+      if (!c.role.fn || seen.has(c.role.fn)) return;
+      seen.add(c.role.fn);
+      const d = await this.#describe(c.role);
+      if (typeof d === "string") problems.push(`${c.role.fn}: ${d}`);
+      else this.#declarations.set(c.role.fn, d);
+    }));
+    problems.push(...declarationProblems([...this.#declarations.values()], ALLOW_NESTED()));
+    if (problems.length === 0) {
+      this.#declared = new Map([...this.#declarations].map(([fn, d]) => [fn, d.routes]));
+    }
+    return problems;
+  }
+
+  /** What `role`'s file declares (a describe run, 30 s at most), or why not. */
+  async #describe(role: Role): Promise<Declaration | string> {
+    let proc: Deno.ChildProcess;
+    try {
+      proc = this.#run(role, 0, false, false, {}, true);
+    } catch (e) {
+      return `cannot start it: ${(e as Error).message}`;
+    }
+    const timer = setTimeout(() => signal(proc, "SIGKILL"), 30_000);
+    const out = await proc.output();
+    clearTimeout(timer);
+    if (!out.success) return `its describe run exited with code ${out.code}`;
+    return parseDeclaration(role.fn, new TextDecoder().decode(out.stdout));
+  }
+
+  /** Before a reload of `fn` (its file may have changed): declare what the
+   * new version claims, to the gateway too. "" or why not. */
+  async #redeclare(admin: AdminClient, fn: string, role: Role): Promise<string> {
+    if (!this.#declared) return "";
+    const d = await this.#describe(role);
+    if (typeof d === "string") return d;
+    const others = [...this.#declarations.values()].filter((x) => x.fn !== fn);
+    const problems = declarationProblems([...others, d], ALLOW_NESTED());
+    if (problems.length) return problems.join("; ");
+    const before = this.#declared.get(fn) ?? [];
+    // The gateway lets both versions' routes be registered until the switch.
+    const both = [...new Set([...before, ...d.routes])];
+    if (both.length !== before.length) {
+      try {
+        await admin.declareRoutes(fn, both);
+      } catch (e) {
+        return `the gateway did not take its routes: ${(e as Error).message}`;
+      }
+    }
+    this.#declarations.set(fn, d);
+    this.#declared.set(fn, both);
+    return "";
+  }
+
   /** Start every child.
    *
    * @example
@@ -229,6 +307,7 @@ export class Launcher {
     standby: boolean,
     restarted: boolean,
     extraEnv: Record<string, string> = {},
+    describe = false,
   ): Deno.ChildProcess {
     // Nothing of the launcher's environment but the settings and a few
     // basics (as root it may hold credentials a function must not see).
@@ -255,8 +334,12 @@ export class Launcher {
     }
     Object.assign(env, this.#options.childEnv ?? {});
     if (!role.fn) Object.assign(env, this.#options.gatewaysEnv ?? {});
+    if (!role.fn && this.#declared) {
+      env.HOTPOTATO_FUNCTION_ROUTES = JSON.stringify(Object.fromEntries(this.#declared));
+    }
     Object.assign(env, extraEnv);
-    const secret = !role.fn ? this.#options.secret : undefined;
+    if (describe) env.HOTPOTATO_DESCRIBE = "1";
+    const secret = !role.fn && !describe ? this.#options.secret : undefined;
     if (secret) env.HOTPOTATO_SECRET = "stdin";
     const users = this.#options.users;
     if (users) Object.assign(env, users.env(role.fn, CACHE_ROOT));
@@ -279,8 +362,8 @@ export class Launcher {
       clearEnv: true,
       // Its EOF tells the child the launcher is gone; a gateway reads the
       // secret from its first line (never the environment: /proc/PID/environ).
-      stdin: "piped",
-      stdout: "inherit",
+      stdin: describe ? "null" : "piped",
+      stdout: describe ? "piped" : "inherit",
       stderr: "inherit",
     }).spawn();
     if (secret) {
@@ -449,6 +532,8 @@ export class Launcher {
       await admin.reloaded(fn, false, (performance.now() - t0) / 1000);
       return { fn, ok: false, error };
     };
+    const undeclared = await this.#redeclare(admin, fn, children[0].role);
+    if (undeclared) return await fail(undeclared);
     let exited: string | undefined;
     for (const c of children) {
       try {
@@ -871,6 +956,13 @@ if (import.meta.main) {
   });
   const users = separate?.users;
   if (users) {
+    const problems = await launcher.declareRoutes();
+    if (problems.length) {
+      console.error(
+        `launcher: the functions' routes cannot be declared:\n  ${problems.join("\n  ")}`,
+      );
+      Deno.exit(2);
+    }
     console.log(
       `${
         "launcher".padEnd(8)
