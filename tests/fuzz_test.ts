@@ -28,19 +28,9 @@ import { readRequest } from "../src/connection/request_reader.ts";
 import { Sealer } from "../src/handoff/seal.ts";
 import { TlsConnection } from "../src/connection/tls_connection.ts";
 import { Client, Proc, run } from "./support/system.ts";
+import { prng } from "./support/prng.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
-
-/** A tiny deterministic PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 const WIDTH = { u8: 1, u16: 2, u32: 4 } as const;
 const layout: readonly HandoffField[] = HANDOFF_LAYOUT;

@@ -20,22 +20,12 @@ import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
 import { accept, closeFd, localPort, tcpListen, tlsImportRefusal } from "../ffi/shim.ts";
 import { DEFAULT_CIPHERS, TlsContext, TlsError, TlsSession } from "../ffi/wolfssl.ts";
+import { prng } from "./support/prng.ts";
 
 const CERTS = `${projectRoot}/.local/certs`;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
-
-/** A tiny deterministic PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 /** Drive a non-blocking step until it completes (the socket is polled). */
 async function until(tls: TlsSession, step: () => number, what: string): Promise<number> {

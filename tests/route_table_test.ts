@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { covers, RouteTable } from "../src/routing/route_table.ts";
+import { prng } from "./support/prng.ts";
 
 Deno.test("a route covers itself and the paths below it at a '/' boundary", () => {
   assert.equal(covers("/sum", "/sum"), true);
@@ -53,17 +54,6 @@ Deno.test("the table can change: set replaces, delete removes, entries lists", (
   assert.equal(t.match("/a/b/c")?.value, "z");
   assert.deepEqual([...t.entries()], [{ route: "/a", value: "z" }]);
 });
-
-/** A tiny deterministic PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 Deno.test("match agrees with the rule (longest route that covers) on random tables and paths", () => {
   const rnd = prng(0x7ab1e);
