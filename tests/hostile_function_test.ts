@@ -15,10 +15,19 @@
 
 import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
-import { processUid, userId } from "../ffi/shim.ts";
+import {
+  accept,
+  closeFd,
+  processUid,
+  receiveMessage,
+  sendMessage,
+  unixListen,
+  userId,
+} from "../ffi/shim.ts";
+import { decodeMessage, encodeJson, type Message, MessageType } from "../src/handoff/protocol.ts";
 import { DEFAULT_USERS, RoleUsers } from "../src/operations/users.ts";
 import { Launched } from "./support/launched.ts";
-import { CA_CERT } from "./support/system.ts";
+import { CA_CERT, Proc } from "./support/system.ts";
 
 const root = processUid() === 0;
 
@@ -213,4 +222,60 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("one user: a satellite takes keys only from a gateway that proves the launcher's secret", async () => {
+  // A process of the launcher's user that put its own socket at the control
+  // path plays the primary: it answers JOIN with a key of its choosing.
+  const dir = await Deno.makeTempDir({ prefix: "hotpotato-fakeprimary-" });
+  const control = `${dir}/gateway.sock`;
+  const listenFd = unixListen(control);
+  const secret = "ab".repeat(32);
+  const satellite = new Proc("gateway.2", "gateway.ts", [
+    "--port",
+    "0",
+    "--admin-port",
+    "off",
+    "--control",
+    control,
+    "--satellite",
+    "on",
+  ], { HOTPOTATO_SECRET: "stdin" });
+  try {
+    const w = satellite.child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(secret + "\n"));
+    w.releaseLock();
+    let fd = -1;
+    for (let i = 0; i < 200 && fd < 0; i++) {
+      const c = accept(listenFd);
+      if (c) fd = c.fd;
+      else await new Promise((ok) => setTimeout(ok, 25));
+    }
+    assert.ok(fd >= 0, "the satellite connected");
+    const buf = new Uint8Array(65536);
+    let join: Message | undefined;
+    for (let i = 0; i < 200 && !join; i++) {
+      const r = receiveMessage(fd, buf);
+      if (typeof r === "number") await new Promise((ok) => setTimeout(ok, 25));
+      else join = decodeMessage(buf.subarray(0, r.length));
+    }
+    assert.equal(join?.type, MessageType.JOIN);
+    assert.match((join!.body as { proof?: string }).proof ?? "", /^[0-9a-f]{64}$/, "it proves");
+    // The fake answers without a proof (it does not have the secret).
+    sendMessage(
+      fd,
+      encodeJson(MessageType.REGISTERED, {
+        ok: true,
+        gatewayPid: Deno.pid,
+        key: btoa(String.fromCharCode(...new Uint8Array(32))),
+      }),
+    );
+    await satellite.waitFor(/did not prove the launcher's secret: not joined/);
+    assert.equal(satellite.count(/joined the primary gateway/), 0);
+    closeFd(fd);
+  } finally {
+    closeFd(listenFd);
+    await satellite.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

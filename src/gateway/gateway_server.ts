@@ -354,8 +354,15 @@ export class Gateway {
       if (this.#tickets) channel.send(encodeJson(MessageType.TICKETS, this.#tickets.message()));
       const key = toBase64(this.#key);
       const workers = this.#workers.list().length;
+      const proof = trust().proof("LISTENER", Deno.pid, pid);
       channel.send(
-        encodeJson(MessageType.LISTENER, { kind: "https", port: this.#port, key, workers }),
+        encodeJson(MessageType.LISTENER, {
+          kind: "https",
+          port: this.#port,
+          key,
+          workers,
+          ...(proof ? { proof } : {}),
+        }),
         duplicateFd(this.#clients.fd),
       );
     } catch (e) {

@@ -70,6 +70,8 @@ export class SatelliteGateway {
   #sealer: Sealer | undefined;
   #channel: ControlChannel | undefined;
   #registered = false;
+  /** The primary's pid, as the kernel reported it when we connected. */
+  #primaryPid = 0;
   #reconnectMs = RECONNECT_MIN_MS;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
@@ -193,6 +195,7 @@ export class SatelliteGateway {
       },
     });
     this.#channel = channel;
+    this.#primaryPid = primary.pid;
     const proof = trust().proof("JOIN", primary.pid, Deno.pid);
     channel.send(encodeJson(MessageType.JOIN, { pid: Deno.pid, ...(proof ? { proof } : {}) }));
   }
@@ -212,6 +215,13 @@ export class SatelliteGateway {
           channel.close();
           return;
         }
+        if (!trust().proves("REGISTERED", this.#primaryPid, Deno.pid, msg.body.proof)) {
+          log.error("the gateway at {control} did not prove the launcher's secret: not joined", {
+            control: this.config.control,
+          });
+          channel.close();
+          return;
+        }
         const key = fromBase64(msg.body.key);
         if (!this.#sealer?.uses(key)) {
           // A new key (a restarted primary): transfers sealed with the old
@@ -227,10 +237,11 @@ export class SatelliteGateway {
         return;
       }
       case MessageType.ROUTES:
-        this.#table.update(msg.body);
+        if (this.#registered) this.#table.update(msg.body);
         return;
       case MessageType.TICKETS:
-        this.#tickets?.use(msg.body, "the primary gateway"); // refused with a warning when malformed
+        // Refused with a warning when malformed; only from the gateway that proved itself.
+        if (this.#registered) this.#tickets?.use(msg.body, "the primary gateway");
         return;
       case MessageType.MOVE:
         // A new primary took over the control path: join it.

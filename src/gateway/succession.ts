@@ -142,6 +142,10 @@ export function inherit(
         closeFd(passed);
         return fail("LISTENER came without the sealing key");
       }
+      if (!trust().proves("LISTENER", pid, Deno.pid, msg.body.proof)) {
+        closeFd(passed);
+        return fail("it did not prove the launcher's secret: not our gateway");
+      }
       // It agreed: only now take the control path over, then tell it so.
       let control: ControlSocket;
       try {

@@ -184,11 +184,13 @@ export class Workers {
     this.#metrics.satelliteBack(worker.pid);
     worker.state = "satellite";
     worker.registered = true;
+    const proof = trust().proof("REGISTERED", Deno.pid, worker.pid);
     worker.channel.send(
       encodeJson(MessageType.REGISTERED, {
         ok: true,
         gatewayPid: Deno.pid,
         key: toBase64(this.#key),
+        ...(proof ? { proof } : {}),
       }),
     );
     worker.channel.send(this.#routesMessage(true));
@@ -309,7 +311,7 @@ export class Workers {
     if (msg.type === MessageType.TAKEOVER && !worker.registered && this.#events.takeover) {
       if (!this.#isGateway(worker, "TAKEOVER", msg.body.proof)) return;
       this.#workers.delete(worker); // not a worker: a successor gateway
-      this.#events.takeover(worker.channel, msg.body.pid);
+      this.#events.takeover(worker.channel, worker.pid); // the kernel's pid, not the claimed one
       return;
     }
     if (msg.type === MessageType.JOIN && !worker.registered) {

@@ -277,6 +277,9 @@ export interface ListenerPass {
   /** With "https": how many workers were told to move (MOVE); the new
    * gateway waits for them before it accepts. */
   workers?: number;
+  /** With "https" and the launcher's secret: the old gateway's proof of it,
+   * so that a successor takes sockets and keys from its own gateway only. */
+  proof?: string;
 }
 
 /** ROUTES body: the gateway's route table.
@@ -372,7 +375,15 @@ export const HANDOFF_LATENCY_BUCKETS: readonly number[] = [
 ];
 
 /** REGISTERED body. */
-export type Registered = { ok: true; gatewayPid: number; key: string } | {
+export type Registered = {
+  ok: true;
+  gatewayPid: number;
+  key: string;
+  /** To a satellite, with the launcher's secret: the gateway's proof of it
+   * (src/handoff/trust.ts), so that a satellite takes keys from its own
+   * gateway only. */
+  proof?: string;
+} | {
   ok: false;
   error: string;
 };
@@ -1101,7 +1112,11 @@ function parseStats(o: unknown): Stats {
 function parseRegistered(o: unknown): Registered {
   const r = o as Record<string, unknown>;
   if (r?.ok === true && typeof r.key === "string" && Number.isInteger(r.gatewayPid)) {
-    return { ok: true, key: r.key, gatewayPid: r.gatewayPid as number };
+    if (r.proof !== undefined && !(typeof r.proof === "string" && PROOF_RE.test(r.proof))) {
+      throw new ProtocolError("REGISTERED: proof must be 64 hex digits");
+    }
+    const body = { ok: true as const, key: r.key, gatewayPid: r.gatewayPid as number };
+    return typeof r.proof === "string" ? { ...body, proof: r.proof } : body;
   }
   if (r?.ok === false && typeof r.error === "string") return { ok: false, error: r.error };
   throw new ProtocolError("REGISTERED: malformed");
@@ -1175,13 +1190,16 @@ function parseMoved(o: unknown): Moved {
   return { moves: r.moves.map((m) => ({ conn: m.conn, to: m.to, fn: m.fn, route: m.route })) };
 }
 
+/** A proof of the launcher's secret: HMAC-SHA256, hex. */
+const PROOF_RE = /^[0-9a-f]{64}$/;
+
 function parseTakeover(o: unknown): Takeover {
   const r = o as Partial<Takeover> | null;
   if (!Number.isInteger(r?.pid) || (r!.pid as number) <= 0) {
     throw new ProtocolError("TAKEOVER: pid must be a positive integer");
   }
   if (
-    r!.proof !== undefined && (typeof r!.proof !== "string" || !/^[0-9a-f]{64}$/.test(r!.proof))
+    r!.proof !== undefined && (typeof r!.proof !== "string" || !PROOF_RE.test(r!.proof))
   ) {
     throw new ProtocolError("TAKEOVER: proof must be 64 hex digits");
   }
@@ -1215,11 +1233,15 @@ function parseListener(o: unknown): ListenerPass {
   if (r.workers !== undefined && !(Number.isInteger(r.workers) && r.workers >= 0)) {
     throw new ProtocolError("LISTENER: workers must be a non-negative integer");
   }
+  if (r.proof !== undefined && !(typeof r.proof === "string" && PROOF_RE.test(r.proof))) {
+    throw new ProtocolError("LISTENER: proof must be 64 hex digits");
+  }
   return {
     kind: r.kind,
     port: r.port as number,
     ...(r.key ? { key: r.key } : {}),
     ...(r.workers !== undefined ? { workers: r.workers } : {}),
+    ...(r.proof !== undefined ? { proof: r.proof } : {}),
   };
 }
 
