@@ -20,6 +20,7 @@ import { SERVER_FLAGS } from "../src/operations/roles.ts";
 import { AdminServer } from "../src/gateway/admin_server.ts";
 import { adminAnswer } from "../src/gateway/admin_routes.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
+import { functionUserOf, Trust } from "../src/handoff/trust.ts";
 
 const SYSTEMD = `${projectRoot}/deploy/systemd`;
 const GATEWAY = "hotpotato-gateway.service";
@@ -63,12 +64,9 @@ function environment(settings: Map<string, string[]>): Record<string, string> {
   return env;
 }
 
-/** The user HOTPOTATO_FUNCTION_USERS names for function `name`: its own
- * entry, else the `*` pattern's with `*` replaced by the name. */
-function functionUser(setting: string, name: string): string | undefined {
-  const entries = new Map(setting.split(",").map((e) => e.split("=") as [string, string]));
-  return entries.get(name) ?? entries.get("*")?.replaceAll("*", name);
-}
+/** The user HOTPOTATO_FUNCTION_USERS names for function `name` (the
+ * gateway's own reading of the setting). */
+const functionUser = functionUserOf;
 
 /** Whether this test runs as root (chown in the scratch root needs it). */
 const asRoot = new TextDecoder().decode(
@@ -277,6 +275,16 @@ Deno.test("Kubernetes manifests: valid against the schemas; a uid for each conta
     functionUsers.split(",").sort(),
     functions.map((c) => `${c.name}=${c.securityContext!.runAsUser}`).sort(),
   );
+  // Each function's routes are declared: it registers those or none.
+  const routes = new Trust({
+    socketGroup: "",
+    gatewayUser: "",
+    functionRoutes: env(gateway).HOTPOTATO_FUNCTION_ROUTES,
+  });
+  for (const c of functions) {
+    assert.equal(routes.registerRefusal(c.name!, 1, [`/${c.name}`]), "", c.name);
+    assert.match(routes.registerRefusal(c.name!, 1, ["/other"]), /not one declared/);
+  }
   // The control socket's directory is the gateway's own, below the volume's root.
   assert.match(control, /^\/run\/hotpotato\/[^/]+\/[^/]+$/);
 
