@@ -178,7 +178,13 @@ Deno.test(`a successor killed during the takeover: the old gateway serves on (${
     await sleep(500);
     const errors = await storm.stop();
     // Connections the successor had accepted die with it (the kill); none other fails.
-    assert.ok(errors.length <= 4, errors.join("\n"));
+    // The workers had moved to it: they register with the old gateway again, and
+    // until they have, a new connection is answered 503 "no worker ... right now"
+    // with Retry-After (a clean answer on a connection that stays open; how many
+    // depends on the machine's load, so only their kind is checked).
+    const answered = errors.filter((e) => /^status 503: .*no worker for \/sum right now/.test(e));
+    const lost = errors.filter((e) => !answered.includes(e));
+    assert.ok(lost.length <= 4, lost.join("\n"));
     // The old gateway still serves, new connections and held ones alike.
     const c = await Client.connect(sys.port);
     assert.equal((await c.get("/product?a=6&b=7")).status, 200);
