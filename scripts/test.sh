@@ -18,6 +18,19 @@ step() {
 }
 
 mkdir -p .local
+# As root the launcher runs each role as a user of its own, who must be able
+# to pass through every directory above the checkout (a CI clone may sit in
+# a private temporary directory): give those directories x for others
+# (search only, not read), and say so.
+if [ "$(id -u)" = 0 ]; then
+  dir=$(pwd -P)
+  while [ "$dir" != / ]; do
+    dir=$(dirname "$dir")
+    if [ -d "$dir" ] && [ "$(( 0$(stat -c %a "$dir") & 1 ))" = 0 ]; then
+      chmod o+x "$dir" && echo "test.sh: chmod o+x $dir (the roles' users pass through to the checkout)"
+    fi
+  done
+fi
 step "deno fmt --check" "$deno" fmt --check
 step "deno lint" "$deno" lint
 step "deno check" "$deno" check mod.ts gateway.ts workers/ src/ ffi/ tests/
