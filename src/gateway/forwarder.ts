@@ -48,6 +48,26 @@ const movedLine = new LogLine(
   "connection moved: conn {conn} from {worker} for {route}, to {target}",
 );
 
+/** How long a function's connection for a route a just-started gateway does
+ * not know yet waits (unconfirmed) for a worker before it is refused. */
+export const WAIT_FOR_WORKER_MS = 1000;
+
+/** A connection handed to this gateway, while it decides where it goes. */
+interface Taken {
+  channel: ControlChannel;
+  sender: string;
+  conn: number;
+  handoffs: number;
+  transfer: number;
+  fd: number;
+  /** A copy of the HANDOFF (the received bytes are zeroed after the callback). */
+  message: Uint8Array;
+  path: string | undefined;
+  /** Its state is a gateway's (else a function's: never imported here). */
+  ours: boolean;
+  origin: Worker | undefined;
+}
+
 /** How often a connection is offered to workers before it is answered 503
  * here (each refusal or death before confirming is one). */
 export const MAX_PLACEMENTS = 3;
@@ -73,6 +93,9 @@ export interface ForwarderOptions {
   /** Hold an imported connection and answer it here; `unplaced`: its next
    * request could not be placed (answer 503). */
   serve(conn: TlsConnection, unplaced: boolean): void;
+  /** The gateway has just started or taken over: its workers may still be
+   * registering (a function's connection for an unknown route waits). */
+  settling?(): boolean;
 }
 
 /**
@@ -302,31 +325,64 @@ export class Forwarder {
     // alone (a SIGKILL then loses it), so that gap holds two sendmsg calls.
     const head = requestHead(h.unread, this.#o.maxBody);
     const path = head?.path ?? (h.unread.length === 0 ? idlePath : undefined);
-    const hit = path !== undefined ? this.#o.workers.router.pickWithRoute(path) : undefined;
-    if (!hit && !ours) {
+    const t: Taken = {
+      channel,
+      sender,
+      conn: h.info.connId,
+      handoffs: h.info.handoffs,
+      transfer,
+      fd,
+      message,
+      path,
+      ours,
+      origin,
+    };
+    const router = this.#o.workers.router;
+    const hit = path !== undefined ? router.pickWithRoute(path) : undefined;
+    // A function's connection for a route this gateway does not know yet,
+    // while its workers are still registering with it (it has just started
+    // or taken over): wait a moment for one, still unconfirmed (the sender
+    // keeps it), rather than refuse at once.
+    const waits = !hit && !ours && path !== undefined && (this.#o.settling?.() ?? false) &&
+      router.status(path) === "unknown";
+    if (!waits) return this.#decide(t, hit);
+    const until = Date.now() + WAIT_FOR_WORKER_MS;
+    const again = () => {
+      const later = router.pickWithRoute(path!);
+      if (later || Date.now() >= until) this.#decide(t, later);
+      else setTimeout(again, 20);
+    };
+    setTimeout(again, 20);
+  }
+
+  /** Confirm and forward `t` to `hit`, or (no worker) answer it here when
+   * its state is ours, else refuse it (its sender answers). */
+  #decide(t: Taken, hit: { worker: Worker; route: string } | undefined): void {
+    const { channel, fd, message } = t;
+    if (!hit && !t.ours) {
       log.debug("conn {conn}: no worker for {path} from {worker}; refused, it answers", {
-        conn: h.info.connId,
-        path: path ?? "?",
-        worker: sender,
+        conn: t.conn,
+        path: t.path ?? "?",
+        worker: t.sender,
       });
       closeFd(fd);
       message.fill(0);
-      channel.confirm(transfer, false);
+      channel.confirm(t.transfer, false);
       return;
     }
-    if (hit) setHandoffCount(message, h.info.handoffs + 1); // forwarded unopened
-    channel.confirm(transfer, true, (mine) => {
+    if (hit) setHandoffCount(message, t.handoffs + 1); // forwarded unopened
+    channel.confirm(t.transfer, true, (mine) => {
       if (!mine) {
         closeFd(fd); // its sender took it back
         message.fill(0);
         return;
       }
-      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1, ours, origin);
-      else this.#adopt(decodeMessage(message).body as Handoff, fd, false); // h's bytes are raw's
+      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1, t.ours, t.origin);
+      else this.#adopt(decodeMessage(message).body as Handoff, fd, false);
       returnedLine.log(() => ({
-        conn: h.info.connId,
-        worker: sender,
-        path: path ?? "-",
+        conn: t.conn,
+        worker: t.sender,
+        path: t.path ?? "-",
         target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
       }));
       if (!hit) message.fill(0);

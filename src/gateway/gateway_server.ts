@@ -66,6 +66,9 @@ interface Successor {
   refused: number;
 }
 
+/** How long after its start a gateway's workers may still be registering. */
+const SETTLING_MS = 5000;
+
 /** Connections a successor may refuse before this gateway stops offering it more. */
 const MAX_SUCCESSOR_REFUSALS = 100;
 
@@ -112,6 +115,9 @@ export class Gateway {
   #handshaker: Handshaker | undefined;
   #tickets: TicketKeys | undefined;
   #adminRetry: ReturnType<typeof setTimeout> | undefined;
+  /** Until then this gateway has just started or taken over: workers may
+   * still be registering with it. */
+  #settledAt = Date.now() + SETTLING_MS;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -256,6 +262,7 @@ export class Gateway {
       serve: (conn, unplaced) => {
         this.#serve(conn, unplaced).finally(retryBlockedListeners);
       },
+      settling: () => Date.now() < this.#settledAt,
     });
     this.#policy = new GatewayPolicy({
       router: this.#workers.router,

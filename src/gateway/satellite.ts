@@ -21,7 +21,15 @@
  */
 
 import { fromBase64 } from "../handoff/bytes.ts";
-import { closeFd, ECONNREFUSED, ENOENT, SysError, tcpListen, unixConnect } from "../../ffi/shim.ts";
+import {
+  closeFd,
+  ECONNREFUSED,
+  ENOENT,
+  localPort,
+  SysError,
+  tcpListen,
+  unixConnect,
+} from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
 import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts";
@@ -143,15 +151,24 @@ export class SatelliteGateway {
     });
     // Outgoing only: it hands connections to workers.
     this.#peers = new Peers(peerDirectory(c.control));
+    this.#statsTimer = setInterval(() => this.#report(), STATS_INTERVAL_MS);
+    this.#connect();
+  }
+
+  /** Listen on the public port, once joined: before, the kernel would give
+   * this gateway connections it could only answer 503 (it has no routes). */
+  #listen(): void {
+    if (this.#clients || this.#stopped || this.#draining || !this.#handshaker) return;
+    const c = this.config;
+    const handshaker = this.#handshaker;
     const fd = tcpListen(c.host, c.port, 4096, true);
+    this.#port = localPort(fd);
     this.#clients = new Listener(fd, "clients", (conn) => handshaker.accept(conn), {
       spareFd: true,
     });
-    this.#statsTimer = setInterval(() => this.#report(), STATS_INTERVAL_MS);
-    this.#connect();
     log.info("satellite listening on https://{host}:{port} beside the primary at {control}", {
       host: c.host,
-      port: c.port,
+      port: this.#port,
       control: c.control,
     });
   }
@@ -237,7 +254,9 @@ export class SatelliteGateway {
         return;
       }
       case MessageType.ROUTES:
-        if (this.#registered) this.#table.update(msg.body);
+        if (!this.#registered) return;
+        this.#table.update(msg.body);
+        this.#listen(); // the first table is in: accept from now on
         return;
       case MessageType.TICKETS:
         // Refused with a warning when malformed; only from the gateway that proved itself.
