@@ -141,7 +141,7 @@ export class SatelliteGateway {
     });
     this.#tickets?.attach(this.#context);
     this.#importContext = TlsContext.forImport();
-    const handshaker = this.#handshaker = new Handshaker({
+    this.#handshaker = new Handshaker({
       context: this.#context,
       gatewayId: this.gatewayId,
       handshakeTimeoutMs: c.handshakeTimeoutMs,
