@@ -170,7 +170,9 @@ export function requestLogLine(log: Logger): LogLine {
 /**
  * Serve `conn` until it closes or moves. `unplaced`: its next request could
  * not be placed when it arrived here (a move failed): the policy answers it
- * here as unplaced instead of trying to move it again.
+ * here as unplaced instead of trying to move it again. `stay`: its next
+ * request came with it from a holder that routed it here: answered here
+ * (as unplaced when it is not this holder's) rather than moved back.
  *
  * @example
  * ```ts
@@ -200,6 +202,7 @@ export async function hold(
   opts: HoldOptions,
   policy: HoldPolicy,
   unplaced = false,
+  stay = false,
 ): Promise<void> {
   const written = (a: Answered) => {
     policy.count(a);
@@ -240,7 +243,7 @@ export async function hold(
       return;
     }
     if (!unplaced && !policy.answersHere(r.head)) {
-      if (policy.move(conn, r.head)) return;
+      if (!stay && policy.move(conn, r.head)) return;
       unplaced = true; // it cannot move: answer it here, with its body read
     }
     // Read without its body, but answered here after all (a move failed,
@@ -273,7 +276,7 @@ export async function hold(
       r.kind === "request" ? r.body : streamed ? streamed.stream : EMPTY,
       unplaced,
     );
-    unplaced = false;
+    unplaced = stay = false;
     const { route, status, bytes, keepAlive, body, tail, upgrade } = pending instanceof Promise
       ? await pending
       : pending;

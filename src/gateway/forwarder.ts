@@ -14,11 +14,11 @@
  * a route no worker serves is refused, and the worker answers it (404 or
  * 503); one whose next worker refuses it too, with no other to take it, goes
  * back to the worker that handed it back, which answers it 503 (a worker
- * given a connection by the gateway whose next request is not its own
- * answers it instead of moving it again). Connections from another gateway (a satellite, the gateway this
- * one took over from) are imported to answer here as before. Direct moves
- * between workers are only told to the gateway (MOVED): logged and counted
- * as if forwarded.
+ * answers the request a connection comes from the gateway with rather than
+ * move it again). Connections from another gateway (a satellite, the gateway
+ * this one took over from) are imported to answer here as before. Direct
+ * moves between workers are only told to the gateway (MOVED): logged and
+ * counted as if forwarded.
  *
  * @module
  */

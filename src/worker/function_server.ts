@@ -17,8 +17,7 @@ import { closeFd, ECONNREFUSED, ENOENT, FD_LOST, SysError, unixConnect } from ".
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { WorkerConfig } from "../operations/config.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
-import { parseRequest, type RequestHead } from "../http/http.ts";
-import { MAX_HEAD_BYTES } from "../connection/request_reader.ts";
+import type { RequestHead } from "../http/http.ts";
 import { logger } from "../operations/log.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff } from "../handoff/handoff.ts";
 import {
@@ -489,17 +488,17 @@ export class FunctionServer {
       return;
     }
     this.#metrics.handoffLatency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
-    // The gateway gives a worker a connection whose next request is not the
-    // worker's only when no worker could take it (it never imports a
-    // function's state to answer it itself): answered here, not moved again.
-    const answerHere = channel !== undefined && this.#fromGateway(channel) &&
-      this.#notOurs(h.unread);
+    // A request that comes from the gateway with the connection was routed
+    // here; one that is not ours came back because no worker could take it
+    // (the gateway never imports a function's state to answer it itself):
+    // answered here, not moved again.
+    const stay = h.unread.length > 0 && channel !== undefined && this.#fromGateway(channel);
     const start = (mine: boolean) => {
       if (!mine) {
         conn.close(false); // its sender took it back: touch nothing
         return;
       }
-      this.#hold(conn, answerHere);
+      this.#hold(conn, false, stay);
     };
     if (channel) channel.confirm(transfer, true, start);
     else start(true);
@@ -510,21 +509,13 @@ export class FunctionServer {
     return channel === this.#channel || channel === this.#next || channel === this.#leaving;
   }
 
-  /** Whether `unread` starts with a complete request head for a path that
-   * is not ours. */
-  #notOurs(unread: Uint8Array): boolean {
-    if (unread.length === 0) return false;
-    const limits = { maxHeadBytes: MAX_HEAD_BYTES, maxBodyBytes: this.#config.maxBody };
-    const r = parseRequest(unread, limits);
-    return r.kind !== "error" && r.head !== undefined && this.#routeOf(r.head.path) === undefined;
-  }
-
   /** Serve a connection we own until it leaves or closes. `answerHere`: the
    * next request that is not ours gets a 503 here instead of moving (its
-   * move just failed). */
-  #hold(conn: TlsConnection, answerHere: boolean): void {
+   * move just failed); `stay`: the request that came with it (from the
+   * gateway) is answered here (see holder.ts `hold`). */
+  #hold(conn: TlsConnection, answerHere: boolean, stay = false): void {
     this.#connections.add(conn);
-    this.#serve(conn, answerHere)
+    this.#serve(conn, answerHere, stay)
       .catch((e) => {
         log.error("conn {conn}: {error}", { conn: conn.info.connId, error: String(e) });
         conn.close(false);
@@ -576,8 +567,8 @@ export class FunctionServer {
     draining: () => this.#draining,
   };
 
-  async #serve(conn: TlsConnection, unplaced: boolean): Promise<void> {
-    await hold(conn, this.#holdOptions, this.#policy, unplaced);
+  async #serve(conn: TlsConnection, unplaced: boolean, stay: boolean): Promise<void> {
+    await hold(conn, this.#holdOptions, this.#policy, unplaced, stay);
   }
 
   /** Keep the connection after this response? Decided when the response is
