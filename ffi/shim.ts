@@ -109,14 +109,10 @@ const symbols = {
   // privileges.c: keeping the roles apart
   /** int hp_nondumpable(void): 0, the pid of a tracer already attached, or -errno */
   hp_nondumpable: { parameters: [], result: "i32" },
-  /** int hp_dumpable(void) */
-  hp_dumpable: { parameters: [], result: "i32" },
   /** int hp_user_uid(const char* name) */
   hp_user_uid: { parameters: ["buffer"], result: "i32" },
   /** int hp_user_gid(const char* name) */
   hp_user_gid: { parameters: ["buffer"], result: "i32" },
-  /** int hp_user_name(int uid, char* out, int cap) */
-  hp_user_name: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int hp_group_gid(const char* name) */
   hp_group_gid: { parameters: ["buffer"], result: "i32" },
   /** int hp_peer_in_group(int fd, int gid) */
@@ -448,18 +444,6 @@ export function makeNonDumpable(): void {
   check("PR_SET_DUMPABLE", rc);
 }
 
-/** Whether this process is dumpable (false once {@linkcode makeNonDumpable} ran).
- *
- * @example
- * ```ts
- * import { isDumpable } from "./shim.ts";
- * console.log(isDumpable());
- * ```
- */
-export function isDumpable(): boolean {
-  return check("PR_GET_DUMPABLE", shim().hp_dumpable()) === 1;
-}
-
 /** The uid of a user given by name or as a number ("hotpotato-gw", "10001");
  * throws {@linkcode SysError} (ENOENT) when there is no such user name.
  *
@@ -485,19 +469,6 @@ export function userId(user: string): number {
  */
 export function userGroupId(name: string): number {
   return check(`user ${name}`, shim().hp_user_gid(cstr(name)));
-}
-
-/** The name of the user with `uid`, or undefined when it has none.
- *
- * @example
- * ```ts
- * import { userName } from "./shim.ts";
- * console.log(userName(0)); // "root"
- * ```
- */
-export function userName(uid: number): string | undefined {
-  const out = new Uint8Array(256);
-  return shim().hp_user_name(uid, out, out.length) < 0 ? undefined : readCString(out);
 }
 
 /** The gid of a group given by name or as a number; throws

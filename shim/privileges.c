@@ -49,44 +49,30 @@ HP_EXPORT int hp_nondumpable(void) {
     return tracer_pid();
 }
 
-/* Whether this process is dumpable: 1, 0, or -errno. */
-HP_EXPORT int hp_dumpable(void) {
-    int rv = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-    return rv < 0 ? -errno : rv;
+/* Look up the user called name: 0 with *pw filled in (strings in buf), or
+ * -ENOENT (-errno on a lookup error). */
+static int user_entry(const char *name, struct passwd *pw, char *buf, size_t cap) {
+    struct passwd *found = NULL;
+    int rv = getpwnam_r(name, pw, buf, cap, &found);
+    if (rv != 0) return -rv;
+    return found ? 0 : -ENOENT;
 }
 
 /* The uid of the user called name, or -ENOENT (-errno on a lookup error). */
 HP_EXPORT int hp_user_uid(const char *name) {
-    struct passwd pw, *found = NULL;
+    struct passwd pw;
     char buf[4096];
-    int rv = getpwnam_r(name, &pw, buf, sizeof buf, &found);
-    if (rv != 0) return -rv;
-    return found ? (int)found->pw_uid : -ENOENT;
+    int rv = user_entry(name, &pw, buf, sizeof buf);
+    return rv < 0 ? rv : (int)pw.pw_uid;
 }
 
 /* The primary gid of the user called name, or -ENOENT (-errno on a lookup
  * error). */
 HP_EXPORT int hp_user_gid(const char *name) {
-    struct passwd pw, *found = NULL;
+    struct passwd pw;
     char buf[4096];
-    int rv = getpwnam_r(name, &pw, buf, sizeof buf, &found);
-    if (rv != 0) return -rv;
-    return found ? (int)found->pw_gid : -ENOENT;
-}
-
-/* The name of the user with this uid into out (cap bytes, NUL-terminated):
- * its length, or -ENOENT (-ERANGE when it does not fit). */
-HP_EXPORT int hp_user_name(int uid, char *out, int cap) {
-    struct passwd pw, *found = NULL;
-    char buf[4096];
-    int rv = getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &found);
-    size_t len;
-    if (rv != 0) return -rv;
-    if (!found) return -ENOENT;
-    len = strlen(found->pw_name);
-    if ((int)len >= cap) return -ERANGE;
-    memcpy(out, found->pw_name, len + 1);
-    return (int)len;
+    int rv = user_entry(name, &pw, buf, sizeof buf);
+    return rv < 0 ? rv : (int)pw.pw_gid;
 }
 
 /* The gid of the group called name, or -ENOENT (-errno on a lookup error). */

@@ -50,7 +50,7 @@ const movedLine = new LogLine(
 
 /** How long a function's connection for a route a just-started gateway does
  * not know yet waits (unconfirmed) for a worker before it is refused. */
-export const WAIT_FOR_WORKER_MS = 1000;
+const WAIT_FOR_WORKER_MS = 1000;
 
 /** A connection handed to this gateway, while it decides where it goes. */
 interface Taken {

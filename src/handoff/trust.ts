@@ -115,7 +115,10 @@ function parseFunctionUsers(spec: string): FunctionUsers {
  * ```
  */
 export function functionUserOf(spec: string, fn: string): string | undefined {
-  const users = parseFunctionUsers(spec);
+  return userOf(parseFunctionUsers(spec), fn);
+}
+
+function userOf(users: FunctionUsers, fn: string): string | undefined {
   const own = users.explicit.get(fn);
   if (own !== undefined) return own;
   return users.pattern ? `${users.pattern[0]}${fn}${users.pattern[1]}` : undefined;
@@ -346,7 +349,6 @@ export class Trust {
    * ```
    */
   registerRefusal(name: string, uid: number, routes: readonly string[] = []): string {
-    const users = this.#functionUsers;
     if (this.#routes) {
       const mine = this.#routes.get(name);
       if (!mine) return `no routes are declared for function ${name} (--function-routes)`;
@@ -355,8 +357,7 @@ export class Trust {
     }
     if (!this.separateUsers) return "";
     if (uid === this.gatewayUid) return "a function may not run as the gateways' user";
-    const own = users.explicit.get(name);
-    const user = own ?? (users.pattern && `${users.pattern[0]}${name}${users.pattern[1]}`);
+    const user = userOf(this.#functionUsers, name);
     if (user === undefined) return `no user is declared for function ${name} (--function-users)`;
     let expected: number;
     try {

@@ -17,7 +17,7 @@
 
 import { projectRoot } from "../../ffi/paths.ts";
 import { parseArgs } from "node:util";
-import { makeNonDumpable } from "../../ffi/shim.ts";
+import { protectProcess } from "./privileges.ts";
 import { deriveKey, TrustError } from "../handoff/trust.ts";
 import { AdminClient, ImpostorError } from "./admin_client.ts";
 import { watchModule } from "./dev_watch.ts";
@@ -921,7 +921,7 @@ if (import.meta.main) {
   }
   // Before the secret exists: no process of this user may read our memory.
   try {
-    makeNonDumpable();
+    protectProcess();
   } catch (e) {
     console.error(`launcher: ${(e as Error).message}`);
     Deno.exit(1);
