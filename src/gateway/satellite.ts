@@ -43,7 +43,7 @@ import { encodeJson, type Message, MessageType } from "../handoff/protocol.ts";
 import { Sealer } from "../handoff/seal.ts";
 import type { RequestHead } from "../http/http.ts";
 import type { GatewayConfig } from "../operations/config.ts";
-import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
+import { raiseOpenFileLimit, startingUp } from "../operations/lifecycle.ts";
 import { logger } from "../operations/log.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
 import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
@@ -78,6 +78,8 @@ export class SatelliteGateway {
   #sealer: Sealer | undefined;
   #channel: ControlChannel | undefined;
   #registered = false;
+  /** It warned that it cannot reach the primary (once per outage). */
+  #warned = false;
   /** The primary's pid, as the kernel reported it when we connected. */
   #primaryPid = 0;
   #reconnectMs = RECONNECT_MIN_MS;
@@ -184,7 +186,10 @@ export class SatelliteGateway {
       fd = unixConnect(this.config.control);
     } catch (e) {
       const quiet = e instanceof SysError && (e.errno === ENOENT || e.errno === ECONNREFUSED);
-      if (!quiet || this.#reconnectMs === RECONNECT_MIN_MS) {
+      // Once per outage; the primary, started beside it, may not be up yet:
+      // only retry then.
+      if (!quiet || (!this.#warned && !startingUp())) {
+        this.#warned = true;
         log.warning("cannot reach the primary gateway at {control}: {error}; retrying", {
           control: this.config.control,
           error: (e as Error).message,
@@ -249,6 +254,7 @@ export class SatelliteGateway {
         }
         key.fill(0);
         this.#registered = true;
+        this.#warned = false;
         this.#reconnectMs = RECONNECT_MIN_MS;
         log.info("joined the primary gateway pid {pid}", { pid: msg.body.gatewayPid });
         return;

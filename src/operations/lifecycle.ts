@@ -94,3 +94,22 @@ export function raiseOpenFileLimit(log: Logger): void {
     log.warning("cannot raise the open-file limit: {error}", { error: (e as Error).message });
   }
 }
+
+/** How long after its start a process may find its gateway not up yet
+ * without a warning: the launcher starts every role at once. */
+const START_GRACE_MS = 2000;
+
+/**
+ * Whether this process started under 2 s ago: a worker or satellite that
+ * cannot reach its gateway yet then only retries (the launcher starts the
+ * gateway beside it), and warns if it still cannot after that.
+ *
+ * @example
+ * ```ts
+ * import { startingUp } from "./lifecycle.ts";
+ * if (!startingUp()) console.warn("cannot reach the gateway");
+ * ```
+ */
+export function startingUp(): boolean {
+  return performance.now() < START_GRACE_MS;
+}

@@ -46,7 +46,7 @@ import type { TlsConnection } from "../connection/tls_connection.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
 import { peerDirectory, Peers } from "../handoff/peers.ts";
 import { trust } from "../handoff/trust.ts";
-import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
+import { raiseOpenFileLimit, startingUp } from "../operations/lifecycle.ts";
 import { closeWebSockets } from "../http/websocket.ts";
 
 export { type Handler, HttpError, type RequestInfo } from "../http/responder.ts";
@@ -297,8 +297,13 @@ export class FunctionServer {
     const now = Date.now();
     const first = this.#connectFailures++ === 0;
     if (first) this.#failingSince = now;
+    // Started beside the gateway: it may not be up yet; only retry.
+    const early = !this.#everRegistered && startingUp();
+    const firstWarning = this.#lastWarning <= this.#failingSince;
     if (
-      first || error !== this.#lastFailure || now - this.#lastWarning >= CONNECT_WARNING_EVERY_MS
+      !early &&
+      (firstWarning || error !== this.#lastFailure ||
+        now - this.#lastWarning >= CONNECT_WARNING_EVERY_MS)
     ) {
       this.#lastWarning = now;
       const fields = {
@@ -308,7 +313,7 @@ export class FunctionServer {
         s: Math.round((now - this.#failingSince) / 1000),
         max: RECONNECT_MAX_MS / 1000,
       };
-      if (first) {
+      if (firstWarning) {
         log.warning(
           "cannot reach the gateway at {control}: {error}; retrying (backoff up to {max} s)",
           fields,
