@@ -144,14 +144,32 @@ Deno.test("a worker at its fd limit refuses a connection; the gateway answers 50
     // A connection held by product whose next request is sum's: the move to
     // the worker at its limit is refused (in direct mode by the worker
     // itself), it is answered 503 and stays usable, and no move is told.
-    const onProduct = await Client.connect(sys.port);
-    clients.push(onProduct);
-    assert.equal((await onProduct.get("/product?a=1&b=1")).status, 200);
-    const moveRefused = await onProduct.get("/sum?a=1&b=1");
-    assert.equal(moveRefused.status, 503, moveRefused.body);
-    assert.equal((await onProduct.get("/product?a=2&b=2")).status, 200);
+    // The worker may have freed an fd since it refused (one it held for a
+    // moment of its own); a move that still fits is taken, and holds that fd,
+    // so a few tries bring the worker back to its limit.
+    let moveRefused: { status: number; body: string } | undefined;
+    let onProduct: Client | undefined;
+    let moved = 0;
+    for (let i = 0; i < 5 && moveRefused?.status !== 503; i++) {
+      onProduct = await Client.connect(sys.port);
+      clients.push(onProduct);
+      assert.equal((await onProduct.get("/product?a=1&b=1")).status, 200);
+      moveRefused = await onProduct.get("/sum?a=1&b=1");
+      if (moveRefused.status !== 503) {
+        assert.equal(moveRefused.status, 200, moveRefused.body);
+        moved++;
+      }
+    }
+    assert.equal(moveRefused?.status, 503, moveRefused?.body);
+    assert.equal((await onProduct!.get("/product?a=2&b=2")).status, 200);
     await sys.settle();
-    assert.equal(sys.gateway.count(/connection moved:/), 0, "a refused move is not told as a move");
+    // Only direct mode tells the gateway of a move (MOVED).
+    const told = HANDOFF_MODE === "direct" ? moved : 0;
+    assert.equal(
+      sys.gateway.count(/connection moved:/),
+      told,
+      "a refused move is not told as a move",
+    );
     assert.equal(limited.exited, false);
   } finally {
     for (const c of clients) c.close();
