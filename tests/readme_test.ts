@@ -1,13 +1,14 @@
 /**
  * The README's commands, run the way a user runs them from a shell in the
- * project root: `make start ARGS=...`, `./hp ...` and the README's curl line,
+ * project root: `make start ARGS=...`, `./hp ...` and the README's curl lines,
  * as real processes (make, bash, deno task, the launcher and its children,
  * curl). Each command runs in its own session (setsid), so that the test can
  * press Ctrl-C on it as a terminal does (SIGINT to the whole process group)
  * and always kill the whole tree at the end. The environment is a user's:
  * PATH and HOME, no XDG_RUNTIME_DIR; the gateway gets a free port (0) and a
  * control socket in a temporary directory, so a running gateway is never
- * touched.
+ * touched. Each test first checks that the README (or, for what moved there,
+ * a page of docs/) still shows the command it runs.
  */
 
 import assert from "node:assert/strict";
@@ -17,6 +18,17 @@ import { CA_CERT } from "./support/system.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const readme = await Deno.readTextFile(`${projectRoot}/README.md`);
+/** The README and every page of docs/: what the documentation shows. */
+const docs = [readme];
+for (const entry of Deno.readDirSync(`${projectRoot}/docs`)) {
+  if (entry.isFile && entry.name.endsWith(".md")) {
+    docs.push(await Deno.readTextFile(`${projectRoot}/docs/${entry.name}`));
+  }
+}
+/** Assert that the README or a page of docs/ shows `text`. */
+function assertShown(text: string): void {
+  assert.ok(docs.some((page) => page.includes(text)), `the README or docs/ show ${text}`);
+}
 
 /** The environment of a user's shell, plus `env`. */
 function userEnv(env: Record<string, string>): Record<string, string> {
@@ -165,16 +177,31 @@ async function runUser(
   }
 }
 
+/** A shell command line's words (double- or single-quoted, or bare). */
+function shellWords(command: string): string[] {
+  return [...command.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3]);
+}
+
 /** The README's first curl example: its arguments (shell words) and the answers it shows. */
 function readmeCurl(): { args: string[]; answers: string[] } {
   const block = readme.match(/```console\n\$ (curl [^]*?)\n```/);
   assert.ok(block, "the README shows a curl session in a console block");
   const [command, ...output] = block[1].replace(/\\\n\s*/g, "").split("\n");
-  const words = [...command.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) =>
-    m[1] ?? m[2] ?? m[3]
-  );
+  const words = shellWords(command);
   assert.equal(words.shift(), "curl");
   return { args: words, answers: output };
+}
+
+/** The arguments of the README's `curl ...` for `path` (an inline `curl -k "https://...path..."`). */
+function readmeInlineCurl(path: string): string[] {
+  const found = readme.match(new RegExp(`\`curl ([^\`]*https://localhost:8443${path}[^\`]*)\``));
+  assert.ok(found, `the README shows a curl for ${path}`);
+  return shellWords(found[1]);
+}
+
+/** args with curl's `-k` replaced by a check against the development CA, as the README says. */
+function withCaCert(args: string[]): string[] {
+  return args.flatMap((a) => a === "-k" ? ["--cacert", ".local/certs/ca.pem"] : [a]);
 }
 
 /** Run curl with args (URLs on localhost:8443 moved to `port`), plus one
@@ -206,8 +233,10 @@ Deno.test("make start ARGS=... from the README, its curl line, then Ctrl-C stops
     "the README documents this make start line",
   );
   const { args, answers } = readmeCurl();
-  assert.ok(args.includes("--cacert") && args.includes(".local/certs/ca.pem"), args.join(" "));
+  assert.ok(args.includes("-k"), args.join(" "));
+  assert.ok(readme.includes("`--cacert .local/certs/ca.pem`"), "the README names the CA check");
   assert.equal(answers.length, 3, "three answers");
+  const helloArgs = readmeInlineCurl("/hello");
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-readme-" });
   await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const start = new Session("make start", "make", ["start", `ARGS=${START_ARGS}`], {
@@ -242,11 +271,13 @@ Deno.test("make start ARGS=... from the README, its curl line, then Ctrl-C stops
     // to the launcher's stdout, which it inherits).
     await start.waitForCount(/^gateway\s+\| .*connection (returned|moved)/, 2, 10_000);
     assert.equal(start.lines.filter((l) => /TLS handshake complete/.test(l)).length, 1);
-    const hello = await curl(
-      ["--cacert", CA_CERT, `https://localhost:8443/hello?name=readme`],
-      port,
-    );
-    assert.equal(JSON.parse(hello[0]).hello, "readme");
+    // The same line checking the certificate against the development CA (the README's
+    // alternative to -k), and the README's curl for /hello.
+    const checked = await curl(withCaCert(args), port);
+    assert.deepEqual(checked, [answers[0], "1", answers[1], "0", answers[2], "0"]);
+    const helloQuery = new URL(helloArgs.find((a) => a.startsWith("https://"))!).searchParams;
+    const hello = await curl(helloArgs, port);
+    assert.equal(JSON.parse(hello[0]).hello, helloQuery.get("name"));
 
     // Ctrl-C: SIGINT to make and everything under it.
     start.signalGroup("SIGINT");
@@ -294,6 +325,7 @@ Deno.test("make start with bad ARGS stops at once with the launcher's one-line e
 });
 
 Deno.test("./hp: --help lists every deno task, an unknown task is a one-line error", async () => {
+  assertShown("`./hp --help`");
   const tasks = Object.keys(
     JSON.parse(await Deno.readTextFile(`${projectRoot}/deno.json`)).tasks,
   ).sort();
@@ -320,6 +352,8 @@ Deno.test("./hp gateway and ./hp worker examples/hello.ts, each as in its own te
   const dir = await Deno.makeTempDir({ prefix: "hotpotato-readme-" });
   await Deno.chmod(dir, 0o755); // the roles' users (launcher as root) reach the control socket
   const control = `${dir}/run/gateway.sock`;
+  assertShown("./hp gateway");
+  assertShown("./hp worker examples/hello.ts");
   const gateway = new Session("./hp gateway", "./hp", [
     "gateway",
     "--port",
