@@ -17,8 +17,13 @@ import {
   handoffSealed,
   Limits,
   type Message,
+  type MessageBody,
+  type MessageName,
+  MESSAGES,
+  type MessageSpec,
   MessageType,
   type MessageTypeId,
+  PROTOCOL_VERSION,
   ProtocolError,
   setHandoffCount,
   setTransferId,
@@ -64,6 +69,210 @@ function sample(
     sentAt: 1764000000123456.5,
     ...over,
   };
+}
+
+/** One message of a JSON type and the body it decodes to (each sample is
+ * written as its parser returns it, so that it encodes back to its bytes). */
+function jsonSample<T extends Parameters<typeof encodeJson>[0]>(type: T, body: MessageBody<T>) {
+  return { bytes: encodeJson(type, body), body };
+}
+
+const sampleHandoff = encodeHandoff(sample({ transfer: 0x1234 }));
+const sampleAcks = [{ transfer: 12, ok: true }, { transfer: 0xffff, ok: false }];
+
+/** One valid message of every type in the table, as its sender encodes it,
+ * and the body it decodes to. A type without a sample fails type checking. */
+const SAMPLES: {
+  [N in MessageName]: { bytes: Uint8Array; body: MessageBody<(typeof MessageType)[N]> };
+} = {
+  REGISTER: jsonSample(MessageType.REGISTER, {
+    name: "sum",
+    routes: ["/sum", "/sum/v2"],
+    pid: 7,
+    restarted: true,
+    nestedRoutes: false,
+    peer: true,
+    replace: false,
+    generation: "3",
+    standby: true,
+  }),
+  REGISTERED: jsonSample(MessageType.REGISTERED, {
+    ok: true,
+    key: "c2VjcmV0",
+    gatewayPid: 1,
+    proof: "a".repeat(64),
+  }),
+  HANDOFF: {
+    bytes: sampleHandoff,
+    body: { ...sample(), transfer: 0x1234, aad: handoffAad(sampleHandoff) },
+  },
+  STATS: jsonSample(MessageType.STATS, { held: 2, metrics: { families: [] } }),
+  DRAIN: jsonSample(MessageType.DRAIN, {}),
+  ROUTES: jsonSample(MessageType.ROUTES, {
+    version: 9,
+    routes: { "/sum": "sum", "/": "home" },
+    handoff: "direct",
+    members: { sum: [41, 42] },
+  }),
+  ACK: { bytes: encodeAck(sampleAcks), body: sampleAcks },
+  MOVED: jsonSample(MessageType.MOVED, {
+    moves: [{ conn: 5, to: 42, fn: "product", route: "/p" }],
+  }),
+  HANDOVER: jsonSample(MessageType.HANDOVER, {}),
+  PROMOTED: jsonSample(MessageType.PROMOTED, {}),
+  TAKEOVER: jsonSample(MessageType.TAKEOVER, { pid: 9, proof: "b".repeat(64) }),
+  LISTENER: jsonSample(MessageType.LISTENER, {
+    kind: "https",
+    port: 8443,
+    key: "AAEC",
+    workers: 3,
+    proof: "c".repeat(64),
+  }),
+  ACCEPTING: jsonSample(MessageType.ACCEPTING, {}),
+  MOVE: jsonSample(MessageType.MOVE, {}),
+  LEFT: jsonSample(MessageType.LEFT, {}),
+  BOUND: jsonSample(MessageType.BOUND, {}),
+  JOIN: jsonSample(MessageType.JOIN, { pid: 3 }),
+  TICKETS: jsonSample(MessageType.TICKETS, { keys: "AAAA" }),
+};
+
+const NAMES = Object.keys(MESSAGES) as MessageName[];
+
+Deno.test("the type numbers are the wire's: every name keeps its number", () => {
+  assert.equal(PROTOCOL_VERSION, 4);
+  assert.deepEqual({ ...MessageType }, {
+    REGISTER: 1,
+    REGISTERED: 2,
+    HANDOFF: 3,
+    STATS: 4,
+    DRAIN: 5,
+    ROUTES: 6,
+    ACK: 7,
+    MOVED: 8,
+    HANDOVER: 9,
+    PROMOTED: 10,
+    TAKEOVER: 11,
+    LISTENER: 12,
+    ACCEPTING: 13,
+    MOVE: 14,
+    LEFT: 15,
+    BOUND: 16,
+    JOIN: 17,
+    TICKETS: 18,
+  });
+  for (const name of NAMES) assert.equal(MessageType[name], MESSAGES[name].type, name);
+  assert.deepEqual(
+    NAMES.filter((name) => MESSAGES[name].body.kind === "binary"),
+    ["HANDOFF", "ACK"],
+  );
+});
+
+Deno.test("every entry of the message table round-trips: decoded, and encoded back to its bytes", () => {
+  for (const name of NAMES) {
+    const { bytes, body } = SAMPLES[name];
+    const type = MESSAGES[name].type;
+    assert.equal(bytes[5], type, `${name}: its number in the header`);
+    const msg = decodeMessage(bytes);
+    assert.deepEqual(msg, { type, body }, name);
+    const again = msg.type === MessageType.HANDOFF
+      ? encodeHandoff(msg.body)
+      : msg.type === MessageType.ACK
+      ? encodeAck(msg.body)
+      : encodeJson(msg.type, msg.body as MessageBody<typeof msg.type>);
+    assert.deepEqual(again, bytes, `${name}: encodes back to the same bytes`);
+  }
+});
+
+Deno.test("CARRIES_FD is true for exactly HANDOFF and LISTENER, and names every type", () => {
+  assert.deepEqual(
+    Object.entries(CARRIES_FD).filter(([, fd]) => fd).map(([type]) => Number(type)),
+    [MessageType.HANDOFF, MessageType.LISTENER],
+  );
+  assert.deepEqual(
+    Object.keys(CARRIES_FD).map(Number),
+    NAMES.map((name) => MessageType[name]),
+  );
+});
+
+Deno.test("a type number the table does not have is refused, whatever the body", () => {
+  const known = new Set<number>(Object.values(MessageType));
+  let unknown = 0;
+  for (let type = 0; type < 256; type++) {
+    if (known.has(type)) continue;
+    unknown++;
+    for (const bytes of [rawJson(type, {}), rawJson(type, null)]) {
+      assert.throws(
+        () => decodeMessage(bytes),
+        new ProtocolError(`unknown message type ${type}`),
+      );
+    }
+    const handoff = encodeHandoff(sample());
+    handoff[5] = type;
+    assert.throws(() => decodeMessage(handoff), new ProtocolError(`unknown message type ${type}`));
+  }
+  assert.equal(unknown, 256 - NAMES.length);
+});
+
+Deno.test("a JSON message with a wrong body is refused by the parser its entry names", () => {
+  const json = NAMES.filter((name) => MESSAGES[name].body.kind === "json");
+  assert.deepEqual(json, [
+    "REGISTER",
+    "REGISTERED",
+    "STATS",
+    "ROUTES",
+    "MOVED",
+    "TAKEOVER",
+    "LISTENER",
+    "JOIN",
+    "TICKETS",
+  ]);
+  for (const name of json) {
+    const type = MessageType[name];
+    // Bodies of no type at all, and its own sample with one field of a wrong
+    // type in turn (a string where it has none, a number for its strings).
+    const wrong: unknown[] = [{}, null, [], 7, "x"];
+    const good = SAMPLES[name].body as Record<string, unknown>;
+    for (const [field, value] of Object.entries(good)) {
+      wrong.push({ ...good, [field]: typeof value === "string" ? 7 : "?" });
+    }
+    for (const body of wrong) {
+      assert.throws(
+        () => decodeMessage(rawJson(type, body)),
+        // The error names the parser's type (JOIN's is TAKEOVER's).
+        (e: unknown) =>
+          e instanceof ProtocolError &&
+          e.message.startsWith(`${name === "JOIN" ? "TAKEOVER" : name}:`),
+        `${name} with ${JSON.stringify(body).slice(0, 60)}`,
+      );
+    }
+    const cut = rawJson(type, {}).subarray(0, 9); // "{"
+    assert.throws(() => decodeMessage(cut), new ProtocolError("body is not JSON"), name);
+  }
+});
+
+Deno.test("an empty-body type ignores what its JSON holds, but it must be JSON", () => {
+  const empty = NAMES.filter((name) => MESSAGES[name].body.kind === "empty");
+  assert.deepEqual(empty, ["DRAIN", "HANDOVER", "PROMOTED", "ACCEPTING", "MOVE", "LEFT", "BOUND"]);
+  for (const name of empty) {
+    const type = MessageType[name];
+    for (const body of [{}, { pid: 1 }, null, [1], "x"]) {
+      assert.deepEqual(decodeMessage(rawJson(type, body)), { type, body: {} }, name);
+    }
+    const cut = rawJson(type, {}).subarray(0, 9); // "{"
+    assert.throws(() => decodeMessage(cut), new ProtocolError("body is not JSON"), name);
+  }
+});
+
+/** What the compiler refuses (`deno test` type-checks this; never run). */
+function _refusedByTheCompiler(): void {
+  // @ts-expect-error: TAKEOVER's body is { pid, proof? }
+  encodeJson(MessageType.TAKEOVER, { keys: "AAAA" });
+  // @ts-expect-error: an empty body is {}
+  encodeJson(MessageType.DRAIN, { now: true });
+  // @ts-expect-error: HANDOFF is binary (encodeHandoff)
+  encodeJson(MessageType.HANDOFF, {});
+  // @ts-expect-error: an entry names its body's parser
+  const _noParser: MessageSpec = { type: 19, carriesFd: false };
 }
 
 // An oracle for the tests, independent of the codec: the layout's rows, where
@@ -534,37 +743,10 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    assert.deepEqual(
-      Object.entries(CARRIES_FD).filter(([, fd]) => fd).map(([type]) => Number(type)),
-      [MessageType.HANDOFF, MessageType.LISTENER],
-    );
     // One valid message of every type.
-    const messages: Record<MessageTypeId, Uint8Array> = {
-      [MessageType.REGISTER]: encodeJson(MessageType.REGISTER, {
-        name: "x",
-        routes: ["/x"],
-        pid: 1,
-      }),
-      [MessageType.REGISTERED]: encodeJson(MessageType.REGISTERED, { ok: false, error: "no" }),
-      [MessageType.HANDOFF]: encodeHandoff(sample()),
-      [MessageType.STATS]: encodeJson(MessageType.STATS, { held: 0, metrics: { families: [] } }),
-      [MessageType.DRAIN]: encodeJson(MessageType.DRAIN, {}),
-      [MessageType.ROUTES]: encodeJson(MessageType.ROUTES, { version: 1, routes: {} }),
-      [MessageType.ACK]: encodeAck([{ transfer: 9, ok: true }]),
-      [MessageType.MOVED]: encodeJson(MessageType.MOVED, {
-        moves: [{ conn: 1, to: 2, fn: "f", route: "/f" }],
-      }),
-      [MessageType.HANDOVER]: encodeJson(MessageType.HANDOVER, {}),
-      [MessageType.PROMOTED]: encodeJson(MessageType.PROMOTED, {}),
-      [MessageType.TAKEOVER]: encodeJson(MessageType.TAKEOVER, { pid: 9 }),
-      [MessageType.LISTENER]: encodeJson(MessageType.LISTENER, { kind: "admin", port: 1 }),
-      [MessageType.ACCEPTING]: encodeJson(MessageType.ACCEPTING, {}),
-      [MessageType.MOVE]: encodeJson(MessageType.MOVE, {}),
-      [MessageType.LEFT]: encodeJson(MessageType.LEFT, {}),
-      [MessageType.BOUND]: encodeJson(MessageType.BOUND, {}),
-      [MessageType.JOIN]: encodeJson(MessageType.JOIN, { pid: 3 }),
-      [MessageType.TICKETS]: encodeJson(MessageType.TICKETS, { keys: "" }),
-    };
+    const messages = Object.fromEntries(
+      NAMES.map((name) => [MessageType[name], SAMPLES[name].bytes]),
+    ) as Record<MessageTypeId, Uint8Array>;
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-protocol-" });
     const listenFd = unixListen(`${dir}/c.sock`);
     const sendFd = unixConnect(`${dir}/c.sock`);
