@@ -31,6 +31,8 @@ import { MAX_HEAD_BYTES } from "../connection/request_reader.ts";
 import { adoptHandoff, nowMicros, releaseForHandoff, returnedHandoff } from "../handoff/handoff.ts";
 import { decodeMessage, type Handoff, type Moved, setHandoffCount } from "../handoff/protocol.ts";
 import type { Sealer } from "../handoff/seal.ts";
+import type { Parcel } from "../handoff/parcel.ts";
+import { MAX_PLACEMENTS } from "../handoff/placement.ts";
 import { logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
@@ -68,9 +70,7 @@ interface Taken {
   origin: Worker | undefined;
 }
 
-/** How often a connection is offered to workers before it is answered 503
- * here (each refusal or death before confirming is one). */
-export const MAX_PLACEMENTS = 3;
+export { MAX_PLACEMENTS } from "../handoff/placement.ts";
 
 /** The head of the request at the start of `unread`, if complete. */
 function requestHead(unread: Uint8Array, maxBody: number): RequestHead | undefined {
@@ -153,8 +153,18 @@ export class Forwarder {
   handOff(conn: TlsConnection, path: string): boolean {
     const hit = this.#o.workers.router.pickWithRoute(path);
     if (!hit) return false;
-    const msg = releaseForHandoff(conn, this.#o.sealer, conn.info.handoffs + 1);
-    this.#transfer(hit.worker, hit.route, msg, conn.fd, 1, true);
+    const fd = conn.fd;
+    let msg: Uint8Array;
+    try {
+      msg = releaseForHandoff(conn, this.#o.sealer, conn.info.handoffs + 1);
+    } catch (e) {
+      log.warning("conn {conn}: cannot move it: {error}", {
+        conn: conn.info.connId,
+        error: (e as Error).message,
+      });
+      return !conn.isOpen; // intact: answered here; released: it is closed
+    }
+    this.#transfer(hit.worker, hit.route, msg, fd, 1, true);
     return true;
   }
 
@@ -278,21 +288,24 @@ export class Forwarder {
     this.#take(channel, `gateway/${pid}`, h, fd, raw, true);
   }
 
-  /** A connection this gateway sent away came back unconfirmed (`message`,
-   * `fd`): it is ours again, held here.
+  /** A connection this gateway sent away came back unconfirmed: it is ours
+   * again, held here.
    *
    * @example
    * ```ts
    * import type { Forwarder } from "./forwarder.ts";
-   * declare const forwarder: Forwarder, fd: number, message: Uint8Array;
-   * forwarder.takeBack(fd, message);
+   * import type { Parcel } from "../handoff/parcel.ts";
+   * declare const forwarder: Forwarder, parcel: Parcel;
+   * forwarder.takeBack(parcel);
    * ```
    */
-  takeBack(fd: number, message: Uint8Array): void {
-    const h = returnedHandoff(fd, message, log);
-    if (!h) return;
-    this.#adopt(h, fd, false);
-    message.fill(0);
+  takeBack(parcel: Parcel): void {
+    const conn = parcel.adopt(this.#o.importContext);
+    if (typeof conn === "string") {
+      log.warning("conn {conn}: {error}; connection dropped", { conn: parcel.connId, error: conn });
+      return;
+    }
+    this.#o.serve(conn, false);
   }
 
   /** Confirm a connection sent to us on `channel` by `sender`, then (once

@@ -33,6 +33,11 @@ export interface GatewayPolicyOptions {
   handingOver?(): boolean;
   /** Pass an idle connection to that gateway; false closes it. */
   handOver?(conn: TlsConnection): boolean;
+  /** Whether a function may yet serve `path` though none registered it:
+   * the gateway has just started or taken over (its workers are
+   * registering), or the launcher declared a function that serves it. Such
+   * a path gets 503 with Retry-After, not a cacheable 404. */
+  expected?(path: string): boolean;
 }
 
 /**
@@ -134,8 +139,9 @@ export class GatewayPolicy implements HoldPolicy {
   }
 
   /** 503 for a request no worker could take (`unplaced`) or whose function
-   * has no worker right now (it is likely being restarted), 404 when no
-   * function serves the route.
+   * has no worker right now (it is likely being restarted, or has not
+   * registered with a gateway that has just started), 404 when no function
+   * serves the route.
    *
    * @example
    * ```ts
@@ -152,9 +158,10 @@ export class GatewayPolicy implements HoldPolicy {
     _body: Uint8Array,
     unplaced: boolean,
   ): RoutedAnswer {
+    const status = this.#o.router.status(head.path);
     const why = unplaced
       ? "unplaced"
-      : this.#o.router.status(head.path) === "vacant"
+      : status === "vacant" || (status === "unknown" && this.#o.expected?.(head.path))
       ? "vacant"
       : "unknown";
     return gatewayAnswer(head, why, this.#o.label, head.keepAlive && !this.#o.draining());

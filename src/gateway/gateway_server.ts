@@ -44,7 +44,9 @@ import type { TlsConnection } from "../connection/tls_connection.ts";
 import { Sealer } from "../handoff/seal.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
 import { encodeJson, MessageType } from "../handoff/protocol.ts";
-import { releaseForHandoff } from "../handoff/handoff.ts";
+import { Parcel } from "../handoff/parcel.ts";
+import { place } from "../handoff/placement.ts";
+import { drainHeld } from "../operations/drain.ts";
 import { inherit } from "./succession.ts";
 import { trust } from "../handoff/trust.ts";
 import type { TicketKeys } from "./ticket_keys.ts";
@@ -66,7 +68,10 @@ interface Successor {
   refused: number;
 }
 
-/** How long after its start a gateway's workers may still be registering. */
+/** How long a gateway that has just started or taken over waits at most
+ * for the workers it expects (`--expect-workers`, a predecessor's count):
+ * meanwhile a route no worker registered yet gets 503, not 404, here and in
+ * the workers' tables (ROUTES `settling`). */
 const SETTLING_MS = 5000;
 
 /** Connections a successor may refuse before this gateway stops offering it more. */
@@ -118,6 +123,10 @@ export class Gateway {
   /** Until then this gateway has just started or taken over: workers may
    * still be registering with it. */
   #settledAt = Date.now() + SETTLING_MS;
+  /** Workers expected to register right after start or a takeover: until
+   * they have (at most SETTLING_MS), routes it does not know get 503. */
+  #expected = 0;
+  #settleTimer: ReturnType<typeof setInterval> | undefined;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -141,6 +150,7 @@ export class Gateway {
         if (tickets) satellite.channel.send(encodeJson(MessageType.TICKETS, tickets.message()));
       },
     });
+    this.#workers.settling(() => this.#settling());
     tickets?.onChange((t) => {
       this.#workers.toSatellites(encodeJson(MessageType.TICKETS, t));
       this.#successor?.channel.send(encodeJson(MessageType.TICKETS, t));
@@ -226,6 +236,7 @@ export class Gateway {
       "taking over from gateway pid {pid}: its sockets are passed on; waiting for {n} worker(s)",
       { pid: heir.pid, n: heir.workers },
     );
+    this.#expected = heir.workers;
     const until = Date.now() + 5000;
     while (this.#workers.list().length < heir.workers && Date.now() < until) {
       await new Promise((ok) => setTimeout(ok, 10));
@@ -262,7 +273,7 @@ export class Gateway {
       serve: (conn, unplaced) => {
         this.#serve(conn, unplaced).finally(retryBlockedListeners);
       },
-      settling: () => Date.now() < this.#settledAt,
+      settling: () => this.#settling(),
     });
     this.#policy = new GatewayPolicy({
       router: this.#workers.router,
@@ -272,6 +283,7 @@ export class Gateway {
       draining: () => this.#draining,
       handingOver: () => this.#successor?.accepting === true && !this.#successor.broken,
       handOver: (conn) => this.#passOn(conn),
+      expected: (path) => this.#settling() || trust().declares(path),
     });
     return new Handshaker({
       context,
@@ -284,8 +296,23 @@ export class Gateway {
   }
 
   /** Listening: the watchdog and the start lines. */
+  /** Whether workers it expects may still be registering (see #expected). */
+  #settling(): boolean {
+    return Date.now() < this.#settledAt && this.#workers.list().length < this.#expected;
+  }
+
   #started(): void {
     const c = this.config;
+    this.#expected = Math.max(this.#expected, c.expectWorkers);
+    this.#settledAt = Date.now() + SETTLING_MS;
+    if (this.#settling()) {
+      // The workers' tables say "settling" until it ends; then a new table.
+      this.#settleTimer = setInterval(() => {
+        if (this.#settling()) return;
+        clearInterval(this.#settleTimer);
+        this.#workers.settled();
+      }, 50);
+    }
     this.#watchdog = setInterval(() => {
       if (!this.#successor) this.#controlSocket?.check(); // a successor took the path over
       this.#workers.check();
@@ -397,15 +424,13 @@ export class Gateway {
       { pid: successor.pid, held: this.#held.size },
     );
     const started = Date.now();
-    const until = started + this.config.drainTimeoutMs;
-    while (Date.now() < until && !successor.broken) {
-      for (const conn of this.#held) conn.interruptIdle();
-      if (
-        this.#held.size === 0 && this.#workers.allLeft() && successor.channel.unconfirmed === 0 &&
-        (this.#handshaker?.inProgress ?? 0) === 0
-      ) break;
-      await new Promise((ok) => setTimeout(ok, 20));
-    }
+    await drainHeld({
+      held: this.#held,
+      // Every worker registered with the successor too.
+      pending: () => this.#pending() + (this.#workers.allLeft() ? 0 : 1),
+      until: started + this.config.drainTimeoutMs,
+      abort: () => successor.broken,
+    });
     if (successor.broken && successor.channel.unconfirmed === 0 && this.#successor !== successor) {
       return; // it went away: this gateway serves again (#successorGone)
     }
@@ -427,24 +452,29 @@ export class Gateway {
    * False when it cannot go (the holder closes it). */
   #passOn(conn: TlsConnection): boolean {
     const s = this.#successor;
-    if (!s || s.broken || !conn.exportable) return false;
-    let msg: Uint8Array;
-    try {
-      msg = releaseForHandoff(conn, this.#sealer, conn.info.handoffs);
-    } catch {
-      return false;
-    }
-    const back = (fd: number, message: Uint8Array, reason: string) => {
-      log.warning("conn {conn}: gateway pid {pid} did not take it ({reason}); kept here", {
-        conn: conn.info.connId,
-        pid: s.pid,
-        reason,
-      });
+    if (!s || s.broken) return false;
+    // The gateway's key lives as long as the gateway: nothing to release.
+    const lease = { sealer: this.#sealer, release: () => {} };
+    const parcel = Parcel.release(conn, lease, conn.info.handoffs);
+    if (!(parcel instanceof Parcel)) return !parcel.intact; // intact: the holder closes it
+    place(parcel, [{
+      name: `gateway pid ${s.pid}`,
+      channel: s.channel,
       // Offered again at its next boundary, unless it keeps refusing.
-      if (++s.refused >= MAX_SUCCESSOR_REFUSALS) s.broken = true;
-      this.#forwarder!.takeBack(fd, message);
-    };
-    if (!s.channel.transfer(msg, conn.fd, back)) back(conn.fd, msg, "its channel is closed");
+      returned: () => {
+        if (++s.refused >= MAX_SUCCESSOR_REFUSALS) s.broken = true;
+      },
+    }], {
+      log,
+      unplaced: (p, reason) => {
+        log.warning("conn {conn}: gateway pid {pid} did not take it ({reason}); kept here", {
+          conn: p.connId,
+          pid: s.pid,
+          reason,
+        });
+        this.#forwarder!.takeBack(p);
+      },
+    });
     return true;
   }
 
@@ -605,14 +635,20 @@ export class Gateway {
     this.#draining = true;
     this.#clients?.close();
     this.#clients = undefined;
-    const until = Date.now() + deadlineMs;
-    while (this.#held.size > 0 && Date.now() < until) {
-      for (const conn of this.#held) conn.interruptIdle();
-      await new Promise((ok) => setTimeout(ok, 20));
-    }
-    const left = this.#held.size;
+    const left = await drainHeld({
+      held: this.#held,
+      pending: () => this.#pending(),
+      until: Date.now() + deadlineMs,
+    });
     for (const conn of this.#held) conn.close();
     log.info("drained ({left} connection(s) cut at the deadline)", { left });
+  }
+
+  /** What a drain waits for besides held connections: handshakes in
+   * progress, connections sent and not yet confirmed. */
+  #pending(): number {
+    return (this.#handshaker?.inProgress ?? 0) + this.#workers.unconfirmed() +
+      (this.#successor?.channel.unconfirmed ?? 0);
   }
 
   /** The Prometheus text for `/metrics`.
@@ -661,6 +697,7 @@ export class Gateway {
    */
   stop(): void {
     clearInterval(this.#watchdog);
+    clearInterval(this.#settleTimer);
     this.#clients?.close();
     this.#clients = undefined;
     this.#control?.close();

@@ -119,6 +119,7 @@ export class Workers {
   readonly router: Router<Worker>;
   #config: GatewayConfig;
   #key: Uint8Array;
+  #settling: () => boolean = () => false;
   #metrics: GatewayMetrics;
   #events: WorkerEvents;
   #workers = new Set<Worker>();
@@ -574,6 +575,34 @@ export class Workers {
     queueMicrotask(() => this.flushRoutes());
   }
 
+  /** Tell the workers' tables whether this gateway is settling (its
+   * workers registering after a start or takeover): a path their table
+   * does not serve then gets 503, not 404.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * workers.settling(() => false);
+   * ```
+   */
+  settling(settling: () => boolean): void {
+    this.#settling = settling;
+  }
+
+  /** Settling is over: push a new table that says so.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * workers.settled();
+   * ```
+   */
+  settled(): void {
+    this.#routesChanged();
+  }
+
   /** Send the route table to every registered worker now if it changed
    * since the last push (before handing a worker a connection: it decides
    * what is its by the table, so it must have the newest).
@@ -624,6 +653,7 @@ export class Workers {
       routes: this.router.routes(),
       handoff: satellite ? "direct" : this.#config.handoff,
       ...(direct ? { members } : {}),
+      ...(this.#settling() ? { settling: true } : {}),
     });
   }
 
@@ -723,9 +753,23 @@ export class Workers {
     this.#moving = false;
   }
 
-  /** True once no worker needs this gateway any more: each one left for
-   * the new gateway (or is gone), and no connection sent to one waits for
-   * its confirmation.
+  /** Connections sent to workers and satellites, not confirmed yet.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * console.log(`${workers.unconfirmed()} in flight`);
+   * ```
+   */
+  unconfirmed(): number {
+    let n = 0;
+    for (const w of this.#workers) n += w.channel.unconfirmed;
+    return n;
+  }
+
+  /** Whether every worker registered with the gateway that took over
+   * (LEFT) and nothing sent to one is unconfirmed.
    *
    * @example
    * ```ts

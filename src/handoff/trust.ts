@@ -37,6 +37,7 @@ import {
   userId,
 } from "../../ffi/shim.ts";
 import { sameBytes } from "./bytes.ts";
+import { RouteTable } from "../routing/route_table.ts";
 
 /** The credentials of the process at the other end of a Unix socket. */
 export interface PeerCred {
@@ -150,6 +151,8 @@ export class Trust {
   #functionUsers: FunctionUsers;
   /** The routes each function may register, when declared. */
   #routes: Map<string, Set<string>> | undefined;
+  /** The declared routes as one table (built when first asked). */
+  #declaredTable: RouteTable<string> | undefined;
   #secret: Uint8Array | undefined;
   #refused: (reason: string) => void = () => {};
 
@@ -212,6 +215,25 @@ export class Trust {
       routes.every((r) => typeof r === "string" && r.startsWith("/") && r.length <= 256);
     if (!ok) throw new TrustError(`--function-routes: ${name}: not a list of paths`);
     (this.#routes ??= new Map()).set(name, new Set(routes as string[]));
+    this.#declaredTable = undefined;
+  }
+
+  /** Whether a declared function (`--function-routes`) has a route that
+   * serves `path` (the longest-route matcher the router uses).
+   *
+   * @example
+   * ```ts
+   * import { Trust } from "./trust.ts";
+   * const trust = new Trust({ socketGroup: "", gatewayUser: "", functionRoutes: '{"sum":["/sum"]}' });
+   * trust.declares("/sum?a=1"); // true
+   * ```
+   */
+  declares(path: string): boolean {
+    if (!this.#routes) return false;
+    this.#declaredTable ??= new RouteTable(
+      [...this.#routes].flatMap(([name, routes]) => [...routes].map((r) => [r, name] as const)),
+    );
+    return this.#declaredTable.match(path) !== undefined;
   }
 
   /** True in separate-users mode (`--socket-group`).

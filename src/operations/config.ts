@@ -121,6 +121,15 @@ const gatewaySpecs = {
       "(the launcher declares what each function's file says when it runs the roles as users " +
       "of their own)",
   },
+  "expect-workers": {
+    kind: "integer",
+    default: "0",
+    min: 0,
+    max: 100000,
+    help: "workers that register with this gateway right after it starts (the launcher says " +
+      "how many it runs): until they have, for at most 5 s, a route no worker registered yet " +
+      "gets 503 with Retry-After, not 404",
+  },
   "function-users": {
     kind: "string",
     default: "",
@@ -335,6 +344,8 @@ export interface GatewayConfig extends CommonConfig {
   functionUsers: string;
   /** The routes each function may register (`--function-routes`, JSON; "" = any). */
   functionRoutes: string;
+  /** Workers expected to register right after start (`--expect-workers`). */
+  expectWorkers: number;
 }
 
 /** A worker's settings. */
@@ -527,6 +538,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       proxyTrusted: trustedRanges(v["proxy-trusted"] as string),
       functionUsers: v["function-users"] as string,
       functionRoutes: v["function-routes"] as string,
+      expectWorkers: v["expect-workers"] as number,
     },
   };
 }

@@ -334,6 +334,10 @@ export class Launcher {
     }
     Object.assign(env, this.#options.childEnv ?? {});
     if (!role.fn) Object.assign(env, this.#options.gatewaysEnv ?? {});
+    if (!role.fn && role.env?.HOTPOTATO_SATELLITE !== "on") {
+      // The primary answers 503, not 404, for routes of workers it waits for.
+      env.HOTPOTATO_EXPECT_WORKERS = String(this.#children.filter((c) => c.role.fn).length);
+    }
     if (!role.fn && this.#declared) {
       env.HOTPOTATO_FUNCTION_ROUTES = JSON.stringify(Object.fromEntries(this.#declared));
     }

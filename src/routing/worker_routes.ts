@@ -38,6 +38,8 @@ export class WorkerRoutes {
   #direct = false;
   #members = new Map<string, number[]>();
   #turn = 0;
+  /** The gateway's table may still lack functions (it says so). */
+  #settling = false;
 
   /** The view of function `name`, serving `routes` until a table arrives.
    *
@@ -104,6 +106,26 @@ export class WorkerRoutes {
     return this.#table.match(path) !== undefined;
   }
 
+  /** Whether no function serves `path`, as far as we can know: a table
+   * from the gateway is in use, and that gateway is not settling (its
+   * workers registering again after a start or takeover). Only then is a
+   * path answered 404; else 503 with Retry-After.
+   *
+   * @example
+   * ```ts
+   * import { WorkerRoutes } from "./worker_routes.ts";
+   * const routes = new WorkerRoutes("sum", ["/sum"]);
+   * routes.absent("/nope"); // false: no table from a gateway yet
+   * routes.update({ version: 1, routes: { "/sum": "sum" }, settling: true });
+   * routes.absent("/nope"); // false: its workers are still registering
+   * routes.update({ version: 2, routes: { "/sum": "sum" } });
+   * routes.absent("/nope"); // true
+   * ```
+   */
+  absent(path: string): boolean {
+    return this.#version >= 0 && !this.#settling && !this.serves(path);
+  }
+
   /** Use the gateway's table if it is newer than the one in use; returns
    * whether it was taken (an older or equal version is ignored).
    *
@@ -117,6 +139,7 @@ export class WorkerRoutes {
    */
   update(body: Routes): boolean {
     if (body.version <= this.#version) return false;
+    this.#settling = body.settling === true;
     this.#version = body.version;
     this.#table = new RouteTable(Object.entries(body.routes));
     this.#direct = body.handoff === "direct";
