@@ -1,0 +1,90 @@
+// handoff-mode: both
+/**
+ * A gateway that has just (re)started answers 503 with Retry-After, never a
+ * cacheable 404, for routes whose workers have not registered with it yet
+ * (issue 19). Tried as an operator would: the shipped launcher with pools of
+ * two, 30 keep-alive clients alternating routes, the gateway SIGKILLed; the
+ * launcher restarts it and the workers register again. Real launcher,
+ * gateway, workers and TLS clients.
+ */
+
+import assert from "node:assert/strict";
+import { Launched } from "./support/launched.ts";
+import { Client } from "./support/system.ts";
+
+Deno.test("a gateway killed under 30 alternating clients comes back: 503s while its workers register, no 404", async () => {
+  // A fixed port: the restarted gateway listens where the first one did.
+  const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (free.addr as Deno.NetAddr).port;
+  free.close();
+  const sys = await Launched.start("start", ["--workers", "sum=2,product=2"], ["sum", "product"], {
+    HOTPOTATO_PORT: String(port),
+  });
+  const statuses = new Map<number, number>();
+  const errors: string[] = [];
+  let running = true;
+  const loop = async (i: number) => {
+    let c: Client | undefined;
+    for (let k = 0; running; k++) {
+      try {
+        c ??= await Client.connect(sys.port);
+        const op = (i + k) % 2 ? "product" : "sum";
+        const res = await c.get(`/${op}?a=${i}&b=${k}`);
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        if (res.status === 404) errors.push(`${op}: 404 ${res.body}`);
+        if (res.status === 503) {
+          assert.equal(res.headers.get("retry-after"), "1", res.body);
+          await new Promise((ok) => setTimeout(ok, 50));
+        }
+      } catch {
+        // The killed gateway held this connection (or its port was closed
+        // for a moment): a client connects again.
+        c?.close();
+        c = undefined;
+        await new Promise((ok) => setTimeout(ok, 20));
+      }
+    }
+    c?.close();
+  };
+  try {
+    await sys.waitLine(/worker sum\/\d+ registered/);
+    const gatewayPid = Number((await sys.waitLine(/with gateway pid (\d+)/))[1]);
+    // Every worker (two per function) is registered before the kill.
+    for (let n = 0; sys.lines.filter((l) => /worker \w+\/\d+ registered/.test(l)).length < 4; n++) {
+      assert.ok(n < 300, "four workers register");
+      await new Promise((ok) => setTimeout(ok, 25));
+    }
+    const loops = Array.from({ length: 30 }, (_, i) => loop(i));
+    await sys.waitLine(/worker \w+\/\d+ registered/); // load running
+    await new Promise((ok) => setTimeout(ok, 500));
+    const mark = sys.lines.length;
+    Deno.kill(gatewayPid, "SIGKILL");
+    await sys.waitLine(/^launcher\s+\| restarting gateway in \d+ ms/, mark);
+    const up = await sys.waitLine(/^gateway\s+\|.*listening on https/, mark);
+    assert.ok(up);
+    // The workers register with the new gateway: every one of them.
+    const after = sys.lines.length;
+    for (let n = 0; n < 400; n++) {
+      const again = sys.lines.slice(mark).filter((l) =>
+        /registered \w+ for .* gateway pid/.test(l)
+      );
+      if (again.length >= 4) break;
+      await new Promise((ok) => setTimeout(ok, 25));
+    }
+    assert.ok(after > mark);
+    // Load goes on a little after they are back, then stops.
+    await new Promise((ok) => setTimeout(ok, 1500));
+    running = false;
+    await Promise.all(loops);
+    assert.deepEqual(errors, [], "no 404 for a route that exists");
+    assert.ok((statuses.get(200) ?? 0) > 100, JSON.stringify([...statuses]));
+    // Each client is served again once the workers are back.
+    const c = await Client.connect(sys.port);
+    assert.equal((await c.get("/sum?a=1&b=2")).status, 200);
+    assert.equal((await c.get("/product?a=3&b=4")).status, 200);
+    c.close();
+  } finally {
+    running = false;
+    await sys.stop();
+  }
+});
