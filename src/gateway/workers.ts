@@ -120,6 +120,8 @@ export class Workers {
   #config: GatewayConfig;
   #key: Uint8Array;
   #settling: () => boolean = () => false;
+  /** The member counts in the last table pushed (JSON), to push again when they change. */
+  #heldSent = "";
   #metrics: GatewayMetrics;
   #events: WorkerEvents;
   #workers = new Set<Worker>();
@@ -638,23 +640,31 @@ export class Workers {
    * the workers'). */
   #routesMessage(satellite = false, bump = true): Uint8Array {
     const direct = satellite || this.#config.handoff === "direct";
-    const members: Record<string, number[]> = {};
-    if (direct) {
-      let n = 0;
-      for (const w of this.#workers) {
-        if (!w.registered || !w.peer || w.state !== "serving") continue;
-        if (n++ >= Limits.maxMembers) break; // the rest are reached through the gateway
-        (members[w.name] ??= []).push(w.pid);
-      }
-    }
+    const { members, held } = direct ? this.#members() : { members: {}, held: {} };
+    if (direct) this.#heldSent = JSON.stringify(held);
     if (bump) this.#routesVersion++;
     return encodeJson(MessageType.ROUTES, {
       version: this.#routesVersion,
       routes: this.router.routes(),
       handoff: satellite ? "direct" : this.#config.handoff,
-      ...(direct ? { members } : {}),
+      ...(direct ? { members, held } : {}),
       ...(this.#settling() ? { settling: true } : {}),
     });
+  }
+
+  /** The workers that take direct handoffs, by function, and what each
+   * holds (same order). */
+  #members(): { members: Record<string, number[]>; held: Record<string, number[]> } {
+    const members: Record<string, number[]> = {};
+    const held: Record<string, number[]> = {};
+    let n = 0;
+    for (const w of this.#workers) {
+      if (!w.registered || !w.peer || w.state !== "serving") continue;
+      if (n++ >= Limits.maxMembers) break; // the rest are reached through the gateway
+      (members[w.name] ??= []).push(w.pid);
+      (held[w.name] ??= []).push(w.held);
+    }
+    return { members, held };
   }
 
   /** A worker joined, left, stopped answering or came back: in direct mode
@@ -685,6 +695,11 @@ export class Workers {
    */
   check(): void {
     this.router.sweep(); // forgotten functions leave the workers' tables too
+    // Direct placers balance by the counts in the table: refresh them when
+    // they changed (at most once a second).
+    if (this.#config.handoff === "direct" || this.#hasSatellites()) {
+      if (JSON.stringify(this.#members().held) !== this.#heldSent) this.#routesChanged();
+    }
     const limit = Date.now() - this.#config.workerTimeoutMs;
     for (const w of this.#workers) {
       if (!w.registered || w.state !== "serving" || w.lastSeen >= limit) continue;

@@ -417,6 +417,9 @@ export interface Routes {
    * registering: a path this table does not serve may yet be served (503,
    * not 404). */
   settling?: boolean;
+  /** Function name → how many connections each of its `members` held at
+   * the gateway's last look (same order): placers pick the least held. */
+  held?: Record<string, number[]>;
 }
 
 /** MOVED body: connections a worker handed straight to another worker (the
@@ -729,6 +732,24 @@ function parseRoutes(o: unknown): Routes {
       members[name] = [...pids];
     }
     out.members = members;
+  }
+  if (r.held !== undefined) {
+    const h = r.held;
+    if (typeof h !== "object" || h === null || Array.isArray(h) || !out.members) {
+      throw new ProtocolError("ROUTES: held must be an object of function to counts, with members");
+    }
+    const held: Record<string, number[]> = {};
+    for (const [name, counts] of Object.entries(h)) {
+      const pids = out.members[name];
+      if (
+        !pids || !Array.isArray(counts) || counts.length !== pids.length ||
+        !counts.every((n) => Number.isSafeInteger(n) && n >= 0)
+      ) {
+        throw new ProtocolError("ROUTES: held must give a count per member");
+      }
+      held[name] = [...counts];
+    }
+    out.held = held;
   }
   return out;
 }

@@ -225,7 +225,7 @@ export class Trust {
    * ```ts
    * import { Trust } from "./trust.ts";
    * const trust = new Trust({ socketGroup: "", gatewayUser: "", functionRoutes: '{"sum":["/sum"]}' });
-   * trust.declares("/sum?a=1"); // true
+   * trust.declares("/sum/x"); // true
    * ```
    */
   declares(path: string): boolean {

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { leastHeld } from "./balance.ts";
 import { Limits } from "../handoff/protocol.ts";
 import { covers, type RouteMatch, RouteTable } from "./route_table.ts";
 
@@ -98,10 +99,12 @@ export class Router<W extends WorkerRef = WorkerRef> {
   #byName = new Map<string, FunctionEntry<W>>();
   #graceMs: number;
   #onChange: (() => void) | undefined;
+  #now: () => number;
   #version = 0;
 
   /** A router whose vacant functions are forgotten after `graceMs`;
-   * `onChange` is called after each change of the route table.
+   * `onChange` is called after each change of the route table; `now` is
+   * the clock, in ms (tests pass one of their own).
    *
    * @example
    * ```ts
@@ -109,9 +112,10 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * const router = new Router(30_000, () => console.log("routes changed"));
    * ```
    */
-  constructor(graceMs = 30_000, onChange?: () => void) {
+  constructor(graceMs = 30_000, onChange?: () => void, now: () => number = Date.now) {
     this.#graceMs = graceMs;
     this.#onChange = onChange;
+    this.#now = now;
   }
 
   /** The route table's version: it grows with every change.
@@ -225,7 +229,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
   }
 
   #expired(entry: FunctionEntry<W>): boolean {
-    return entry.vacantSince !== 0 && Date.now() - entry.vacantSince > this.#graceMs;
+    return entry.vacantSince !== 0 && this.#now() - entry.vacantSince > this.#graceMs;
   }
 
   /** Forget the functions that have been vacant longer than the grace
@@ -264,7 +268,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
     if (!entry) return;
     const before = entry.workers.length;
     entry.workers = entry.workers.filter((w) => w !== worker);
-    if (entry.workers.length === 0 && before > 0) entry.vacantSince = Date.now();
+    if (entry.workers.length === 0 && before > 0) entry.vacantSince = this.#now();
   }
 
   /** Whether `path` is served, vacant (503) or unknown (404).
@@ -339,11 +343,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
   #pick(entry: FunctionEntry<W>): W | undefined {
     const ws = entry.workers;
     if (ws.length <= 1) return ws[0];
-    let best: W | undefined;
-    for (let k = 0; k < ws.length; k++) {
-      const w = ws[(entry.next + k) % ws.length];
-      if (!best || w.held < best.held) best = w;
-    }
+    const best = leastHeld(ws, (w) => w.held, entry.next);
     entry.next = (entry.next + 1) % ws.length;
     return best;
   }

@@ -15,6 +15,7 @@
 
 import type { Routes } from "../handoff/protocol.ts";
 import { RouteTable } from "./route_table.ts";
+import { leastHeld } from "./balance.ts";
 
 /**
  * The route table a worker decides by.
@@ -37,6 +38,9 @@ export class WorkerRoutes {
   #version = -1;
   #direct = false;
   #members = new Map<string, number[]>();
+  /** What each member held at the gateway's last look, plus what we
+   * placed with it since (by pid). */
+  #held = new Map<number, number>();
   #turn = 0;
   /** The gateway's table may still lack functions (it says so). */
   #settling = false;
@@ -144,12 +148,18 @@ export class WorkerRoutes {
     this.#table = new RouteTable(Object.entries(body.routes));
     this.#direct = body.handoff === "direct";
     this.#members = new Map(Object.entries(body.members ?? {}));
+    this.#held.clear();
+    for (const [name, counts] of Object.entries(body.held ?? {})) {
+      const pids = this.#members.get(name) ?? [];
+      counts.forEach((n, i) => this.#held.set(pids[i], n));
+    }
     return true;
   }
 
   /** Where a path that is not ours goes in one hop (direct handoffs): the
    * function and route that serve it and a worker of that function (the
-   * pool's members in turn), or undefined when the gateway must decide (the
+   * member holding the fewest, by the gateway's counts plus what we placed
+   * since, ties in turn: src/routing/balance.ts), or undefined when the gateway must decide (the
    * gateway's mode, no table, no route, no member listening).
    *
    * @example
@@ -160,7 +170,7 @@ export class WorkerRoutes {
    *   version: 1, routes: { "/sum": "sum", "/product": "product" },
    *   handoff: "direct", members: { product: [4242] },
    * });
-   * routes.peerFor("/product?a=1"); // { fn: "product", route: "/product", pid: 4242 }
+   * routes.peerFor("/product"); // { fn: "product", route: "/product", pid: 4242 }
    * ```
    */
   peerFor(path: string): { fn: string; route: string; pid: number } | undefined {
@@ -169,7 +179,9 @@ export class WorkerRoutes {
     if (hit === undefined || hit.value === this.name) return undefined;
     const pids = this.#members.get(hit.value);
     if (!pids || pids.length === 0) return undefined;
-    const pid = pids[this.#turn++ % pids.length];
+    const held = this.#held;
+    const pid = leastHeld(pids, (p) => held.get(p) ?? 0, this.#turn++ % pids.length)!;
+    held.set(pid, (held.get(pid) ?? 0) + 1); // until the next table says better
     return { fn: hit.value, route: hit.route, pid };
   }
 
