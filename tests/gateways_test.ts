@@ -58,6 +58,14 @@ Deno.test("--gateways 2: both gateways take connections; tickets from either res
       `${by("gateway")} / ${by("gateway\\.2")}`,
     );
     assert.equal(by("gateway") + by("gateway\\.2"), 38);
+    // Connection ids are unique across gateways (issue 19): no id in both logs.
+    const ids = (name: string) =>
+      sys.lines.flatMap((l) =>
+        new RegExp(`^${name}\\s+\\|.*TLS handshake complete: conn (\\d+) `).exec(l)?.[1] ?? []
+      );
+    const primaryIds = new Set(ids("gateway"));
+    assert.equal(primaryIds.size + ids("gateway\\.2").length, 38);
+    assert.deepEqual(ids("gateway\\.2").filter((id) => primaryIds.has(id)), [], "shared conn ids");
     assert.equal(await sys.metric("hotpotato_tls_handshakes_total"), 38);
     assert.equal(await sys.metric("hotpotato_tls_handshakes_total", 'resumed="true"'), 24);
   } finally {

@@ -31,6 +31,76 @@ const PLAIN_HTTP_ANSWER = errorResponse(400, "this port speaks HTTPS: use https:
   keepAlive: false,
 });
 
+/**
+ * Connection ids, unique across gateways (issue 19): a log line's `conn N`
+ * names one connection in a whole deployment (a primary and its satellites,
+ * a gateway and the one that took over from it, gateways on several hosts),
+ * and the id travels with the connection in its HANDOFF (`info.connId`, a
+ * u32 bound into the seal; the wire format is unchanged).
+ *
+ * The scheme: each source (one per gateway process) draws a random 32-bit
+ * base and hands out base, base+1, base+2, ... modulo 2^32, skipping 0. No
+ * coordination, so it works across hosts and takeovers alike; within one
+ * gateway an id repeats only after 2^32 - 1 connections (as the old
+ * per-process counter did).
+ *
+ * Collision odds: two gateways share an id only if their runs of ids
+ * overlap on the 2^32 circle. For gateways that accept n1 and n2
+ * connections over their lives that is about (n1 + n2) / 2^32: 2 in a
+ * million for 5,000 each, 1 in 2,000 (4.7e-4) for a million each; for G
+ * gateways of n each about G(G-1)n / 2^32 (8 gateways of a million each:
+ * 1.3%). Even then the two connections are not confused by the system (the
+ * HANDOFF also carries the gateway id); only a reader of the logs could,
+ * and only where both ids appear. The alternatives do worse: a random id
+ * per connection collides by the birthday bound (50% at ~77,000
+ * connections in all), and splitting the field into gateway bits and
+ * counter bits either wraps the counter soon (16/16: every 65,536
+ * connections) or leaves few gateway bits (a 16-bit gateway id collides
+ * with another 1 in 65,536 per pair).
+ *
+ * Ids are printed in decimal as before (up to 10 digits), in the logs and
+ * the `x-hotpotato-connection` header alike.
+ *
+ * @example
+ * ```ts
+ * import { ConnIds } from "./handshaker.ts";
+ * const ids = new ConnIds(); // a random base
+ * console.log(ids.next(), ids.next()); // two in a row, e.g. 2834110617 2834110618
+ * ```
+ */
+export class ConnIds {
+  #next: number;
+
+  /** A source whose first id is `base` (or 1 if `base` is 0); by default a
+   * random base, which is what makes two gateways' ids disjoint.
+   *
+   * @example
+   * ```ts
+   * import { ConnIds } from "./handshaker.ts";
+   * const ids = new ConnIds(0xfffffffe);
+   * console.log(ids.next(), ids.next(), ids.next()); // 4294967294 4294967295 1
+   * ```
+   */
+  constructor(base: number = crypto.getRandomValues(new Uint32Array(1))[0]) {
+    this.#next = base >>> 0;
+  }
+
+  /** The next id: a u32, never 0.
+   *
+   * @example
+   * ```ts
+   * import { ConnIds } from "./handshaker.ts";
+   * console.log(new ConnIds(41).next()); // 41
+   * ```
+   */
+  next(): number {
+    if (this.#next === 0) this.#next = 1; // 0 would read as "no connection"
+    const id = this.#next;
+    this.#next = (id + 1) >>> 0;
+    return id;
+  }
+}
+
 /** What a {@linkcode Handshaker} needs. */
 export interface HandshakerOptions {
   /** The server context (certificate, key, resumption). */
@@ -67,7 +137,7 @@ export interface HandshakerOptions {
  */
 export class Handshaker {
   #opts: HandshakerOptions;
-  #nextConnId = 1;
+  #connIds = new ConnIds();
   #logBudget = new LogBudget(10, 1000);
   #inProgress = 0;
 
@@ -111,7 +181,7 @@ export class Handshaker {
   accept(c: Accepted): void {
     this.#opts.metrics.accepted.inc();
     const info: ConnectionInfo = {
-      connId: this.#nextConnId++ >>> 0,
+      connId: this.#connIds.next(),
       gatewayId: this.#opts.gatewayId,
       handoffs: 0,
       peer: c.peer,
