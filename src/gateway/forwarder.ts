@@ -28,11 +28,12 @@ import type { TlsContext } from "../../ffi/wolfssl.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { parseRequest, type RequestHead } from "../http/http.ts";
 import { MAX_HEAD_BYTES } from "../connection/request_reader.ts";
-import { adoptHandoff, nowMicros, releaseForHandoff, returnedHandoff } from "../handoff/handoff.ts";
-import { decodeMessage, type Handoff, type Moved, setHandoffCount } from "../handoff/protocol.ts";
+import { nowMicros } from "../handoff/handoff.ts";
+import { decodeMessage, type Handoff, MessageType, type Moved } from "../handoff/protocol.ts";
 import type { Sealer } from "../handoff/seal.ts";
-import type { Parcel } from "../handoff/parcel.ts";
-import { MAX_PLACEMENTS } from "../handoff/placement.ts";
+import { Parcel } from "../handoff/parcel.ts";
+import { MAX_PLACEMENTS, place, type Target } from "../handoff/placement.ts";
+import type { KeyLease } from "../handoff/keyring.ts";
 import { logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
@@ -153,100 +154,99 @@ export class Forwarder {
   handOff(conn: TlsConnection, path: string): boolean {
     const hit = this.#o.workers.router.pickWithRoute(path);
     if (!hit) return false;
-    const fd = conn.fd;
-    let msg: Uint8Array;
-    try {
-      msg = releaseForHandoff(conn, this.#o.sealer, conn.info.handoffs + 1);
-    } catch (e) {
+    const parcel = Parcel.release(conn, this.#lease(), conn.info.handoffs + 1);
+    if (!(parcel instanceof Parcel)) {
       log.warning("conn {conn}: cannot move it: {error}", {
         conn: conn.info.connId,
-        error: (e as Error).message,
+        error: parcel.error,
       });
-      return !conn.isOpen; // intact: answered here; released: it is closed
+      return !parcel.intact; // intact: answered here; released: it is closed
     }
-    this.#transfer(hit.worker, hit.route, msg, fd, 1, true);
+    this.#place(parcel, path, hit, true);
     return true;
   }
 
-  /** Send a connection to a worker; it stays ours until the worker confirms.
-   * If it refuses or dies first, the connection is placed again. `ours`: its
-   * sealed state is a gateway's (else a function's, never imported here). */
-  #transfer(
-    worker: Worker,
-    route: string,
-    msg: Uint8Array,
-    fd: number,
-    attempt: number,
-    ours: boolean,
-    origin?: Worker,
-  ): void {
-    const back = (fd: number, message: Uint8Array, reason: string) => {
-      worker.held = Math.max(0, worker.held - 1);
-      this.#placeAgain(worker, fd, message, reason, attempt, ours, origin);
-    };
-    // The worker decides what is its by the table: it must have the newest.
-    this.#o.workers.flushRoutes();
-    if (!worker.channel.transfer(msg, fd, back)) {
-      const why = "its control channel is closed or full";
-      this.#placeAgain(worker, fd, msg, why, attempt + 1, ours, origin);
-      return;
-    }
-    worker.held++;
-    this.#o.metrics.handoffs.labels(worker.name, route).inc();
+  /** The gateway's key, as a lease (it lives as long as the gateway). */
+  #lease(): KeyLease {
+    return { sealer: this.#o.sealer, release: () => {} };
   }
 
-  /** A connection a worker did not take (`reason`) is ours again: another
-   * worker of its route gets it, or it is answered 503 here (the connection
-   * stays open) when its state is `ours`, else it goes back to the worker it
-   * came from (`origin`), which answers it; closed when that cannot be. */
-  #placeAgain(
-    failed: Worker,
-    fd: number,
-    message: Uint8Array,
-    reason: string,
-    attempt: number,
+  /** Offer `parcel` to the workers of `path`'s route, `first` first, up to
+   * MAX_PLACEMENTS of them; it stays ours until one confirms. If none does,
+   * it is answered 503 here (the connection stays open) when its state is
+   * `ours`, else it goes back to the worker it came from (`origin`), which
+   * answers it; closed when that cannot be. */
+  #place(
+    parcel: Parcel,
+    path: string,
+    first: { worker: Worker; route: string },
     ours: boolean,
     origin?: Worker,
   ): void {
-    const h = returnedHandoff(fd, message, log);
-    if (!h) return;
-    const head = requestHead(h.unread, this.#o.maxBody);
-    const hit = head && attempt < MAX_PLACEMENTS
-      ? this.#o.workers.router.pickWithRoute(head.path)
-      : undefined;
-    const to = hit && hit.worker !== failed ? hit : undefined;
-    log.warning("conn {conn}: {worker} did not take it ({reason}); {next}", {
-      conn: h.info.connId,
-      worker: `${failed.name}/${failed.pid}`,
-      reason,
-      next: to
-        ? `to ${to.worker.name}/${to.worker.pid}`
-        : ours
-        ? "answering 503 here"
-        : origin
-        ? `back to ${origin.name}/${origin.pid}, which answers it`
-        : "closed (its TLS state is a function's: never imported here)",
-    });
-    if (to) {
-      this.#transfer(to.worker, to.route, message, fd, attempt + 1, ours, origin);
-      return;
-    }
-    if (ours) this.#adopt(h, fd, true);
-    else if (origin) {
-      // Its own state: the worker that exported it imports it again.
-      const lost = (fd: number, m: Uint8Array, why: string) => {
-        log.warning("conn {conn}: {worker} did not take it back ({why}); closed", {
-          conn: h.info.connId,
-          worker: `${origin.name}/${origin.pid}`,
-          why,
+    place(parcel, this.#workersFor(path, first), {
+      log,
+      unplaced: (p, reason, from) => {
+        log.warning("conn {conn}: {worker} did not take it ({reason}); {next}", {
+          conn: p.connId,
+          worker: from ?? "no worker",
+          reason,
+          next: ours
+            ? "answering 503 here"
+            : origin
+            ? `back to ${origin.name}/${origin.pid}, which answers it`
+            : "closed (its TLS state is a function's: never imported here)",
         });
-        closeFd(fd);
-        m.fill(0);
+        if (ours) this.#adopt(p, true);
+        else if (origin) this.#giveBack(p, origin);
+        else p.drop();
+      },
+    });
+  }
+
+  /** The workers a connection for `path` is offered to, one at a time: a
+   * new pick after each refusal, never the worker that just failed. */
+  *#workersFor(path: string, first: { worker: Worker; route: string }): Generator<Target> {
+    const { workers, metrics } = this.#o;
+    let hit: { worker: Worker; route: string } | undefined = first;
+    for (let attempt = 1; hit && attempt <= MAX_PLACEMENTS; attempt++) {
+      const worker: Worker = hit.worker;
+      const route: string = hit.route;
+      let failed = false, sent = false;
+      yield {
+        name: `${worker.name}/${worker.pid}`,
+        channel: worker.channel,
+        // The worker decides what is its by the table: it must have the newest.
+        before: () => workers.flushRoutes(),
+        sent: () => {
+          sent = true;
+          worker.held++;
+          metrics.handoffs.labels(worker.name, route).inc();
+        },
+        returned: () => {
+          worker.held = Math.max(0, worker.held - 1);
+          failed = true;
+        },
       };
-      if (!origin.channel.transfer(message, fd, lost)) lost(fd, message, "its channel is closed");
-      return;
-    } else closeFd(fd);
-    message.fill(0);
+      // Here only when it gave it back, or its channel was closed or full:
+      // that worker is not offered it again at once.
+      failed ||= !sent;
+      const next = workers.router.pickWithRoute(path);
+      hit = next && !(failed && next.worker === worker) ? next : undefined;
+    }
+  }
+
+  /** A function's connection nobody else took: back to the worker that
+   * exported it, which imports its own state again and answers it. */
+  #giveBack(parcel: Parcel, origin: Worker): void {
+    const lost = (why: string) => {
+      log.warning("conn {conn}: {worker} did not take it back ({why}); closed", {
+        conn: parcel.connId,
+        worker: `${origin.name}/${origin.pid}`,
+        why,
+      });
+      parcel.drop();
+    };
+    if (!parcel.transfer(origin.channel, lost)) lost("its channel is closed");
   }
 
   /** A worker handed a connection back: its next request is not for it.
@@ -300,12 +300,7 @@ export class Forwarder {
    * ```
    */
   takeBack(parcel: Parcel): void {
-    const conn = parcel.adopt(this.#o.importContext);
-    if (typeof conn === "string") {
-      log.warning("conn {conn}: {error}; connection dropped", { conn: parcel.connId, error: conn });
-      return;
-    }
-    this.#o.serve(conn, false);
+    this.#adopt(parcel, false);
   }
 
   /** Confirm a connection sent to us on `channel` by `sender`, then (once
@@ -383,22 +378,23 @@ export class Forwarder {
       channel.confirm(t.transfer, false);
       return;
     }
-    if (hit) setHandoffCount(message, t.handoffs + 1); // forwarded unopened
     channel.confirm(t.transfer, true, (mine) => {
       if (!mine) {
         closeFd(fd); // its sender took it back
         message.fill(0);
         return;
       }
-      if (hit) this.#transfer(hit.worker, hit.route, message, fd, 1, t.ours, t.origin);
-      else this.#adopt(decodeMessage(message).body as Handoff, fd, false);
+      // Ours now; forwarded unopened, one handoff more.
+      const lease = t.ours ? this.#lease() : undefined;
+      const parcel = Parcel.carry(t.conn, t.handoffs + 1, fd, message, lease);
+      if (hit && t.path !== undefined) this.#place(parcel, t.path, hit, t.ours, t.origin);
+      else this.#adopt(parcel, false);
       returnedLine.log(() => ({
         conn: t.conn,
         worker: t.sender,
         path: t.path ?? "-",
         target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
       }));
-      if (!hit) message.fill(0);
     }, true);
   }
 
@@ -433,13 +429,20 @@ export class Forwarder {
 
   /** Import a connection to answer it here (no worker for it, or none could
    * take it: `unplaced`). */
-  #adopt(h: Handoff, fd: number, unplaced: boolean): void {
-    const conn = adoptHandoff(h, fd, this.#o.sealer, this.#o.importContext);
+  #adopt(parcel: Parcel, unplaced: boolean): void {
+    let sentAt = 0;
+    try {
+      const msg = decodeMessage(parcel.message);
+      if (msg.type === MessageType.HANDOFF) sentAt = msg.body.sentAt;
+    } catch {
+      // adopt() says why
+    }
+    const conn = parcel.adopt(this.#o.importContext);
     if (typeof conn === "string") {
-      log.warning("conn {conn}: {error}; connection dropped", { conn: h.info.connId, error: conn });
+      log.warning("conn {conn}: {error}; connection dropped", { conn: parcel.connId, error: conn });
       return;
     }
-    this.#o.metrics.handoffLatency.observe(Math.max(0, nowMicros() - h.sentAt) / 1e6);
+    if (sentAt) this.#o.metrics.handoffLatency.observe(Math.max(0, nowMicros() - sentAt) / 1e6);
     this.#o.serve(conn, unplaced);
   }
 }

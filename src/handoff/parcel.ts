@@ -55,7 +55,8 @@ export class Parcel {
   readonly handoffs: number;
   #fd: number;
   #message: Uint8Array;
-  #sealer: Sealer;
+  /** The key it was sealed under, when it is ours to open. */
+  #sealer: Sealer | undefined;
   #release: () => void;
   #done = false;
 
@@ -64,7 +65,7 @@ export class Parcel {
     handoffs: number,
     fd: number,
     message: Uint8Array,
-    sealer: Sealer,
+    sealer: Sealer | undefined,
     release: () => void,
   ) {
     this.connId = connId;
@@ -110,6 +111,29 @@ export class Parcel {
       // after, releaseForHandoff closed its fd.
       return { error: (e as Error).message, intact: conn.isOpen };
     }
+  }
+
+  /** A connection handed to us that we pass on unopened (a relay): its fd
+   * and a copy of its HANDOFF, leaving with handoff count `handoffs`.
+   * `lease`: the key it was sealed under when it is ours to open (a
+   * gateway's state); without one it can only be passed on or dropped.
+   *
+   * @example
+   * ```ts
+   * import { Parcel } from "./parcel.ts";
+   * declare const fd: number, message: Uint8Array;
+   * const parcel = Parcel.carry(42, 2, fd, message.slice());
+   * parcel.drop();
+   * ```
+   */
+  static carry(
+    connId: number,
+    handoffs: number,
+    fd: number,
+    message: Uint8Array,
+    lease?: KeyLease,
+  ): Parcel {
+    return new Parcel(connId, handoffs, fd, message, lease?.sealer, lease?.release ?? (() => {}));
   }
 
   /** Whether it has ended (confirmed, adopted or dropped). */
@@ -159,6 +183,21 @@ export class Parcel {
     });
   }
 
+  /** The HANDOFF as it would leave now, for a receiver to read before
+   * deciding (the request it carries); valid until the parcel ends.
+   *
+   * @example
+   * ```ts
+   * import type { Parcel } from "./parcel.ts";
+   * import { decodeMessage } from "./protocol.ts";
+   * declare const parcel: Parcel;
+   * console.log(decodeMessage(parcel.message).type);
+   * ```
+   */
+  get message(): Uint8Array {
+    return this.#message;
+  }
+
   /** Nobody took it: open it here again (with the key it was sealed under)
    * and rebuild the connection; or the reason it cannot be (its fd is then
    * closed). The parcel ends either way.
@@ -174,6 +213,10 @@ export class Parcel {
    */
   adopt(ctx: TlsContext): TlsConnection | string {
     if (this.#done) return "the parcel has ended";
+    if (!this.#sealer) {
+      this.drop();
+      return "its TLS state is not ours to open";
+    }
     let h: Handoff;
     try {
       const msg = decodeMessage(this.#message);
