@@ -31,6 +31,7 @@ import { type AdminResponse, AdminServer } from "./admin_server.ts";
 import type { RequestHead } from "../http/http.ts";
 import { PROOF_HEADER, SIGNATURE_HEADER, SignatureCheck } from "../operations/admin_signature.ts";
 import { adminAnswer } from "./admin_routes.ts";
+import { ControlSessions } from "./control_sessions.ts";
 import { ControlSocket } from "./control_socket.ts";
 import { Forwarder } from "./forwarder.ts";
 import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
@@ -100,6 +101,8 @@ export class Gateway {
   #sealer = new Sealer(this.#key);
   #metrics = new GatewayMetrics();
   #workers: Workers;
+  /** Control connections until each says what it is (REGISTER, JOIN, TAKEOVER). */
+  #sessions: ControlSessions;
   #forwarder: Forwarder | undefined;
   #policy: GatewayPolicy | undefined;
   #holdOptions: HoldOptions;
@@ -143,12 +146,16 @@ export class Gateway {
     this.#workers = new Workers(config, this.#key, this.#metrics, {
       returned: (from, h, fd, raw) => this.#forwarder!.returned(from, h, fd, raw),
       moved: (from, moved) => this.#forwarder!.moved(from, moved),
-      takeover: (channel, pid) => this.#onTakeover(channel, pid),
       fromSatellite: (from, h, fd, raw) =>
         this.#forwarder!.inherited(from.channel, from.pid, h, fd, raw),
       joined: (satellite) => {
         if (tickets) satellite.channel.send(encodeJson(MessageType.TICKETS, tickets.message()));
       },
+    });
+    this.#sessions = new ControlSessions(this.#metrics, {
+      register: (channel, peer, body) => this.#workers.register(channel, peer, body),
+      join: (channel, peer) => this.#workers.satellites.join(channel, peer),
+      takeover: (channel, peer) => this.#onTakeover(channel, peer.pid),
     });
     this.#workers.settling(() => this.#settling());
     tickets?.onChange((t) => {
@@ -230,7 +237,7 @@ export class Gateway {
     this.#forwarder!.useSealer(this.#sealer);
     this.#handshaker = handshaker;
     this.#controlSocket = heir.control;
-    this.#control = new Listener(heir.control.fd, "control", (w) => this.#workers.accept(w));
+    this.#control = new Listener(heir.control.fd, "control", (c) => this.#sessions.accept(c));
     if (c.adminPort >= 0 || heir.admin) this.#startAdmin(heir.admin?.fd);
     log.info(
       "taking over from gateway pid {pid}: its sockets are passed on; waiting for {n} worker(s)",
@@ -298,7 +305,7 @@ export class Gateway {
   /** Listening: the watchdog and the start lines. */
   /** Whether workers it expects may still be registering (see #expected). */
   #settling(): boolean {
-    return Date.now() < this.#settledAt && this.#workers.list().length < this.#expected;
+    return Date.now() < this.#settledAt && this.#workers.registered() < this.#expected;
   }
 
   #started(): void {
@@ -494,7 +501,7 @@ export class Gateway {
         const control = ControlSocket.listen(this.config.control);
         this.#control?.close();
         this.#controlSocket = control;
-        this.#control = new Listener(control.fd, "control", (w) => this.#workers.accept(w));
+        this.#control = new Listener(control.fd, "control", (c) => this.#sessions.accept(c));
       } catch (e) {
         log.error("cannot bind the control socket again: {error}", {
           error: (e as Error).message,
@@ -526,7 +533,11 @@ export class Gateway {
   #listen(handshaker: Handshaker): void {
     const c = this.config;
     this.#controlSocket = ControlSocket.listen(c.control);
-    this.#control = new Listener(this.#controlSocket.fd, "control", (w) => this.#workers.accept(w));
+    this.#control = new Listener(
+      this.#controlSocket.fd,
+      "control",
+      (c) => this.#sessions.accept(c),
+    );
     const listenFd = tcpListen(c.host, c.port, 4096, c.reusePort);
     this.#clients = new Listener(listenFd, "clients", (conn) => handshaker.accept(conn));
     this.#port = localPort(listenFd);
@@ -707,5 +718,6 @@ export class Gateway {
     clearTimeout(this.#adminRetry);
     this.#admin?.stop();
     this.#workers.close();
+    this.#sessions.close();
   }
 }

@@ -20,7 +20,6 @@ import { closeFd } from "../../ffi/shim.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { ControlChannel } from "../handoff/control_channel.ts";
 import { logger } from "../operations/log.ts";
-import type { Accepted } from "../connection/listener.ts";
 import { retryBlockedListeners } from "../connection/listener.ts";
 import {
   encodeJson,
@@ -33,6 +32,7 @@ import {
 } from "../handoff/protocol.ts";
 import type { Snapshot } from "../operations/metrics.ts";
 import { RouteConflictError, Router, type WorkerRef } from "../routing/router.ts";
+import { type Satellite, Satellites } from "./satellites.ts";
 import { trust } from "../handoff/trust.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
 
@@ -60,15 +60,13 @@ export interface Worker extends WorkerRef {
    * version to be promoted), "draining" (sent DRAIN, or replaced by a new
    * version) or "stuck" (silent past --worker-timeout); only a serving worker
    * is in the router. */
-  state: "serving" | "standby" | "draining" | "stuck" | "satellite";
+  state: "serving" | "standby" | "draining" | "stuck";
   /** Its version's label (REGISTER's generation; "" when none). */
   generation: string;
   /** It was told HANDOVER: what it hands back goes to the new version. */
   handingOver: boolean;
   /** It registered with the gateway that took over from this one (LEFT). */
   left: boolean;
-  /** Not a worker: a satellite gateway (JOIN) sharing the public port. */
-  satellite: boolean;
 }
 
 /** What {@linkcode Workers.promote} did. */
@@ -89,13 +87,10 @@ export interface WorkerEvents {
   returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void;
   /** A worker moved connections straight to siblings (MOVED). */
   moved(from: Worker, moved: Moved): void;
-  /** A new gateway (pid) connected to take over from this one (TAKEOVER):
-   * the channel is no worker's; its handlers are the callee's to set. */
-  takeover?(channel: ControlChannel, pid: number): void;
   /** A satellite gateway passed on a connection no worker took directly. */
-  fromSatellite?(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void;
+  fromSatellite?(from: Satellite, h: Handoff, fd: number, raw: Uint8Array): void;
   /** A satellite gateway joined: what it should get besides the key and routes. */
-  joined?(satellite: Worker): void;
+  joined?(satellite: Satellite): void;
 }
 
 /**
@@ -117,6 +112,8 @@ export interface WorkerEvents {
 export class Workers {
   /** Which function, and which of its workers, serves a path. */
   readonly router: Router<Worker>;
+  /** The satellite gateways that joined (they get the table too). */
+  readonly satellites: Satellites;
   #config: GatewayConfig;
   #key: Uint8Array;
   #settling: () => boolean = () => false;
@@ -157,6 +154,18 @@ export class Workers {
     this.#metrics = metrics;
     this.#events = events;
     this.router = new Router<Worker>(config.vacantGraceMs, () => this.#routesChanged());
+    this.satellites = new Satellites(metrics, {
+      handoff: (from, h, fd, raw) => {
+        if (events.fromSatellite) return events.fromSatellite(from, h, fd, raw);
+        closeFd(fd);
+        from.channel.confirm(h.transfer ?? 0, false);
+      },
+      joined: (satellite) => events.joined?.(satellite),
+    }, {
+      key: () => this.#key,
+      routes: () => this.#routesMessage(true),
+      moving: () => this.#moving,
+    });
   }
 
   /** Registered workers' last reports (for /metrics).
@@ -171,35 +180,9 @@ export class Workers {
   reports(): { name: string; metrics: Snapshot; satellite?: boolean }[] {
     const out: { name: string; metrics: Snapshot; satellite?: boolean }[] = [];
     for (const w of this.#workers) {
-      if (w.registered && w.metrics) {
-        out.push({ name: w.name, metrics: w.metrics, ...(w.satellite ? { satellite: true } : {}) });
-      }
+      if (w.registered && w.metrics) out.push({ name: w.name, metrics: w.metrics });
     }
-    return out;
-  }
-
-  /** A satellite gateway joined (JOIN): it gets the sealing key, the route
-   * table with every function's workers, and (by `joined`) the ticket keys;
-   * it is in no router and no member list. */
-  #join(worker: Worker): void {
-    worker.name = "gateway";
-    worker.satellite = true;
-    this.#metrics.satelliteBack(worker.pid);
-    worker.state = "satellite";
-    worker.registered = true;
-    const proof = trust().proof("REGISTERED", Deno.pid, worker.pid);
-    worker.channel.send(
-      encodeJson(MessageType.REGISTERED, {
-        ok: true,
-        gatewayPid: Deno.pid,
-        key: toBase64(this.#key),
-        ...(proof ? { proof } : {}),
-      }),
-    );
-    worker.channel.send(this.#routesMessage(true));
-    this.#events.joined?.(worker);
-    if (this.#moving) worker.channel.send(encodeJson(MessageType.MOVE, {}));
-    log.info("satellite gateway pid {pid} joined", { pid: worker.pid });
+    return [...out, ...this.satellites.reports()];
   }
 
   /** Send `message` to every satellite gateway (a copy each).
@@ -213,70 +196,53 @@ export class Workers {
    * ```
    */
   toSatellites(message: Uint8Array): void {
-    for (const w of this.#workers) if (w.satellite) w.channel.send(message.slice());
-    message.fill(0);
+    this.satellites.broadcast(message);
   }
 
-  /** A process connected to the control socket: check it runs as one of
-   * the roles' users (src/handoff/trust.ts), then wait for its REGISTER (a
-   * worker), JOIN (a satellite gateway) or TAKEOVER (a successor), each
-   * checked against the sender's user.
+  /** A process on the control socket said REGISTER (src/gateway/control_sessions.ts
+   * checked its user): it is a worker, its channel ours from now on.
    *
    * @example
    * ```ts
    * import type { Workers } from "./workers.ts";
-   * import { Listener } from "../connection/listener.ts";
-   * import { unixListen } from "../../ffi/shim.ts";
-   * declare const workers: Workers;
-   * new Listener(unixListen(`${Deno.makeTempDirSync()}/c.sock`), "control", (c) => workers.accept(c));
+   * import type { ControlChannel } from "../handoff/control_channel.ts";
+   * declare const workers: Workers, channel: ControlChannel;
+   * workers.register(channel, { pid: 4242, uid: 1000 }, { name: "sum", routes: ["/sum"], pid: 4242 });
    * ```
    */
-  accept(c: Accepted): void {
-    const cred = trust().admit(c.fd, "role", "control connection", log);
-    if (!cred) return;
+  register(channel: ControlChannel, peer: { pid: number; uid: number }, body: Register): void {
     const worker: Worker = {
       name: "",
-      pid: cred.pid,
-      uid: cred.uid,
+      pid: peer.pid,
+      uid: peer.uid,
       held: 0,
       routes: [],
       nestedRoutes: false,
       peer: false,
       registered: false,
-      channel: undefined as unknown as ControlChannel,
+      channel,
       lastSeen: Date.now(),
       state: "serving",
       generation: "",
       handingOver: false,
       left: false,
-      satellite: false,
     };
-    try {
-      worker.channel = new ControlChannel(c.fd, {
-        onMessage: (msg, fd, raw) => this.#onMessage(worker, msg, fd, raw),
-        onBadMessage: (error) =>
-          log.warning("dropped a bad message from pid {pid}: {error}", { pid: cred.pid, error }),
-        onClose: () => {
-          this.#onGone(worker);
-          retryBlockedListeners();
-        },
-      });
-    } catch (e) {
-      log.error("cannot watch a control connection: {error}", { error: (e as Error).message });
-      closeFd(c.fd);
-      return;
-    }
     this.#workers.add(worker);
+    channel.retarget({
+      onMessage: (msg, fd, raw) => this.#onMessage(worker, msg, fd, raw),
+      onBadMessage: (error) =>
+        log.warning("dropped a bad message from pid {pid}: {error}", { pid: peer.pid, error }),
+      onClose: () => {
+        this.#onGone(worker);
+        retryBlockedListeners();
+      },
+    });
+    this.#register(worker, body);
   }
 
   #onGone(worker: Worker): void {
     this.#workers.delete(worker);
     if (!worker.registered) return;
-    if (worker.satellite) {
-      if (worker.metrics) this.#metrics.satelliteLeft(worker.pid, worker.metrics);
-      log.info("satellite gateway pid {pid} left", { pid: worker.pid });
-      return;
-    }
     this.router.remove(worker);
     this.#membersChanged();
     if (worker.metrics) this.#metrics.workerLeft(worker.name, worker.metrics);
@@ -300,26 +266,13 @@ export class Workers {
     worker.lastSeen = Date.now();
     if (worker.state === "stuck") this.#revive(worker);
     if (msg.type === MessageType.HANDOFF) {
-      if (worker.satellite && this.#events.fromSatellite) {
-        this.#events.fromSatellite(worker, msg.body, fd, raw);
-      } else if (worker.registered && !worker.satellite) {
+      if (worker.registered) {
         if (worker.handingOver) this.#metrics.handedOver.labels(worker.name).inc();
         this.#events.returned(worker, msg.body, fd, raw);
       } else {
         closeFd(fd);
         worker.channel.confirm(msg.body.transfer ?? 0, false); // not ours to take
       }
-      return;
-    }
-    if (msg.type === MessageType.TAKEOVER && !worker.registered && this.#events.takeover) {
-      if (!this.#isGateway(worker, "TAKEOVER", msg.body.proof)) return;
-      this.#workers.delete(worker); // not a worker: a successor gateway
-      this.#events.takeover(worker.channel, worker.pid); // the kernel's pid, not the claimed one
-      return;
-    }
-    if (msg.type === MessageType.JOIN && !worker.registered) {
-      if (!this.#isGateway(worker, "JOIN", msg.body.proof)) return;
-      this.#join(worker);
       return;
     }
     if (msg.type === MessageType.LEFT && worker.registered) {
@@ -334,9 +287,9 @@ export class Workers {
     } else if (msg.type === MessageType.STATS && worker.registered) {
       worker.held = msg.body.held;
       if (msg.body.metrics) worker.metrics = msg.body.metrics; // absent: too large, keep the last
-    } else if (msg.type === MessageType.MOVED && worker.registered && !worker.satellite) {
+    } else if (msg.type === MessageType.MOVED && worker.registered) {
       this.#events.moved(worker, msg.body);
-    } else if (msg.type === MessageType.DRAIN && worker.registered && !worker.satellite) {
+    } else if (msg.type === MessageType.DRAIN && worker.registered) {
       if (worker.handingOver) return; // replaced: out of the router already
       // It finishes what it holds; new connections go to the others.
       worker.state = "draining";
@@ -351,29 +304,6 @@ export class Workers {
         pid: worker.pid,
       });
     }
-  }
-
-  /** Whether `worker` may do what a gateway does (`type`: JOIN or TAKEOVER):
-   * it runs as the gateways' user and, when this gateway has the launcher's
-   * secret, proves it too. Otherwise the refusal is logged and counted and
-   * its connection closed. */
-  #isGateway(worker: Worker, type: "JOIN" | "TAKEOVER", proof: string | undefined): boolean {
-    const t = trust();
-    const why = !t.isGateway(worker.uid)
-      ? "not the gateway user"
-      : !t.proves(type, Deno.pid, worker.pid, proof)
-      ? "no proof of the launcher's secret"
-      : "";
-    if (!why) return true;
-    this.#metrics.controlRefused.labels(why).inc();
-    log.warning("refused {type} from pid {pid} (uid {uid}): {why}", {
-      type,
-      pid: worker.pid,
-      uid: worker.uid,
-      why,
-    });
-    worker.channel.close();
-    return false;
   }
 
   #register(
@@ -475,7 +405,22 @@ export class Workers {
         held: w.held,
       });
     }
-    return out;
+    return [...out, ...this.satellites.list()];
+  }
+
+  /** How many workers (not satellites) are registered.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * console.log(workers.registered());
+   * ```
+   */
+  registered(): number {
+    let n = 0;
+    for (const w of this.#workers) if (w.registered) n++;
+    return n;
   }
 
   /** Switch function `name` to its workers of `generation` that wait on
@@ -620,14 +565,13 @@ export class Workers {
     if (!this.#routesPending) return;
     this.#routesPending = false;
     const msg = this.#routesMessage();
-    let satellites: Uint8Array | undefined;
     let sent = 0;
     for (const w of this.#workers) {
       if (!w.registered) continue;
-      if (w.satellite) satellites ??= this.#routesMessage(true, false);
-      w.channel.send((w.satellite ? satellites! : msg).slice()); // send() zeroes what it sent
+      w.channel.send(msg.slice()); // send() zeroes what it sent
       sent++;
     }
+    if (this.satellites.size > 0) this.satellites.broadcast(this.#routesMessage(true, false));
     log.debug("route table version {version} sent to {sent} worker(s)", {
       version: this.#routesVersion,
       sent,
@@ -675,8 +619,7 @@ export class Workers {
   }
 
   #hasSatellites(): boolean {
-    for (const w of this.#workers) if (w.satellite) return true;
-    return false;
+    return this.satellites.size > 0;
   }
 
   /** The watchdog (every second): take workers that have been silent past
@@ -752,6 +695,8 @@ export class Workers {
       w.channel.send(encodeJson(MessageType.MOVE, {}));
       n++;
     }
+    n += this.satellites.size;
+    this.satellites.broadcast(encodeJson(MessageType.MOVE, {}));
     return n;
   }
 
@@ -780,7 +725,7 @@ export class Workers {
   unconfirmed(): number {
     let n = 0;
     for (const w of this.#workers) n += w.channel.unconfirmed;
-    return n;
+    return n + this.satellites.unconfirmed();
   }
 
   /** Whether every worker registered with the gateway that took over
@@ -798,7 +743,7 @@ export class Workers {
       if (w.channel.unconfirmed > 0) return false;
       if (w.registered && !w.left) return false;
     }
-    return true;
+    return this.satellites.allLeft();
   }
 
   /** Use `key` as the sealing key given to workers from now on (a gateway
@@ -828,5 +773,6 @@ export class Workers {
    */
   close(): void {
     for (const w of [...this.#workers]) w.channel.close();
+    this.satellites.close();
   }
 }
