@@ -21,8 +21,7 @@
  * @module
  */
 
-import { toBase64 } from "../handoff/bytes.ts";
-import { closeFd, duplicateFd, localPort, tcpListen } from "../../ffi/shim.ts";
+import { localPort, tcpListen } from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { logger } from "../operations/log.ts";
@@ -45,38 +44,18 @@ import type { TlsConnection } from "../connection/tls_connection.ts";
 import { Sealer } from "../handoff/seal.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
 import { encodeJson, MessageType } from "../handoff/protocol.ts";
-import { Parcel } from "../handoff/parcel.ts";
-import { place } from "../handoff/placement.ts";
 import { drainHeld } from "../operations/drain.ts";
-import { inherit } from "./succession.ts";
+import { inherit, Successor } from "./succession.ts";
 import { trust } from "../handoff/trust.ts";
 import type { TicketKeys } from "./ticket_keys.ts";
 
 const log = logger("gateway");
-
-/** A gateway taking over from this one. */
-interface Successor {
-  /** Its channel (it connected to our control socket). */
-  channel: ControlChannel;
-  pid: number;
-  /** Its control socket is at the path (BOUND): the workers were told to move. */
-  bound: boolean;
-  /** It accepts now: what this gateway holds goes to it. */
-  accepting: boolean;
-  /** It went away (or refused connections again and again): keep what is left here. */
-  broken: boolean;
-  /** Connections it refused so far. */
-  refused: number;
-}
 
 /** How long a gateway that has just started or taken over waits at most
  * for the workers it expects (`--expect-workers`, a predecessor's count):
  * meanwhile a route no worker registered yet gets 503, not 404, here and in
  * the workers' tables (ROUTES `settling`). */
 const SETTLING_MS = 5000;
-
-/** Connections a successor may refuse before this gateway stops offering it more. */
-const MAX_SUCCESSOR_REFUSALS = 100;
 
 const requestLog = requestLogLine(log);
 
@@ -288,8 +267,8 @@ export class Gateway {
       metrics: this.#metrics,
       label: this.#holdOptions.label,
       draining: () => this.#draining,
-      handingOver: () => this.#successor?.accepting === true && !this.#successor.broken,
-      handOver: (conn) => this.#passOn(conn),
+      handingOver: () => this.#successor?.takesConnections === true,
+      handOver: (conn) => this.#successor?.passOn(conn) === true,
       expected: (path) => this.#settling() || trust().declares(path),
     });
     return new Handshaker({
@@ -353,68 +332,19 @@ export class Gateway {
       channel.close();
       return;
     }
-    const successor: Successor = {
-      channel,
-      pid,
-      bound: false,
-      accepting: false,
-      broken: false,
-      refused: 0,
-    };
-    this.#successor = successor;
-    channel.retarget({
-      onMessage: (msg, fd) => {
-        if (fd >= 0) closeFd(fd);
-        if (msg.type === MessageType.BOUND && !successor.bound) {
-          successor.bound = true;
-          const n = this.#workers.moveAll();
-          log.info("gateway pid {pid} holds the control socket now; {n} worker(s) told to move", {
-            pid,
-            n,
-          });
-        } else if (msg.type === MessageType.ACCEPTING && successor.bound && !successor.accepting) {
-          this.#retire(successor);
-        } else {
-          log.warning("unexpected message type {type} from gateway pid {pid}", {
-            type: msg.type,
-            pid,
-          });
-        }
-      },
-      onBadMessage: (error) =>
-        log.warning("bad message from gateway pid {pid}: {error}", { pid, error }),
-      onClose: () => this.#successorGone(successor),
+    this.#successor = Successor.start(channel, pid, {
+      https: { fd: this.#clients.fd, port: this.#port },
+      admin: this.#admin ? { fd: this.#admin.fd, port: this.#adminPort } : undefined,
+      key: this.#key,
+      tickets: this.#tickets?.message(),
+      workers: this.#workers.list().length,
+    }, {
+      moveAll: () => this.#workers.moveAll(),
+      retire: (s) => this.#retire(s),
+      gone: (s) => this.#successorGone(s),
+      keep: (parcel) => this.#forwarder!.takeBack(parcel),
+      sealer: () => this.#sealer,
     });
-    try {
-      if (this.#admin) {
-        channel.send(
-          encodeJson(MessageType.LISTENER, { kind: "admin", port: this.#adminPort }),
-          duplicateFd(this.#admin.fd),
-        );
-      }
-      if (this.#tickets) channel.send(encodeJson(MessageType.TICKETS, this.#tickets.message()));
-      const key = toBase64(this.#key);
-      const workers = this.#workers.list().length;
-      const proof = trust().proof("LISTENER", Deno.pid, pid);
-      channel.send(
-        encodeJson(MessageType.LISTENER, {
-          kind: "https",
-          port: this.#port,
-          key,
-          workers,
-          ...(proof ? { proof } : {}),
-        }),
-        duplicateFd(this.#clients.fd),
-      );
-    } catch (e) {
-      log.error("cannot pass the listening sockets to gateway pid {pid}: {error}", {
-        pid,
-        error: (e as Error).message,
-      });
-      channel.close();
-      return;
-    }
-    log.info("gateway pid {pid} takes over: listening sockets passed on", { pid });
   }
 
   /** The successor accepts: stop accepting (the sockets stay open here
@@ -423,7 +353,6 @@ export class Gateway {
    * request boundary, and resolve {@linkcode Gateway.retired} once nothing
    * is left (or at --drain-timeout). */
   async #retire(successor: Successor): Promise<void> {
-    successor.accepting = true;
     this.#clients?.pause();
     this.#admin?.pause();
     log.info(
@@ -455,42 +384,11 @@ export class Gateway {
     this.#retired.resolve();
   }
 
-  /** Pass an idle connection to the successor (at a request boundary).
-   * False when it cannot go (the holder closes it). */
-  #passOn(conn: TlsConnection): boolean {
-    const s = this.#successor;
-    if (!s || s.broken) return false;
-    // The gateway's key lives as long as the gateway: nothing to release.
-    const lease = { sealer: this.#sealer, release: () => {} };
-    const parcel = Parcel.release(conn, lease, conn.info.handoffs);
-    if (!(parcel instanceof Parcel)) return !parcel.intact; // intact: the holder closes it
-    place(parcel, [{
-      name: `gateway pid ${s.pid}`,
-      channel: s.channel,
-      // Offered again at its next boundary, unless it keeps refusing.
-      returned: () => {
-        if (++s.refused >= MAX_SUCCESSOR_REFUSALS) s.broken = true;
-      },
-    }], {
-      log,
-      unplaced: (p, reason) => {
-        log.warning("conn {conn}: gateway pid {pid} did not take it ({reason}); kept here", {
-          conn: p.connId,
-          pid: s.pid,
-          reason,
-        });
-        this.#forwarder!.takeBack(p);
-      },
-    });
-    return true;
-  }
-
   /** The successor's channel closed. If it took the control path, this
    * gateway binds it again (a dead socket there is replaced), so workers
    * that had moved come back; if it had started accepting, this one
    * accepts again too. */
   #successorGone(successor: Successor): void {
-    successor.broken = true;
     if (this.#successor !== successor) return;
     this.#successor = undefined;
     log.error("gateway pid {pid} went away before taking everything over; this gateway serves on", {
