@@ -328,3 +328,39 @@ export async function hold(
     }
   }
 }
+
+/**
+ * {@linkcode hold} `conn` as one of `held` (a role's connections, which its
+ * drain waits for) until it leaves or closes; a failure is logged on the
+ * role's logger and closes the connection.
+ *
+ * @example
+ * ```ts
+ * import { holdAmong, type HoldOptions, type HoldPolicy } from "./holder.ts";
+ * import type { TlsConnection } from "./tls_connection.ts";
+ * declare const conn: TlsConnection, opts: HoldOptions, policy: HoldPolicy;
+ * const held = new Set<TlsConnection>();
+ * await holdAmong(held, conn, opts, policy);
+ * ```
+ */
+export async function holdAmong(
+  held: Set<TlsConnection>,
+  conn: TlsConnection,
+  opts: HoldOptions,
+  policy: HoldPolicy,
+  unplaced = false,
+  stay = false,
+): Promise<void> {
+  held.add(conn);
+  try {
+    await hold(conn, opts, policy, unplaced, stay);
+  } catch (e) {
+    opts.requestLog.logger.error("conn {conn}: {error}", {
+      conn: conn.info.connId,
+      error: String(e),
+    });
+    conn.close(false);
+  } finally {
+    held.delete(conn);
+  }
+}

@@ -38,7 +38,7 @@ import { GatewayPolicy } from "./gateway_policy.ts";
 import { Handshaker } from "./handshaker.ts";
 import { ProxyProtocol } from "./proxy_protocol.ts";
 import { Workers } from "./workers.ts";
-import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
+import { holdAmong, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
 import { Listener, retryBlockedListeners } from "../connection/listener.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { Sealer } from "../handoff/seal.ts";
@@ -360,7 +360,7 @@ export class Gateway {
       { pid: successor.pid, held: this.#held.size },
     );
     const started = Date.now();
-    await drainHeld({
+    const left = await drainHeld({
       held: this.#held,
       // Every worker registered with the successor too.
       pending: () => this.#pending() + (this.#workers.allLeft() ? 0 : 1),
@@ -370,8 +370,7 @@ export class Gateway {
     if (successor.broken && successor.channel.unconfirmed === 0 && this.#successor !== successor) {
       return; // it went away: this gateway serves again (#successorGone)
     }
-    const left = this.#held.size;
-    for (const conn of this.#held) conn.close();
+    for (const conn of this.#held) conn.close(); // it went away with things unconfirmed
     this.#clients?.close();
     this.#clients = undefined;
     clearTimeout(this.#adminRetry);
@@ -515,16 +514,8 @@ export class Gateway {
   /** Hold a connection until its next request can go to a worker, answering
    * here what no worker can. `unplaced`: its next request gets a 503 here (a
    * worker could not take it just now). */
-  async #serve(conn: TlsConnection, unplaced: boolean): Promise<void> {
-    this.#held.add(conn);
-    try {
-      await hold(conn, this.#holdOptions, this.#policy!, unplaced);
-    } catch (e) {
-      log.error("conn {conn}: {error}", { conn: conn.info.connId, error: String(e) });
-      conn.close(false);
-    } finally {
-      this.#held.delete(conn);
-    }
+  #serve(conn: TlsConnection, unplaced: boolean): Promise<void> {
+    return holdAmong(this.#held, conn, this.#holdOptions, this.#policy!, unplaced);
   }
 
   /** Drain: stop accepting, close idle connections cleanly, let requests in
@@ -549,7 +540,6 @@ export class Gateway {
       pending: () => this.#pending(),
       until: Date.now() + deadlineMs,
     });
-    for (const conn of this.#held) conn.close();
     log.info("drained ({left} connection(s) cut at the deadline)", { left });
   }
 

@@ -22,7 +22,7 @@
 
 import { closeFd, localPort, tcpListen } from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
-import { hold, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
+import { holdAmong, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
 import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts";
 import { Listener, retryBlockedListeners } from "../connection/listener.ts";
 import type { TlsConnection } from "../connection/tls_connection.ts";
@@ -199,16 +199,8 @@ export class SatelliteGateway {
   // ---- serving ----
 
   async #serve(conn: TlsConnection, unplaced: boolean): Promise<void> {
-    this.#held.add(conn);
-    try {
-      await hold(conn, this.#holdOptions, this.#policy, unplaced);
-    } catch (e) {
-      log.error("conn {conn}: {error}", { conn: conn.info.connId, error: String(e) });
-      conn.close(false);
-    } finally {
-      this.#held.delete(conn);
-      retryBlockedListeners();
-    }
+    await holdAmong(this.#held, conn, this.#holdOptions, this.#policy, unplaced);
+    retryBlockedListeners();
   }
 
   #makePolicy(): HoldPolicy {
@@ -305,7 +297,6 @@ export class SatelliteGateway {
         (this.#peers?.unconfirmed ?? 0),
       until: Date.now() + deadlineMs,
     });
-    for (const conn of this.#held) conn.close();
     log.info("satellite drained ({left} connection(s) cut at the deadline)", { left });
   }
 

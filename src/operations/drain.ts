@@ -28,8 +28,9 @@ export interface DrainOptions {
 
 /**
  * Wait until `held` is empty and nothing is pending, interrupting idle
- * connections, or until `until`; returns how many connections are still
- * held (the caller closes them: the deadline is the deadline).
+ * connections, or until `until`, then close what is still held (the
+ * deadline is the deadline; not when `abort` stopped the wait); returns how
+ * many connections were still held.
  *
  * @example
  * ```ts
@@ -47,5 +48,8 @@ export async function drainHeld(o: DrainOptions): Promise<number> {
     for (const conn of o.held) conn.interruptIdle();
     await new Promise((ok) => setTimeout(ok, POLL_MS));
   }
-  return o.held.size;
+  const left = o.held.size;
+  // The deadline is the deadline; an aborted drain leaves them be.
+  if (!o.abort?.()) { for (const conn of [...o.held]) conn.close(); }
+  return left;
 }

@@ -35,7 +35,7 @@ import { drainHeld } from "../operations/drain.ts";
 import { WorkerMetrics } from "./worker_metrics.ts";
 import { type Handler, Responder } from "../http/responder.ts";
 import {
-  hold,
+  holdAmong,
   type HoldOptions,
   holdOptions,
   type HoldPolicy,
@@ -310,13 +310,7 @@ export class FunctionServer {
    * move just failed); `stay`: the request that came with it (from the
    * gateway) is answered here (see holder.ts `hold`). */
   #hold(conn: TlsConnection, answerHere: boolean, stay = false): void {
-    this.#connections.add(conn);
-    this.#serve(conn, answerHere, stay)
-      .catch((e) => {
-        log.error("conn {conn}: {error}", { conn: conn.info.connId, error: String(e) });
-        conn.close(false);
-      })
-      .finally(() => this.#connections.delete(conn));
+    holdAmong(this.#connections, conn, this.#holdOptions, this.#policy, answerHere, stay);
   }
 
   /** The route of ours that serves `path`, or undefined: another
@@ -362,10 +356,6 @@ export class FunctionServer {
     count: (a) => this.#metrics.requests.labels(a.route, a.status).inc(),
     draining: () => this.#draining,
   };
-
-  async #serve(conn: TlsConnection, unplaced: boolean, stay: boolean): Promise<void> {
-    await hold(conn, this.#holdOptions, this.#policy, unplaced, stay);
-  }
 
   /** Keep the connection after this response? Decided when the response is
    * serialized, so a drain that began during the handler is honoured. */
@@ -507,7 +497,6 @@ export class FunctionServer {
         name: this.options.name,
         left,
       });
-      for (const conn of this.#connections) conn.close(); // the deadline is the deadline
     }
     Deno.kill(Deno.pid, "SIGTERM"); // the usual shutdown: drain (nothing left) and exit
   }
@@ -554,7 +543,6 @@ export class FunctionServer {
     this.#link.send(encodeJson(MessageType.DRAIN, {}), true);
     closeWebSockets(1001, "going away");
     const left = await this.#drainHeld(Date.now() + deadlineMs);
-    for (const conn of this.#connections) conn.close();
     log.info("{name} drained ({left} connection(s) cut at the deadline)", {
       name: this.options.name,
       left,
