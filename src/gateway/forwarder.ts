@@ -204,34 +204,31 @@ export class Forwarder {
   }
 
   /** The workers a connection for `path` is offered to, one at a time: a
-   * new pick after each refusal, never the worker that just failed. */
+   * new least-held pick after each refusal, never a worker that has
+   * refused it or could not be sent it. */
   *#workersFor(path: string, first: { worker: Worker; route: string }): Generator<Target> {
     const { workers, metrics } = this.#o;
+    const tried = new Set<Worker>();
     let hit: { worker: Worker; route: string } | undefined = first;
     for (let attempt = 1; hit && attempt <= MAX_PLACEMENTS; attempt++) {
       const worker: Worker = hit.worker;
       const route: string = hit.route;
-      let failed = false, sent = false;
+      tried.add(worker);
       yield {
         name: `${worker.name}/${worker.pid}`,
         channel: worker.channel,
         // The worker decides what is its by the table: it must have the newest.
         before: () => workers.flushRoutes(),
         sent: () => {
-          sent = true;
           worker.held++;
           metrics.handoffs.labels(worker.name, route).inc();
         },
         returned: () => {
           worker.held = Math.max(0, worker.held - 1);
-          failed = true;
         },
       };
-      // Here only when it gave it back, or its channel was closed or full:
-      // that worker is not offered it again at once.
-      failed ||= !sent;
-      const next = workers.router.pickWithRoute(path);
-      hit = next && !(failed && next.worker === worker) ? next : undefined;
+      // Here only when it gave it back, or its channel was closed or full.
+      hit = workers.router.pickWithRoute(path, tried);
     }
   }
 

@@ -13,7 +13,7 @@
  * Registration rules: a route belongs to one function; a route nested
  * inside another function's route, or containing one, is refused unless the
  * registering function allows nesting (`nestedRoutes`); at most
- * `Limits.maxRoutes` routes in all, so the table fits one ROUTES message.
+ * `RouteLimits.maxRoutes` routes in all, so the table fits one ROUTES message.
  * Every change of the table (a function added or forgotten) bumps its
  * version and is reported, so the gateway can push the table to workers.
  *
@@ -21,8 +21,7 @@
  */
 
 import { leastHeld } from "./balance.ts";
-import { Limits } from "../handoff/protocol.ts";
-import { covers, type RouteMatch, RouteTable } from "./route_table.ts";
+import { covers, RouteLimits, type RouteMatch, RouteTable } from "./route_table.ts";
 
 /** A registered worker process as the router sees it. */
 export interface WorkerRef {
@@ -141,7 +140,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * all announce the same routes; a route belongs to one function; a route
    * nested inside another function's route ("/sum/admin" in "/sum") or
    * containing one ("/a" around "/a/b") is refused unless `nestedRoutes`;
-   * at most `Limits.maxRoutes` routes in all. Throws
+   * at most `RouteLimits.maxRoutes` routes in all. Throws
    * {@linkcode RouteConflictError} naming the routes and their owner.
    *
    * @example
@@ -185,9 +184,9 @@ export class Router<W extends WorkerRef = WorkerRef> {
     if (!options.nestedRoutes) this.#checkNesting(wanted, taken);
     let size = this.#table.size + wanted.length;
     for (const owner of taken) size -= owner.routes.length;
-    if (size > Limits.maxRoutes) {
+    if (size > RouteLimits.maxRoutes) {
       throw new RouteConflictError(
-        `function ${worker.name} would make ${size} routes; the gateway serves at most ${Limits.maxRoutes}`,
+        `function ${worker.name} would make ${size} routes; the gateway serves at most ${RouteLimits.maxRoutes}`,
       );
     }
     for (const owner of taken) this.#forget(owner);
@@ -310,7 +309,8 @@ export class Router<W extends WorkerRef = WorkerRef> {
   }
 
   /** Like {@linkcode Router.pick}, and also the registered route that
-   * matched (for metrics labels).
+   * matched (for metrics labels); never one of `exclude` (workers that
+   * just refused the connection).
    *
    * @example
    * ```ts
@@ -319,9 +319,12 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * const hit = router.pickWithRoute("/sum/x"); // { worker, route: "/sum" }
    * ```
    */
-  pickWithRoute(path: string): { worker: W; route: string } | undefined {
+  pickWithRoute(
+    path: string,
+    exclude?: ReadonlySet<W>,
+  ): { worker: W; route: string } | undefined {
     const hit = this.#match(path);
-    const worker = hit && this.#pick(hit.value);
+    const worker = hit && this.#pick(hit.value, exclude);
     return worker ? { worker, route: hit.route } : undefined;
   }
 
@@ -340,8 +343,8 @@ export class Router<W extends WorkerRef = WorkerRef> {
     return entry && this.#pick(entry);
   }
 
-  #pick(entry: FunctionEntry<W>): W | undefined {
-    const ws = entry.workers;
+  #pick(entry: FunctionEntry<W>, exclude?: ReadonlySet<W>): W | undefined {
+    const ws = exclude?.size ? entry.workers.filter((w) => !exclude.has(w)) : entry.workers;
     if (ws.length <= 1) return ws[0];
     const best = leastHeld(ws, (w) => w.held, entry.next);
     entry.next = (entry.next + 1) % ws.length;
