@@ -1,44 +1,54 @@
 /**
- * The gateway's registry of workers: the control connections workers open,
- * their registration (name, routes, pool membership), their reports, the
- * watchdog that takes a silent (stuck) worker out of the router until it
- * speaks again, and the versioned route table pushed to every worker.
- *
- * Every registered worker gets the route table (ROUTES) right after
- * REGISTERED and again whenever it changes (changes in one event-loop turn
- * make one push, and a pending push goes out before any connection is handed
- * to a worker: {@linkcode Workers.flushRoutes}), so workers keep a
- * connection only for paths the gateway would route to them. In direct mode
- * the table carries each function's pool members, the workers that take
- * connections straight from their siblings.
+ * The gateway's registry of workers: the control connections workers open
+ * (src/gateway/control_sessions.ts hands over each REGISTER), their messages,
+ * their reports and their leaving; the router over their routes; and the
+ * facade over the registry's parts, each in its own file:
+ * - registration.ts: a REGISTER, its refusals, the answer;
+ * - route_push.ts: the versioned route table pushed (ROUTES) to every
+ *   worker and satellite, with the pool members in direct mode;
+ * - versions.ts: promoting a version on standby (PROMOTED, HANDOVER);
+ * - watchdog.ts: silent workers out of the router, vacant functions forgotten;
+ * - upgrade_moves.ts: a gateway upgrade's MOVE, LEFT and what is unconfirmed;
+ * - satellites.ts: the satellite gateways (they get the table too).
  *
  * @module
  */
 
-import { toBase64 } from "../handoff/bytes.ts";
 import { closeFd } from "../../ffi/shim.ts";
 import type { GatewayConfig } from "../operations/config.ts";
-import { ControlChannel } from "../handoff/control_channel.ts";
+import type { ControlChannel } from "../handoff/control_channel.ts";
 import { logger } from "../operations/log.ts";
 import { retryBlockedListeners } from "../connection/listener.ts";
 import {
-  encodeJson,
   type Handoff,
-  Limits,
   type Message,
   MessageType,
   type Moved,
   type Register,
 } from "../handoff/protocol.ts";
 import type { Snapshot } from "../operations/metrics.ts";
-import { RouteConflictError, Router, type WorkerRef } from "../routing/router.ts";
+import { Router, type WorkerRef } from "../routing/router.ts";
 import { type Satellite, Satellites } from "./satellites.ts";
-import { trust } from "../handoff/trust.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
+import { Registration } from "./registration.ts";
+import { RoutePush } from "./route_push.ts";
+import { UpgradeMoves } from "./upgrade_moves.ts";
+import { type PromoteResult, Versions } from "./versions.ts";
+import { Watchdog } from "./watchdog.ts";
+
+export type { PromoteResult } from "./versions.ts";
 
 const log = logger("gateway");
 
-/** A worker connected over the control channel. */
+/** A worker connected over the control channel.
+ *
+ * @example
+ * ```ts
+ * import type { Worker } from "./workers.ts";
+ * declare const worker: Worker;
+ * if (worker.registered && worker.state === "serving") console.log(`${worker.name}/${worker.pid}`);
+ * ```
+ */
 export interface Worker extends WorkerRef {
   /** Its control connection. */
   channel: ControlChannel;
@@ -69,19 +79,18 @@ export interface Worker extends WorkerRef {
   left: boolean;
 }
 
-/** What {@linkcode Workers.promote} did. */
-export type PromoteResult =
-  | {
-    ok: true;
-    /** Pids of the workers that now serve the function. */
-    promoted: number[];
-    /** Pids of the workers they replace (told HANDOVER, or only taken out of
-     * the router when `handover` was false). */
-    replaced: number[];
-  }
-  | { ok: false; error: string };
-
-/** What the registry passes on to the rest of the gateway. */
+/** What the registry passes on to the rest of the gateway.
+ *
+ * @example
+ * ```ts
+ * import type { WorkerEvents } from "./workers.ts";
+ * const events: WorkerEvents = {
+ *   returned: (from, h) => console.log(`conn ${h.info.connId} back from ${from.name}/${from.pid}`),
+ *   moved: (from, moved) => console.log(from.pid, moved),
+ * };
+ * console.log(Object.keys(events));
+ * ```
+ */
 export interface WorkerEvents {
   /** A worker handed a connection back (HANDOFF on its control channel). */
   returned(from: Worker, h: Handoff, fd: number, raw: Uint8Array): void;
@@ -114,20 +123,16 @@ export class Workers {
   readonly router: Router<Worker>;
   /** The satellite gateways that joined (they get the table too). */
   readonly satellites: Satellites;
-  #config: GatewayConfig;
   #key: Uint8Array;
-  #settling: () => boolean = () => false;
-  /** The member counts in the last table pushed (JSON), to push again when they change. */
-  #heldSent = "";
   #metrics: GatewayMetrics;
   #events: WorkerEvents;
+  /** Every worker with an open control connection, registered or not. */
   #workers = new Set<Worker>();
-  /** The route table changed since it was last sent to the workers. */
-  #routesPending = false;
-  /** A new gateway took the control path over: every worker moves to it. */
-  #moving = false;
-  /** Version of the ROUTES sent last (one per message: members change too). */
-  #routesVersion = 0;
+  #push: RoutePush;
+  #versions: Versions;
+  #watchdog: Watchdog;
+  #registration: Registration;
+  #moves: UpgradeMoves;
 
   /** A registry that gives registered workers `key` (the sealing key).
    *
@@ -149,11 +154,11 @@ export class Workers {
     metrics: GatewayMetrics,
     events: WorkerEvents,
   ) {
-    this.#config = config;
     this.#key = key;
     this.#metrics = metrics;
     this.#events = events;
-    this.router = new Router<Worker>(config.vacantGraceMs, () => this.#routesChanged());
+    const workers = this.#workers;
+    this.router = new Router<Worker>(config.vacantGraceMs, () => this.#push.changed());
     this.satellites = new Satellites(metrics, {
       handoff: (from, h, fd, raw) => {
         if (events.fromSatellite) return events.fromSatellite(from, h, fd, raw);
@@ -163,8 +168,22 @@ export class Workers {
       joined: (satellite) => events.joined?.(satellite),
     }, {
       key: () => this.#key,
-      routes: () => this.#routesMessage(true),
-      moving: () => this.#moving,
+      routes: () => this.#push.message(true),
+      moving: () => this.#moves.moving,
+    });
+    const { router, satellites } = this;
+    this.#push = new RoutePush(config, { workers, router, satellites });
+    const push = this.#push;
+    this.#moves = new UpgradeMoves(workers, satellites);
+    this.#versions = new Versions({ workers, router, push, metrics });
+    this.#watchdog = new Watchdog(config, { workers, router, push });
+    this.#registration = new Registration({
+      router,
+      push,
+      versions: this.#versions,
+      metrics,
+      key: () => this.#key,
+      moving: () => this.#moves.moving,
     });
   }
 
@@ -237,14 +256,14 @@ export class Workers {
         retryBlockedListeners();
       },
     });
-    this.#register(worker, body);
+    this.#registration.register(worker, body);
   }
 
   #onGone(worker: Worker): void {
     this.#workers.delete(worker);
     if (!worker.registered) return;
     this.router.remove(worker);
-    this.#membersChanged();
+    this.#push.membersChanged();
     if (worker.metrics) this.#metrics.workerLeft(worker.name, worker.metrics);
     worker.metrics = undefined;
     const fields = {
@@ -264,7 +283,7 @@ export class Workers {
 
   #onMessage(worker: Worker, msg: Message, fd: number, raw: Uint8Array): void {
     worker.lastSeen = Date.now();
-    if (worker.state === "stuck") this.#revive(worker);
+    if (worker.state === "stuck") this.#watchdog.revive(worker);
     if (msg.type === MessageType.HANDOFF) {
       if (worker.registered) {
         if (worker.handingOver) this.#metrics.handedOver.labels(worker.name).inc();
@@ -283,7 +302,7 @@ export class Workers {
       return;
     }
     if (msg.type === MessageType.REGISTER) {
-      this.#register(worker, msg.body);
+      this.#registration.register(worker, msg.body);
     } else if (msg.type === MessageType.STATS && worker.registered) {
       worker.held = msg.body.held;
       if (msg.body.metrics) worker.metrics = msg.body.metrics; // absent: too large, keep the last
@@ -294,7 +313,7 @@ export class Workers {
       // It finishes what it holds; new connections go to the others.
       worker.state = "draining";
       this.router.remove(worker);
-      this.#membersChanged();
+      this.#push.membersChanged();
       log.info("worker {worker} is draining; no new connections for it", {
         worker: `${worker.name}/${worker.pid}`,
       });
@@ -304,83 +323,6 @@ export class Workers {
         pid: worker.pid,
       });
     }
-  }
-
-  #register(
-    worker: Worker,
-    { name, routes, pid, restarted, nestedRoutes, peer, replace, generation, standby }: Register,
-  ): void {
-    if (worker.registered) {
-      log.warning("pid {pid} registered twice; ignored", { pid });
-      return;
-    }
-    const denied = trust().registerRefusal(name, worker.uid, routes);
-    if (denied) {
-      this.#metrics.controlRefused.labels("function user").inc();
-      log.warning("refused REGISTER of {name} from pid {pid} (uid {uid}): {denied}", {
-        name,
-        pid: worker.pid,
-        uid: worker.uid,
-        denied,
-      });
-      worker.channel.send(encodeJson(MessageType.REGISTERED, { ok: false, error: denied }));
-      worker.channel.close();
-      return;
-    }
-    if (pid !== worker.pid) {
-      log.warning("REGISTER claims pid {claimed} but the socket belongs to pid {pid}", {
-        claimed: pid,
-        pid: worker.pid,
-      });
-    }
-    worker.name = name;
-    worker.routes = routes;
-    worker.nestedRoutes = nestedRoutes === true;
-    worker.peer = peer === true && pid === worker.pid;
-    worker.generation = generation ?? "";
-    const refuse = (error: string) => {
-      log.error("refused worker {name}/{pid}: {error}", { name, pid: worker.pid, error });
-      worker.channel.send(encodeJson(MessageType.REGISTERED, { ok: false, error }));
-    };
-    if (standby || replace) {
-      // Not in the router yet: promoted below (replace) or by the launcher.
-      worker.state = "standby";
-      worker.registered = true;
-      if (replace) {
-        const r = this.#switchTo([worker], true, false);
-        if (!r.ok) {
-          worker.registered = false;
-          return refuse(r.error);
-        }
-      }
-    } else {
-      try {
-        this.router.add(worker, routes, { nestedRoutes: worker.nestedRoutes });
-      } catch (e) {
-        return refuse(e instanceof RouteConflictError ? e.message : String(e));
-      }
-      worker.registered = true;
-      this.#membersChanged();
-    }
-    if (restarted) this.#metrics.restarts.labels(name).inc();
-    worker.channel.send(
-      encodeJson(MessageType.REGISTERED, {
-        ok: true,
-        gatewayPid: Deno.pid,
-        key: toBase64(this.#key),
-      }),
-    );
-    // A pending push reaches it too (it is registered now); else the table as it is.
-    if (!this.#routesPending) worker.channel.send(this.#routesMessage());
-    // It reached this gateway's old socket during a takeover: on to the new one.
-    if (this.#moving) worker.channel.send(encodeJson(MessageType.MOVE, {}));
-    log.info("worker {name}/{pid} registered for {routes}{how}", {
-      name,
-      pid: worker.pid,
-      routes: routes.join(" "),
-      how: (worker.generation ? ` (generation ${worker.generation})` : "") +
-        (worker.state === "standby" ? ", on standby until its version is promoted" : ""),
-    });
   }
 
   /** Registered workers by function, generation and state (for /metrics
@@ -439,87 +381,7 @@ export class Workers {
    * ```
    */
   promote(name: string, generation: string, handover: boolean): PromoteResult {
-    const news = [...this.#workers].filter((w) =>
-      w.registered && w.name === name && w.generation === generation && w.state === "standby"
-    );
-    if (news.length === 0) {
-      return {
-        ok: false,
-        error: `no worker of ${name} generation ${JSON.stringify(generation)} is on standby`,
-      };
-    }
-    return this.#switchTo(news, handover);
-  }
-
-  /** `news` (on standby, one function) take over from the function's other
-   * workers: see {@linkcode Workers.promote}. `tell`: send them PROMOTED (a
-   * `replace` worker is not on standby in its own eyes). */
-  #switchTo(news: Worker[], handover: boolean, tell = true): PromoteResult {
-    const { name } = news[0];
-    const olds = [...this.#workers].filter((w) =>
-      w.registered && w.name === name && !news.includes(w) &&
-      (w.state === "serving" || w.state === "stuck")
-    );
-    // The old ones leave the router first, so a new version may change the
-    // function's routes; on a conflict they come back as they were.
-    for (const w of olds) this.router.remove(w);
-    const added: Worker[] = [];
-    try {
-      for (const w of news) {
-        this.router.add(w, w.routes, { nestedRoutes: w.nestedRoutes });
-        added.push(w);
-      }
-    } catch (e) {
-      for (const w of added) this.router.remove(w);
-      for (const w of olds) {
-        if (w.state !== "serving") continue;
-        try {
-          this.router.add(w, w.routes, { nestedRoutes: w.nestedRoutes });
-        } catch { /* its own routes: cannot conflict */ }
-      }
-      const error = e instanceof RouteConflictError ? e.message : String(e);
-      log.error("cannot switch {name} to pid(s) {pids}: {error}", {
-        name,
-        pids: news.map((w) => w.pid).join(" "),
-        error,
-      });
-      return { ok: false, error };
-    }
-    for (const w of news) {
-      if (tell) w.channel.send(encodeJson(MessageType.PROMOTED, {}));
-      w.state = "serving";
-    }
-    for (const w of olds) {
-      w.state = "draining";
-      if (!handover) continue;
-      w.handingOver = true;
-      w.channel.send(encodeJson(MessageType.HANDOVER, {}));
-    }
-    this.#membersChanged();
-    this.#metrics.switches.labels(name).inc();
-    log.info(
-      "{name}: pid(s) {news} (generation {generation}) take over from {olds}{how}",
-      {
-        name,
-        news: news.map((w) => w.pid).join(" "),
-        generation: news[0].generation || "-",
-        olds: olds.map((w) => `${w.name}/${w.pid}`).join(" ") || "no running worker",
-        how: olds.length === 0
-          ? ""
-          : handover
-          ? ": they hand their connections over"
-          : ": they get no new connections",
-      },
-    );
-    return { ok: true, promoted: news.map((w) => w.pid), replaced: olds.map((w) => w.pid) };
-  }
-
-  /** The router's table changed: push it to the workers once this turn of
-   * the event loop is over (several changes make one push). */
-  #routesChanged(): void {
-    if (this.#routesPending) return;
-    this.#routesPending = true;
-    queueMicrotask(() => this.flushRoutes());
+    return this.#versions.promote(name, generation, handover);
   }
 
   /** Tell the workers' tables whether this gateway is settling (its
@@ -534,7 +396,7 @@ export class Workers {
    * ```
    */
   settling(settling: () => boolean): void {
-    this.#settling = settling;
+    this.#push.settling(settling);
   }
 
   /** Settling is over: push a new table that says so.
@@ -547,7 +409,7 @@ export class Workers {
    * ```
    */
   settled(): void {
-    this.#routesChanged();
+    this.#push.changed();
   }
 
   /** Send the route table to every registered worker now if it changed
@@ -562,64 +424,7 @@ export class Workers {
    * ```
    */
   flushRoutes(): void {
-    if (!this.#routesPending) return;
-    this.#routesPending = false;
-    const msg = this.#routesMessage();
-    let sent = 0;
-    for (const w of this.#workers) {
-      if (!w.registered) continue;
-      w.channel.send(msg.slice()); // send() zeroes what it sent
-      sent++;
-    }
-    if (this.satellites.size > 0) this.satellites.broadcast(this.#routesMessage(true, false));
-    log.debug("route table version {version} sent to {sent} worker(s)", {
-      version: this.#routesVersion,
-      sent,
-    });
-  }
-
-  /** The ROUTES message; `satellite`: the satellites' copy, with every
-   * function's members whatever the handoff mode (they place connections
-   * directly). `bump`: a new version (the satellites' copy of a push keeps
-   * the workers'). */
-  #routesMessage(satellite = false, bump = true): Uint8Array {
-    const direct = satellite || this.#config.handoff === "direct";
-    const { members, held } = direct ? this.#members() : { members: {}, held: {} };
-    if (direct) this.#heldSent = JSON.stringify(held);
-    if (bump) this.#routesVersion++;
-    return encodeJson(MessageType.ROUTES, {
-      version: this.#routesVersion,
-      routes: this.router.routes(),
-      handoff: satellite ? "direct" : this.#config.handoff,
-      ...(direct ? { members, held } : {}),
-      ...(this.#settling() ? { settling: true } : {}),
-    });
-  }
-
-  /** The workers that take direct handoffs, by function, and what each
-   * holds (same order). */
-  #members(): { members: Record<string, number[]>; held: Record<string, number[]> } {
-    const members: Record<string, number[]> = {};
-    const held: Record<string, number[]> = {};
-    let n = 0;
-    for (const w of this.#workers) {
-      if (!w.registered || !w.peer || w.state !== "serving") continue;
-      if (n++ >= Limits.maxMembers) break; // the rest are reached through the gateway
-      (members[w.name] ??= []).push(w.pid);
-      (held[w.name] ??= []).push(w.held);
-    }
-    return { members, held };
-  }
-
-  /** A worker joined, left, stopped answering or came back: in direct mode
-   * the workers' member lists change. */
-  #membersChanged(): void {
-    // Satellites place connections directly whatever the mode: they need the members.
-    if (this.#config.handoff === "direct" || this.#hasSatellites()) this.#routesChanged();
-  }
-
-  #hasSatellites(): boolean {
-    return this.satellites.size > 0;
+    this.#push.flush();
   }
 
   /** The watchdog (every second): take workers that have been silent past
@@ -637,42 +442,7 @@ export class Workers {
    * ```
    */
   check(): void {
-    this.router.sweep(); // forgotten functions leave the workers' tables too
-    // Direct placers balance by the counts in the table: refresh them when
-    // they changed (at most once a second).
-    if (this.#config.handoff === "direct" || this.#hasSatellites()) {
-      if (JSON.stringify(this.#members().held) !== this.#heldSent) this.#routesChanged();
-    }
-    const limit = Date.now() - this.#config.workerTimeoutMs;
-    for (const w of this.#workers) {
-      if (!w.registered || w.state !== "serving" || w.lastSeen >= limit) continue;
-      w.state = "stuck";
-      this.router.remove(w);
-      this.#membersChanged();
-      log.warning(
-        "worker {worker} silent for {ms} ms; no new connections for it until it answers",
-        { worker: `${w.name}/${w.pid}`, ms: Date.now() - w.lastSeen },
-      );
-    }
-  }
-
-  #revive(worker: Worker): void {
-    try {
-      this.router.add(worker, worker.routes, { nestedRoutes: worker.nestedRoutes });
-      this.#membersChanged();
-    } catch (e) {
-      // Another function took its routes while it was silent.
-      log.warning("worker {worker} answers again but cannot return: {error}", {
-        worker: `${worker.name}/${worker.pid}`,
-        error: (e as Error).message,
-      });
-      worker.channel.close();
-      return;
-    }
-    worker.state = "serving";
-    log.info("worker {worker} answers again; it gets new connections", {
-      worker: `${worker.name}/${worker.pid}`,
-    });
+    this.#watchdog.check();
   }
 
   /** Tell every registered worker that a new gateway listens on the
@@ -688,16 +458,7 @@ export class Workers {
    * ```
    */
   moveAll(): number {
-    this.#moving = true;
-    let n = 0;
-    for (const w of this.#workers) {
-      if (!w.registered) continue;
-      w.channel.send(encodeJson(MessageType.MOVE, {}));
-      n++;
-    }
-    n += this.satellites.size;
-    this.satellites.broadcast(encodeJson(MessageType.MOVE, {}));
-    return n;
+    return this.#moves.moveAll();
   }
 
   /** The new gateway went away: workers that register from now on stay.
@@ -710,7 +471,7 @@ export class Workers {
    * ```
    */
   stopMoving(): void {
-    this.#moving = false;
+    this.#moves.stopMoving();
   }
 
   /** Connections sent to workers and satellites, not confirmed yet.
@@ -723,9 +484,7 @@ export class Workers {
    * ```
    */
   unconfirmed(): number {
-    let n = 0;
-    for (const w of this.#workers) n += w.channel.unconfirmed;
-    return n + this.satellites.unconfirmed();
+    return this.#moves.unconfirmed();
   }
 
   /** Whether every worker registered with the gateway that took over
@@ -739,11 +498,7 @@ export class Workers {
    * ```
    */
   allLeft(): boolean {
-    for (const w of this.#workers) {
-      if (w.channel.unconfirmed > 0) return false;
-      if (w.registered && !w.left) return false;
-    }
-    return this.satellites.allLeft();
+    return this.#moves.allLeft();
   }
 
   /** Use `key` as the sealing key given to workers from now on (a gateway
