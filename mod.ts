@@ -40,7 +40,7 @@ export {
   upgradeWebSocket,
   type UpgradeWebSocketOptions,
   type WebSocketUpgrade,
-} from "./src/http/websocket.ts";
+} from "./src/connection/websocket.ts";
 
 function env(name: string): string | undefined {
   try {

@@ -1,7 +1,7 @@
 /**
  * `deno bench`: a worker's JavaScript work for one request, without the
  * network: parse the request bytes, build the web Request, run workers/sum.ts's
- * handler, serialize the Response (src/http/http.ts, src/http/responder.ts). This is
+ * handler, serialize the Response (src/http/http.ts, src/connection/responder.ts). This is
  * the part of the same-route path that is ours to make cheaper; the rest is
  * the TLS read and write and the event loop.
  *
@@ -11,7 +11,7 @@
  */
 
 import { parseRequest } from "../src/http/http.ts";
-import { type Peer, Responder } from "../src/http/responder.ts";
+import { type Peer, Responder } from "../src/connection/responder.ts";
 import { sum } from "./servers/functions.ts";
 
 const raw = new TextEncoder().encode(

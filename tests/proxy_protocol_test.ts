@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCidr, proxiedPeer, ProxyProtocol } from "../src/gateway/proxy_protocol.ts";
+import { proxiedPeer, ProxyProtocol } from "../src/gateway/proxy_protocol.ts";
+import { parseCidr } from "../src/operations/cidr.ts";
 import { CA_CERT, System } from "./support/system.ts";
 
 const SIG = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];

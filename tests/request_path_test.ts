@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { parseRequest, type RequestHead } from "../src/http/http.ts";
 import { routedPath } from "../src/http/request_path.ts";
-import { type Peer, Responder } from "../src/http/responder.ts";
+import { type Peer, Responder } from "../src/connection/responder.ts";
 import { RouteTable } from "../src/routing/route_table.ts";
 import { Client, type HttpResponse, System } from "./support/system.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Tests for src/http/responder.ts and src/http/response_body.ts: the synchronous path
+ * Tests for src/connection/responder.ts and src/http/response_body.ts: the synchronous path
  * (a synchronous handler returning `json()`) and the asynchronous one answer
  * with the same bytes; a body read by the handler, a stream body, errors and
  * timeouts take the standard path.
@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { parseRequest, type RequestHead } from "../src/http/http.ts";
-import { HttpError, type Peer, Responder } from "../src/http/responder.ts";
+import { HttpError, type Peer, Responder } from "../src/connection/responder.ts";
 import { json, knownBody } from "../src/http/response_body.ts";
 
 const peer: Peer = {

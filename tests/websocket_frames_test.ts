@@ -16,7 +16,7 @@ import {
   Opcode,
 } from "../src/http/websocket_frames.ts";
 import { acceptKey, checkHandshake } from "../src/http/websocket_handshake.ts";
-import { HttpError } from "../src/http/responder.ts";
+import { HttpError } from "../src/http/http_error.ts";
 import { sha1 } from "../src/http/sha1.ts";
 
 const enc = new TextEncoder();

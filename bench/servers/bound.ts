@@ -4,7 +4,7 @@
  * readRequest, serializeResponse) that computes both functions itself, so no
  * connection ever moves. It accepts and handshakes with the gateway's
  * Handshaker and holds connections with the holder every hot potato process
- * uses (src/connection/holder.ts; the same src/http/responder.ts, the same
+ * uses (src/connection/holder.ts; the same src/connection/responder.ts, the same
  * filtered info log): its per-request cost is hot potato's without the
  * multi-process part, the upper bound for (1).
  *
@@ -27,7 +27,7 @@ import type { TlsConnection } from "../../src/connection/tls_connection.ts";
 import { GatewayMetrics } from "../../src/gateway/gateway_metrics.ts";
 import { Handshaker } from "../../src/gateway/handshaker.ts";
 import { errorResponse } from "../../src/http/http.ts";
-import { Responder } from "../../src/http/responder.ts";
+import { Responder } from "../../src/connection/responder.ts";
 import { onShutdown, printStatsOnSignal } from "../../src/operations/lifecycle.ts";
 import { logger, setupLogging } from "../../src/operations/log.ts";
 import { product, sum } from "./functions.ts";

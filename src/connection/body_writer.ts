@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { StreamedBody } from "../http/responder.ts";
+import type { StreamedBody } from "./responder.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
 const ENCODER = new TextEncoder();

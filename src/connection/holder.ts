@@ -11,17 +11,11 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import type { RequestHead } from "../http/http.ts";
-import type { Answer } from "../http/responder.ts";
+import { DEFAULT_BODY_TIMEOUT_MS, type RequestHead } from "../http/http.ts";
+import type { Answer } from "./responder.ts";
 import { LogLine } from "../operations/log.ts";
 import { writeBody } from "./body_writer.ts";
-import {
-  DEFAULT_BODY_TIMEOUT_MS,
-  type HolderOptions,
-  LINGER_BYTES,
-  LINGER_MS,
-  nextRequest,
-} from "./request_reader.ts";
+import { type HolderOptions, LINGER_BYTES, LINGER_MS, nextRequest } from "./request_reader.ts";
 import { RequestBody, streamsBody } from "./request_body.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 

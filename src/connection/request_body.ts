@@ -14,7 +14,7 @@
 
 import { ChunkedDecoder } from "../http/chunked_decoder.ts";
 import type { RequestHead } from "../http/http.ts";
-import { HttpError } from "../http/responder.ts";
+import { HttpError } from "../http/http_error.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
 /** Bodies of at most this many bytes (declared) are read whole before the

@@ -12,6 +12,7 @@
  */
 
 import {
+  DEFAULT_BODY_TIMEOUT_MS,
   DEFAULT_LIMITS,
   errorResponse,
   type Limits,
@@ -80,9 +81,6 @@ export type ReadResult =
   | { kind: "closed" }
   /** A request's head or body did not arrive in time: answer 408 and close. */
   | { kind: "timeout"; part: "head" | "body" };
-
-/** The default of `--body-timeout`, ms. */
-export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
 
 /**
  * Wait for the next request on `conn`.

@@ -13,75 +13,12 @@
  */
 
 import type { TlsConnection } from "../connection/tls_connection.ts";
+import { addressBytes, type Cidr, parseCidr, within } from "../operations/cidr.ts";
 
 /** The 12 bytes every version 2 header starts with. */
 const SIGNATURE = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
 /** Most address and TLV bytes accepted after the 16-byte start. */
 export const MAX_PROXY_BODY = 512;
-
-/** An address range, e.g. 10.0.0.0/8 or ::1/128. */
-interface Cidr {
-  bytes: Uint8Array;
-  bits: number;
-}
-
-/** An IPv4 or IPv6 address as bytes (IPv4-mapped IPv6 as IPv4), or undefined. */
-function addressBytes(text: string): Uint8Array | undefined {
-  const v4 = text.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
-  if (v4) {
-    const b = v4.slice(1).map(Number);
-    return b.every((x) => x <= 255) ? new Uint8Array(b) : undefined;
-  }
-  if (!/^[0-9a-fA-F:.]+$/.test(text) || text.split("::").length > 2) return undefined;
-  const mapped = text.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i);
-  if (mapped) return addressBytes(mapped[1]);
-  const [left, right = ""] = text.split("::");
-  const parts = (s: string) => (s ? s.split(":") : []);
-  const l = parts(left), r = parts(right);
-  const fill = 8 - l.length - r.length;
-  if (
-    (text.includes("::") ? fill < 1 : fill !== 0) ||
-    [...l, ...r].some((p) => !/^[0-9a-fA-F]{1,4}$/.test(p))
-  ) {
-    return undefined;
-  }
-  const groups = [...l, ...Array(fill).fill("0"), ...r].map((g) => parseInt(g, 16));
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    out[i * 2] = g >> 8;
-    out[i * 2 + 1] = g & 0xff;
-  });
-  return out;
-}
-
-/** Parse "addr/bits" (or a bare address: all its bits); throws on nonsense.
- *
- * @example
- * ```ts
- * import { parseCidr } from "./proxy_protocol.ts";
- * parseCidr("10.0.0.0/8");
- * ```
- */
-export function parseCidr(text: string): Cidr {
-  const [addr, bits] = text.trim().split("/");
-  const bytes = addressBytes(addr);
-  if (!bytes) throw new Error(`--proxy-trusted: ${JSON.stringify(text)} is not an address range`);
-  const max = bytes.length * 8;
-  const n = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > max) {
-    throw new Error(`--proxy-trusted: ${JSON.stringify(text)} has a bad prefix length`);
-  }
-  return { bytes, bits: n };
-}
-
-function within(addr: Uint8Array, range: Cidr): boolean {
-  if (addr.length !== range.bytes.length) return false;
-  for (let i = 0; i < range.bits; i++) {
-    const bit = 0x80 >> (i % 8);
-    if ((addr[i >> 3] & bit) !== (range.bytes[i >> 3] & bit)) return false;
-  }
-  return true;
-}
 
 /** "host:port" or "[v6]:port" → its host part. */
 function hostOf(peer: string): string {
@@ -141,6 +78,7 @@ export class ProxyProtocol {
    * ```ts
    * import type { ProxyProtocol } from "./proxy_protocol.ts";
    * import type { TlsConnection } from "../connection/tls_connection.ts";
+import { addressBytes, type Cidr, parseCidr, within } from "../operations/cidr.ts";
    * declare const proxy: ProxyProtocol, conn: TlsConnection;
    * const r = await proxy.read(conn, Date.now() + 5000);
    * if (r.ok && r.peer) conn.info.peer = r.peer;

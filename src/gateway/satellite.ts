@@ -36,7 +36,7 @@ import { encodeJson, type Message, MessageType } from "../handoff/protocol.ts";
 import type { RequestHead } from "../http/http.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { drainHeld } from "../operations/drain.ts";
-import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
+import { raiseOpenFileLimit, startingUp } from "../operations/lifecycle.ts";
 import { logger } from "../operations/log.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
 import { GatewayMetrics, type GatewayStats } from "./gateway_metrics.ts";
@@ -95,7 +95,7 @@ export class SatelliteGateway {
     this.#holdOptions = holdOptions(config, requestLog, `gateway/${Deno.pid}`);
     this.#policy = this.#makePolicy();
     this.#link = new GatewayLink(
-      { control: config.control, log, peer: "primary gateway", proves: true },
+      { control: config.control, log, peer: "primary gateway", proves: true, startingUp },
       {
         hello: (primary) => {
           const proof = trust().proof("JOIN", primary, Deno.pid);

@@ -18,7 +18,6 @@
 
 import type { Logger } from "@logtape/logtape";
 import { ECONNREFUSED, ENOENT, SysError, unixConnect } from "../../ffi/shim.ts";
-import { startingUp } from "../operations/lifecycle.ts";
 import { fromBase64 } from "./bytes.ts";
 import { ControlChannel } from "./control_channel.ts";
 import { Keyring } from "./keyring.ts";
@@ -63,6 +62,11 @@ export interface LinkOptions {
   /** REGISTERED must prove the launcher's secret (a satellite can check;
    * a function is never given the secret). */
   proves: boolean;
+  /** Whether this process has only just started (the role passes
+   * src/operations/lifecycle.ts's `startingUp`: the launcher starts every
+   * role at once). Until the link first registers, a gateway not reachable
+   * while this is true is only retried, without a warning. */
+  startingUp: () => boolean;
 }
 
 /**
@@ -78,6 +82,7 @@ export interface LinkOptions {
  *   log: logger("worker"),
  *   peer: "gateway",
  *   proves: false,
+ *   startingUp: () => performance.now() < 2000,
  * }, {
  *   hello: () => [encodeJson(MessageType.REGISTER, { name: "sum", routes: ["/sum"], pid: Deno.pid })],
  *   registered: () => console.log("registered"),
@@ -119,7 +124,13 @@ export class GatewayLink {
    * import { GatewayLink, type LinkOwner } from "./gateway_link.ts";
    * import { logger } from "../operations/log.ts";
    * declare const owner: LinkOwner;
-   * new GatewayLink({ control: "/tmp/gw.sock", log: logger("worker"), peer: "gateway", proves: false }, owner);
+   * new GatewayLink({
+   *   control: "/tmp/gw.sock",
+   *   log: logger("worker"),
+   *   peer: "gateway",
+   *   proves: false,
+   *   startingUp: () => false,
+   * }, owner);
    * ```
    */
   constructor(options: LinkOptions, owner: LinkOwner) {
@@ -291,7 +302,7 @@ export class GatewayLink {
     const now = Date.now();
     if (this.#failures++ === 0) this.#failingSince = now;
     // Started beside the gateway: it may not be up yet; only retry.
-    const early = !this.#everRegistered && startingUp();
+    const early = !this.#everRegistered && this.#o.startingUp();
     const firstWarning = this.#lastWarning <= this.#failingSince;
     if (
       !early &&

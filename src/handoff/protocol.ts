@@ -31,6 +31,7 @@
  */
 
 import { parseSnapshot, type Snapshot, type SnapshotLimits } from "../operations/metrics.ts";
+import type { RouteTableUpdate } from "../routing/worker_routes.ts";
 import {
   decodeHandoff,
   type HandoffFields,
@@ -391,7 +392,8 @@ export interface ListenerPass {
   proof?: string;
 }
 
-/** ROUTES body: the gateway's route table.
+/** ROUTES body: the gateway's route table, in the shape a worker's route
+ * view takes it ({@linkcode RouteTableUpdate}, src/routing/worker_routes.ts).
  *
  * @example
  * ```ts
@@ -400,27 +402,7 @@ export interface ListenerPass {
  * const bytes = encodeJson(MessageType.ROUTES, body);
  * ```
  */
-export interface Routes {
-  /** Grows with every change of the table (per gateway process); a worker
-   * keeps the newest it has seen. */
-  version: number;
-  /** Route → function name, for every function the gateway knows, vacant
-   * ones (no worker right now) included, e.g. `{ "/sum": "sum" }`. */
-  routes: Record<string, string>;
-  /** How connections change worker: "direct" (worker to worker, through the
-   * members' peer sockets) or "gateway" (back through the gateway). */
-  handoff?: "direct" | "gateway";
-  /** Function name → the pids of its workers that take direct handoffs now
-   * (serving, listening on `peer-<pid>.sock`). */
-  members?: Record<string, number[]>;
-  /** The gateway has just started or taken over and its workers are still
-   * registering: a path this table does not serve may yet be served (503,
-   * not 404). */
-  settling?: boolean;
-  /** Function name → how many connections each of its `members` held at
-   * the gateway's last look (same order): placers pick the least held. */
-  held?: Record<string, number[]>;
-}
+export type Routes = RouteTableUpdate;
 
 /** MOVED body: connections a worker handed straight to another worker (the
  * gateway logs and counts route changes it did not see). */

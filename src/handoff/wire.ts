@@ -13,6 +13,7 @@
  */
 
 import { MAX_READ_AHEAD } from "../../ffi/shim.ts";
+import { RouteLimits } from "../routing/route_table.ts";
 
 /** Protocol version spoken by this build.
  *
@@ -45,10 +46,11 @@ export const Limits = {
    * a ROUTES table of `maxRoutes` routes of the longest kind (256-byte routes,
    * 64-byte names) takes 41.8 KB, and `maxMembers` pids up to 10 KB more. */
   maxJson: 65536,
-  /** Most routes the gateway serves in all (so the ROUTES table fits). */
-  maxRoutes: 128,
-  /** Longest route, in bytes. */
-  maxRouteLength: 256,
+  /** Most routes the gateway serves in all (so the ROUTES table fits):
+   * src/routing/route_table.ts's `RouteLimits`, which the router keeps. */
+  maxRoutes: RouteLimits.maxRoutes,
+  /** Longest route, in bytes (`RouteLimits` too). */
+  maxRouteLength: RouteLimits.maxRouteLength,
   /** Most entries in one ACK (transfer ids are u16: fewer pending at once). */
   maxAcks: 4096,
   /** Most workers listed in a ROUTES table's members (all functions). */

@@ -38,6 +38,17 @@ export interface Limits {
  */
 export const DEFAULT_LIMITS: Limits = { maxHeadBytes: 16384, maxBodyBytes: 1048576 };
 
+/** How long a request body may take after the end of its head by default,
+ * ms (the default of `--body-timeout`).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_BODY_TIMEOUT_MS } from "./http.ts";
+ * console.log(`--body-timeout ${DEFAULT_BODY_TIMEOUT_MS / 1000}`);
+ * ```
+ */
+export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
+
 /** Longest accepted request-target, in bytes; longer targets get 414.
  *
  * @example

@@ -4,7 +4,7 @@
  * holds is its own, a satellite) reads `RequestHead.path`, which the request
  * parser (src/http/http.ts) sets with {@linkcode routedPath}; the handler's
  * `new URL(req.url).pathname` comes from the same target through the same
- * WHATWG URL parser (src/http/responder.ts builds `https://host` + target).
+ * WHATWG URL parser (src/connection/responder.ts builds `https://host` + target).
  * So the path the router matched is the pathname the function sees, for
  * every input: `GET /sum/%2e%2e/product` is routed, and seen, as `/product`.
  *

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { HttpError } from "./responder.ts";
+import { HttpError } from "./http_error.ts";
 import { sha1 } from "./sha1.ts";
 
 /** The GUID RFC 6455 appends to the client's key. */

@@ -8,11 +8,11 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseCidr } from "../gateway/proxy_protocol.ts";
+import { parseCidr } from "./cidr.ts";
 import { projectRoot } from "../../ffi/paths.ts";
 import type { LogFormat } from "./log.ts";
 import { LOG_LEVELS } from "./log.ts";
-import { DEFAULT_BODY_TIMEOUT_MS } from "../connection/request_reader.ts";
+import { DEFAULT_BODY_TIMEOUT_MS } from "../http/http.ts";
 import type { LogLevel } from "@logtape/logtape";
 
 /** A setting that could not be used. */

@@ -12,6 +12,23 @@
  * @module
  */
 
+/** What the gateway's route table may hold: its ROUTES message, which
+ * carries the whole table to every worker, must fit one control message
+ * (src/handoff/wire.ts's `Limits` carries these same numbers).
+ *
+ * @example
+ * ```ts
+ * import { RouteLimits } from "./route_table.ts";
+ * const fits = (route: string) => route.length <= RouteLimits.maxRouteLength;
+ * ```
+ */
+export const RouteLimits = {
+  /** Most routes the gateway serves in all (so the ROUTES table fits). */
+  maxRoutes: 128,
+  /** Longest route, in bytes. */
+  maxRouteLength: 256,
+} as const;
+
 /** A route of a {@linkcode RouteTable} and what it maps to.
  *
  * @example

@@ -13,9 +13,40 @@
  * @module
  */
 
-import type { Routes } from "../handoff/protocol.ts";
 import { RouteTable } from "./route_table.ts";
 import { leastHeld } from "./balance.ts";
+
+/** The gateway's route table as a worker takes it ({@linkcode WorkerRoutes.update}):
+ * the body of its ROUTES messages (src/handoff/protocol.ts's `Routes`).
+ *
+ * @example
+ * ```ts
+ * import { type RouteTableUpdate, WorkerRoutes } from "./worker_routes.ts";
+ * const table: RouteTableUpdate = { version: 7, routes: { "/sum": "sum", "/product": "product" } };
+ * new WorkerRoutes("sum", ["/sum"]).update(table); // true
+ * ```
+ */
+export interface RouteTableUpdate {
+  /** Grows with every change of the table (per gateway process); a worker
+   * keeps the newest it has seen. */
+  version: number;
+  /** Route → function name, for every function the gateway knows, vacant
+   * ones (no worker right now) included, e.g. `{ "/sum": "sum" }`. */
+  routes: Record<string, string>;
+  /** How connections change worker: "direct" (worker to worker, through the
+   * members' peer sockets) or "gateway" (back through the gateway). */
+  handoff?: "direct" | "gateway";
+  /** Function name → the pids of its workers that take direct handoffs now
+   * (serving, listening on `peer-<pid>.sock`). */
+  members?: Record<string, number[]>;
+  /** The gateway has just started or taken over and its workers are still
+   * registering: a path this table does not serve may yet be served (503,
+   * not 404). */
+  settling?: boolean;
+  /** Function name → how many connections each of its `members` held at
+   * the gateway's last look (same order): placers pick the least held. */
+  held?: Record<string, number[]>;
+}
 
 /**
  * The route table a worker decides by.
@@ -141,7 +172,7 @@ export class WorkerRoutes {
    * routes.update({ version: 1, routes: {} }); // false
    * ```
    */
-  update(body: Routes): boolean {
+  update(body: RouteTableUpdate): boolean {
     if (body.version <= this.#version) return false;
     this.#settling = body.settling === true;
     this.#version = body.version;

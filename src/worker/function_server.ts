@@ -33,7 +33,7 @@ import { Parcel } from "../handoff/parcel.ts";
 import { place, type Target } from "../handoff/placement.ts";
 import { drainHeld } from "../operations/drain.ts";
 import { WorkerMetrics } from "./worker_metrics.ts";
-import { type Handler, Responder } from "../http/responder.ts";
+import { type Handler, Responder } from "../connection/responder.ts";
 import {
   holdAmong,
   type HoldOptions,
@@ -45,10 +45,10 @@ import {
 import type { TlsConnection } from "../connection/tls_connection.ts";
 import { WorkerRoutes } from "../routing/worker_routes.ts";
 import { peerDirectory, Peers } from "../handoff/peers.ts";
-import { raiseOpenFileLimit } from "../operations/lifecycle.ts";
-import { closeWebSockets } from "../http/websocket.ts";
+import { raiseOpenFileLimit, startingUp } from "../operations/lifecycle.ts";
+import { closeWebSockets } from "../connection/websocket.ts";
 
-export { type Handler, HttpError, type RequestInfo } from "../http/responder.ts";
+export { type Handler, HttpError, type RequestInfo } from "../connection/responder.ts";
 
 /** What a function announces to the gateway. */
 export interface FunctionOptions {
@@ -144,7 +144,7 @@ export class FunctionServer {
       this.options = { ...options, methods: [...options.methods, "HEAD"] };
     }
     this.#link = new GatewayLink(
-      { control: config.control, log, peer: "gateway", proves: false },
+      { control: config.control, log, peer: "gateway", proves: false, startingUp },
       {
         hello: (_pid, next) => this.#hello(next),
         registered: (body) =>

@@ -23,7 +23,7 @@ import {
   STATS_LIMITS,
 } from "../handoff/protocol.ts";
 import { logger } from "../operations/log.ts";
-import { openWebSockets } from "../http/websocket.ts";
+import { openWebSockets } from "../connection/websocket.ts";
 
 const log = logger("worker");
 

@@ -15,12 +15,12 @@
  * @module
  */
 
-import type { TlsConnection } from "../connection/tls_connection.ts";
-import { WebSocketSession } from "../connection/websocket_session.ts";
+import type { TlsConnection } from "./tls_connection.ts";
+import { WebSocketSession } from "./websocket_session.ts";
 import { logger } from "../operations/log.ts";
-import { HttpError } from "./responder.ts";
+import { HttpError } from "../http/http_error.ts";
 import { upgradingResponse } from "./upgrade.ts";
-import { acceptKey, checkHandshake } from "./websocket_handshake.ts";
+import { acceptKey, checkHandshake } from "../http/websocket_handshake.ts";
 
 /** Options of {@linkcode upgradeWebSocket}. */
 export interface UpgradeWebSocketOptions {

@@ -12,11 +12,15 @@
  * @module
  */
 
-import { errorResponse, type RequestHead, serializeResponse } from "./http.ts";
+import { errorResponse, type RequestHead, serializeResponse } from "../http/http.ts";
+import { HttpError } from "../http/http_error.ts";
 import { logger } from "../operations/log.ts";
-import { knownBody } from "./response_body.ts";
-import type { ConnectionInfo } from "../connection/tls_connection.ts";
+import { knownBody } from "../http/response_body.ts";
+import type { ConnectionInfo } from "./tls_connection.ts";
 import { type PendingUpgrade, type Upgrade, upgradeOf } from "./upgrade.ts";
+
+/** Thrown by a handler to answer with a status (src/http/http_error.ts). */
+export { HttpError };
 
 /** What a handler learns about the request besides the `Request` itself:
  * `remoteAddr` as `Deno.serve` gives it, and hot potato's own fields. */
@@ -48,38 +52,6 @@ export function netAddr(peer: string): { transport: "tcp"; hostname: string; por
 
 /** A function: web `Request` in, `Response` out, like a `Deno.serve` handler. */
 export type Handler = (req: Request, info: RequestInfo) => Response | Promise<Response>;
-
-/**
- * Throw this from a handler to answer with `status` and a short JSON error
- * body (`{"error": message, "status": status}`), as the gateway's own errors.
- *
- * @example
- * ```ts
- * import { HttpError } from "./responder.ts";
- * throw new HttpError(400, "missing operand 'a'");
- * ```
- */
-export class HttpError extends Error {
-  /** HTTP status to answer with. */
-  readonly status: number;
-  /** Headers the answer carries besides hot potato's. */
-  readonly headers: [string, string][];
-  /** Create an error answered with `status` (and `headers`).
-   *
-   * @example
-   * ```ts
-   * import { HttpError } from "./responder.ts";
-   * const e = new HttpError(404, "no such item");
-   * const v = new HttpError(426, "use version 13", [["sec-websocket-version", "13"]]);
-   * ```
-   */
-  constructor(status: number, message: string, headers: [string, string][] = []) {
-    super(message);
-    this.name = "HttpError";
-    this.status = status;
-    this.headers = headers;
-  }
-}
 
 /** A response body written after its head as the handler produces it. */
 export interface StreamedBody {
@@ -196,7 +168,7 @@ export interface Answer {
    * into one buffer with the head. */
   tail?: Uint8Array;
   /** `bytes` is a 101: this runs the new protocol on the connection after
-   * it (src/http/upgrade.ts); the connection never moves then. */
+   * it (src/connection/upgrade.ts); the connection never moves then. */
   upgrade?: Upgrade;
 }
 
@@ -234,7 +206,7 @@ const ENCODER = new TextEncoder();
  * @example
  * ```ts
  * import { type Peer, Responder } from "./responder.ts";
- * import type { RequestHead } from "./http.ts";
+ * import type { RequestHead } from "../http/http.ts";
  * declare const conn: Peer, head: RequestHead;
  * const responder = new Responder(() => new Response("hi\n"), {
  *   name: "hello", label: "hello/1", handlerTimeoutMs: 30_000,
@@ -277,7 +249,7 @@ export class Responder {
    * @example
    * ```ts
    * import type { Peer, Responder } from "./responder.ts";
-   * import type { RequestHead } from "./http.ts";
+   * import type { RequestHead } from "../http/http.ts";
    * declare const responder: Responder, conn: Peer, head: RequestHead;
    * responder.fail(conn, head, 405, "method not allowed", [["allow", "GET"]]);
    * ```
@@ -305,7 +277,7 @@ export class Responder {
    * @example
    * ```ts
    * import type { Peer, Responder } from "./responder.ts";
-   * import type { RequestHead } from "./http.ts";
+   * import type { RequestHead } from "../http/http.ts";
    * declare const responder: Responder, conn: Peer, head: RequestHead;
    * const { status, bytes, keepAlive } = await responder.respond(conn, head, new Uint8Array(0));
    * ```

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { TlsConnection } from "../connection/tls_connection.ts";
+import type { TlsConnection } from "./tls_connection.ts";
 
 /** Runs the new protocol on `conn` once the 101 is out (`written`; when
  * false the 101 could not be written and `conn` is only to be closed), and
