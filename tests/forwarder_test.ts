@@ -105,17 +105,17 @@ async function gateway(dir: string, specs: { name: string; adopts: boolean }[]) 
   configureTrust({ socketGroup: "", gatewayUser: "" });
   const metrics = new GatewayMetrics();
   const answered: { conn: number; unplaced: boolean }[] = [];
-  let forwarder: Forwarder | undefined;
+  const late: { forwarder?: Forwarder } = {};
   const workers = new Workers(
     gatewayConfig(["--handoff", "gateway"]).config,
     Sealer.newKey(),
     metrics,
     {
-      returned: (from, h, fd, raw) => forwarder!.returned(from, h, fd, raw),
+      returned: (from, h, fd, raw) => late.forwarder!.returned(from, h, fd, raw),
       moved: () => {},
     },
   );
-  forwarder = new Forwarder({
+  const forwarder = late.forwarder = new Forwarder({
     workers,
     sealer: new Sealer(Sealer.newKey()),
     importContext: TlsContext.forImport(),
