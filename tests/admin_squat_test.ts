@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * Another local process takes the admin port before the gateway: the
  * gateway serves on and tries the port again every 5 s (no restart loop),
@@ -12,8 +13,7 @@ import { projectRoot } from "../ffi/paths.ts";
 import { forEachLine } from "../src/operations/lines.ts";
 import { MAX_ADMIN_CONNECTIONS } from "../src/gateway/admin_server.ts";
 import { Client } from "./support/system.ts";
-
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+import { sleep, waitUntil } from "./support/wait.ts";
 
 Deno.test("a squatter on the admin port learns nothing and fakes no reload; the gateway takes the port back", async () => {
   // The squatter: answers every request 200 {"ok":true,...}, as a fake gateway would.
@@ -102,18 +102,23 @@ Deno.test("a squatter on the admin port learns nothing and fakes no reload; the 
     for (let i = 0; i < MAX_ADMIN_CONNECTIONS + 8; i++) {
       idle.push(await Deno.connect({ hostname: "127.0.0.1", port }));
     }
-    await sleep(300);
+    // Over the cap: closed as accepted. The others stay open until the 5 s
+    // deadline: still open after 2 s (the time under test).
+    const open = sleep(2000).then(() => "open");
     const closed = await Promise.all(idle.map(async (c) => {
-      // Over the cap: closed as accepted. The others stay open until the 5 s deadline.
-      const got = await Promise.race([c.read(new Uint8Array(1)), sleep(2000).then(() => "open")]);
+      const got = await Promise.race([c.read(new Uint8Array(1)), open]);
       return got === null;
     }));
     assert.equal(closed.filter(Boolean).length, 8, "the connections over the cap are closed");
     for (const c of idle) c.close();
-    await sleep(100);
-    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-    assert.equal(health.status, 200);
-    await health.body?.cancel();
+    // Once the gateway has seen them go, the admin port answers again.
+    let health: Response | undefined;
+    await waitUntil(async () => {
+      health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+      return health !== undefined;
+    }, { what: "the admin port to answer once the idle connections are closed" });
+    assert.equal(health!.status, 200);
+    await health!.body?.cancel();
   } finally {
     try {
       squatter.close();

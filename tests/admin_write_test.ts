@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * The admin port's writes (issue 13, the launcher's reload): token-guarded
  * `POST /admin/promote` and `POST /admin/reloaded`, and `GET /workers`.
@@ -15,6 +16,7 @@ import assert from "node:assert/strict";
 import { adminAnswer, type AdminSource } from "../src/gateway/admin_routes.ts";
 import type { RequestHead } from "../src/http/http.ts";
 import { Client, HANDOFF_MODE, type Proc, System } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const TOKEN_VAR = "HOTPOTATO_ADMIN_TOKEN";
 
@@ -248,11 +250,12 @@ Deno.test(`a standby worker takes no connection until promoted; then the old one
     }
     // A client in a tight loop during the switch.
     let stop = false;
+    let looped = 0;
     const looper = await Client.connect(sys.port);
     clients.push(looper);
     const loop = (async () => {
       const seen = new Set<string>();
-      for (let i = 0; !stop; i++) {
+      for (let i = 0; !stop; i++, looped++) {
         const op = i % 2 ? "product" : "sum";
         const res = await looper.get(`/${op}?a=${i}&b=1`); // throws on EOF or reset
         assert.equal(res.status, 200, res.body);
@@ -261,8 +264,11 @@ Deno.test(`a standby worker takes no connection until promoted; then the old one
       }
       return seen;
     })();
-    loop.catch(() => {}); // awaited below
-    await new Promise((ok) => setTimeout(ok, 200));
+    let failed: unknown;
+    loop.catch((e) => failed = e); // awaited below
+    await waitUntil(() => failed !== undefined || looped >= 4, {
+      what: () => `the looping client's first requests (${looped})`,
+    });
     const r = await post(sys, "/admin/promote?function=sum&generation=2", auth);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.deepEqual(r.body, {

@@ -6,9 +6,9 @@
 
 import assert from "node:assert/strict";
 import { Client, run, System } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const enc = new TextEncoder();
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 /** [what, raw request, expected status] — each sent on a fresh connection. */
 const httpCases: [string, string, number][] = [
@@ -271,13 +271,22 @@ Deno.test("a worker's own error answers are counted in /metrics and logged, once
         client.close();
       }
     }
-    await sleep(1300); // workers report their counters every second
-    const text = await (await fetch(`http://127.0.0.1:${sys.adminPort}/metrics`)).text();
+    // Workers report their counters every second: wait for these.
+    const series = (status: number) =>
+      `hotpotato_requests_total{function="sum",route="-",status="${status}"}`;
+    let text = "";
+    await waitUntil(async () => {
+      text = await (await fetch(`http://127.0.0.1:${sys.adminPort}/metrics`)).text();
+      return cases.every(([, , status]) => text.includes(series(status)));
+    }, { what: () => `the sum worker's error counts in /metrics:\n${text}` });
     for (const [what, , status] of cases) {
-      const series = `hotpotato_requests_total{function="sum",route="-",status="${status}"} 1`;
-      assert.ok(text.split("\n").includes(series), `${what}: ${series} in\n${text}`);
+      assert.ok(
+        text.split("\n").includes(`${series(status)} 1`),
+        `${what}: ${series(status)} 1 in\n${text}`,
+      );
     }
     const sum = sys.worker("sum");
+    await sum.settle(); // its log lines so far
     for (const [what, , status] of cases) {
       const lines = sum.lines.filter((l) =>
         new RegExp(`hotpotato\\.worker: - - ${status} 0ms worker sum/\\d+ conn`).test(l)

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * Many hosts behind HAProxy (issue 12), on this machine: two hosts in
  * network namespaces (a veth pair each into a bridge on a private /24,
@@ -15,8 +16,8 @@ import assert from "node:assert/strict";
 import { processUid } from "../ffi/shim.ts";
 import { Cluster } from "../scripts/cluster.ts";
 import { connect } from "./support/s_client.ts";
+import { waitUntil } from "./support/wait.ts";
 
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const root = processUid() === 0;
 if (!root) {
   console.log("cluster_test: not root: the cluster test is ignored (it needs network namespaces)");
@@ -81,22 +82,29 @@ Deno.test({
     const since = () => Date.now() - t0;
     const clients = Array.from({ length: 4 }, (_, i) => client(i + 1, port, cluster.dir, since));
     try {
-      await sleep(3000);
-      const before1 = await cluster.metric(h1, "hotpotato_tls_handshakes_total");
-      const before2 = await cluster.metric(h2, "hotpotato_tls_handshakes_total");
-      assert.ok(before1 > 0 && before2 > 0, `both hosts serve: ${before1} / ${before2}`);
+      let before1 = 0, before2 = 0;
+      await waitUntil(async () => {
+        before1 = await cluster.metric(h1, "hotpotato_tls_handshakes_total");
+        before2 = await cluster.metric(h2, "hotpotato_tls_handshakes_total");
+        return before1 > 0 && before2 > 0;
+      }, { what: () => `both hosts to serve (${before1} / ${before2} handshakes)`, everyMs: 100 });
       // Host 1 dies: gateway and workers at once.
       const resumed2 = await cluster.metric(h2, "hotpotato_tls_handshakes_total", 'resumed="true"');
       const killedAt = since();
       await cluster.killHost(h1);
-      await sleep(3000);
+      // Connections from 1.5 s after the kill on (HAProxy has seen host 1 go).
+      const afterKill = () => clients.flatMap((c) => c.log.filter((e) => e.at > killedAt + 1500));
+      await waitUntil(() => afterKill().length >= 4, {
+        what: () => `4 connections after the kill (${afterKill().length})`,
+        timeoutMs: 15_000,
+      });
       const resumedAfter = await cluster.metric(
         h2,
         "hotpotato_tls_handshakes_total",
         'resumed="true"',
       );
       // Every connection after the switch resumed its session on host 2.
-      const after = clients.flatMap((c) => c.log.filter((e) => e.at > killedAt + 1500));
+      const after = afterKill();
       assert.ok(after.length >= 4, `connections after the kill: ${after.length}`);
       assert.ok(after.every((e) => e.reused), JSON.stringify(after));
       assert.ok(
@@ -105,12 +113,10 @@ Deno.test({
       );
       // Host 1 comes back and takes new connections again.
       await cluster.startHost(h1);
-      let back = 0;
-      for (let i = 0; i < 40 && back === 0; i++) {
-        await sleep(250);
-        back = await cluster.metric(h1, "hotpotato_tls_handshakes_total");
-      }
-      assert.ok(back > 0, "host 1 takes connections again");
+      await waitUntil(async () => await cluster.metric(h1, "hotpotato_tls_handshakes_total") > 0, {
+        what: "host 1 to take connections again",
+        everyMs: 250,
+      });
     } finally {
       await Promise.all(clients.map((c) => c.stop()));
       await cluster.down();

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * End to end: the real gateway and workers as processes, real TLS clients
  * (curl, openssl s_client, Deno's rustls), real sockets.

@@ -6,8 +6,7 @@
 
 import assert from "node:assert/strict";
 import { CA_CERT, Proc } from "./support/system.ts";
-
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+import { sleep, waitUntil } from "./support/wait.ts";
 
 /** CPU time (user + system) a process has used, ms. (Read with cat: Deno
  * asks for --allow-all to read another process's /proc files.) */
@@ -16,6 +15,13 @@ async function cpuMs(pid: number): Promise<number> {
   const stat = new TextDecoder().decode(out.stdout);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in 1/100 s
+}
+
+/** Connections waiting in the accept queue of the listener on `port`
+ * (the Recv-Q `ss` shows for a listening socket). */
+async function queued(port: number): Promise<number> {
+  const out = await new Deno.Command("ss", { args: ["-Hltn", `sport = :${port}`] }).output();
+  return Number(new TextDecoder().decode(out.stdout).trim().split(/\s+/)[1] ?? 0);
 }
 
 /** A real curl request; resolves with the HTTP status ("000": no answer). */
@@ -77,8 +83,12 @@ Deno.test("at its open-file limit the gateway serves queued connections once fds
     }
 
     // Real TLS clients now wait in the listen queue, behind the last idle ones.
+    const inQueue = await queued(port);
     const answers = [0, 1, 2].map(() => curl(port, "/nowhere", 15));
-    await sleep(300);
+    let waiting = inQueue;
+    await waitUntil(async () => (waiting = await queued(port)) >= inQueue + 3, {
+      what: () => `3 more connections in the listen queue (${waiting - inQueue})`,
+    });
 
     // At the limit, waiting costs (almost) nothing: no busy retry loop.
     const before = await cpuMs(pid);

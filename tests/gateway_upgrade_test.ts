@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * A new gateway takes over from a running one (issue 13, gateway upgrade):
  * it gets the listening sockets over the control socket (SCM_RIGHTS), the
@@ -11,9 +12,8 @@ import assert from "node:assert/strict";
 import { Client, HANDOFF_MODE, Proc, System } from "./support/system.ts";
 import { keyForTheGateways, Launched } from "./support/launched.ts";
 import { connect } from "./support/s_client.ts";
+import { waitUntil } from "./support/wait.ts";
 import { projectRoot } from "../ffi/paths.ts";
-
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 /** Open connections as fast as `parallel` loops can (handshake, one
  * request, close) until stopped; every failure is kept. */
@@ -40,6 +40,17 @@ function opener(port: number, parallel: number) {
     get opened() {
       return opened;
     },
+    /** Resolves once `n` more connections have been opened (or, with
+     * `tried`, attempted: answered or failed) from now on. */
+    more: (n: number, tried = false) => {
+      const count = () => opened + (tried ? errors.length : 0);
+      const target = count() + n;
+      return waitUntil(() => count() >= target, {
+        what: () =>
+          `${n} more connections of the storm (${opened} opened, ${errors.length} failed)`,
+        timeoutMs: 15_000,
+      });
+    },
     stop: async () => {
       running = false;
       await Promise.all(loops);
@@ -65,7 +76,7 @@ Deno.test(`a new gateway takes over twice under a connection storm: nothing refu
     const idle = await Client.connect(sys.port);
     const storm = opener(sys.port, 4);
     for (let round = 0; round < 2; round++) {
-      await sleep(300);
+      await storm.more(10); // the storm is on before the takeover
       const old = gateways[gateways.length - 1];
       const heir = new Proc("gateway", "gateway.ts", [
         "--port",
@@ -84,7 +95,7 @@ Deno.test(`a new gateway takes over twice under a connection storm: nothing refu
       assert.equal(status.code, 0, old.lines.join("\n"));
       assert.match(old.lines.join("\n"), /retired in \d+ ms \(0 connection\(s\) cut/);
     }
-    await sleep(300);
+    await storm.more(10); // and goes on after it
     const errors = await storm.stop();
     assert.deepEqual(errors, [], `${errors.length} of ${storm.opened + errors.length} failed`);
     assert.ok(storm.opened > 20, `only ${storm.opened} connections opened`);
@@ -126,7 +137,7 @@ Deno.test("the launcher upgrades its gateway on SIGUSR1; a failing one leaves th
     let mark = sys.lines.length;
     Deno.kill(await sys.launcherPid(), "SIGUSR1");
     await sys.waitLine(/gateway upgrade: done in \d+ ms; pid (\d+) serves/, mark, 30_000);
-    await sleep(300);
+    await storm.more(10); // connections to the new gateway
     assert.deepEqual(await storm.stop(), []);
     const res = await client.get("/product?a=6&b=7");
     assert.equal(res.status, 200);
@@ -175,7 +186,7 @@ Deno.test(`a successor killed during the takeover: the old gateway serves on (${
     heir.child.kill("SIGKILL");
     await heir.child.status;
     await sys.gateway.waitFor(/went away before taking everything over; this gateway serves on/);
-    await sleep(500);
+    await storm.more(10, true); // the storm goes on against the old gateway
     const errors = await storm.stop();
     // Connections the successor had accepted die with it (the kill); none other fails.
     // The workers had moved to it: they register with the old gateway again, and
@@ -265,15 +276,18 @@ Deno.test(`a ticket key the old gateway rotates to while it finishes is the succ
   const relay = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const sess = `${sys.dir}/late`;
   try {
-    await sleep(300); // the old gateway accepts it (a handshake in progress there)
+    // The old gateway accepts it (a handshake in progress there).
+    await waitUntil(async () => (await old.stats()).accepted === 1, {
+      what: "the old gateway to accept the stalled connection",
+    });
     const heir = successor(sys);
     await heir.waitFor(/accepting; 2 of 2 worker\(s\) registered/);
     await old.settle();
     const rotated = old.count(/session-ticket key rotated/);
-    for (let i = 0; i < 100 && old.count(/session-ticket key rotated/) === rotated; i++) {
-      await sleep(50);
-    }
-    assert.ok(old.count(/session-ticket key rotated/) > rotated, "no rotation while finishing");
+    await waitUntil(() => old.count(/session-ticket key rotated/) > rotated, {
+      what: "a key rotation while the old gateway finishes (every 2 s)",
+      timeoutMs: 5000,
+    });
     assert.equal(old.exited, false, "the old gateway waits for the handshake in progress");
     // An OpenSSL client finishes that handshake (through a relay) and gets
     // a ticket sealed with the old gateway's new key.

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * Every core of a host (issue 12): `--gateways N` runs a primary gateway and
  * N-1 satellites sharing the public port (SO_REUSEPORT); a satellite
@@ -12,8 +13,8 @@ import assert from "node:assert/strict";
 import { Launched } from "./support/launched.ts";
 import { connect } from "./support/s_client.ts";
 import { Client, System } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
 
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const ROUTES = ["/sum?a=1&b=2", "/product?a=3&b=4", "/sum?a=5&b=6"];
 const RESULTS = ["3", "12", "11"];
 
@@ -48,11 +49,17 @@ Deno.test("--gateways 2: both gateways take connections; tickets from either res
       }
       c.close();
     }
-    // The primary's /metrics adds the satellite's counts in (reported every second).
-    await sleep(1500); // (log lines are written in batches too)
     // Both gateways did handshakes (the kernel spread 38 connections).
     const by = (name: string) =>
       sys.lines.filter((l) => new RegExp(`^${name}\\s+\\|.*TLS handshake complete`).test(l)).length;
+    // The primary's /metrics adds the satellite's counts in (reported every
+    // second); log lines are written in batches too.
+    await waitUntil(
+      async () =>
+        by("gateway") + by("gateway\\.2") >= 38 &&
+        await sys.metric("hotpotato_tls_handshakes_total") >= 38,
+      { what: "38 handshakes in the logs and in /metrics" },
+    );
     assert.ok(
       by("gateway") > 0 && by("gateway\\.2") > 0,
       `${by("gateway")} / ${by("gateway\\.2")}`,
@@ -79,11 +86,27 @@ Deno.test("ticket keys rotate: the previous key is accepted one period more, the
   const sys = await System.start({ gatewayArgs: ["--ticket-key-rotation", "2"] });
   try {
     const sess = `${dir}/sess`;
+    const rotated = /session-ticket key rotated/;
+    const rotations = async () => {
+      await sys.gateway.settle(); // every line logged so far
+      return sys.gateway.count(rotated);
+    };
+    const before = await rotations();
     const first = await connect(sys.port, { version: "1.3", sessOut: sess }, ROUTES);
     assert.equal(first.code, 0, first.stderr);
-    await sleep(1000); // within this period or the next: resumes
+    const issued = await rotations(); // rotations counted from here came after the ticket
+    // A rotation since (before the ticket at the earliest): its key is the
+    // previous one (or still the current one), accepted.
+    await waitUntil(() => sys.gateway.count(rotated) > before, {
+      what: "a key rotation (every 2 s)",
+      timeoutMs: 5000,
+    });
     assert.equal((await connect(sys.port, { version: "1.3", sessIn: sess }, ROUTES)).reused, true);
-    await sleep(4500); // two rotations later its key is gone: a full handshake, answers as usual
+    // Two rotations after the ticket its key is gone: a full handshake, answers as usual.
+    await waitUntil(() => sys.gateway.count(rotated) >= issued + 2, {
+      what: "two key rotations after the ticket (every 2 s)",
+      timeoutMs: 8000,
+    });
     const late = await connect(sys.port, { version: "1.3", sessIn: sess }, ROUTES);
     assert.equal(late.reused, false);
     assert.deepEqual(late.bodies.map((b) => b.result), RESULTS);
@@ -169,7 +192,11 @@ Deno.test("--gateways 2: a reload and a gateway upgrade under load; the satellit
   });
   try {
     await sys.waitLine(/^gateway\.2\s+\| .*joined the primary gateway/);
-    await sleep(300);
+    const served = (n: number, what: string) =>
+      waitUntil(() => errors.length > 0 || requests >= n, {
+        what: () => `${what} (${requests} requests)`,
+      });
+    await served(20, "the loops under way");
     assert.match((await sys.reload()).join("\n"), /reload 2: done/);
     const mark = sys.lines.length;
     Deno.kill(await sys.launcherPid(), "SIGUSR1");
@@ -182,7 +209,7 @@ Deno.test("--gateways 2: a reload and a gateway upgrade under load; the satellit
       new RegExp(`^gateway\\.2\\s+\\| .*joined the primary gateway pid ${up[1]}`),
       mark,
     );
-    await sleep(500);
+    await served(Math.max(101, requests + 20), "load through the new primary");
     running = false;
     await Promise.all(loops);
     assert.deepEqual(errors, []);

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * Connections in transit are never lost: a handoff is acknowledged, and its
  * sender keeps the connection until then. A receiver that dies before
@@ -8,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { Client, HANDOFF_MODE, Proc, System } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const SUM = { name: "sum", file: "workers/sum.ts" };
 const PRODUCT = { name: "product", file: "workers/product.ts" };
@@ -26,7 +28,10 @@ Deno.test("handoffs queued to a stopped worker go to its sibling when it is kill
       clients.push(c);
       await c.write(Client.request(`/sum?a=${i}&b=1`));
     }
-    await new Promise((ok) => setTimeout(ok, 300));
+    // Every one handed off (about half wait for the stopped worker).
+    await waitUntil(async () => (await sys.gateway.stats()).handoffs === 20, {
+      what: "the gateway to send all 20 connections to the workers",
+    });
     stopped.child.kill("SIGKILL");
     for (const c of clients) answers.push(await c.read());
     for (const [i, res] of answers.entries()) {

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * An unchanged Hono app from npm (examples/hono_app.ts: routing,
  * middleware, `streamSSE`) served with `serveFunction(options, app.fetch)`,

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * End to end: TLS 1.3 KeyUpdate on a connection that moves between processes.
  *

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * No leak: 5,000 connections with handoffs, errors, timeouts and abrupt
  * closes mixed in. Afterwards the gateway's and workers' open fd counts are
@@ -6,9 +7,9 @@
 
 import assert from "node:assert/strict";
 import { Client, run, System } from "./support/system.ts";
+import { sleep, waitUntil } from "./support/wait.ts";
 
 const enc = new TextEncoder();
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 /** Open fds of a process (`ls`, because Deno reads /proc/PID/fd only with -A). */
 async function fdCount(pid: number): Promise<number> {
@@ -72,18 +73,38 @@ Deno.test("5,000 mixed connections leave no fd behind and memory flat", async ()
     workerArgs: ["--idle-timeout", "0.5"],
   });
   const procs = [sys.gateway, ...sys.workers];
-  const settle = async () => {
-    // Idle and handshake timeouts close what clients left open.
-    await sleep(1500);
+  const fdCounts = () => Promise.all(procs.map((p) => fdCount(p.child.pid)));
+  /** Once no connection is held any more (the idle and handshake timeouts,
+   * 0.5 s, close what clients left open), the processes' open fds. */
+  const settled = async (): Promise<number[]> => {
+    let held = "";
+    await waitUntil(async () => {
+      const gateway = await sys.metric("hotpotato_connections_open", 'holder="gateway"');
+      const workers = await Promise.all(sys.workers.map((w) => w.stats().then((s) => s.held)));
+      held = `gateway ${gateway}, workers ${workers}`;
+      return gateway === 0 && workers.every((n) => n === 0);
+    }, { what: () => `no connection held (${held})`, everyMs: 100 });
+    // (A socket closes a moment after its holder lets it go: the same count twice.)
+    let fds: number[] = [], last = "";
+    await waitUntil(async () => last === (last = String(fds = await fdCounts())), {
+      what: () => `the open fds to stay the same for 100 ms (${last})`,
+      everyMs: 100,
+    });
+    return fds;
   };
   try {
     await wave(sys.port, 1000, 50); // warm up: JIT, buffers, pools
-    await settle();
-    const fds0 = await Promise.all(procs.map((p) => fdCount(p.child.pid)));
+    const fds0 = await settled();
     const mem0 = await Promise.all(procs.map((p) => p.stats().then((s) => s.memory)));
     await wave(sys.port, 5000, 50);
-    await settle();
-    const fds1 = await Promise.all(procs.map((p) => fdCount(p.child.pid)));
+    await settled();
+    // Back where they were within 3 s (or never: a leak).
+    let fds1: number[] = [];
+    await waitUntil(async () => String(fds1 = await fdCounts()) === String(fds0), {
+      what: () => `open fds per process back to baseline ${fds0} (${fds1} now)`,
+      timeoutMs: 3000,
+      everyMs: 100,
+    });
     const mem1 = await Promise.all(procs.map((p) => p.stats().then((s) => s.memory)));
     assert.deepEqual(fds1, fds0, "open fds per process are back to baseline");
     const mib = (n: number) => Math.round(n / 1048576 * 10) / 10;

@@ -19,6 +19,7 @@ import {
   type Stream,
   WRITE_CHUNK,
 } from "../src/operations/log.ts";
+import { sleep, waitUntil } from "./support/wait.ts";
 
 /** Back to no logging (and no note from LogTape's meta logger about it). */
 function unconfigure(): void {
@@ -29,7 +30,6 @@ function unconfigure(): void {
   });
 }
 
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const dec = new TextDecoder();
 
 /** Every message template of src/ (logger calls and LogLines). */
@@ -248,7 +248,8 @@ Deno.test("line writer: order kept across stdout and stderr; stderr lines go out
   w.write(1, "info 2\n");
   w.write(2, "warning\n");
   w.write(1, "info 3\n");
-  await sleep(20); // far less than flushMs: the warning made it go
+  // Far sooner than flushMs (a minute): the warning made them go.
+  await waitUntil(() => out.writes.length >= 3, { what: "three writes", timeoutMs: 5000 });
   assert.deepEqual(out.writes.map((x) => [x.stream, x.text]), [
     [1, "info 1\ninfo 2\n"],
     [2, "warning\n"],
@@ -258,16 +259,21 @@ Deno.test("line writer: order kept across stdout and stderr; stderr lines go out
 
 Deno.test("line writer: a line after a quiet spell goes at once, later ones within FLUSH_MS or at FLUSH_BYTES", async () => {
   const out = new FakeOutput();
-  const w = new LineWriter({ output: out, flushMs: 300, flushBytes: 1000 });
+  // The writer's clock stands still unless the test moves it: the timer for
+  // "second" is then exactly flushMs (real time), and a quiet spell is a jump.
+  let now = 1000;
+  const w = new LineWriter({ output: out, flushMs: 100, flushBytes: 1000, now: () => now });
   w.write(1, "first\n");
   await sleep(30);
   assert.equal(out.text(), "first\n", "quiet before: written on the next turn");
   w.write(1, "second\n");
-  await sleep(30);
+  await sleep(30); // (its timer, due at 100 ms, comes after this one)
   assert.equal(out.text(), "first\n", "waits for the timer");
-  await sleep(400);
-  assert.equal(out.text(), "first\nsecond\n");
-  await sleep(350); // quiet again: more than flushMs since the last write began
+  await waitUntil(() => out.text() === "first\nsecond\n", {
+    what: "the second line, at the timer",
+    timeoutMs: 5000,
+  });
+  now += 150; // quiet again: more than flushMs since the last write began
   w.write(1, "third\n");
   await sleep(30);
   assert.equal(out.text(), "first\nsecond\nthird\n", "quiet again");
@@ -313,7 +319,8 @@ Deno.test("line writer: an output that takes nothing never blocks; past the boun
 
 Deno.test("line writer: flushSync writes everything now, unless a write is stuck", async () => {
   const out = new FakeOutput();
-  const w = new LineWriter({ prefix: "gw | ", output: out });
+  let now = 1000;
+  const w = new LineWriter({ prefix: "gw | ", output: out, now: () => now });
   w.write(1, "a\n");
   w.write(2, "b\n");
   w.write(1, "c\n");
@@ -329,9 +336,10 @@ Deno.test("line writer: flushSync writes everything now, unless a write is stuck
   // A write that has been pending a while: nobody reads; exit must not hang on it.
   out.held = true;
   w.write(1, "d\n");
-  await sleep(20); // the pump starts the write, which does not complete
+  // The pump takes the line and starts its write, which does not complete.
+  await waitUntil(() => w.buffered === 0, { what: "the write of d to begin" });
   w.write(1, "e\n");
-  await sleep(150);
+  now += 150; // pending for longer than a write may take
   w.flushSync();
   assert.equal(out.writes.length, 3, "no synchronous write behind a stuck one");
   assert.equal(await w.flush(50), false, "flush gives up after its timeout");

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * The PROXY protocol v2 (issue 12): with `--proxy-protocol on` the gateway
  * takes connections only from `--proxy-trusted` peers that start with a

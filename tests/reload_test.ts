@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * Deploys without dropping a connection (issue 13): the launcher reloads
  * every function on SIGHUP, starting the new version on standby and
@@ -11,6 +12,7 @@ import assert from "node:assert/strict";
 import { projectRoot } from "../ffi/paths.ts";
 import { Launched } from "./support/launched.ts";
 import { Client } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const HANDSHAKES = "hotpotato_tls_handshakes_total";
 
@@ -26,12 +28,21 @@ async function versionedFunction(dir: string, version: string, extra = ""): Prom
 }
 
 /** Alternate sum and product on one connection until `stop()`; every answer
- * is checked. Resolves with the worker pids seen per route. */
-function loop(client: Client): { stop: () => Promise<Map<string, Set<string>>> } {
+ * is checked. Resolves with the workers seen per route (`seen`, as it grows;
+ * `requests`, answered so far). */
+function loop(client: Client): {
+  stop: () => Promise<Map<string, Set<string>>>;
+  seen: Map<string, Set<string>>;
+  readonly requests: number;
+  /** Throws what stopped the loop, if something did. */
+  check: () => true;
+} {
   let running = true;
+  let requests = 0;
+  let failed: unknown;
   const seen = new Map<string, Set<string>>([["sum", new Set()], ["product", new Set()]]);
   const done = (async () => {
-    for (let i = 0; running; i++) {
+    for (let i = 0; running; i++, requests++) {
       const op = i % 2 ? "product" : "sum";
       const res = await client.get(`/${op}?a=${i}&b=3`); // throws on EOF or reset
       assert.equal(res.status, 200, res.body);
@@ -40,11 +51,19 @@ function loop(client: Client): { stop: () => Promise<Map<string, Set<string>>> }
     }
     return seen;
   })();
-  done.catch(() => {}); // reported by stop(); a test that fails first closes the client
+  done.catch((e) => failed = e); // reported by stop() (and check()); a test that fails first closes the client
   return {
     stop: () => {
       running = false;
       return done;
+    },
+    seen,
+    get requests() {
+      return requests;
+    },
+    check: () => {
+      if (failed !== undefined) throw failed;
+      return true;
     },
   };
 }
@@ -99,17 +118,28 @@ Deno.test("a reload under 50 busy connections: no error, no new handshake", asyn
   try {
     for (let i = 0; i < 50; i++) clients.push(await Client.connect(sys.port));
     const loops = clients.map(loop);
-    await new Promise((ok) => setTimeout(ok, 500));
+    // Every connection busy, moving between the functions, before the reload.
+    await waitUntil(() => loops.every((l) => l.check() && l.requests >= 4), {
+      what: () => `4 requests on each connection (${loops.map((l) => l.requests)})`,
+    });
     const lines = (await sys.reload()).join("\n");
     assert.match(lines, /reload 2: done in \d+ ms/);
-    await new Promise((ok) => setTimeout(ok, 500));
-    const seen = await Promise.all(loops.map((l) => l.stop())); // rejects on any error
     const fresh = [...lines.matchAll(/is generation 2 \(pid ([\d ]+)\)/g)]
       .flatMap((m) => m[1].split(" ").map(Number));
     assert.equal(fresh.length, 4, lines);
+    const pidsOf = (s: Map<string, Set<string>>) =>
+      [...s.get("sum")!, ...s.get("product")!].map((w) => Number(w.split("/")[1]));
+    // Every connection goes on, and reaches the new version (checked below).
+    await waitUntil(
+      () => loops.every((l) => l.check() && pidsOf(l.seen).some((p) => fresh.includes(p))),
+      {
+        what: "every connection to reach the new version",
+      },
+    );
+    const seen = await Promise.all(loops.map((l) => l.stop())); // rejects on any error
     // Every connection reached the new version afterwards.
     for (const s of seen) {
-      const pids = [...s.get("sum")!, ...s.get("product")!].map((w) => Number(w.split("/")[1]));
+      const pids = pidsOf(s);
       assert.ok(pids.some((p) => fresh.includes(p)), pids.join(" "));
     }
     assert.equal(await sys.metric(HANDSHAKES), 50);

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * A new version of a function replaces the running one without a client
  * noticing (issue 13, single worker upgrade): started with `--replace on`, it

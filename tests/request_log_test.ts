@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * The request log as shipped (info level), with real processes: under the
  * launcher every child writes its own prefixed lines to the shared stdout,

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * The path a request is routed by is the pathname its handler sees
  * (src/http/request_path.ts): for tricky targets (dot segments, `%2e`,

@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * One route matcher, end to end with real processes: a connection goes to
  * the function of the longest route whichever process holds it (workers

@@ -6,9 +6,9 @@
 
 import assert from "node:assert/strict";
 import { Client, System } from "./support/system.ts";
+import { sleep, waitUntil } from "./support/wait.ts";
 
 const enc = new TextEncoder();
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const MISBEHAVE = { name: "misbehave", file: "tests/fixtures/misbehave.ts" };
 
 async function timeToClose(conn: Deno.Conn, limitMs = 10_000): Promise<number> {
@@ -46,13 +46,15 @@ for (const where of ["gateway", "worker"] as const) {
       workerArgs: ["--header-timeout", "1"],
     });
     const slow = await Client.connect(sys.port);
+    let trickling = true;
     try {
       if (where === "worker") assert.equal((await slow.get("/sum?a=1&b=1")).status, 200);
       const started = Date.now();
       const head = "GET /sum?a=1&b=2 HTTP/1.1\r\nhost: x\r\nx-slow: ";
       await slow.write(enc.encode(head));
+      // One byte every 100 ms (for 3 s at most) until the answer comes.
       const trickle = (async () => {
-        for (let i = 0; i < 30; i++) {
+        for (let i = 0; i < 30 && trickling; i++) {
           await sleep(100);
           await slow.write(enc.encode("z")).catch(() => {});
         }
@@ -65,12 +67,14 @@ for (const where of ["gateway", "worker"] as const) {
       other.close();
       const res = await slow.read();
       const ms = Date.now() - started;
+      trickling = false;
       assert.equal(res.status, 408);
       assert.equal(res.headers.get("connection"), "close");
       assert.ok(ms >= 900 && ms < 2500, `408 after ${ms} ms`);
       assert.equal(await slow.closedByServer(), true);
       await trickle;
     } finally {
+      trickling = false;
       slow.close();
       await sys.stop();
     }
@@ -186,15 +190,28 @@ Deno.test("a client that does not read its responses is dropped at the write tim
     // far more than socket buffers hold, and never a response read.
     const batch = enc.encode("GET /big?bytes=200000 HTTP/1.1\r\nhost: x\r\n\r\n".repeat(100));
     const started = Date.now();
+    let batches = 0;
     const writing = (async () => {
       try {
-        while (Date.now() - started < 15_000) await greedy.write(batch);
+        while (Date.now() - started < 15_000) {
+          await greedy.write(batch);
+          batches++;
+        }
         return "still writing";
       } catch {
         return "failed";
       }
     })();
-    await sleep(300);
+    // The connection reaches the worker, whose answers fill the socket: it
+    // reads no more, and our writes stop going through.
+    await waitUntil(async () => (await sys.gateway.stats()).handoffs === 1, {
+      what: "the greedy client's connection to reach the worker",
+    });
+    let seen = -1;
+    await waitUntil(() => seen === (seen = batches), {
+      what: () => `the greedy client's writes to block (${batches} batches written)`,
+      everyMs: 100,
+    });
     // Others are served while the worker waits on the greedy client.
     const other = await Client.connect(sys.port);
     const t0 = Date.now();

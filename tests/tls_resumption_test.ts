@@ -1,3 +1,4 @@
+// handoff-mode: both
 /**
  * TLS session resumption end to end, with real OpenSSL clients: TLS 1.2
  * tickets and session ids and TLS 1.3 tickets resume on the gateway and the

@@ -25,8 +25,8 @@ Deno.test("headless Chromium: text, binary, 1 MB messages, pings answered while 
   try {
     browser = await Chromium.launch();
     const page = await browser.newPage();
-    // idle=2: the server pings after 1 s without a frame from the browser
-    // and closes with 1001 after 2 s unless a pong came back.
+    // idle=1: the server pings after 0.5 s without a frame from the browser
+    // and closes with 1001 after 1 s unless a pong came back.
     const script = `
       const base = "wss://localhost:${sys.port}/echo";
       const errors = [];
@@ -63,16 +63,17 @@ Deno.test("headless Chromium: text, binary, 1 MB messages, pings answered while 
       const bin = new Uint8Array(1 << 20);
       for (let off = 0; off < bin.length; off += 65536) crypto.getRandomValues(bin.subarray(off, off + 65536));
 
-      const a = await open(base + "?idle=2");
+      const a = await open(base + "?idle=1");
       const got = [];
       for (const m of ["hello ✓", new Uint8Array([1, 2, 3, 255]), big, bin, "after"]) {
         const reply = next(a);
         a.send(m);
         got.push(await describe(await reply));
       }
-      // Quiet for 3.5 s: only the browser's automatic pongs keep it open.
+      // Quiet for 1.75 s (the idle timeout 1.75 times over, the time under
+      // test): only the browser's automatic pongs keep it open.
       const quietFrom = Date.now();
-      await new Promise((ok) => setTimeout(ok, 3500));
+      await new Promise((ok) => setTimeout(ok, 1750));
       const idle = { openAfterMs: Date.now() - quietFrom, readyState: a.readyState, echoed: "" };
       if (a.readyState === WebSocket.OPEN) {
         const reply = next(a);

@@ -95,6 +95,9 @@ export interface LineWriterOptions {
   flushMs?: number;
   /** Override {@linkcode MAX_BUFFERED}. */
   maxBytes?: number;
+  /** The clock for the quiet spell and a stuck write, in ms (default
+   * `performance.now`; tests pass one of their own). */
+  now?: () => number;
 }
 
 /** Bytes to write, with the stream of each run of them. */
@@ -155,12 +158,13 @@ export class LineWriter {
   #flushBytes: number;
   #flushMs: number;
   #maxBytes: number;
+  #now: () => number;
   #fill: Batch;
   #spare: Batch | undefined;
   /** The batch the pump is writing, and where its next write starts. */
   #writing: Batch | undefined;
   #pos = 0;
-  /** performance.now() when the pending write began; 0 when none is pending. */
+  /** The clock's time when the pending write began; 0 when none is pending. */
   #pendingSince = 0;
   #lastFlush = -Infinity;
   #due = false;
@@ -189,6 +193,7 @@ export class LineWriter {
     this.#flushBytes = opts.flushBytes ?? FLUSH_BYTES;
     this.#flushMs = opts.flushMs ?? FLUSH_MS;
     this.#maxBytes = opts.maxBytes ?? MAX_BUFFERED;
+    this.#now = opts.now ?? (() => performance.now());
     this.#fill = new Batch(Math.min(2 * this.#flushBytes, this.#maxBytes) + NOTICE_ROOM);
   }
 
@@ -287,7 +292,7 @@ export class LineWriter {
    * ```
    */
   flushSync(): void {
-    if (this.#pendingSince && performance.now() - this.#pendingSince > STUCK_MS) return;
+    if (this.#pendingSince && this.#now() - this.#pendingSince > STUCK_MS) return;
     const writing = this.#writing;
     if (writing) {
       // Past the chunk under way (it lands when its thread gets to it).
@@ -346,7 +351,7 @@ export class LineWriter {
       if (!now || this.#timerNow) return;
       clearTimeout(this.#timer);
     }
-    const delay = now ? 0 : Math.max(0, this.#lastFlush + this.#flushMs - performance.now());
+    const delay = now ? 0 : Math.max(0, this.#lastFlush + this.#flushMs - this.#now());
     this.#timerNow = delay === 0;
     const timer = setTimeout(() => {
       this.#timer = undefined;
@@ -372,7 +377,7 @@ export class LineWriter {
       this.#spare = undefined;
       this.#writing = batch;
       this.#pos = 0;
-      this.#lastFlush = performance.now();
+      this.#lastFlush = this.#now();
       while (this.#pos < batch.len) {
         const [stream, end] = batch.next(this.#pos, WRITE_CHUNK);
         const start = this.#pos;
@@ -403,7 +408,7 @@ export class LineWriter {
   async #writeAll(stream: Stream, bytes: Uint8Array): Promise<void> {
     let off = 0;
     while (off < bytes.length && !this.#broken.has(stream)) {
-      this.#pendingSince = performance.now() || 1;
+      this.#pendingSince = this.#now() || 1;
       try {
         off += await this.#out.write(stream, bytes.subarray(off));
       } catch (e) {

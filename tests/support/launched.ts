@@ -8,7 +8,7 @@
 
 import { projectRoot } from "../../ffi/paths.ts";
 import { forEachLine } from "../../src/operations/lines.ts";
-import { HANDOFF_MODE } from "./system.ts";
+import { HANDOFF_MODE, metricOf } from "./system.ts";
 import { processUid } from "../../ffi/shim.ts";
 import { DEFAULT_USERS, RoleUsers } from "../../src/operations/users.ts";
 
@@ -125,15 +125,8 @@ export class Launched {
 
   /** A metric's value from the gateway's /metrics (the sum of its series
    * whose labels contain `labels`). */
-  async metric(name: string, labels = ""): Promise<number> {
-    const text = await (await fetch(`http://127.0.0.1:${this.adminPort}/metrics`)).text();
-    let sum = 0;
-    for (const line of text.split("\n")) {
-      if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
-      if (labels && !line.includes(labels)) continue;
-      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-    }
-    return sum;
+  metric(name: string, labels = ""): Promise<number> {
+    return metricOf(this.adminPort, name, labels);
   }
 
   /** SIGINT (Ctrl-C): everything drains and stops. */

@@ -14,8 +14,16 @@ import { SERVER_FLAGS } from "../../src/operations/roles.ts";
 export const CA_CERT = `${projectRoot}/.local/certs/ca.pem`;
 
 /** The handoff mode the gateways under test run in: the default (direct), or
- * the one HOTPOTATO_HANDOFF names (`scripts/test.sh` runs the end-to-end
- * tests in both). */
+ * the one HOTPOTATO_HANDOFF names. `scripts/test.sh` runs every test file
+ * with `--handoff direct`, then again with `--handoff gateway` only the
+ * files whose behaviour depends on the mode, which say so in a line of their
+ * own, `// handoff-mode: both`, above their module comment. A file depends on
+ * it when a request on a connection a worker holds is for another function's
+ * route (a route change: a direct move, or a hand-back through the gateway),
+ * or when it reads this constant (test.sh fails a file that reads it without
+ * the line). Everything else (a connection's first placement, hand-backs of
+ * unknown routes, handovers to a new version, satellites) is the same in
+ * both modes. */
 export const HANDOFF_MODE: "direct" | "gateway" = Deno.env.get("HOTPOTATO_HANDOFF") === "gateway"
   ? "gateway"
   : "direct";
@@ -150,6 +158,19 @@ export interface SystemOptions {
   denoFlags?: string[];
 }
 
+/** A metric's value from the /metrics of the admin port `adminPort`: the
+ * sum of the series of `name` whose labels contain `labels` (0 if none). */
+export async function metricOf(adminPort: number, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+    if (labels && !line.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+
 /** The gateway and workers, started for one test. */
 export class System {
   readonly dir: string;
@@ -227,6 +248,12 @@ export class System {
       await new Promise((ok) => setTimeout(ok, 20));
     }
     return this.gateway.count(re);
+  }
+
+  /** A metric from the gateway's /metrics (see {@linkcode metricOf}); the
+   * workers' counts are in it once they report them (every second). */
+  metric(name: string, labels = ""): Promise<number> {
+    return metricOf(this.adminPort, name, labels);
   }
 
   /** Wait for every process's log lines so far (see {@linkcode Proc.settle}). */

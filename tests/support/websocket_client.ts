@@ -7,7 +7,13 @@
  * @module
  */
 
-import { encodeFrame, FrameDecoder, type Incoming } from "../../src/http/websocket_frames.ts";
+import assert from "node:assert/strict";
+import {
+  encodeFrame,
+  FrameDecoder,
+  type Incoming,
+  Opcode,
+} from "../../src/http/websocket_frames.ts";
 import { CA_CERT, type HttpResponse, parseResponse } from "./system.ts";
 
 const enc = new TextEncoder();
@@ -153,4 +159,15 @@ export class RawWebSocket {
       // already closed
     }
   }
+}
+
+/** Send a text message on `ws` and expect it back (answering pings meanwhile). */
+export async function echoes(ws: RawWebSocket, text: string): Promise<void> {
+  await ws.send(Opcode.Text, text);
+  let e = await ws.next();
+  while (e?.type === "ping") {
+    await ws.send(Opcode.Pong, e.data);
+    e = await ws.next();
+  }
+  assert.deepEqual(e, { type: "text", data: text });
 }
