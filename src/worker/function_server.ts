@@ -18,19 +18,16 @@ import type { WorkerConfig } from "../operations/config.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
 import type { RequestHead } from "../http/http.ts";
 import { logger } from "../operations/log.ts";
-import { adoptHandoff, type Carried, nowMicros } from "../handoff/handoff.ts";
+import { adoptHandoff, nowMicros } from "../handoff/handoff.ts";
 import {
   encodeJson,
   type Handoff,
-  Limits,
   type Message,
   MessageType,
-  type Moved,
   type Stats,
 } from "../handoff/protocol.ts";
 import { GatewayLink } from "../handoff/gateway_link.ts";
-import { Parcel } from "../handoff/parcel.ts";
-import { place, type Target } from "../handoff/placement.ts";
+import { WorkerMoves } from "./moves.ts";
 import { drainHeld } from "../operations/drain.ts";
 import { WorkerMetrics } from "./worker_metrics.ts";
 import { type Handler, Responder } from "../connection/responder.ts";
@@ -113,8 +110,8 @@ export class FunctionServer {
   #metrics: WorkerMetrics;
   /** Our peer socket and channels to other workers (direct handoffs). */
   #peers: Peers | undefined;
-  /** Direct moves not yet told to the gateway. */
-  #moves: Moved["moves"] = [];
+  /** Where connections go when their next request is another function's. */
+  #moves: WorkerMoves;
 
   /** Prepare a function server; `start()` connects it.
    *
@@ -166,6 +163,13 @@ export class FunctionServer {
         gone: () => this.#table.gatewayGone(), // its last table stands until the next one's
       },
     );
+    this.#moves = new WorkerMoves({
+      link: this.#link,
+      table: this.#table,
+      peers: () => this.#peers,
+      ctx: () => this.#ctx!,
+      hold: (conn) => this.#hold(conn, true),
+    });
   }
 
   /** True while registered with a gateway. */
@@ -326,8 +330,8 @@ export class FunctionServer {
   #policy: HoldPolicy = {
     answersHere: (head) => !this.#handingOver && this.#routeOf(head.path) !== undefined,
     handingOver: () => this.#handingOver,
-    handOver: (conn) => this.#handBack(conn, undefined),
-    move: (conn, head) => this.#moveDirect(conn, head) || this.#handBack(conn, head),
+    handOver: (conn) => this.#moves.handBack(conn, undefined),
+    move: (conn, head) => this.#moves.moveDirect(conn, head) || this.#moves.handBack(conn, head),
     answer: (conn, head, body) => {
       const route = this.#routeOf(head.path);
       const methods = this.options.methods;
@@ -363,117 +367,6 @@ export class FunctionServer {
     return head.keepAlive && !this.#draining && !this.#stopped;
   }
 
-  /** Hand the connection back to the gateway (its next request is not
-   * ours). False when that cannot even start (no gateway, or it cannot be
-   * released): the caller still holds it and answers it. If the gateway
-   * refuses it or goes away before confirming, it comes back here and its
-   * request is answered with a 503. */
-  #handBack(conn: TlsConnection, head: RequestHead | undefined): boolean {
-    if (!this.#link.channel) return false;
-    const carried: Carried = { unread: 0, readAhead: 0 };
-    const parcel = this.#release(conn, conn.info.handoffs, carried);
-    if (typeof parcel === "boolean") return parcel;
-    const i = conn.info;
-    log.debug(
-      "conn {conn}: {path} is not ours; back to the gateway with {unread} unread bytes and {readAhead} read ahead",
-      () => ({ conn: i.connId, path: head?.path ?? "(none yet: a handover)", ...carried }),
-    );
-    this.#place(parcel, [this.#gatewayTarget(parcel.handoffs)]);
-    return true;
-  }
-
-  /** Hand the connection straight to a worker of the function that serves
-   * its next request (`--handoff direct`): one hop. False when the table
-   * names no such worker we can reach (the gateway decides then). If that
-   * worker refuses or dies before confirming, the connection goes to the
-   * gateway after all. */
-  #moveDirect(conn: TlsConnection, head: RequestHead): boolean {
-    const peer = this.#peers ? this.#table.peerFor(head.path) : undefined;
-    if (!peer || peer.pid === Deno.pid) return false;
-    const channel = this.#peers!.channelTo(peer.pid);
-    if (!channel) return false;
-    const handoffs = conn.info.handoffs;
-    const carried: Carried = { unread: 0, readAhead: 0 };
-    const parcel = this.#release(conn, handoffs + 1, carried);
-    if (typeof parcel === "boolean") return parcel;
-    const connId = conn.info.connId;
-    log.debug(
-      "conn {conn}: {path} is not ours; straight to {to} with {unread} unread bytes and {readAhead} read ahead",
-      () => ({ conn: connId, path: head.path, to: `${peer.fn}/${peer.pid}`, ...carried }),
-    );
-    this.#place(parcel, [{
-      name: `${peer.fn}/${peer.pid}`,
-      channel,
-      // Told to the gateway once the peer confirmed: a refused move that
-      // goes through the gateway instead is counted there, not twice.
-      confirmed: () => this.#moved({ conn: connId, to: peer.pid, fn: peer.fn, route: peer.route }),
-    }, this.#gatewayTarget(handoffs)]);
-    return true;
-  }
-
-  /** The gateway as a placement target (read when it is tried). */
-  #gatewayTarget(handoffs: number): Target {
-    const link = this.#link;
-    return {
-      name: "the gateway",
-      get channel() {
-        return link.channel;
-      },
-      handoffs,
-    };
-  }
-
-  /** Offer `parcel` to `targets`; what none takes comes back here. */
-  #place(parcel: Parcel, targets: Target[]): void {
-    place(parcel, targets, {
-      log,
-      unplaced: (p, reason, from) => this.#takeBack(p, reason, from),
-    });
-  }
-
-  /** Release `conn` into a parcel sealed under the current key; else true
-   * when the connection is gone (it could not be exported after its
-   * release), false when it is intact (the caller answers it). */
-  #release(conn: TlsConnection, handoffs: number, carried: Carried): Parcel | boolean {
-    const lease = this.#link.keys.lease();
-    if (!lease) return false;
-    const parcel = Parcel.release(conn, lease, handoffs, carried);
-    if (parcel instanceof Parcel) return parcel;
-    // Intact (not at a record boundary, too much unread): answered here.
-    if (parcel.intact) {
-      log.debug("conn {conn}: cannot move it now: {error}", {
-        conn: conn.info.connId,
-        error: parcel.error,
-      });
-      return false;
-    }
-    log.error("conn {conn}: cannot move it: {error}; closed", {
-      conn: conn.info.connId,
-      error: parcel.error,
-    });
-    return true;
-  }
-
-  /** A connection we sent came back and nobody else takes it: adopt it
-   * again (with the key it was sealed under) and answer its request here
-   * (404 when no function serves it, else 503). */
-  #takeBack(parcel: Parcel, reason: string, from: string | undefined): void {
-    const conn = parcel.adopt(this.#ctx!);
-    if (typeof conn === "string") {
-      log.error("conn {conn}: it came back and cannot be taken again: {error}", {
-        conn: parcel.connId,
-        error: conn,
-      });
-      return;
-    }
-    log.warning("conn {conn}: {from} did not take it ({reason}); answering here", {
-      conn: conn.info.connId,
-      from: from ?? "nobody",
-      reason,
-    });
-    this.#hold(conn, true);
-  }
-
   /** A new version of this function registered (HANDOVER): every
    * connection goes back to the gateway at its next request boundary (idle
    * ones at once), which passes it to the new version with its next
@@ -507,21 +400,6 @@ export class FunctionServer {
       held: this.#connections,
       pending: () => this.#link.unconfirmed + (this.#peers?.unconfirmed ?? 0),
       until,
-    });
-  }
-
-  /** Tell the gateway about direct moves, batched: one MOVED per turn. */
-  #moved(move: Moved["moves"][number]): void {
-    if (this.#moves.push(move) > 1) return;
-    queueMicrotask(() => {
-      const moves = this.#moves;
-      this.#moves = [];
-      // The gateway is away: not told.
-      for (let i = 0; i < moves.length && this.#link.channel; i += Limits.maxMoves) {
-        this.#link.send(
-          encodeJson(MessageType.MOVED, { moves: moves.slice(i, i + Limits.maxMoves) }),
-        );
-      }
     });
   }
 
