@@ -108,6 +108,8 @@ export class Gateway {
   /** Workers expected to register right after start or a takeover: until
    * they have (at most SETTLING_MS), routes it does not know get 503. */
   #expected = 0;
+  /** The count expected is a predecessor's: its workers and satellites. */
+  #expectedWithSatellites = false;
   #settleTimer: ReturnType<typeof setInterval> | undefined;
 
   /** Prepare a gateway; `start()` opens its sockets.
@@ -223,6 +225,7 @@ export class Gateway {
       { pid: heir.pid, n: heir.workers },
     );
     this.#expected = heir.workers;
+    this.#expectedWithSatellites = true;
     const until = Date.now() + 5000;
     while (this.#workers.list().length < heir.workers && Date.now() < until) {
       await new Promise((ok) => setTimeout(ok, 10));
@@ -284,12 +287,18 @@ export class Gateway {
   /** Listening: the watchdog and the start lines. */
   /** Whether workers it expects may still be registering (see #expected). */
   #settling(): boolean {
-    return Date.now() < this.#settledAt && this.#workers.registered() < this.#expected;
+    const registered = this.#expectedWithSatellites
+      ? this.#workers.list().length
+      : this.#workers.registered();
+    return Date.now() < this.#settledAt && registered < this.#expected;
   }
 
   #started(): void {
     const c = this.config;
-    this.#expected = Math.max(this.#expected, c.expectWorkers);
+    if (c.expectWorkers > this.#expected) {
+      this.#expected = c.expectWorkers;
+      this.#expectedWithSatellites = false;
+    }
     this.#settledAt = Date.now() + SETTLING_MS;
     if (this.#settling()) {
       // The workers' tables say "settling" until it ends; then a new table.
