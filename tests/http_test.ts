@@ -486,99 +486,10 @@ Deno.test("Transfer-Encoding in HTTP/1.0: 400", () => {
 });
 
 // ---------------------------------------------------------------------------
-// chunked
+// chunked: tests/chunked_test.ts (one table through parseRequest, the
+// decoder and a streamed body)
 
 const CHUNKED_HEAD = "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n";
-
-Deno.test("chunked body is decoded; length covers the final CRLF", () => {
-  const body = '5\r\nhello\r\n1;ext=1;q="a b"\r\n \r\nA\r\n0123456789\r\n0\r\n\r\n';
-  const r = request(CHUNKED_HEAD + body + "GET /next");
-  assert.equal(text(r.body), "hello 0123456789");
-  assert.equal(r.length, CHUNKED_HEAD.length + body.length);
-  assert.equal(r.head.headLength, CHUNKED_HEAD.length);
-});
-
-Deno.test("chunked body split at every byte offset: incomplete, then request", () => {
-  const body = "3\r\nabc\r\n10;x\r\n0123456789abcdef\r\n0\r\nTrailer-A: 1\r\n\r\n";
-  const full = CHUNKED_HEAD + body;
-  for (let i = 0; i < full.length; i++) incomplete(full.slice(0, i));
-  const r = request(full);
-  assert.equal(text(r.body), "abc0123456789abcdef");
-  assert.equal(r.length, full.length);
-});
-
-Deno.test("chunked edge cases: empty body, single chunk without copy, hex case", () => {
-  let r = request(CHUNKED_HEAD + "0\r\n\r\n");
-  assert.equal(r.body.length, 0);
-  const buf = bytes(CHUNKED_HEAD + "4\r\nwxyz\r\n0\r\n\r\n");
-  r = request(buf);
-  assert.equal(text(r.body), "wxyz");
-  assert.equal(r.body.buffer, buf.buffer);
-  r = request(CHUNKED_HEAD + "a\r\n0123456789\r\nB\r\nabcdefghijk\r\n000\r\n\r\n");
-  assert.equal(text(r.body), "0123456789abcdefghijk");
-  r = request(CHUNKED_HEAD + "0000000a\r\n0123456789\r\n0\r\n\r\n");
-  assert.equal(r.body.length, 10);
-});
-
-Deno.test("chunked trailers are ignored but validated and bounded", () => {
-  const r = request(CHUNKED_HEAD + "1\r\nx\r\n0\r\nA: 1\r\nB: 2\r\n\r\n");
-  assert.equal(text(r.body), "x");
-  assert.deepEqual(r.head.headers.map(([n]) => n), ["host", "transfer-encoding"]);
-  error(CHUNKED_HEAD + "0\r\nA: 1\n\r\n", 400);
-  error(CHUNKED_HEAD + "0\r\n\n", 400);
-  error(CHUNKED_HEAD + "0\r\nA : 1\r\n\r\n", 400);
-  error(CHUNKED_HEAD + "0\r\n folded\r\n\r\n", 400);
-  error(CHUNKED_HEAD + "0\r\nbad\r\n\r\n", 400);
-  const limits = { maxHeadBytes: 100, maxBodyBytes: 100 };
-  error(CHUNKED_HEAD + "0\r\nA: " + "a".repeat(200) + "\r\n\r\n", 431, limits);
-  error(CHUNKED_HEAD + "0\r\nA: " + "a".repeat(200), 431, limits);
-});
-
-Deno.test("malformed chunked framing: 400", () => {
-  for (
-    const body of [
-      "x\r\n",
-      "\r\n",
-      "-1\r\n",
-      "123456789\r\nx",
-      "5 \r\nhello\r\n0\r\n\r\n",
-      "5\nhello\r\n0\r\n\r\n",
-      "5\rhello\r\n0\r\n\r\n",
-      "5\r\nhelloX\r\n0\r\n\r\n",
-      "5\r\nhello\n0\r\n\r\n",
-      "5\r\nhello\r\r0\r\n\r\n",
-      "5;a\x00b\r\nhello\r\n0\r\n\r\n",
-      "5;a\nb\r\nhello\r\n0\r\n\r\n",
-      "0x5\r\nhello\r\n0\r\n\r\n",
-      "+5\r\nhello\r\n0\r\n\r\n",
-    ]
-  ) {
-    error(CHUNKED_HEAD + body, 400);
-  }
-  // the chunk-data CRLF is checked as soon as its first byte is visible
-  error(CHUNKED_HEAD + "3\r\nabcd", 400);
-  incomplete(CHUNKED_HEAD + "3\r\nabc\r");
-});
-
-Deno.test("chunk size with more than 8 hex digits: 400", () => {
-  assert.equal(error(CHUNKED_HEAD + "000000001\r\nx\r\n0\r\n\r\n", 400), "chunk size too long");
-  error(CHUNKED_HEAD + "FFFFFFFFF", 400);
-});
-
-Deno.test("chunked body over maxBodyBytes: 413 as soon as the size is known", () => {
-  const limits = { maxHeadBytes: 1024, maxBodyBytes: 10 };
-  request(CHUNKED_HEAD + "5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n", limits);
-  error(CHUNKED_HEAD + "5\r\n01234\r\n6\r\n", 413, limits);
-  error(CHUNKED_HEAD + "FFFFFFFF\r\n", 413);
-});
-
-Deno.test("chunk extensions are bounded by maxHeadBytes", () => {
-  const limits = { maxHeadBytes: 128, maxBodyBytes: 1024 };
-  error(CHUNKED_HEAD + "1;" + "e".repeat(200), 400, limits);
-  let many = "";
-  for (let i = 0; i < 10; i++) many += "1;" + "e".repeat(20) + "\r\nx\r\n";
-  error(CHUNKED_HEAD + many + "0\r\n\r\n", 400, limits);
-});
 
 // ---------------------------------------------------------------------------
 // pipelining

@@ -12,8 +12,7 @@
  * @module
  */
 
-import { ChunkedDecoder } from "../http/chunked_decoder.ts";
-import type { RequestHead } from "../http/http.ts";
+import { ChunkedDecoder, type RequestHead } from "../http/http.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { TlsConnection } from "./tls_connection.ts";
 
@@ -118,7 +117,8 @@ export class RequestBody {
   }
 
   /** The next piece: null at the end of the body; throws an HttpError
-   * (400, 408, 413) when the body is bad or late. */
+   * (400, 408, 413, 431: a chunked body's are those of http.ts's
+   * CHUNKED_LIMITS) when the body is bad or late. */
   async #next(): Promise<Uint8Array | null> {
     const conn = this.#conn;
     for (;;) {
@@ -128,13 +128,14 @@ export class RequestBody {
         if (this.#chunked) {
           const step = this.#chunked.decode(buf);
           if (step.kind === "error") throw this.#fail(step.status, step.message);
-          const data = step.kind === "data" && step.data ? step.data.slice() : undefined;
+          const n = step.kind === "data" ? step.data : 0;
+          const data = n > 0 ? buf.slice(step.consumed - n, step.consumed) : undefined;
           conn.consume(step.consumed);
           if (step.kind === "end") {
             this.#done = true;
             return null;
           }
-          if (data && data.length > 0) return data;
+          if (data) return data;
           if (step.consumed > 0) continue;
         } else {
           const n = Math.min(this.#left, buf.length);

@@ -69,6 +69,39 @@ export const MAX_TARGET_LENGTH = 8192;
  */
 export const MAX_HEADER_FIELDS = 100;
 
+/** The limits of a chunked request body (RFC 9112 7.1), the one set for a body
+ * parsed whole ({@linkcode parseRequest}) and one decoded as it streams
+ * ({@linkcode ChunkedDecoder}: they share one decoder). Beyond a limit, or on
+ * any bad framing (a size that is not hex, a bare LF, data not followed by
+ * CRLF, a bad extension byte), the request is answered 400, except where a
+ * limit says otherwise.
+ *
+ * @example
+ * ```ts
+ * import { CHUNKED_LIMITS } from "./http.ts";
+ * // "FFFFFFFF" is the largest chunk-size accepted; "100000000" is a 400.
+ * console.log(16 ** CHUNKED_LIMITS.maxSizeDigits - 1);
+ * ```
+ */
+export const CHUNKED_LIMITS: {
+  /** Hex digits of a chunk-size, leading zeros included (a chunk is under 4 GiB): 400 beyond. */
+  readonly maxSizeDigits: number;
+  /** Bytes of chunk extensions in one body, all chunks together (from after each size to its
+   * CR: whitespace, `;`, names and values): 400 beyond. */
+  readonly maxExtensionBytes: number;
+  /** Bytes of the trailer section (its field lines, each validated as a header field line,
+   * and the final CRLF): 431 beyond, as a head over 16 KiB is. */
+  readonly maxTrailerBytes: number;
+  /** The chunk-size lines of one body may total max(body limit, this) bytes, so a body of tiny
+   * chunks cannot cost much more than its data: 413 ("request too large") beyond. */
+  readonly framingFloorBytes: number;
+} = Object.freeze({
+  maxSizeDigits: 8,
+  maxExtensionBytes: 16384,
+  maxTrailerBytes: 16384,
+  framingFloorBytes: 65536,
+});
+
 /** A parsed request line and header section.
  *
  * @example
@@ -164,8 +197,6 @@ for (let c = 0; c < 6; c++) HEX[65 + c] = HEX[97 + c] = 10 + c;
 
 /** Longest request line that can still hold a valid request (method, target, version). */
 const MAX_REQUEST_LINE = MAX_TARGET_LENGTH + 32;
-/** At most this many hex digits in a chunk-size. */
-const MAX_CHUNK_SIZE_DIGITS = 8;
 
 /** uri-host [ ":" port ] (RFC 9110 7.2), checked loosely: IP-literal or reg-name/IPv4. */
 const HOST_RE =
@@ -518,108 +549,286 @@ function incompleteRequestLine(buf: Uint8Array, start: number, maxHead: number):
   return INCOMPLETE;
 }
 
-/** Decode the chunked body that starts at `bodyStart` (RFC 9112 7.1). */
+/** Decode the chunked body that starts at `bodyStart` (RFC 9112 7.1): the
+ * {@linkcode ChunkedDecoder} run over the whole buffer. A body of one chunk is
+ * a view of `buf`; several are copied into one array. */
 function parseChunked(
   buf: Uint8Array,
   bodyStart: number,
   head: RequestHead,
   limits: Limits,
 ): ParseResult {
-  const len = buf.length;
-  const maxBody = limits.maxBodyBytes;
-  const maxMeta = limits.maxHeadBytes;
+  const decoder = new ChunkedDecoder(limits.maxBodyBytes);
   let p = bodyStart;
-  let total = 0;
-  let extBytes = 0;
-  let chunks = 0;
-  let firstData = 0;
-
+  /** Where the body's data is in `buf`: offset, length, offset, length, ... */
+  const at: number[] = [];
   for (;;) {
-    // chunk-size
-    let q = p;
-    let size = 0;
-    for (; q < len; q++) {
-      const h = HEX[buf[q]];
-      if (h === -1) break;
-      if (q - p === MAX_CHUNK_SIZE_DIGITS) return fail(400, "chunk size too long");
-      size = size * 16 + h;
-    }
-    if (q === len) return { kind: "incomplete", head };
-    if (q === p) return fail(400, "invalid chunk size");
-    // chunk-ext: BWS ";" ... up to CR (content ignored, bytes validated and bounded)
-    if (buf[q] !== CR) {
-      let e = q;
-      while (e < len && (buf[e] === SP || buf[e] === HT)) e++;
-      if (e < len && buf[e] !== SEMICOLON) return fail(400, "invalid chunk extension");
-      while (e < len && buf[e] !== CR) {
-        if (FIELD_BYTE[buf[e]] === 0) return fail(400, "invalid chunk extension");
-        e++;
-      }
-      extBytes += e - q;
-      if (extBytes > maxMeta) return fail(400, "chunk extensions too large");
-      if (e === len) return { kind: "incomplete", head };
-      q = e;
-    }
-    if (q + 1 >= len) return { kind: "incomplete", head };
-    if (buf[q + 1] !== LF) return fail(400, "invalid chunk size line");
-    q += 2;
-    if (size === 0) {
-      p = q;
-      break;
-    }
-    total += size;
-    if (total > maxBody) return fail(413, "request body too large");
-    const dataEnd = q + size;
-    if (len < dataEnd + 2) {
-      if (len > dataEnd && buf[dataEnd] !== CR) return fail(400, "missing CRLF after chunk data");
-      return { kind: "incomplete", head };
-    }
-    if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
-      return fail(400, "missing CRLF after chunk data");
-    }
-    if (chunks === 0) firstData = q;
-    chunks++;
-    p = dataEnd + 2;
+    const step = decoder.decode(buf, p);
+    if (step.kind === "error") return step;
+    p += step.consumed;
+    if (step.kind === "end") break;
+    if (step.data > 0) at.push(p - step.data, step.data);
+    if (step.consumed === 0) return { kind: "incomplete", head };
   }
-
-  // trailer section: field lines, then CRLF
-  const trailerStart = p;
-  for (;;) {
-    const nl = buf.indexOf(LF, p);
-    if (nl === -1) {
-      return len - trailerStart > maxMeta
-        ? fail(431, "trailer section too large")
-        : { kind: "incomplete", head };
-    }
-    if (nl + 1 - trailerStart > maxMeta) return fail(431, "trailer section too large");
-    if (nl === p || buf[nl - 1] !== CR) return fail(400, "bare LF in trailer section");
-    if (nl - 1 === p) {
-      p = nl + 1;
-      break;
-    }
-    const bad = scanFieldLine(buf, p, nl - 1, spans, 0);
-    if (bad !== null) return bad;
-    p = nl + 1;
+  if (at.length === 0) return { kind: "request", head, body: EMPTY, length: p };
+  if (at.length === 2) {
+    return { kind: "request", head, body: buf.subarray(at[0], at[0] + at[1]), length: p };
   }
-
-  let body: Uint8Array;
-  if (chunks === 0) body = EMPTY;
-  else if (chunks === 1) body = buf.subarray(firstData, firstData + total);
-  else {
-    body = new Uint8Array(total);
-    let o = 0;
-    let r = bodyStart;
-    for (;;) {
-      let size = 0;
-      for (let h = HEX[buf[r]]; h !== -1; h = HEX[buf[++r]]) size = size * 16 + h;
-      if (size === 0) break;
-      r = buf.indexOf(LF, r) + 1;
-      body.set(buf.subarray(r, r + size), o);
-      o += size;
-      r += size + 2;
-    }
+  const body = new Uint8Array(decoder.total);
+  for (let k = 0, o = 0; k < at.length; o += at[k + 1], k += 2) {
+    body.set(buf.subarray(at[k], at[k] + at[k + 1]), o);
   }
   return { kind: "request", head, body, length: p };
+}
+
+/** One step of {@linkcode ChunkedDecoder.decode}.
+ *
+ * @example
+ * ```ts
+ * import { ChunkedDecoder, type DecodeStep } from "./http.ts";
+ * const step: DecodeStep = new ChunkedDecoder(1024).decode(new TextEncoder().encode("0\r\n\r\n"));
+ * console.log(step.kind); // "end"
+ * ```
+ */
+export type DecodeStep =
+  /** `consumed` bytes were used: framing, then `data` bytes of body (the last `data` of
+   * them; 0 if none). With `consumed` 0, more input is needed. */
+  | { kind: "data"; consumed: number; data: number }
+  /** The body is complete after `consumed` more bytes (its last chunk and trailer section). */
+  | { kind: "end"; consumed: number }
+  /** The body is invalid or over a limit: answer `status` (see {@linkcode CHUNKED_LIMITS})
+   * and close the connection. */
+  | { kind: "error"; status: 400 | 413 | 431; message: string };
+
+// Decoder states: where the next byte of the body belongs.
+const SIZE = 0, EXT_BWS = 1, EXT = 2, SIZE_LF = 3, DATA = 4, DATA_CR = 5, DATA_LF = 6;
+const TRAILER = 7, DONE = 8, FAILED = 9;
+/** Scratch space for {@linkcode scanFieldLine} on a trailer field line. */
+const trailerSpans = new Int32Array(4);
+
+/**
+ * The chunked transfer coding's decoder (RFC 9112 7.1), the only one: input
+ * may come in pieces of any size, and the outcome does not depend on where
+ * the pieces are cut (size lines and data are taken as they come; a trailer
+ * line is taken once its LF is here). A body parsed whole by
+ * {@linkcode parseRequest} is decoded by it too. Its limits and
+ * statuses are {@linkcode CHUNKED_LIMITS}; chunk extensions are checked and
+ * ignored, trailer fields validated as header fields and dropped.
+ *
+ * @example
+ * ```ts
+ * import { ChunkedDecoder } from "./http.ts";
+ * const d = new ChunkedDecoder(1 << 20);
+ * const input = new TextEncoder().encode("3\r\nabc\r\n0\r\n\r\n");
+ * let off = 0;
+ * for (;;) {
+ *   const step = d.decode(input, off);
+ *   if (step.kind === "error") throw new Error(step.message);
+ *   off += step.consumed;
+ *   if (step.kind === "end") break;
+ *   if (step.data > 0) console.log(new TextDecoder().decode(input.subarray(off - step.data, off)));
+ *   if (step.consumed === 0) throw new Error("more input needed");
+ * }
+ * ```
+ */
+export class ChunkedDecoder {
+  #state = SIZE;
+  #maxBody: number;
+  /** The chunk-size being read, and its digits so far. */
+  #size = 0;
+  #digits = 0;
+  /** Bytes of the chunk-size line being read. */
+  #line = 0;
+  /** Bytes of data left in the current chunk. */
+  #left = 0;
+  #total = 0;
+  /** Bytes of chunk extensions, of chunk-size lines, of trailer lines so far. */
+  #ext = 0;
+  #framing = 0;
+  #trailer = 0;
+  #error: DecodeStep | undefined;
+
+  /** A decoder for a body of at most `maxBody` bytes (413 beyond).
+   *
+   * @example
+   * ```ts
+   * import { ChunkedDecoder } from "./http.ts";
+   * new ChunkedDecoder(1024);
+   * ```
+   */
+  constructor(maxBody: number) {
+    this.#maxBody = maxBody;
+  }
+
+  /** Body bytes announced by the chunk sizes read so far.
+   *
+   * @example
+   * ```ts
+   * import { ChunkedDecoder } from "./http.ts";
+   * const d = new ChunkedDecoder(1024);
+   * d.decode(new TextEncoder().encode("5\r\nhe"));
+   * console.log(d.total); // 5
+   * ```
+   */
+  get total(): number {
+    return this.#total;
+  }
+
+  /** Decode from `buf[start]` (default 0), which follows the bytes consumed
+   * so far: one step, `consumed` counted from `start` (call again with the
+   * rest while `consumed` > 0; with `consumed` 0, more input is needed).
+   * After an error, every call returns it again.
+   *
+   * @example
+   * ```ts
+   * import { ChunkedDecoder } from "./http.ts";
+   * const step = new ChunkedDecoder(1024).decode(new TextEncoder().encode("5\r\nhe"));
+   * // { kind: "data", consumed: 5, data: 2 }: "5\r\n" is framing, "he" body
+   * ```
+   */
+  decode(buf: Uint8Array, start = 0): DecodeStep {
+    if (this.#state === DONE) return { kind: "end", consumed: 0 };
+    if (this.#error !== undefined) return this.#error;
+    const len = buf.length;
+    let i = start;
+    while (i < len) {
+      switch (this.#state) {
+        case SIZE: {
+          const h = HEX[buf[i]];
+          if (h !== -1) {
+            if (this.#digits === CHUNKED_LIMITS.maxSizeDigits) {
+              return this.#fail(400, "chunk size too long");
+            }
+            this.#size = this.#size * 16 + h;
+            this.#digits++;
+            this.#line++;
+            i++;
+          } else if (this.#digits === 0) {
+            return this.#fail(400, "invalid chunk size");
+          } else if (buf[i] === CR) {
+            this.#state = SIZE_LF;
+            this.#line++;
+            i++;
+          } else if (buf[i] === LF) {
+            return this.#fail(400, "bare LF in chunk size line");
+          } else {
+            this.#state = EXT_BWS; // the same byte again, as the start of an extension
+          }
+          break;
+        }
+        case EXT_BWS: {
+          // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+          const c = buf[i];
+          if (c === SEMICOLON) this.#state = EXT;
+          else if (c === LF) return this.#fail(400, "bare LF in chunk size line");
+          else if (c !== SP && c !== HT) return this.#fail(400, "invalid chunk extension");
+          const bad = this.#extension(1);
+          if (bad) return bad;
+          i++;
+          break;
+        }
+        case EXT: {
+          // Content ignored; its bytes must be field-value bytes, up to CR.
+          let j = i;
+          while (j < len && FIELD_BYTE[buf[j]] === 1) j++;
+          const bad = this.#extension(j - i);
+          if (bad) return bad;
+          i = j;
+          if (j === len) break;
+          if (buf[j] === LF) return this.#fail(400, "bare LF in chunk size line");
+          if (buf[j] !== CR) return this.#fail(400, "invalid chunk extension");
+          this.#state = SIZE_LF;
+          this.#line++;
+          i++;
+          break;
+        }
+        case SIZE_LF: {
+          if (buf[i] !== LF) return this.#fail(400, "invalid chunk size line");
+          i++;
+          const bad = this.#sizeLine();
+          if (bad) return bad;
+          break;
+        }
+        case DATA: {
+          const n = Math.min(this.#left, len - i);
+          this.#left -= n;
+          if (this.#left === 0) this.#state = DATA_CR;
+          return { kind: "data", consumed: i + n - start, data: n };
+        }
+        case DATA_CR:
+        case DATA_LF:
+          if (buf[i] !== (this.#state === DATA_CR ? CR : LF)) {
+            return this.#fail(400, "missing CRLF after chunk data");
+          }
+          this.#state = this.#state === DATA_CR ? DATA_LF : SIZE;
+          i++;
+          break;
+        default: // TRAILER
+          return this.#trailerLines(buf, start, i);
+      }
+    }
+    return { kind: "data", consumed: i - start, data: 0 };
+  }
+
+  #fail(status: 400 | 413 | 431, message: string): DecodeStep {
+    this.#state = FAILED;
+    return this.#error = { kind: "error", status, message };
+  }
+
+  /** `n` more bytes of chunk extensions. */
+  #extension(n: number): DecodeStep | undefined {
+    this.#line += n;
+    this.#ext += n;
+    if (this.#ext > CHUNKED_LIMITS.maxExtensionBytes) {
+      return this.#fail(400, "chunk extensions too large");
+    }
+  }
+
+  /** A chunk-size line is complete (its LF consumed). */
+  #sizeLine(): DecodeStep | undefined {
+    this.#framing += this.#line + 1;
+    this.#line = 0;
+    if (this.#framing > Math.max(this.#maxBody, CHUNKED_LIMITS.framingFloorBytes)) {
+      return this.#fail(413, "request too large");
+    }
+    const size = this.#size;
+    this.#size = this.#digits = 0;
+    if (size === 0) {
+      this.#state = TRAILER;
+      return;
+    }
+    this.#total += size;
+    if (this.#total > this.#maxBody) return this.#fail(413, "request body too large");
+    this.#left = size;
+    this.#state = DATA;
+  }
+
+  /** Trailer field lines from `buf[from]`, up to the empty line that ends
+   * the body (`consumed` counted from `start`). */
+  #trailerLines(buf: Uint8Array, start: number, from: number): DecodeStep {
+    const max = CHUNKED_LIMITS.maxTrailerBytes;
+    let p = from;
+    for (;;) {
+      const nl = buf.indexOf(LF, p);
+      if (nl === -1) {
+        // A partial line is looked at again when more comes: it is not consumed.
+        if (this.#trailer + buf.length - p > max) {
+          return this.#fail(431, "trailer section too large");
+        }
+        return { kind: "data", consumed: p - start, data: 0 };
+      }
+      this.#trailer += nl + 1 - p;
+      if (this.#trailer > max) return this.#fail(431, "trailer section too large");
+      if (nl === p || buf[nl - 1] !== CR) return this.#fail(400, "bare LF in trailer section");
+      if (nl - 1 === p) {
+        this.#state = DONE;
+        return { kind: "end", consumed: nl + 1 - start };
+      }
+      const bad = scanFieldLine(buf, p, nl - 1, trailerSpans, 0);
+      if (bad !== null && bad.kind === "error") return this.#fail(400, bad.message);
+      p = nl + 1;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
