@@ -1,4 +1,3 @@
-// handoff-mode: both
 /**
  * Another local process takes the admin port before the gateway: the
  * gateway serves on and tries the port again every 5 s (no restart loop),
