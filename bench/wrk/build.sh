@@ -26,9 +26,17 @@ rm -rf "$build"
 mkdir -p "$build"
 cd "$build"
 echo "bench: building wrk from Debian's source package with the connection patch"
-if ! apt-get source -qq wrk >/dev/null 2>&1; then
+# The source of the version the package lists know (apt-get source wrk asks
+# for the installed binary's version, which a deb-src of another release
+# may not have).
+fetch() {
+  local v
+  v=$(apt-cache showsrc wrk 2>/dev/null | awk '/^Version:/ { print $2; exit }')
+  apt-get source -qq "wrk${v:+=$v}" >/dev/null 2>&1
+}
+if ! fetch; then
   as_root apt-get update -qq
-  apt-get source -qq wrk >/dev/null 2>&1
+  fetch
 fi
 src=$(find . -maxdepth 1 -type d -name 'wrk-*' | head -n 1)
 cd "$src"
