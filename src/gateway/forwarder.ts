@@ -29,7 +29,7 @@ import type { TlsConnection } from "../connection/tls_connection.ts";
 import { parseRequest, type RequestHead } from "../http/http.ts";
 import { MAX_HEAD_BYTES } from "../connection/request_reader.ts";
 import { nowMicros } from "../handoff/handoff.ts";
-import { decodeMessage, type Handoff, MessageType, type Moved } from "../handoff/protocol.ts";
+import type { Handoff, Moved } from "../handoff/protocol.ts";
 import type { Sealer } from "../handoff/seal.ts";
 import { Parcel } from "../handoff/parcel.ts";
 import { MAX_PLACEMENTS, place, type Target } from "../handoff/placement.ts";
@@ -427,19 +427,16 @@ export class Forwarder {
   /** Import a connection to answer it here (no worker for it, or none could
    * take it: `unplaced`). */
   #adopt(parcel: Parcel, unplaced: boolean): void {
-    let sentAt = 0;
-    try {
-      const msg = decodeMessage(parcel.message);
-      if (msg.type === MessageType.HANDOFF) sentAt = msg.body.sentAt;
-    } catch {
-      // adopt() says why
-    }
-    const conn = parcel.adopt(this.#o.importContext);
-    if (typeof conn === "string") {
-      log.warning("conn {conn}: {error}; connection dropped", { conn: parcel.connId, error: conn });
+    const adopted = parcel.adopt(this.#o.importContext);
+    if (typeof adopted === "string") {
+      log.warning("conn {conn}: {error}; connection dropped", {
+        conn: parcel.connId,
+        error: adopted,
+      });
       return;
     }
-    if (sentAt) this.#o.metrics.handoffLatency.observe(Math.max(0, nowMicros() - sentAt) / 1e6);
+    const { conn, sentAt } = adopted;
+    this.#o.metrics.handoffLatency.observe(Math.max(0, nowMicros() - sentAt) / 1e6);
     this.#o.serve(conn, unplaced);
   }
 }

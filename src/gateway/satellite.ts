@@ -262,9 +262,12 @@ export class SatelliteGateway {
 
   /** A connection nobody took is ours again: answered 503 here. */
   #takeBack(parcel: Parcel, reason: string, from: string | undefined): void {
-    const conn = parcel.adopt(this.#importContext!);
-    if (typeof conn === "string") {
-      log.warning("conn {conn}: {error}; connection dropped", { conn: parcel.connId, error: conn });
+    const adopted = parcel.adopt(this.#importContext!);
+    if (typeof adopted === "string") {
+      log.warning("conn {conn}: {error}; connection dropped", {
+        conn: parcel.connId,
+        error: adopted,
+      });
       return;
     }
     log.warning("conn {conn}: {from} did not take it ({reason}); answering 503 here", {
@@ -272,7 +275,7 @@ export class SatelliteGateway {
       from: from ?? "no worker",
       reason,
     });
-    this.#serve(conn, true);
+    this.#serve(adopted.conn, true);
   }
 
   /** Stop accepting, finish what is held (idle connections closed), and

@@ -29,6 +29,14 @@ export interface NotReleased {
   intact: boolean;
 }
 
+/** A parcel opened here again: the connection and when it was sent. */
+export interface Adopted {
+  /** The live connection, ours to hold. */
+  conn: TlsConnection;
+  /** When its HANDOFF was sent (µs since the epoch, `nowMicros`). */
+  sentAt: number;
+}
+
 /**
  * A released connection, ours until a receiver confirms it.
  *
@@ -97,18 +105,14 @@ export class Parcel {
     handoffs: number,
     carried?: Carried,
   ): Parcel | NotReleased {
-    if (!conn.exportable) {
-      lease.release();
-      return { error: "TLS state is not at a record boundary", intact: true };
-    }
     const fd = conn.fd;
     try {
       const message = releaseForHandoff(conn, lease.sealer, handoffs, carried);
       return new Parcel(conn.info.connId, handoffs, fd, message, lease.sealer, lease.release);
     } catch (e) {
       lease.release();
-      // Before its release (too much unread) the connection is as it was;
-      // after, releaseForHandoff closed its fd.
+      // Before its release (too much unread, not at a record boundary) the
+      // connection is as it was; after, releaseForHandoff closed its fd.
       return { error: (e as Error).message, intact: conn.isOpen };
     }
   }
@@ -183,35 +187,22 @@ export class Parcel {
     });
   }
 
-  /** The HANDOFF as it would leave now, for a receiver to read before
-   * deciding (the request it carries); valid until the parcel ends.
-   *
-   * @example
-   * ```ts
-   * import type { Parcel } from "./parcel.ts";
-   * import { decodeMessage } from "./protocol.ts";
-   * declare const parcel: Parcel;
-   * console.log(decodeMessage(parcel.message).type);
-   * ```
-   */
-  get message(): Uint8Array {
-    return this.#message;
-  }
-
   /** Nobody took it: open it here again (with the key it was sealed under)
-   * and rebuild the connection; or the reason it cannot be (its fd is then
-   * closed). The parcel ends either way.
+   * and rebuild the connection, with the time it was sent (µs, for the
+   * handoff latency); or the reason it cannot be (its fd is then closed).
+   * The parcel ends either way.
    *
    * @example
    * ```ts
    * import type { Parcel } from "./parcel.ts";
    * import type { TlsContext } from "../../ffi/wolfssl.ts";
    * declare const parcel: Parcel, ctx: TlsContext;
-   * const conn = parcel.adopt(ctx);
-   * if (typeof conn === "string") console.log(`lost: ${conn}`);
+   * const adopted = parcel.adopt(ctx);
+   * if (typeof adopted === "string") console.log(`lost: ${adopted}`);
+   * else adopted.conn.close();
    * ```
    */
-  adopt(ctx: TlsContext): TlsConnection | string {
+  adopt(ctx: TlsContext): Adopted | string {
     if (this.#done) return "the parcel has ended";
     if (!this.#sealer) {
       this.drop();
@@ -228,7 +219,7 @@ export class Parcel {
     }
     const conn = adoptHandoff(h, this.#fd, this.#sealer, ctx);
     this.#end();
-    return conn;
+    return typeof conn === "string" ? conn : { conn, sentAt: h.sentAt };
   }
 
   /** It cannot be used: close its fd and zero its bytes.

@@ -81,6 +81,9 @@ export class RouteConflictError extends Error {
   }
 }
 
+/** What a worker holds, for the balancing policy (one function, not one per pick). */
+const heldOf = (w: WorkerRef): number => w.held;
+
 /**
  * Routes paths to functions and functions to workers.
  *
@@ -346,7 +349,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
   #pick(entry: FunctionEntry<W>, exclude?: ReadonlySet<W>): W | undefined {
     const ws = exclude?.size ? entry.workers.filter((w) => !exclude.has(w)) : entry.workers;
     if (ws.length <= 1) return ws[0];
-    const best = leastHeld(ws, (w) => w.held, entry.next);
+    const best = leastHeld(ws, heldOf, entry.next);
     entry.next = (entry.next + 1) % ws.length;
     return best;
   }

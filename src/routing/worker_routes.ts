@@ -72,6 +72,7 @@ export class WorkerRoutes {
   /** What each member held at the gateway's last look, plus what we
    * placed with it since (by pid). */
   #held = new Map<number, number>();
+  #heldOf = (pid: number): number => this.#held.get(pid) ?? 0;
   #turn = 0;
   /** The gateway's table may still lack functions (it says so). */
   #settling = false;
@@ -210,9 +211,8 @@ export class WorkerRoutes {
     if (hit === undefined || hit.value === this.name) return undefined;
     const pids = this.#members.get(hit.value);
     if (!pids || pids.length === 0) return undefined;
-    const held = this.#held;
-    const pid = leastHeld(pids, (p) => held.get(p) ?? 0, this.#turn++ % pids.length)!;
-    held.set(pid, (held.get(pid) ?? 0) + 1); // until the next table says better
+    const pid = leastHeld(pids, this.#heldOf, this.#turn++ % pids.length)!;
+    this.#held.set(pid, this.#heldOf(pid) + 1); // until the next table says better
     return { fn: hit.value, route: hit.route, pid };
   }
 

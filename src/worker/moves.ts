@@ -180,20 +180,20 @@ export class WorkerMoves {
    * again (with the key it was sealed under) and answer its request here
    * (404 when no function serves it, else 503). */
   #takeBack(parcel: Parcel, reason: string, from: string | undefined): void {
-    const conn = parcel.adopt(this.#o.ctx());
-    if (typeof conn === "string") {
+    const adopted = parcel.adopt(this.#o.ctx());
+    if (typeof adopted === "string") {
       log.error("conn {conn}: it came back and cannot be taken again: {error}", {
         conn: parcel.connId,
-        error: conn,
+        error: adopted,
       });
       return;
     }
     log.warning("conn {conn}: {from} did not take it ({reason}); answering here", {
-      conn: conn.info.connId,
+      conn: parcel.connId,
       from: from ?? "nobody",
       reason,
     });
-    this.#o.hold(conn);
+    this.#o.hold(adopted.conn);
   }
 
   /** Tell the gateway about direct moves, batched: one MOVED per turn. */
