@@ -6,16 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  accept,
-  closeFd,
-  EAGAIN,
-  receiveMessage,
-  sendMessage,
-  tcpListen,
-  unixConnect,
-  unixListen,
-} from "../ffi/shim.ts";
+import { closeFd, EAGAIN, receiveMessage, sendMessage, tcpListen } from "../ffi/shim.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
 import { ControlChannel } from "../src/handoff/control_channel.ts";
 import {
@@ -28,17 +19,8 @@ import {
   MessageType,
   transferIdOf,
 } from "../src/handoff/protocol.ts";
-
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
-
-/** Wait until `cond` holds (checked every 5 ms), or fail naming `what`. */
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
+import { waitUntil } from "./support/wait.ts";
+import { seqpacketPair } from "./support/sockets.ts";
 
 /** This process's open fds and what each is (`socket:[inode]`, ...), read
  * with find(1): Deno's own file API needs --allow-all for /proc. */
@@ -60,22 +42,6 @@ function sameSocket(fd: number): () => number[] {
   return () => openFds().filter(([, link]) => link === inode).map(([n]) => n);
 }
 
-/** A connected SOCK_SEQPACKET pair (a real listening Unix socket). */
-async function socketPair(dir: string): Promise<[number, number]> {
-  const listenFd = unixListen(`${dir}/c.sock`);
-  const a = unixConnect(`${dir}/c.sock`);
-  try {
-    for (let i = 0; i < 200; i++) {
-      const c = accept(listenFd);
-      if (c) return [a, c.fd];
-      await sleep(5);
-    }
-    throw new Error("not connected");
-  } finally {
-    closeFd(listenFd);
-  }
-}
-
 /** A HANDOFF as a sender has it (its content does not matter to the channel). */
 function handoff(connId: number): Uint8Array {
   return encodeUnsealedHandoff({
@@ -93,7 +59,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
-    const [a, b] = await socketPair(dir);
+    const [a, b] = await seqpacketPair(dir);
     // Fill a → b until the kernel takes no more: what the channel sends now waits in its queue.
     const filler = new Uint8Array(4096).fill(7);
     let filled = 0;
@@ -132,7 +98,9 @@ Deno.test({
       );
       // A message after the ACK: once it is handled, the ACK has been read.
       assert.ok(sendMessage(b, encodeJson(MessageType.DRAIN, {})) > 0);
-      await until(() => drains.includes(MessageType.DRAIN), "the DRAIN after the ACK");
+      await waitUntil(() => drains.includes(MessageType.DRAIN), {
+        what: "the DRAIN after the ACK",
+      });
 
       assert.equal(channel.ignoredAcks, 2, "both answers were ignored");
       assert.deepEqual(returned, [], "no connection came back");
@@ -144,7 +112,7 @@ Deno.test({
       // The peer reads: the queue drains, both connections arrive with their fds.
       const buf = new Uint8Array(Limits.maxMessage);
       const got: number[] = [];
-      await until(() => {
+      await waitUntil(() => {
         for (let r = receiveMessage(b, buf); typeof r !== "number"; r = receiveMessage(b, buf)) {
           if (r.fd >= 0) {
             received.push(r.fd);
@@ -154,7 +122,7 @@ Deno.test({
           }
         }
         return received.length === 2;
-      }, "both HANDOFFs");
+      }, { what: "both HANDOFFs" });
       assert.deepEqual(got, ids);
       for (const [i, fd] of received.entries()) {
         assert.deepEqual(copies[i]().sort(), [passed[i], fd].sort(), "the same socket came");
@@ -167,7 +135,7 @@ Deno.test({
         ) >
           0,
       );
-      await until(() => confirmed === 2, "both confirmations");
+      await waitUntil(() => confirmed === 2, { what: "both confirmations" });
       assert.equal(channel.ignoredAcks, 2, "the real answers counted");
       assert.deepEqual(returned, []);
       for (const [i, fd] of received.entries()) {
@@ -200,12 +168,12 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
-    const [a, b] = await socketPair(dir);
+    const [a, b] = await seqpacketPair(dir);
     const { channel, seen } = recorder(a);
     try {
       assert.equal(sendMessage(b, new Uint8Array(0)), 0, "an empty datagram sent");
       assert.ok(sendMessage(b, encodeJson(MessageType.DRAIN, {})) > 0);
-      await until(() => seen.types.length > 0 || seen.closed > 0, "the DRAIN");
+      await waitUntil(() => seen.types.length > 0 || seen.closed > 0, { what: "the DRAIN" });
       assert.deepEqual(seen.types, [MessageType.DRAIN], "the valid message arrived");
       assert.equal(seen.bad.length, 1, "the empty one was reported");
       assert.match(seen.bad[0], /empty/);
@@ -214,15 +182,15 @@ Deno.test({
       assert.ok(channel.send(encodeJson(MessageType.DRAIN, {})));
       const buf = new Uint8Array(64);
       let length = -1;
-      await until(() => {
+      await waitUntil(() => {
         const r = receiveMessage(b, buf);
         if (typeof r !== "number") length = r.length;
         return length >= 0;
-      }, "the channel's message");
+      }, { what: "the channel's message" });
       assert.equal(decodeMessage(buf.subarray(0, length)).type, MessageType.DRAIN);
       // And the peer's real departure is still seen.
       closeFd(b);
-      await until(() => seen.closed > 0, "onClose");
+      await waitUntil(() => seen.closed > 0, { what: "onClose" });
       assert.equal(seen.closed, 1);
     } finally {
       channel.close();
@@ -239,7 +207,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
-    const [a, b] = await socketPair(dir);
+    const [a, b] = await seqpacketPair(dir);
     const { channel, seen } = recorder(a);
     try {
       // All sent before the channel reads anything (it reads in a later turn).
@@ -249,7 +217,7 @@ Deno.test({
       closeFd(passed); // the kernel holds it now
       assert.ok(sendMessage(b, encodeJson(MessageType.DRAIN, {})) > 0);
       closeFd(b);
-      await until(() => seen.closed > 0, "onClose");
+      await waitUntil(() => seen.closed > 0, { what: "onClose" });
       assert.deepEqual(seen.types, [MessageType.DRAIN], "the message after the empty one was read");
       assert.equal(seen.bad.length, 1);
       assert.match(seen.bad[0], /empty/);

@@ -7,15 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  accept,
-  closeFd,
-  EAGAIN,
-  receiveMessage,
-  sendMessage,
-  unixConnect,
-  unixListen,
-} from "../ffi/shim.ts";
+import { closeFd, EAGAIN, receiveMessage, sendMessage, unixListen } from "../ffi/shim.ts";
 import type { ControlChannel } from "../src/handoff/control_channel.ts";
 import { ControlSessions } from "../src/gateway/control_sessions.ts";
 import { GatewayMetrics } from "../src/gateway/gateway_metrics.ts";
@@ -27,35 +19,14 @@ import {
   MessageType,
 } from "../src/handoff/protocol.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
-
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
+import { sleep, waitUntil } from "./support/wait.ts";
+import { seqpacketPair } from "./support/sockets.ts";
 
 /** A client connected to the sessions over a fresh real Unix socket. */
 async function connected(sessions: ControlSessions, dir: string): Promise<number> {
-  const sock = `${dir}/s-${crypto.randomUUID().slice(0, 8)}.sock`;
-  const l = unixListen(sock);
-  const client = unixConnect(sock);
-  try {
-    for (let i = 0; i < 200; i++) {
-      const c = accept(l);
-      if (c) {
-        sessions.accept({ fd: c.fd, peer: "unix" });
-        return client;
-      }
-      await sleep(5);
-    }
-    throw new Error("not connected");
-  } finally {
-    closeFd(l);
-  }
+  const [client, server] = await seqpacketPair(dir);
+  sessions.accept({ fd: server, peer: "unix" });
+  return client;
 }
 
 /** Read what the gateway side sent (non-blocking, for up to `ms`), and
@@ -115,7 +86,7 @@ Deno.test({
         clients.push(fd);
         assert.ok(sendMessage(fd, msg) > 0);
       }
-      await until(() => seen.length === 3, "three sessions");
+      await waitUntil(() => seen.length === 3, { what: "three sessions" });
       assert.deepEqual(seen, [
         `register sum ${Deno.pid}`,
         `join ${Deno.pid}`,

@@ -13,7 +13,7 @@
  */
 
 import assert from "node:assert/strict";
-import { accept, closeFd, processUid, tcpListen, unixConnect, unixListen } from "../ffi/shim.ts";
+import { closeFd, processUid, tcpListen } from "../ffi/shim.ts";
 import { TlsContext } from "../ffi/wolfssl.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
 import { ControlChannel } from "../src/handoff/control_channel.ts";
@@ -24,33 +24,8 @@ import { Forwarder } from "../src/gateway/forwarder.ts";
 import { GatewayMetrics } from "../src/gateway/gateway_metrics.ts";
 import { type Worker, Workers } from "../src/gateway/workers.ts";
 import { gatewayConfig } from "../src/operations/config.ts";
-
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-/** A connected SOCK_SEQPACKET pair (a real listening Unix socket). */
-async function socketPair(dir: string): Promise<[number, number]> {
-  const path = `${dir}/${crypto.randomUUID().slice(0, 8)}.sock`;
-  const listenFd = unixListen(path);
-  const a = unixConnect(path);
-  try {
-    for (let i = 0; i < 200; i++) {
-      const c = accept(listenFd);
-      if (c) return [a, c.fd];
-      await sleep(5);
-    }
-    throw new Error("not connected");
-  } finally {
-    closeFd(listenFd);
-  }
-}
+import { waitUntil } from "./support/wait.ts";
+import { seqpacketPair } from "./support/sockets.ts";
 
 /** A worker as the gateway sees it: this test's end of its control channel,
  * adopting or refusing what it is handed. */
@@ -128,7 +103,7 @@ async function gateway(dir: string, specs: { name: string; adopts: boolean }[]) 
   });
   const fakes: FakeWorker[] = [];
   for (const [i, spec] of specs.entries()) {
-    const [ours, theirs] = await socketPair(dir);
+    const [ours, theirs] = await seqpacketPair(dir);
     const pid = 900_000 + i;
     const fake = new FakeWorker(pid, theirs, spec.adopts);
     workers.register(new ControlChannel(ours, { onMessage() {}, onClose() {} }), {
@@ -137,7 +112,7 @@ async function gateway(dir: string, specs: { name: string; adopts: boolean }[]) 
     }, { name: spec.name, routes: [`/${spec.name}`], pid });
     fakes.push(fake);
   }
-  await until(() => workers.registered() === specs.length, "the workers to register");
+  await waitUntil(() => workers.registered() === specs.length, { what: "the workers to register" });
   return { workers, forwarder, fakes, answered, metrics };
 }
 
@@ -151,7 +126,7 @@ Deno.test({
     try {
       const [a, b] = g.fakes;
       assert.equal(await a.handBack(11, "/b?x=1"), "confirmed");
-      await until(() => b.handed.length === 1, "b to be handed it");
+      await waitUntil(() => b.handed.length === 1, { what: "b to be handed it" });
       assert.deepEqual(b.handed[0], { conn: 11, handoffs: 3, ok: true });
       assert.equal(a.handed.length, 0);
     } finally {
@@ -180,16 +155,15 @@ Deno.test({
       // refuses passes it on to the other.
       assert.equal(await a.handBack(21, "/b"), "confirmed");
       assert.equal(await a.handBack(22, "/b"), "confirmed");
-      await until(
-        () => b2.handed.filter((h) => h.ok).length === 2,
-        `b2 to take both: ${JSON.stringify([a.handed, b1.handed, b2.handed])}`,
-      );
+      await waitUntil(() => b2.handed.filter((h) => h.ok).length === 2, {
+        what: `b2 to take both: ${JSON.stringify([a.handed, b1.handed, b2.handed])}`,
+      });
       assert.ok(b1.handed.length >= 1, "b1 was offered at least one and refused");
       assert.ok(b1.handed.every((h) => !h.ok));
       // Now every b worker refuses: it goes back to a, which answers it.
       b2.adopts = false;
       assert.equal(await a.handBack(23, "/b"), "confirmed");
-      await until(() => a.handed.some((h) => h.conn === 23), "a to get it back");
+      await waitUntil(() => a.handed.some((h) => h.conn === 23), { what: "a to get it back" });
       assert.equal(a.handed.find((h) => h.conn === 23)!.ok, true);
     } finally {
       g.workers.close();

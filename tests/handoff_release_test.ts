@@ -6,15 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { projectRoot } from "../ffi/paths.ts";
-import { accept, closeFd, localPort, tcpListen } from "../ffi/shim.ts";
-import { TlsContext, TlsSession } from "../ffi/wolfssl.ts";
-import { EventLoop } from "../src/connection/event_loop.ts";
-import { TlsConnection } from "../src/connection/tls_connection.ts";
+import { closeFd, tcpListen } from "../ffi/shim.ts";
 import { releaseForHandoff } from "../src/handoff/handoff.ts";
 import { ProtocolError } from "../src/handoff/protocol.ts";
 import { Sealer } from "../src/handoff/seal.ts";
-import { CA_CERT, Client } from "./support/system.ts";
+import { tlsPair } from "./support/tls_pair.ts";
 
 /** This process's open fds and what each is (`socket:[inode]`, ...), read
  * with find(1): Deno's own file API needs --allow-all for /proc. */
@@ -36,41 +32,12 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const loop = EventLoop.instance();
-    const ctx = TlsContext.server({
-      certFile: `${projectRoot}/.local/certs/cert.pem`,
-      keyFile: `${projectRoot}/.local/certs/key.pem`,
-    });
-    const listenFd = tcpListen("127.0.0.1", 0);
-    const handshaken = Promise.withResolvers<TlsConnection>();
-    loop.add(listenFd, () => {
-      for (let c = accept(listenFd); c; c = accept(listenFd)) {
-        // No client input makes a HANDOFF fail to encode once released (the
-        // byte carries are checked before; wolfSSL keeps no SNI here): the
-        // connection is given an SNI longer than the field's 255 bytes.
-        const conn = new TlsConnection(c.fd, TlsSession.accept(ctx, c.fd), {
-          connId: 1,
-          gatewayId: 1,
-          handoffs: 0,
-          peer: c.peer,
-          sni: "x".repeat(256),
-          alpn: "",
-        });
-        conn.handshake(Date.now() + 5000).then((ok) =>
-          ok ? handshaken.resolve(conn) : handshaken.reject(new Error("no handshake"))
-        );
-      }
-    });
-    const client = await Deno.connectTls({
-      hostname: "127.0.0.1",
-      port: localPort(listenFd),
-      caCerts: [await Deno.readTextFile(CA_CERT)],
-    });
+    // No client input makes a HANDOFF fail to encode once released (the
+    // byte carries are checked before; wolfSSL keeps no SNI here): the
+    // connection is given an SNI longer than the field's 255 bytes.
+    const { conn, client, done } = await tlsPair({ connId: 1, sni: "x".repeat(256) });
     let other = -1;
     try {
-      await client.handshake();
-      await client.write(Client.request("/sum?a=1&b=2"));
-      const conn = await handshaken.promise;
       assert.ok(conn.exportable);
       const before = openFds();
       const socket = before.get(conn.fd);
@@ -104,14 +71,7 @@ Deno.test({
       assert.equal(openFds().get(other), otherSocket, "a later fd is left alone");
     } finally {
       closeFd(other);
-      try {
-        client.close();
-      } catch {
-        // closed by the server
-      }
-      loop.remove(listenFd);
-      closeFd(listenFd);
-      await loop.close();
+      await done();
     }
   },
 });

@@ -10,10 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { projectRoot } from "../ffi/paths.ts";
-import { accept, closeFd, localPort, tcpListen, unixConnect, unixListen } from "../ffi/shim.ts";
-import { TlsContext, TlsSession } from "../ffi/wolfssl.ts";
-import { EventLoop } from "../src/connection/event_loop.ts";
+import { closeFd } from "../ffi/shim.ts";
 import { TlsConnection } from "../src/connection/tls_connection.ts";
 import { ControlChannel } from "../src/handoff/control_channel.ts";
 import { Keyring } from "../src/handoff/keyring.ts";
@@ -22,34 +19,11 @@ import { place, type Target } from "../src/handoff/placement.ts";
 import { MessageType } from "../src/handoff/protocol.ts";
 import { Sealer } from "../src/handoff/seal.ts";
 import { logger } from "../src/operations/log.ts";
-import { CA_CERT, Client } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
+import { seqpacketPair } from "./support/sockets.ts";
+import { tlsPair } from "./support/tls_pair.ts";
 
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const log = logger("test");
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-/** A connected SOCK_SEQPACKET pair (a real listening Unix socket). */
-async function socketPair(dir: string, name: string): Promise<[number, number]> {
-  const listenFd = unixListen(`${dir}/${name}.sock`);
-  const a = unixConnect(`${dir}/${name}.sock`);
-  try {
-    for (let i = 0; i < 200; i++) {
-      const c = accept(listenFd);
-      if (c) return [a, c.fd];
-      await sleep(5);
-    }
-    throw new Error("not connected");
-  } finally {
-    closeFd(listenFd);
-  }
-}
 
 /** A receiver at the far end of a channel: answers every HANDOFF with `ok`. */
 class Receiver {
@@ -72,58 +46,6 @@ class Receiver {
     this.sender.close();
     this.channel.close();
   }
-}
-
-/** A TLS server with one real client connected, its first request buffered. */
-async function connected(): Promise<
-  { conn: TlsConnection; client: Deno.TlsConn; ctx: TlsContext; done(): Promise<void> }
-> {
-  const loop = EventLoop.instance();
-  const ctx = TlsContext.server({
-    certFile: `${projectRoot}/.local/certs/cert.pem`,
-    keyFile: `${projectRoot}/.local/certs/key.pem`,
-  });
-  const listenFd = tcpListen("127.0.0.1", 0);
-  const handshaken = Promise.withResolvers<TlsConnection>();
-  loop.add(listenFd, () => {
-    for (let c = accept(listenFd); c; c = accept(listenFd)) {
-      const conn = new TlsConnection(c.fd, TlsSession.accept(ctx, c.fd), {
-        connId: 7,
-        gatewayId: 1,
-        handoffs: 0,
-        peer: c.peer,
-        sni: "",
-        alpn: "",
-      });
-      conn.handshake(Date.now() + 5000).then((ok) =>
-        ok ? handshaken.resolve(conn) : handshaken.reject(new Error("no handshake"))
-      );
-    }
-  });
-  const client = await Deno.connectTls({
-    hostname: "127.0.0.1",
-    port: localPort(listenFd),
-    caCerts: [await Deno.readTextFile(CA_CERT)],
-  });
-  await client.handshake();
-  await client.write(Client.request("/sum?a=1&b=2"));
-  const conn = await handshaken.promise;
-  await until(() => conn.bufferedLength > 0 || conn.exportable, "the request");
-  return {
-    conn,
-    client,
-    ctx,
-    async done() {
-      try {
-        client.close();
-      } catch {
-        // closed already
-      }
-      loop.remove(listenFd);
-      closeFd(listenFd);
-      await loop.close();
-    },
-  };
 }
 
 Deno.test("key ring: an old key stays while a lease holds it, and is zeroed after", () => {
@@ -158,13 +80,13 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-placement-" });
-    const { conn, done } = await connected();
-    const refuses = new Receiver(await socketPair(dir, "a"), false);
-    const closed = new Receiver(await socketPair(dir, "b"), true);
+    const { conn, done } = await tlsPair({ connId: 7, sni: "" });
+    const refuses = new Receiver(await seqpacketPair(dir), false);
+    const closed = new Receiver(await seqpacketPair(dir), true);
     closed.sender.close();
-    const dies = new Receiver(await socketPair(dir, "c"), true);
+    const dies = new Receiver(await seqpacketPair(dir), true);
     dies.channel.close(); // the receiver's end is gone before it answers
-    const takes = new Receiver(await socketPair(dir, "d"), true);
+    const takes = new Receiver(await seqpacketPair(dir), true);
     const ring = new Keyring();
     ring.use(Sealer.newKey());
     try {
@@ -184,7 +106,7 @@ Deno.test({
         target("c", dies),
         target("d", takes),
       ], { log, unplaced: (_p, reason) => unplaced = reason });
-      await until(() => parcel.done, "the parcel to end");
+      await waitUntil(() => parcel.done, { what: "the parcel to end" });
       // c's send may fail at once (skipped) or come back unconfirmed.
       const seen = events.map((e) => e.replace(/: .*/, "")).filter((e) => e !== "c gave it back");
       assert.deepEqual(seen, ["a gave it back", "d confirmed"]);
@@ -209,8 +131,8 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "hotpotato-placement-" });
-    const { conn, client, ctx, done } = await connected();
-    const refuses = new Receiver(await socketPair(dir, "a"), false);
+    const { conn, client, ctx, done } = await tlsPair({ connId: 7, sni: "" });
+    const refuses = new Receiver(await seqpacketPair(dir), false);
     const ring = new Keyring();
     ring.use(Sealer.newKey());
     try {
