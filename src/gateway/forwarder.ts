@@ -111,6 +111,9 @@ export interface ForwarderOptions {
  */
 export class Forwarder {
   #o: ForwarderOptions;
+  /** The gateway's key as a lease: it lives as long as the gateway (or
+   * until a takeover gives it its predecessor's), so releasing is nothing. */
+  #key: KeyLease;
 
   /** A forwarder over these parts.
    *
@@ -123,6 +126,7 @@ export class Forwarder {
    */
   constructor(options: ForwarderOptions) {
     this.#o = options;
+    this.#key = { sealer: options.sealer, release: () => {} };
   }
 
   /** Seal and open handoffs with `sealer` from now on (a gateway taking
@@ -138,6 +142,7 @@ export class Forwarder {
    */
   useSealer(sealer: Sealer): void {
     this.#o = { ...this.#o, sealer };
+    this.#key = { sealer, release: () => {} };
   }
 
   /** Hand a connection the gateway holds to a worker of `route`. False
@@ -166,9 +171,9 @@ export class Forwarder {
     return true;
   }
 
-  /** The gateway's key, as a lease (it lives as long as the gateway). */
+  /** The gateway's key, as a lease. */
   #lease(): KeyLease {
-    return { sealer: this.#o.sealer, release: () => {} };
+    return this.#key;
   }
 
   /** Offer `parcel` to the workers of `path`'s route, `first` first, up to
