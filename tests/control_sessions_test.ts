@@ -132,3 +132,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "control sessions: a connection that says nothing is closed at the first-message limit",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    configureTrust({ socketGroup: "", gatewayUser: "" });
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-sessions-" });
+    const seen: string[] = [];
+    const sessions = new ControlSessions(new GatewayMetrics(), {
+      register: () => seen.push("register"),
+      join: () => seen.push("join"),
+    }, 300);
+    const fd = await connected(sessions, dir);
+    try {
+      const started = Date.now();
+      const got = await readAll(fd, 3000);
+      const waited = Date.now() - started;
+      assert.equal(got.eof, true, "closed");
+      assert.deepEqual(got.types, [], "nothing was sent to it");
+      assert.ok(waited >= 250 && waited < 2500, `closed after ${waited} ms`);
+      assert.deepEqual(seen, []);
+    } finally {
+      closeFd(fd);
+      sessions.close();
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -61,10 +61,13 @@ export interface SessionHandlers {
 export class ControlSessions {
   #metrics: GatewayMetrics;
   #to: SessionHandlers;
+  /** How long a connection may take to say what it is. */
+  #firstMessageMs: number;
   /** Connections that have not said what they are yet. */
   #pending = new Set<ControlChannel>();
 
-  /** Sessions handed to `to`; refusals are counted in `metrics`.
+  /** Sessions handed to `to`; refusals are counted in `metrics`; a
+   * connection silent for `firstMessageMs` is closed.
    *
    * @example
    * ```ts
@@ -73,9 +76,10 @@ export class ControlSessions {
    * new ControlSessions(new GatewayMetrics(), { register: () => {}, join: () => {} });
    * ```
    */
-  constructor(metrics: GatewayMetrics, to: SessionHandlers) {
+  constructor(metrics: GatewayMetrics, to: SessionHandlers, firstMessageMs = FIRST_MESSAGE_MS) {
     this.#metrics = metrics;
     this.#to = to;
+    this.#firstMessageMs = firstMessageMs;
   }
 
   /** A process connected to the control socket: check it runs as one of
@@ -114,10 +118,10 @@ export class ControlSessions {
       if (!this.#pending.has(channel)) return;
       log.warning("pid {pid} said nothing on the control socket in {s} s; closed", {
         pid: peer.pid,
-        s: FIRST_MESSAGE_MS / 1000,
+        s: this.#firstMessageMs / 1000,
       });
       channel.close();
-    }, FIRST_MESSAGE_MS);
+    }, this.#firstMessageMs);
   }
 
   /** Close the connections that have not said what they are.
