@@ -371,6 +371,7 @@ export class TlsSession {
   #ssl: Deno.PointerObject;
   #reader: RecordReader;
   #freed = false;
+  #failed = false;
 
   private constructor(ssl: Deno.PointerObject, reader: RecordReader) {
     this.#ssl = ssl;
@@ -462,6 +463,7 @@ export class TlsSession {
     if (err === ERROR_WANT_READ) return WANT_READ;
     if (err === ERROR_WANT_WRITE) return WANT_WRITE;
     if (err === ERROR_ZERO_RETURN) return CLOSED;
+    this.#failed = true;
     throw new TlsError(what, err);
   }
 
@@ -570,7 +572,26 @@ export class TlsSession {
    * ```
    */
   shutdown(): void {
+    // After a protocol error wolfSSL has sent its fatal alert (or none, when
+    // the peer is gone): a close_notify now would tell the peer the
+    // connection ended in order (RFC 8446 6: an error is not an end).
+    if (this.#failed) return;
     wolf().wolfSSL_shutdown(this.#ssl);
+  }
+
+  /** True once a handshake, read or write failed with a TLS error (not a
+   * wait or the peer's close_notify): {@linkcode TlsSession.shutdown} then
+   * sends nothing.
+   *
+   * @example
+   * ```ts
+   * import { TlsSession } from "./wolfssl.ts";
+   * declare const tls: TlsSession;
+   * if (!tls.failed) tls.shutdown();
+   * ```
+   */
+  get failed(): boolean {
+    return this.#failed;
   }
 
   /** Serialize the session for another process. Only at a record boundary,

@@ -126,8 +126,16 @@ echo "setup-wolfssl: configuring (about 10 s)"
 # shared the context's suite list, so one client's resumption changed what
 # the next was offered; since 5.6 a session copies the list before changing
 # it, and tests/tls_resumption_test.ts checks it.)
-# WOLFSSL_MAX_SUITE_SZ: take ClientHellos with up to 512 cipher suites (the
-# default, 150, refused scanners' hellos with decode_error).
+# WOLFSSL_MAX_SUITE_SZ: keep up to 512 of a ClientHello's cipher suites (the
+# default, 150, refused scanners' hellos with decode_error; longer lists are
+# filtered to what the server could choose, patch 0008).
+# WOLFSSL_TLS13_MIDDLEBOX_COMPAT: the TLS 1.3 compatibility-mode
+# ChangeCipherSpec after ServerHello/HelloRetryRequest (RFC 8446 D.4; patch
+# 0005 sends it only to clients that ask, as OpenSSL does).
+# MAX_HANDSHAKE_SZ: handshake messages (a ClientHello) of up to 131,396 bytes,
+# OpenSSL's CLIENT_HELLO_MAX_LENGTH (the default, 18,462, refused
+# post-quantum and many-extension hellos with illegal_parameter); the buffer
+# is allocated per message, as large as the message.
 ./configure -q --prefix="$prefix" \
   --enable-sessionexport=nopeer \
   --enable-tls13 --disable-oldtls --enable-tlsv12 \
@@ -136,7 +144,7 @@ echo "setup-wolfssl: configuring (about 10 s)"
   --enable-sni --enable-alpn --enable-session-ticket \
   --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm \
   --disable-examples --disable-crypttests --disable-static \
-  CFLAGS="-O2 -DWOLFSSL_GETRANDOM -DWOLFSSL_EXTRA_ALERTS -DSINGLE_THREADED -DWOLFSSL_MAX_SUITE_SZ=1024" >/dev/null
+  CFLAGS="-O2 -DWOLFSSL_GETRANDOM -DWOLFSSL_EXTRA_ALERTS -DSINGLE_THREADED -DWOLFSSL_MAX_SUITE_SZ=1024 -DWOLFSSL_TLS13_MIDDLEBOX_COMPAT -DMAX_HANDSHAKE_SZ=131396" >/dev/null
 echo "setup-wolfssl: building (about 15 s)"
 make -s -j"$(nproc)" >/dev/null 2>&1 || make -j"$(nproc)"
 make -s install >/dev/null

@@ -10,7 +10,20 @@
 export const DEFAULT_SUITES: readonly number[] = [0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f];
 
 /** Named groups (RFC 8446 4.2.7). */
-export const GROUP = { secp256r1: 23, x25519: 29, x448: 30, ffdhe2048: 256 } as const;
+export const GROUP = {
+  secp256r1: 23,
+  secp384r1: 24,
+  secp521r1: 25,
+  x25519: 29,
+  x448: 30,
+  ffdhe2048: 256,
+} as const;
+
+/** One KeyShareEntry: a group and the bytes sent for it. */
+export interface Share {
+  group: number;
+  key: Uint8Array;
+}
 
 /** What the ClientHello offers. */
 export interface HelloOptions {
@@ -22,6 +35,10 @@ export interface HelloOptions {
   groups?: readonly number[];
   /** Send an x25519 key share (TLS 1.3; default: when x25519 is offered). */
   x25519Share?: boolean;
+  /** The key shares to send instead (TLS 1.3), exactly as given. */
+  shares?: readonly Share[];
+  /** legacy_session_id (default 32 random bytes). */
+  sessionId?: Uint8Array;
   /** server_name (default "localhost"). */
   sni?: string;
   /** ALPN protocol names (default none). */
@@ -69,7 +86,7 @@ export function clientHello(o: HelloOptions): Uint8Array {
   const suites = o.suites ?? DEFAULT_SUITES;
   const w = new Writer().u8(1).vec(3, (b) => {
     b.u16(0x0303).raw(crypto.getRandomValues(new Uint8Array(32)));
-    b.vec(1, (s) => s.raw(crypto.getRandomValues(new Uint8Array(32))));
+    b.vec(1, (s) => s.raw(o.sessionId ?? crypto.getRandomValues(new Uint8Array(32))));
     b.vec(2, (s) => suites.forEach((c) => s.u16(c)));
     b.vec(1, (m) => m.u8(0));
     b.vec(2, (x) => {
@@ -90,12 +107,12 @@ export function clientHello(o: HelloOptions): Uint8Array {
         x.ext(43, (e) => e.vec(1, (l) => l.u16(0x0304).u16(0x0303)));
         x.ext(45, (e) => e.vec(1, (l) => l.u8(1))); // psk_dhe_ke
         const share = o.x25519Share ?? groups.includes(GROUP.x25519);
-        x.ext(51, (e) =>
-          e.vec(2, (l) => {
-            if (share) {
-              l.u16(GROUP.x25519).vec(2, (k) => k.raw(crypto.getRandomValues(new Uint8Array(32))));
-            }
-          }));
+        const shares = o.shares ??
+          (share ? [{ group: GROUP.x25519, key: crypto.getRandomValues(new Uint8Array(32)) }] : []);
+        x.ext(
+          51,
+          (e) => e.vec(2, (l) => shares.forEach((s) => l.u16(s.group).vec(2, (k) => k.raw(s.key)))),
+        );
       }
       if (o.padding) x.ext(0x4a4a, (e) => e.raw(new Uint8Array(o.padding!)));
     });
