@@ -238,15 +238,24 @@ Deno.test("unknown groups beside a known one: the known one is negotiated", asyn
   const p256 = await ecPoint("P-256");
   await withGateway(async (port) => {
     // Unassigned code points of the EC range, with shares of 128 and 256 bytes.
-    const unknown = [0x0040, 0x0041];
-    const shares = [
+    const groups = [0x0040, 0x0041, GROUP.secp256r1];
+    const unknown = [
       { group: 0x0040, key: crypto.getRandomValues(new Uint8Array(128)) },
       { group: 0x0041, key: crypto.getRandomValues(new Uint8Array(256)) },
-      { group: GROUP.secp256r1, key: p256 },
     ];
-    const hello = clientHello({ version: "1.3", groups: [...unknown, GROUP.secp256r1], shares });
-    assert.deepEqual((await sendHello(port, records(hello))).answer, {
+    const both = clientHello({
+      version: "1.3",
+      groups,
+      shares: [...unknown, { group: GROUP.secp256r1, key: p256 }],
+    });
+    assert.deepEqual((await sendHello(port, records(both))).answer, {
       kind: "server_hello",
+      suite: 0x1301,
+    });
+    // Only the unknown groups' shares: a HelloRetryRequest for P-256.
+    const retry = clientHello({ version: "1.3", groups, shares: unknown });
+    assert.deepEqual((await sendHello(port, records(retry))).answer, {
+      kind: "hello_retry_request",
       suite: 0x1301,
     });
   });
@@ -312,6 +321,20 @@ Deno.test("a protocol error after the handshake ends with its fatal alert, never
         await prepare(c);
         await c.sendRecord(APPLICATION_DATA, new Uint8Array(16_385).fill(0x41));
         await expectFatal(c, RECORD_OVERFLOW, `${where}: 16,385 bytes of plaintext`);
+      });
+      // A record of a type no TLS version has: unexpected_message.
+      await connected(port, {}, async (c) => {
+        await prepare(c);
+        await c.write(Uint8Array.of(99, 3, 3, 0, 20, ...new Uint8Array(20)));
+        await expectFatal(c, UNEXPECTED_MESSAGE, `${where}: record type 99`);
+      });
+      // A record of version 2.0: wolfSSL closes without an alert; the
+      // connection must not then say close_notify (an orderly end).
+      await connected(port, {}, async (c) => {
+        await prepare(c);
+        await c.write(Uint8Array.of(APPLICATION_DATA, 2, 0, 0, 20, ...new Uint8Array(20)));
+        const a = await c.readAnswer();
+        assert.ok(a.kind === "closed" || (a.kind === "alert" && a.level === 2), JSON.stringify(a));
       });
       // A handshake message after the handshake that is not one (type 99).
       await connected(port, {}, async (c) => {
