@@ -119,7 +119,7 @@ Deno.test("TLS 1.2 offering only curves we lack: handshake_failure, never a curv
   });
 });
 
-Deno.test("ClientHellos as scanners send them: 600 suites, 1-byte records, 65 KB", async () => {
+Deno.test("ClientHellos as scanners send them: 600 suites, 8,001 schemes, 1-byte records, 65 KB", async () => {
   await withGateway(async (port) => {
     // Suites nobody implements (as scanners list them), then real ones: 500
     // fit wolfSSL's list; 600 are filtered to what the server could choose.
@@ -133,6 +133,17 @@ Deno.test("ClientHellos as scanners send them: 600 suites, 1-byte records, 65 KB
           suite: want,
         }, `${version}: ${count + 3} suites`);
       }
+    }
+    // 8,000 signature schemes nobody has, then a real one (wolfSSL kept the
+    // first 19): the real one is used.
+    const schemes = [...Array.from({ length: 8_000 }, (_, i) => 0x0900 + i % 0x600), 0x0403];
+    for (const version of ["1.3", "1.2"] as const) {
+      const want = version === "1.3" ? 0x1301 : 0xc02b;
+      assert.deepEqual(
+        (await sendHello(port, records(clientHello({ version, sigAlgs: schemes })))).answer,
+        { kind: "server_hello", suite: want },
+        `${version}: 8,001 signature schemes`,
+      );
     }
     for (const version of ["1.3", "1.2"] as const) {
       const want = version === "1.3" ? 0x1301 : 0xc02b;
@@ -252,6 +263,14 @@ Deno.test("unknown groups beside a known one: the known one is negotiated", asyn
       kind: "server_hello",
       suite: 0x1301,
     });
+    // A share for a group the client did not list (RFC 8446 4.2.8: it MUST
+    // NOT): illegal_parameter, as OpenSSL answers, not a HelloRetryRequest.
+    const unlisted = clientHello({
+      version: "1.3",
+      groups: [GROUP.x25519],
+      shares: [{ group: GROUP.secp256r1, key: p256 }],
+    });
+    assert.deepEqual((await sendHello(port, records(unlisted))).answer, alert(ILLEGAL_PARAMETER));
     // Only the unknown groups' shares: a HelloRetryRequest for P-256.
     const retry = clientHello({ version: "1.3", groups, shares: unknown });
     assert.deepEqual((await sendHello(port, records(retry))).answer, {

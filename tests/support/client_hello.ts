@@ -37,6 +37,8 @@ export interface HelloOptions {
   x25519Share?: boolean;
   /** The key shares to send instead (TLS 1.3), exactly as given. */
   shares?: readonly Share[];
+  /** signature_algorithms (default ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha256). */
+  sigAlgs?: readonly number[];
   /** legacy_session_id (default 32 random bytes). */
   sessionId?: Uint8Array;
   /** server_name (default "localhost"). */
@@ -95,7 +97,8 @@ export function clientHello(o: HelloOptions): Uint8Array {
       x.ext(10, (e) => e.vec(2, (l) => groups.forEach((g) => l.u16(g))));
       x.ext(11, (e) => e.vec(1, (l) => l.u8(0)));
       // ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha256
-      x.ext(13, (e) => e.vec(2, (l) => l.u16(0x0403).u16(0x0804).u16(0x0401)));
+      const sigAlgs = o.sigAlgs ?? [0x0403, 0x0804, 0x0401];
+      x.ext(13, (e) => e.vec(2, (l) => sigAlgs.forEach((a) => l.u16(a))));
       if (o.alpn) {
         const names = o.alpn;
         x.ext(
