@@ -24,6 +24,7 @@ import { System } from "./support/system.ts";
 const UNEXPECTED_MESSAGE = 10;
 const RECORD_OVERFLOW = 22;
 const HANDSHAKE_FAILURE = 40;
+const DECODE_ERROR = 50;
 const ILLEGAL_PARAMETER = 47;
 const CHANGE_CIPHER_SPEC = 20, HANDSHAKE = 22, APPLICATION_DATA = 23;
 
@@ -180,6 +181,19 @@ Deno.test("ClientHellos past the limits get an alert, not a silent close", async
     one.set([HANDSHAKE, 3, 1, 16_385 >> 8, 16_385 & 0xff]);
     one.set(big.subarray(0, 16_385), 5);
     assert.deepEqual((await sendHello(port, one)).answer, alert(RECORD_OVERFLOW));
+  });
+});
+
+Deno.test("a ClientHello of a later version, (4,1), gets TLS 1.2 (RFC 5246 E.1)", async () => {
+  await withGateway(async (port) => {
+    for (const [major, minor] of [[4, 1], [3, 4], [3, 9]]) {
+      const hello = clientHello({ version: "1.2" });
+      hello.set([major, minor], 4);
+      assert.deepEqual((await sendHello(port, records(hello))).answer, {
+        kind: "server_hello",
+        suite: 0xc02b,
+      }, `(${major},${minor})`);
+    }
   });
 });
 
@@ -355,6 +369,21 @@ Deno.test("a protocol error after the handshake ends with its fatal alert, never
         const a = await c.readAnswer();
         assert.ok(a.kind === "closed" || (a.kind === "alert" && a.level === 2), JSON.stringify(a));
       });
+      // KeyUpdates (type 24): two in one record (the keys change after the
+      // first: RFC 8446 5.1), and one with an empty body.
+      const keyUpdate = [24, 0, 0, 1, 0];
+      for (
+        const [what, body, description] of [
+          ["two KeyUpdates in one record", [...keyUpdate, ...keyUpdate], UNEXPECTED_MESSAGE],
+          ["an empty KeyUpdate", [24, 0, 0, 0], DECODE_ERROR],
+        ] as const
+      ) {
+        await connected(port, {}, async (c) => {
+          await prepare(c);
+          await c.sendRecord(APPLICATION_DATA, Uint8Array.from(body), { innerType: HANDSHAKE });
+          await expectFatal(c, description, `${where}: ${what}`);
+        });
+      }
       // A handshake message after the handshake that is not one (type 99).
       await connected(port, {}, async (c) => {
         await prepare(c);
