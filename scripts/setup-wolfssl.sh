@@ -136,6 +136,8 @@ echo "setup-wolfssl: configuring (about 10 s)"
 # OpenSSL's CLIENT_HELLO_MAX_LENGTH (the default, 18,462, refused
 # post-quantum and many-extension hellos with illegal_parameter); the buffer
 # is allocated per message, as large as the message.
+# USE_ECC_B_PARAM: wc_ecc_point_is_on_curve(), the check of a client's
+# P-256/P-384 key share (patch 0013).
 ./configure -q --prefix="$prefix" \
   --enable-sessionexport=nopeer \
   --enable-tls13 --disable-oldtls --enable-tlsv12 \
@@ -144,7 +146,7 @@ echo "setup-wolfssl: configuring (about 10 s)"
   --enable-sni --enable-alpn --enable-session-ticket \
   --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm \
   --disable-examples --disable-crypttests --disable-static \
-  CFLAGS="-O2 -DWOLFSSL_GETRANDOM -DWOLFSSL_EXTRA_ALERTS -DSINGLE_THREADED -DWOLFSSL_MAX_SUITE_SZ=1024 -DWOLFSSL_TLS13_MIDDLEBOX_COMPAT -DMAX_HANDSHAKE_SZ=131396" >/dev/null
+  CFLAGS="-O2 -DWOLFSSL_GETRANDOM -DWOLFSSL_EXTRA_ALERTS -DSINGLE_THREADED -DWOLFSSL_MAX_SUITE_SZ=1024 -DWOLFSSL_TLS13_MIDDLEBOX_COMPAT -DMAX_HANDSHAKE_SZ=131396 -DUSE_ECC_B_PARAM" >/dev/null
 echo "setup-wolfssl: building (about 15 s)"
 make -s -j"$(nproc)" >/dev/null 2>&1 || make -j"$(nproc)"
 make -s install >/dev/null
