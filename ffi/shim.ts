@@ -16,6 +16,12 @@ const symbols = {
   hp_tcp_listen: { parameters: ["buffer", "i32", "i32", "i32"], result: "i32" },
   /** int hp_local_port(int fd) */
   hp_local_port: { parameters: ["i32"], result: "i32" },
+  /** int hp_is_tcp_listener(int fd) */
+  hp_is_tcp_listener: { parameters: ["i32"], result: "i32" },
+  /** int hp_set_inheritable(int fd, int on) */
+  hp_set_inheritable: { parameters: ["i32", "i32"], result: "i32" },
+  /** int hp_set_nonblocking(int fd) */
+  hp_set_nonblocking: { parameters: ["i32"], result: "i32" },
   /** int hp_accept(int lfd, char* addr, int cap) */
   hp_accept: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int hp_unix_listen(const char* path, int backlog, int mode) */
@@ -247,6 +253,47 @@ export function tcpListen(host: string, port: number, backlog = 4096, reusePort 
  */
 export function localPort(fd: number): number {
   return check("getsockname", shim().hp_local_port(fd));
+}
+
+/** Whether `fd` is a listening TCP socket (IPv4 or IPv6); false for any
+ * other fd, and for a number that is no open fd.
+ *
+ * @example
+ * ```ts
+ * import { isTcpListener, tcpListen } from "./shim.ts";
+ * console.log(isTcpListener(tcpListen("127.0.0.1", 0))); // true
+ * ```
+ */
+export function isTcpListener(fd: number): boolean {
+  return shim().hp_is_tcp_listener(fd) === 1;
+}
+
+/** Let `fd` pass to the programs this process starts from now on (`on`),
+ * or not (the default of every fd this process opens).
+ *
+ * @example
+ * ```ts
+ * import { setInheritable, tcpListen } from "./shim.ts";
+ * const fd = tcpListen("127.0.0.1", 0);
+ * setInheritable(fd, true);
+ * // ... spawn the one process that should have it ...
+ * setInheritable(fd, false);
+ * ```
+ */
+export function setInheritable(fd: number, on: boolean): void {
+  check("fcntl(F_SETFD)", shim().hp_set_inheritable(fd, on ? 1 : 0));
+}
+
+/** Make `fd` non-blocking (a socket systemd passes is blocking by default).
+ *
+ * @example
+ * ```ts
+ * import { setNonBlocking, tcpListen } from "./shim.ts";
+ * setNonBlocking(tcpListen("127.0.0.1", 0));
+ * ```
+ */
+export function setNonBlocking(fd: number): void {
+  check("fcntl(F_SETFL)", shim().hp_set_nonblocking(fd));
 }
 
 /** Accept one connection: `{ fd, peer }`, or null when none is waiting.

@@ -16,7 +16,7 @@ import { Deployment } from "kubernetes-models/apps/v1";
 import { Service } from "kubernetes-models/v1";
 import type { IContainer } from "kubernetes-models/v1";
 import { projectRoot } from "../ffi/paths.ts";
-import { SERVER_FLAGS } from "../src/operations/roles.ts";
+import { SERVER_FLAGS, STANDALONE_GATEWAY_FLAGS } from "../src/operations/roles.ts";
 import { AdminServer } from "../src/gateway/admin_server.ts";
 import { adminAnswer } from "../src/gateway/admin_routes.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
@@ -25,7 +25,7 @@ import { functionUserOf, Trust } from "../src/handoff/trust.ts";
 const SYSTEMD = `${projectRoot}/deploy/systemd`;
 const GATEWAY = "hotpotato-gateway.service";
 const FUNCTIONS = ["hotpotato-function@.service", "hotpotato-function-next@.service"];
-const UNITS = [GATEWAY, ...FUNCTIONS, "hotpotato.target"];
+const UNITS = [GATEWAY, ...FUNCTIONS, "hotpotato.target", "hotpotato-gateway.socket"];
 
 /** The [Service] settings of a unit: every value of each key, in order. */
 async function serviceSettings(unit: string): Promise<Map<string, string[]>> {
@@ -80,7 +80,8 @@ Deno.test("systemd units: systemd-analyze verify finds nothing; each role has it
       const text = await Deno.readTextFile(`${SYSTEMD}/${unit}`);
       if (unit.endsWith(".service")) {
         const exec = text.match(/^ExecStart=\S+ (.*)$/m)?.[1] ?? "";
-        assert.ok(exec.startsWith(`run ${SERVER_FLAGS.join(" ")} `), `${unit}: ${exec}`);
+        const flags = unit === GATEWAY ? STANDALONE_GATEWAY_FLAGS : SERVER_FLAGS;
+        assert.ok(exec.startsWith(`run ${flags.join(" ")} `), `${unit}: ${exec}`);
       }
       await Deno.writeTextFile(`${dir}/${unit}`, text.replaceAll("/opt/hotpotato", projectRoot));
     }
@@ -89,6 +90,7 @@ Deno.test("systemd units: systemd-analyze verify finds nothing; each role has it
         "verify",
         "--man=no",
         `${dir}/${GATEWAY}`,
+        `${dir}/hotpotato-gateway.socket`,
         `${dir}/hotpotato-function@sum.service`,
         `${dir}/hotpotato-function-next@sum.service`,
         `${dir}/hotpotato.target`,

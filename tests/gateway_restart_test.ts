@@ -88,3 +88,75 @@ Deno.test("a gateway killed under 30 alternating clients comes back: 503s while 
     await sys.stop();
   }
 });
+
+for (const gateways of [1, 2]) {
+  Deno.test(`the launcher keeps the public port: a gateway SIGKILL refuses no new connection, answers none with 404 (--gateways ${gateways})`, async () => {
+    const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (free.addr as Deno.NetAddr).port;
+    free.close();
+    const sys = await Launched.start(
+      "start",
+      ["--gateways", String(gateways)],
+      ["sum", "product"],
+      {
+        HOTPOTATO_PORT: String(port),
+      },
+    );
+    const outcomes: string[] = [];
+    const answered: { at: number; ms: number; status: number }[] = [];
+    // A new client every 50 ms, each with one request (curl -m 8, as an operator would).
+    const newcomer = async (i: number) => {
+      const began = Date.now();
+      let c: Client | undefined;
+      const timer = setTimeout(() => c?.close(), 8_000);
+      try {
+        c = await Client.connect(sys.port);
+        const res = await c.get(`/sum?a=${i}&b=1`);
+        outcomes.push(String(res.status));
+        answered.push({ at: began, ms: Date.now() - began, status: res.status });
+      } catch (e) {
+        outcomes.push(e instanceof Deno.errors.ConnectionRefused ? "refused" : `error ${e}`);
+      } finally {
+        clearTimeout(timer);
+        c?.close();
+      }
+    };
+    try {
+      await sys.waitLine(/worker sum\/\d+ registered/);
+      await sys.waitLine(/worker product\/\d+ registered/);
+      const gatewayPid = Number((await sys.waitLine(/with gateway pid (\d+)/))[1]);
+      const mark = sys.lines.length;
+      const clients: Promise<void>[] = [];
+      let killedAt = 0;
+      for (let i = 0; i < 60; i++) {
+        if (i === 6) {
+          killedAt = Date.now();
+          Deno.kill(gatewayPid, "SIGKILL");
+        }
+        clients.push(newcomer(i));
+        await new Promise((ok) => setTimeout(ok, 50));
+      }
+      await Promise.all(clients);
+      // It had not run 10 s (healthy), so the restart came after the first backoff step.
+      await sys.waitLine(/^launcher\s+\| restarting gateway in \d+ ms/, mark);
+      const counts = new Map<string, number>();
+      for (const o of outcomes) counts.set(o, (counts.get(o) ?? 0) + 1);
+      const summary = JSON.stringify([...counts]);
+      assert.equal(counts.get("refused") ?? 0, 0, `no new connection refused: ${summary}`);
+      assert.equal(counts.get("404") ?? 0, 0, `no 404: ${summary}`);
+      assert.deepEqual(
+        outcomes.filter((o) => o !== "200" && o !== "503"),
+        [],
+        `every client answered 200 or 503: ${summary}`,
+      );
+      const first = answered.filter((a) => a.at >= killedAt && a.status === 200)
+        .map((a) => a.at + a.ms - killedAt).sort((a, b) => a - b)[0];
+      console.log(
+        `--gateways ${gateways}, after the primary's kill: ${summary}; ` +
+          `first 200 on a new connection ${first} ms after it`,
+      );
+    } finally {
+      await sys.stop();
+    }
+  });
+}

@@ -21,7 +21,8 @@
  * @module
  */
 
-import { localPort, tcpListen } from "../../ffi/shim.ts";
+import { closeFd, localPort, tcpListen } from "../../ffi/shim.ts";
+import { givenListener } from "../connection/given_listener.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { GatewayConfig } from "../operations/config.ts";
 import { logger } from "../operations/log.ts";
@@ -230,6 +231,10 @@ export class Gateway {
     while (this.#workers.list().length < heir.workers && Date.now() < until) {
       await new Promise((ok) => setTimeout(ok, 10));
     }
+    // The predecessor passed the public socket; a copy the launcher gave
+    // this process too is the same socket, not needed twice.
+    const given = givenListener();
+    if (given) closeFd(given.fd);
     this.#clients = new Listener(heir.https.fd, "clients", (conn) => handshaker.accept(conn), {
       spareFd: true,
     });
@@ -444,9 +449,15 @@ export class Gateway {
       "control",
       (c) => this.#sessions.accept(c),
     );
-    const listenFd = tcpListen(c.host, c.port, 4096, c.reusePort);
+    // The launcher's (or systemd's) socket when given: it outlives this
+    // process, so clients wait in its queue while a successor starts.
+    const given = givenListener();
+    const listenFd = given?.fd ?? tcpListen(c.host, c.port, 4096, c.reusePort);
     this.#clients = new Listener(listenFd, "clients", (conn) => handshaker.accept(conn));
     this.#port = localPort(listenFd);
+    if (given) {
+      log.info("listening on the {from}'s socket (port {port})", { ...given, port: this.#port });
+    }
     if (c.adminPort >= 0) this.#startAdmin();
   }
 

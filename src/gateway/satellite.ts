@@ -21,6 +21,7 @@
  */
 
 import { closeFd, localPort, tcpListen } from "../../ffi/shim.ts";
+import { givenListener } from "../connection/given_listener.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import { holdAmong, type HoldOptions, holdOptions, requestLogLine } from "../connection/holder.ts";
 import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts";
@@ -163,7 +164,9 @@ export class SatelliteGateway {
     if (this.#clients || this.#stopped || this.#draining || !this.#handshaker) return;
     const c = this.config;
     const handshaker = this.#handshaker;
-    const fd = tcpListen(c.host, c.port, 4096, true);
+    // The launcher's socket of this satellite when given (it outlives this
+    // process: clients hashed to it wait for the next satellite); else its own.
+    const fd = givenListener()?.fd ?? tcpListen(c.host, c.port, 4096, true);
     this.#port = localPort(fd);
     this.#clients = new Listener(fd, "clients", (conn) => handshaker.accept(conn), {
       spareFd: true,

@@ -26,6 +26,9 @@ import { protectProcess } from "./privileges.ts";
 import { TrustError } from "../handoff/trust.ts";
 import { watchModule } from "./dev_watch.ts";
 import { type Role, SERVER_FLAGS } from "./roles.ts";
+import { gatewayConfig } from "./config.ts";
+import { givenListener, LISTEN_FD_VARIABLE } from "../connection/given_listener.ts";
+import { closeFd, localPort, setInheritable, tcpListen } from "../../ffi/shim.ts";
 import { UsersError } from "./users.ts";
 import {
   childEnv,
@@ -89,6 +92,15 @@ export class Launcher {
   #routes: DeclaredRoutes;
   #supervision: Supervision;
   #reloads: Reloads;
+  /** The public listening socket of each gateway role, bound (or taken
+   * from systemd) here and inherited by that role's every process: it
+   * outlives them, so while a gateway is restarted new clients wait in its
+   * queue instead of being refused. One socket for one gateway; with
+   * several, one each in a SO_REUSEPORT group (the kernel spreads clients
+   * over them; a dead gateway's share waits for its restart). Empty when
+   * there is no gateway, or binding failed (each gateway then binds its own,
+   * as before). */
+  #publicFds = new Map<Role, number>();
 
   /** Prepare to run `roles`.
    *
@@ -171,7 +183,44 @@ export class Launcher {
    * ```
    */
   start(): void {
+    this.#bindPublic();
     for (const child of this.#children) this.#spawn(child);
+  }
+
+  /** The public sockets the gateways inherit: systemd's (socket activation,
+   * shared by all), or bound here on the primary gateway's --host and
+   * --port. */
+  #bindPublic(): void {
+    const gateways = this.#children.filter((c) => !c.role.fn).map((c) => c.role);
+    if (gateways.length === 0) return;
+    try {
+      const given = givenListener();
+      if (given) {
+        // Passed without close-on-exec: no function may inherit it.
+        setInheritable(given.fd, false);
+        for (const role of gateways) this.#publicFds.set(role, given.fd);
+        this.#say(`public port: the ${given.from}'s socket (fd ${given.fd})`);
+        return;
+      }
+      const { config } = gatewayConfig(gateways[0].args);
+      const group = gateways.length > 1;
+      let port = config.port;
+      for (const role of gateways) {
+        const fd = tcpListen(config.host, port, 4096, group);
+        port = localPort(fd); // port 0: the others join the first one's
+        this.#publicFds.set(role, fd);
+      }
+      this.#say(
+        `public port ${config.host}:${port}: kept here, inherited by the gateway` +
+          (group ? `s (${gateways.length} sockets, SO_REUSEPORT)` : ""),
+      );
+    } catch (e) {
+      for (const fd of new Set(this.#publicFds.values())) closeFd(fd);
+      this.#publicFds.clear();
+      this.#say(
+        `cannot hold the public port (${(e as Error).message}); each gateway binds its own`,
+      );
+    }
   }
 
   /** Start `role`'s process (throws when it cannot be started). */
@@ -195,7 +244,32 @@ export class Launcher {
       ...role.args,
     ];
     const [cmd, ...args] = users ? users.command(role.fn, argv) : argv;
-    const proc = new Deno.Command(cmd, {
+    // A gateway inherits the public socket: made inheritable for this one
+    // spawn only (the JavaScript thread is the only one that spawns), so no
+    // function ever gets it.
+    const share = this.#publicFds.get(role);
+    if (share !== undefined) {
+      env[LISTEN_FD_VARIABLE] = String(share);
+      setInheritable(share, true);
+    }
+    let proc: Deno.ChildProcess;
+    try {
+      proc = this.#command(cmd, args, env, start);
+    } finally {
+      if (share !== undefined) setInheritable(share, false);
+    }
+    const secret = secretFor(role, start, this.#options);
+    if (secret) {
+      const hex = Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("");
+      const writer = proc.stdin.getWriter();
+      // The pipe stays open (and locked) until the launcher exits.
+      writer.write(new TextEncoder().encode(hex + "\n")).catch(() => {});
+    }
+    return proc;
+  }
+
+  #command(cmd: string, args: string[], env: Record<string, string>, start: ChildStart) {
+    return new Deno.Command(cmd, {
       args,
       cwd: projectRoot,
       env,
@@ -206,14 +280,6 @@ export class Launcher {
       stdout: start.describe ? "piped" : "inherit",
       stderr: "inherit",
     }).spawn();
-    const secret = secretFor(role, start, this.#options);
-    if (secret) {
-      const hex = Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("");
-      const writer = proc.stdin.getWriter();
-      // The pipe stays open (and locked) until the launcher exits.
-      writer.write(new TextEncoder().encode(hex + "\n")).catch(() => {});
-    }
-    return proc;
   }
 
   #spawn(child: Child): void {
@@ -272,9 +338,12 @@ export class Launcher {
   }
 
   #scheduleRestart(child: Child, started: number): void {
-    if (Date.now() - started >= HEALTHY_MS) child.backoffMs = BACKOFF_MIN_MS;
-    const delay = child.backoffMs;
-    child.backoffMs = Math.min(child.backoffMs * 2, BACKOFF_MAX_MS);
+    // After a healthy run, at once (clients wait in the public socket's
+    // queue meanwhile); in a crash loop, after a growing backoff.
+    const healthy = Date.now() - started >= HEALTHY_MS;
+    if (healthy) child.backoffMs = BACKOFF_MIN_MS;
+    const delay = healthy ? 0 : child.backoffMs;
+    if (!healthy) child.backoffMs = Math.min(child.backoffMs * 2, BACKOFF_MAX_MS);
     child.restarts++;
     this.#say(`restarting ${child.role.name} in ${delay} ms (restart ${child.restarts})`);
     setTimeout(() => this.#spawn(child), delay); // unless a reload gave it a process

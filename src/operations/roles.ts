@@ -20,6 +20,17 @@ export const SERVER_FLAGS: readonly string[] = [
   "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR",
 ];
 
+/** Flags for a gateway started on its own (`deno task gateway`, the systemd
+ * unit): the server flags, and systemd's socket-activation variables to read
+ * (LISTEN_FDS, LISTEN_PID: the public port it is given, see
+ * src/connection/given_listener.ts). The launcher's gateways get the port
+ * through HOTPOTATO_LISTEN_FD instead. */
+export const STANDALONE_GATEWAY_FLAGS: readonly string[] = [
+  "--no-prompt",
+  "--allow-ffi",
+  "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR,LISTEN_FDS,LISTEN_PID",
+];
+
 /** Flags for the launcher: the supervisor, like nginx's master. It starts
  * the roles (`--allow-run`, as their users when it is root), reaches the
  * gateway's admin port, makes itself non-dumpable and looks users up through
@@ -34,7 +45,7 @@ export const LAUNCHER_FLAGS: readonly string[] = [
   "--allow-ffi",
   "--allow-read",
   "--allow-write",
-  "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR,PATH,HOME,LANG,LC_ALL,TZ,NO_COLOR,TERM,DENO_DIR",
+  "--allow-env=HOTPOTATO_*,XDG_RUNTIME_DIR,PATH,HOME,LANG,LC_ALL,TZ,NO_COLOR,TERM,DENO_DIR,LISTEN_FDS,LISTEN_PID",
   "--allow-net=127.0.0.1,[::1],localhost",
 ];
 
