@@ -98,6 +98,11 @@ export interface HoldPolicy {
   /** Hand an idle connection (nothing buffered) over to the new version.
    * True when it left; false closes it. */
   handOver?(conn: TlsConnection): boolean;
+  /** A request whose route no worker serves yet, though one is expected
+   * soon (a gateway that has just started, its workers registering): a wait
+   * for it (bounded), after which the request moves or is answered here.
+   * Undefined: no wait. */
+  held?(head: RequestHead): Promise<void> | undefined;
   /** Count an answer written (once per answer, the holder's 4xx included). */
   count(answered: Answered): void;
   /** True while the process drains: no next request is read. */
@@ -237,7 +242,9 @@ export async function hold(
       return;
     }
     if (!unplaced && !policy.answersHere(r.head)) {
-      if (!stay && policy.move(conn, r.head)) return;
+      const hold = policy.held?.(r.head);
+      if (hold) await hold;
+      if (!stay && conn.isOpen && policy.move(conn, r.head)) return;
       unplaced = true; // it cannot move: answer it here, with its body read
     }
     // Read without its body, but answered here after all (a move failed,

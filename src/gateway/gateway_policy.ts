@@ -38,7 +38,15 @@ export interface GatewayPolicyOptions {
    * registering), or the launcher declared a function that serves it. Such
    * a path gets 503 with Retry-After, not a cacheable 404. */
   expected?(path: string): boolean;
+  /** Whether the gateway has just started or taken over and its workers are
+   * registering: a request for a route none registered yet is held (up to
+   * {@linkcode HOLD_MS}) for one, not answered 503 at once. */
+  settling?(): boolean;
 }
+
+/** The longest a request waits for a worker of its route to register with
+ * a gateway that has just started; then it gets 503 with Retry-After. */
+export const HOLD_MS = 5000;
 
 /**
  * What a gateway (the primary or a satellite) answers itself: 503 with
@@ -120,7 +128,40 @@ export class GatewayPolicy implements HoldPolicy {
    * ```
    */
   answersHere(head: RequestHead): boolean {
-    return this.#o.router.status(head.path) !== "served";
+    const status = this.#o.router.status(head.path);
+    return status !== "served" && !this.#holds(status);
+  }
+
+  /** A route no worker registered yet, while the gateway's expected workers
+   * are registering: worth a wait. */
+  #holds(status: string): boolean {
+    return status === "unknown" && this.#o.settling?.() === true;
+  }
+
+  /** For a request whose route no worker has registered yet while the
+   * gateway's workers are registering: a wait until one does, the gateway
+   * settles, or {@linkcode HOLD_MS} pass (checked every 20 ms). The request
+   * then moves, or gets 503 with Retry-After, never 404.
+   *
+   * @example
+   * ```ts
+   * import type { GatewayPolicy } from "./gateway_policy.ts";
+   * import type { RequestHead } from "../http/http.ts";
+   * declare const policy: GatewayPolicy, head: RequestHead;
+   * await policy.held(head);
+   * ```
+   */
+  held(head: RequestHead): Promise<void> | undefined {
+    if (!this.#holds(this.#o.router.status(head.path))) return undefined;
+    const until = Date.now() + HOLD_MS;
+    return new Promise((done) => {
+      const check = () => {
+        const status = this.#o.router.status(head.path);
+        if (!this.#holds(status) || Date.now() >= until) done();
+        else setTimeout(check, 20);
+      };
+      setTimeout(check, 20);
+    });
   }
 
   /** Hand the connection to a worker of the path's route.

@@ -278,6 +278,7 @@ export class Gateway {
       handingOver: () => this.#successor?.takesConnections === true,
       handOver: (conn) => this.#successor?.passOn(conn) === true,
       expected: (path) => this.#settling() || trust().declares(path),
+      settling: () => this.#settling(),
     });
     return new Handshaker({
       context,
