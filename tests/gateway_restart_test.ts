@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { Launched } from "./support/launched.ts";
 import { Client } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
 
 Deno.test("a gateway killed under 30 alternating clients comes back: 503s while its workers register, no 404", async () => {
   // A fixed port: the restarted gateway listens where the first one did.
@@ -152,6 +153,12 @@ for (const gateways of [1, 2]) {
         outcomes.filter((o) => o !== "200"),
         [],
         `every client answered 200: ${summary}`,
+      );
+      // The restarted gateway shows the crash in /metrics, with its cause.
+      await waitUntil(
+        async () =>
+          await sys.metric("hotpotato_gateway_restarts_total", 'cause="signal SIGKILL"') === 1,
+        { what: 'hotpotato_gateway_restarts_total{cause="signal SIGKILL"} 1' },
       );
       const first = answered.filter((a) => a.at >= killedAt && a.status === 200)
         .map((a) => a.at + a.ms - killedAt).sort((a, b) => a - b)[0];

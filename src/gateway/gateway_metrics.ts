@@ -173,6 +173,14 @@ export class GatewayMetrics {
     "Registered workers, by function",
     ["function"],
   );
+  /** This gateway's role restarted by the launcher, by the cause of the
+   * exit before each restart ("signal SIGKILL", "code 1"): the launcher's
+   * count, told to each new gateway ({@linkcode GatewayMetrics.gatewayRestarts}). */
+  readonly gatewayRestarts = this.registry.counter(
+    "hotpotato_gateway_restarts_total",
+    "Gateway restarts by the launcher, by the cause of the exit before each (since it started)",
+    ["cause"],
+  );
   /** Workers that registered after the launcher restarted them. */
   readonly restarts = this.registry.counter(
     "hotpotato_worker_restarts_total",

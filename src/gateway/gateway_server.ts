@@ -79,7 +79,7 @@ export class Gateway {
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
   #key = Sealer.newKey();
   #sealer = new Sealer(this.#key);
-  #metrics = new GatewayMetrics();
+  #metrics = countRestarts(new GatewayMetrics());
   #workers: Workers;
   /** Control connections until each says what it is (REGISTER, JOIN, TAKEOVER). */
   #sessions: ControlSessions;
@@ -629,4 +629,28 @@ export class Gateway {
     this.#workers.close();
     this.#sessions.close();
   }
+}
+
+/** The launcher's count of this gateway role's restarts, by cause, from
+ * HOTPOTATO_GATEWAY_EXITS (JSON: cause to count; at most 32 causes of up to
+ * 40 characters), into `metrics`. Anything else there is ignored. */
+function countRestarts(metrics: GatewayMetrics): GatewayMetrics {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get("HOTPOTATO_GATEWAY_EXITS");
+  } catch {
+    return metrics;
+  }
+  if (!text || text.length > 4096) return metrics;
+  try {
+    const exits = JSON.parse(text) as Record<string, unknown>;
+    for (const [cause, n] of Object.entries(exits).slice(0, 32)) {
+      if (typeof n === "number" && Number.isInteger(n) && n > 0 && cause.length <= 40) {
+        metrics.gatewayRestarts.labels(cause).inc(n);
+      }
+    }
+  } catch {
+    // not JSON: nothing counted
+  }
+  return metrics;
 }

@@ -87,6 +87,9 @@ export interface ChildStart {
   standby: boolean;
   /** It replaces a process of its role that died. */
   restarted: boolean;
+  /** A gateway's: how its role's processes exited before, by cause
+   * ("signal SIGKILL": 2), for its /metrics (HOTPOTATO_GATEWAY_EXITS). */
+  exits?: ReadonlyMap<string, number>;
   /** Set over the rest but its user's own (an upgrade's HOTPOTATO_TAKEOVER=on). */
   extraEnv?: Record<string, string>;
   /** A describe run: it prints what its function declares and exits
@@ -184,6 +187,9 @@ export function childEnv(
     HOTPOTATO_RESTARTED: start.restarted ? "1" : "0",
     HOTPOTATO_LOG_PREFIX: `${role.name.padEnd(context.width)} | `,
   };
+  if (!role.fn && start.exits && start.exits.size > 0) {
+    env.HOTPOTATO_GATEWAY_EXITS = JSON.stringify(Object.fromEntries(start.exits));
+  }
   if (role.fn) {
     // The launcher's own workers never replace each other (a pool would
     // take turns replacing and restarting); --replace is for a worker

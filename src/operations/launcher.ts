@@ -291,6 +291,7 @@ export class Launcher {
         generation: child.generation,
         standby: false,
         restarted: child.restarts > 0,
+        exits: child.exits,
       });
     } catch (e) {
       this.#say(`cannot start ${child.role.name}: ${(e as Error).message}`);
@@ -323,6 +324,8 @@ export class Launcher {
       }
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
       this.#say(`${child.role.name} exited (${how})`);
+      child.exits ??= new Map();
+      child.exits.set(how, (child.exits.get(how) ?? 0) + 1);
       // During a reload, its end decides: the new process, or a restart.
       if (!child.reloading) this.#scheduleRestart(child, started);
     });

@@ -28,6 +28,8 @@ export interface Child {
   backoffMs: number;
   /** How many times it was restarted. */
   restarts: number;
+  /** How its processes exited, by cause ("signal SIGKILL", "code 1"). */
+  exits?: Map<string, number>;
   /** The generation its process runs (workers; the launcher numbers reloads). */
   generation: number;
   /** The gateway taking over from this child's process (an upgrade): it
