@@ -579,21 +579,6 @@ export class TlsSession {
     wolf().wolfSSL_shutdown(this.#ssl);
   }
 
-  /** True once a handshake, read or write failed with a TLS error (not a
-   * wait or the peer's close_notify): {@linkcode TlsSession.shutdown} then
-   * sends nothing.
-   *
-   * @example
-   * ```ts
-   * import { TlsSession } from "./wolfssl.ts";
-   * declare const tls: TlsSession;
-   * if (!tls.failed) tls.shutdown();
-   * ```
-   */
-  get failed(): boolean {
-    return this.#failed;
-  }
-
   /** Serialize the session for another process. Only at a record boundary,
    * with nothing pending. `blob` is a view of a buffer the next export reuses:
    * seal it at once, then zero it (sealing does).

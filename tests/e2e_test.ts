@@ -4,6 +4,7 @@
  * (curl, openssl s_client, Deno's rustls), real sockets.
  */
 
+import { concat } from "./support/bytes.ts";
 import assert from "node:assert/strict";
 import { CA_CERT, Client, OpensslClient, run, System } from "./support/system.ts";
 
@@ -97,21 +98,11 @@ function mixedRequests(n: number): { bytes: Uint8Array[]; expect: [string, numbe
   return { bytes, expect };
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
 const splits: Record<string, (reqs: Uint8Array[]) => Uint8Array[]> = {
-  "all in one TLS record": (reqs) => [concat(reqs)],
+  "all in one TLS record": (reqs) => [concat(...reqs)],
   "one record per request": (reqs) => reqs,
   "records split mid-request": (reqs) => {
-    const all = concat(reqs);
+    const all = concat(...reqs);
     const out: Uint8Array[] = [];
     for (let off = 0, k = 0; off < all.length; k++) {
       const size = [7, 45, 13, 90, 3, 61][k % 6];
@@ -157,7 +148,7 @@ Deno.test("pipelining across three functions: 45 requests in one write, answered
     const bytes = sent.map(([op, i]) =>
       Client.request(op === "hello" ? `/hello?name=n${i}` : `/${op}?a=${i}&b=${i + 1}`)
     );
-    await client.write(concat(bytes));
+    await client.write(concat(...bytes));
     const workers = new Map<string, Set<string>>();
     for (const [op, i] of sent) {
       const res = await client.read();

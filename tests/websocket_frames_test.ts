@@ -5,6 +5,7 @@
  * decoder does after refusing input.
  */
 
+import { concat } from "./support/bytes.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
@@ -33,16 +34,6 @@ function frame(
     rsv: opts.rsv,
     mask: opts.mask === false ? undefined : MASK,
   });
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** `n` random bytes (getRandomValues gives 64 KiB at a time). */

@@ -175,7 +175,7 @@ export class GatewayMetrics {
   );
   /** This gateway's role restarted by the launcher, by the cause of the
    * exit before each restart ("signal SIGKILL", "code 1"): the launcher's
-   * count, told to each new gateway ({@linkcode GatewayMetrics.gatewayRestarts}). */
+   * count, told to each new gateway (GatewayConfig.gatewayExits). */
   readonly gatewayRestarts = this.registry.counter(
     "hotpotato_gateway_restarts_total",
     "Gateway restarts by the launcher, by the cause of the exit before each (since it started)",

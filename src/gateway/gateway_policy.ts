@@ -13,7 +13,7 @@ import type { Answered, HoldPolicy, RoutedAnswer } from "../connection/holder.ts
 import { errorResponse, type RequestHead } from "../http/http.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
 import type { Forwarder } from "./forwarder.ts";
-import type { Router } from "../routing/router.ts";
+import type { Router, RouteStatus } from "../routing/router.ts";
 import type { Worker } from "./workers.ts";
 
 /** What a {@linkcode GatewayPolicy} decides with. */
@@ -134,7 +134,7 @@ export class GatewayPolicy implements HoldPolicy {
 
   /** A route no worker registered yet, while the gateway's expected workers
    * are registering: worth a wait. */
-  #holds(status: string): boolean {
+  #holds(status: RouteStatus): boolean {
     return status === "unknown" && this.#o.settling?.() === true;
   }
 
@@ -152,7 +152,10 @@ export class GatewayPolicy implements HoldPolicy {
    * ```
    */
   held(head: RequestHead): Promise<void> | undefined {
-    if (!this.#holds(this.#o.router.status(head.path))) return undefined;
+    // Settling first: after its first seconds a gateway never is, and the
+    // usual request (its route served) then costs no second route lookup.
+    if (this.#o.settling?.() !== true) return undefined;
+    if (this.#o.router.status(head.path) !== "unknown") return undefined;
     const until = Date.now() + HOLD_MS;
     return new Promise((done) => {
       const check = () => {

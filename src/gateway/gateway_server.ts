@@ -79,7 +79,7 @@ export class Gateway {
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
   #key = Sealer.newKey();
   #sealer = new Sealer(this.#key);
-  #metrics = countRestarts(new GatewayMetrics());
+  #metrics = new GatewayMetrics();
   #workers: Workers;
   /** Control connections until each says what it is (REGISTER, JOIN, TAKEOVER). */
   #sessions: ControlSessions;
@@ -125,6 +125,9 @@ export class Gateway {
   constructor(config: GatewayConfig, tickets?: TicketKeys) {
     this.config = config;
     this.#tickets = tickets;
+    for (const [cause, n] of config.gatewayExits) {
+      this.#metrics.gatewayRestarts.labels(cause).inc(n);
+    }
     this.#workers = new Workers(config, this.#key, this.#metrics, {
       returned: (from, h, fd, raw) => this.#forwarder!.returned(from, h, fd, raw),
       moved: (from, moved) => this.#forwarder!.moved(from, moved),
@@ -293,10 +296,11 @@ export class Gateway {
   /** Listening: the watchdog and the start lines. */
   /** Whether workers it expects may still be registering (see #expected). */
   #settling(): boolean {
+    if (Date.now() >= this.#settledAt) return false; // the usual answer, at once
     const registered = this.#expectedWithSatellites
       ? this.#workers.list().length
       : this.#workers.registered();
-    return Date.now() < this.#settledAt && registered < this.#expected;
+    return registered < this.#expected;
   }
 
   #started(): void {
@@ -629,28 +633,4 @@ export class Gateway {
     this.#workers.close();
     this.#sessions.close();
   }
-}
-
-/** The launcher's count of this gateway role's restarts, by cause, from
- * HOTPOTATO_GATEWAY_EXITS (JSON: cause to count; at most 32 causes of up to
- * 40 characters), into `metrics`. Anything else there is ignored. */
-function countRestarts(metrics: GatewayMetrics): GatewayMetrics {
-  let text: string | undefined;
-  try {
-    text = Deno.env.get("HOTPOTATO_GATEWAY_EXITS");
-  } catch {
-    return metrics;
-  }
-  if (!text || text.length > 4096) return metrics;
-  try {
-    const exits = JSON.parse(text) as Record<string, unknown>;
-    for (const [cause, n] of Object.entries(exits).slice(0, 32)) {
-      if (typeof n === "number" && Number.isInteger(n) && n > 0 && cause.length <= 40) {
-        metrics.gatewayRestarts.labels(cause).inc(n);
-      }
-    }
-  } catch {
-    // not JSON: nothing counted
-  }
-  return metrics;
 }

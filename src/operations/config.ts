@@ -326,6 +326,10 @@ export interface GatewayConfig extends CommonConfig {
    * from the environment only, never a flag: flags show in `ps`); "" = no
    * admin writes. Never logged. */
   adminToken: string;
+  /** The launcher's restarts of this gateway role so far, by the cause of
+   * the exit before each ("signal SIGKILL": 2), for /metrics
+   * (HOTPOTATO_GATEWAY_EXITS, from the launcher only; empty otherwise). */
+  gatewayExits: Map<string, number>;
   /** Take over from the running gateway (`--takeover on`). */
   takeover: boolean;
   /** A satellite gateway (`--satellite on`). */
@@ -529,6 +533,7 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       workerTimeoutMs: v["worker-timeout"] as number,
       handoff: v["handoff"] as "direct" | "gateway",
       adminToken: readEnv("HOTPOTATO_ADMIN_TOKEN") ?? "",
+      gatewayExits: exitCounts(readEnv("HOTPOTATO_GATEWAY_EXITS")),
       takeover: v["takeover"] === "on",
       satellite: v["satellite"] === "on",
       reusePort: v["reuse-port"] === "on" || v["satellite"] === "on",
@@ -541,6 +546,27 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       expectWorkers: v["expect-workers"] as number,
     },
   };
+}
+
+/** HOTPOTATO_GATEWAY_EXITS (JSON: cause to count, as the launcher writes
+ * it): at most 32 causes of up to 40 characters with positive integer
+ * counts; anything else is left out. */
+function exitCounts(text: string | undefined): Map<string, number> {
+  const counts = new Map<string, number>();
+  if (!text || text.length > 4096) return counts;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return counts;
+  }
+  if (typeof parsed !== "object" || parsed === null) return counts;
+  for (const [cause, n] of Object.entries(parsed).slice(0, 32)) {
+    if (typeof n === "number" && Number.isInteger(n) && n > 0 && cause.length <= 40) {
+      counts.set(cause, n);
+    }
+  }
+  return counts;
 }
 
 function trustedRanges(list: string): string[] {

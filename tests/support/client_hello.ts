@@ -6,6 +6,8 @@
  * @module
  */
 
+import { hex } from "./bytes.ts";
+
 /** TLS 1.3 suites, then TLS 1.2 ECDHE-ECDSA and ECDHE-RSA AES-GCM suites. */
 export const DEFAULT_SUITES: readonly number[] = [0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f];
 
@@ -135,7 +137,8 @@ export function records(msg: Uint8Array, fragment = 16384): Uint8Array {
 }
 
 /** The random of a HelloRetryRequest (RFC 8446 4.1.3). */
-const HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c";
+export const HRR_RANDOM: string =
+  "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c";
 
 /** The server's first answer to a ClientHello. */
 export type HelloAnswer =
@@ -144,8 +147,6 @@ export type HelloAnswer =
   | { kind: "hello_retry_request"; suite: number }
   | { kind: "closed" }
   | { kind: "other"; detail: string };
-
-const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 
 /** Parse the first record the server sent (enough of it to classify). */
 export function parseAnswer(buf: Uint8Array): HelloAnswer | null {

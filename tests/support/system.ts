@@ -41,7 +41,8 @@ export class Proc {
   exited = false;
 
   /** `wrapper` runs the process through a command that execs it, e.g.
-   * `["prlimit", "--nofile=64:64"]` (the pid stays that of deno). */
+   * `["prlimit", "--nofile=64:64"]` (the pid stays that of deno); `flags`
+   * are the role's permissions (default the server's). */
   constructor(
     name: string,
     file: string,
@@ -49,11 +50,12 @@ export class Proc {
     env: Record<string, string> = {},
     denoFlags: string[] = [],
     wrapper: string[] = [],
+    flags: readonly string[] = SERVER_FLAGS,
   ) {
     this.name = name;
     const command = [...wrapper, Deno.execPath()];
     this.child = new Deno.Command(command[0], {
-      args: [...command.slice(1), "run", ...SERVER_FLAGS, ...denoFlags, file, ...args],
+      args: [...command.slice(1), "run", ...flags, ...denoFlags, file, ...args],
       cwd: projectRoot,
       env: { HOTPOTATO_SUPERVISED: "1", ...env },
       stdin: "piped",

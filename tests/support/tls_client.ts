@@ -26,6 +26,9 @@
  * @module
  */
 
+import { concat, hex } from "./bytes.ts";
+import { HRR_RANDOM } from "./client_hello.ts";
+
 type Bytes = Uint8Array<ArrayBuffer>;
 
 /** What the server sent next: an alert, application data, another record
@@ -98,7 +101,6 @@ const CCS = 20, ALERT = 21, HANDSHAKE = 22, APP = 23;
 const TLS13_SUITE = 0x1301;
 const TLS12_SUITES = [0xc02b, 0xc02f];
 const GROUP_IDS = { x25519: 29, secp256r1: 23 } as const;
-const HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c";
 const WRITE_TIMEOUT_MS = 5000;
 const enc = new TextEncoder();
 const EMPTY: Bytes = new Uint8Array(0);
@@ -109,35 +111,24 @@ const ALGORITHMS: Record<number, EcKeyImportParams | Algorithm> = {
   [GROUP_IDS.secp256r1]: { name: "ECDH", namedCurve: "P-256" },
 };
 
-function cat(...parts: ArrayLike<number>[]): Bytes {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 const u16 = (v: number) => [(v >> 8) & 0xff, v & 0xff];
 const u24 = (v: number) => [(v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff];
 const readU16 = (b: Uint8Array, at: number) => b[at] << 8 | b[at + 1];
-const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 const random = (n: number): Bytes => crypto.getRandomValues(new Uint8Array(n));
 
 /** A vector with a length prefix of `size` bytes. */
 function vec(size: 1 | 2 | 3, ...parts: ArrayLike<number>[]): Bytes {
-  const body = cat(...parts);
+  const body = concat(...parts);
   const n = body.length;
-  return cat(size === 1 ? [n] : size === 2 ? u16(n) : u24(n), body);
+  return concat(size === 1 ? [n] : size === 2 ? u16(n) : u24(n), body);
 }
 
-const ext = (type: number, ...body: ArrayLike<number>[]) => cat(u16(type), vec(2, ...body));
-const message = (type: number, body: ArrayLike<number>) => cat([type], vec(3, body));
+const ext = (type: number, ...body: ArrayLike<number>[]) => concat(u16(type), vec(2, ...body));
+const message = (type: number, body: ArrayLike<number>) => concat([type], vec(3, body));
 
 function record(type: number, version: number, body: ArrayLike<number>): Bytes {
   if (body.length > 0xffff) throw new RangeError(`record of ${body.length} bytes`);
-  return cat([type], u16(version), u16(body.length), body);
+  return concat([type], u16(version), u16(body.length), body);
 }
 
 async function sha256(data: Bytes): Promise<Bytes> {
@@ -151,11 +142,11 @@ async function hmac(key: Bytes, data: Bytes): Promise<Bytes> {
 
 /** HKDF-Expand-Label (RFC 8446 7.1) with SHA-256. */
 async function expandLabel(secret: Bytes, label: string, context: Bytes, length: number) {
-  const info = cat(u16(length), vec(1, enc.encode("tls13 " + label)), vec(1, context));
+  const info = concat(u16(length), vec(1, enc.encode("tls13 " + label)), vec(1, context));
   let t = EMPTY, out = EMPTY;
   for (let i = 1; out.length < length; i++) {
-    t = await hmac(secret, cat(t, info, [i]));
-    out = cat(out, t);
+    t = await hmac(secret, concat(t, info, [i]));
+    out = concat(out, t);
   }
   return out.slice(0, length);
 }
@@ -167,11 +158,11 @@ async function derived(secret: Bytes): Promise<Bytes> {
 
 /** The TLS 1.2 PRF with SHA-256 (RFC 5246 5). */
 async function prf(secret: Bytes, label: string, seed: Bytes, length: number): Promise<Bytes> {
-  const s = cat(enc.encode(label), seed);
+  const s = concat(enc.encode(label), seed);
   let a = s, out = EMPTY;
   while (out.length < length) {
     a = await hmac(secret, a);
-    out = cat(out, await hmac(secret, cat(a, s)));
+    out = concat(out, await hmac(secret, concat(a, s)));
   }
   return out.slice(0, length);
 }
@@ -220,7 +211,7 @@ class Protection {
   #next(): { seq: Bytes; nonce: Bytes } {
     const seq = new Uint8Array(8);
     new DataView(seq.buffer).setBigUint64(0, this.#seq++);
-    if (!this.tls13) return { seq, nonce: cat(this.iv, seq) };
+    if (!this.tls13) return { seq, nonce: concat(this.iv, seq) };
     const nonce = this.iv.slice();
     for (let i = 0; i < 8; i++) nonce[4 + i] ^= seq[i];
     return { seq, nonce };
@@ -236,21 +227,21 @@ class Protection {
   async seal(type: number, content: Bytes, innerType = type, padding = 0): Promise<Bytes> {
     const { seq, nonce } = this.#next();
     if (this.tls13) {
-      const inner = cat(content, [innerType], new Uint8Array(padding));
+      const inner = concat(content, [innerType], new Uint8Array(padding));
       if (inner.length + 16 > 0xffff) throw new RangeError(`record of ${inner.length} bytes`);
-      const header = cat([type], u16(0x0303), u16(inner.length + 16));
-      return cat(header, await this.#gcm("encrypt", nonce, header, inner));
+      const header = concat([type], u16(0x0303), u16(inner.length + 16));
+      return concat(header, await this.#gcm("encrypt", nonce, header, inner));
     }
-    const aad = cat(seq, [type], u16(0x0303), u16(content.length));
-    return record(type, 0x0303, cat(seq, await this.#gcm("encrypt", nonce, aad, content)));
+    const aad = concat(seq, [type], u16(0x0303), u16(content.length));
+    return record(type, 0x0303, concat(seq, await this.#gcm("encrypt", nonce, aad, content)));
   }
 
   /** The plaintext of a record (TLS 1.3: the inner plaintext, padded). */
   async open(header: Bytes, body: Bytes): Promise<Bytes> {
     const { seq, nonce } = this.#next();
     if (this.tls13) return await this.#gcm("decrypt", nonce, header, body);
-    const aad = cat(seq, [header[0]], u16(0x0303), u16(body.length - 24));
-    return await this.#gcm("decrypt", cat(this.iv, body.subarray(0, 8)), aad, body.subarray(8));
+    const aad = concat(seq, [header[0]], u16(0x0303), u16(body.length - 24));
+    return await this.#gcm("decrypt", concat(this.iv, body.subarray(0, 8)), aad, body.subarray(8));
   }
 }
 
@@ -330,7 +321,7 @@ export class TlsClient {
     this.#conn = conn;
     this.#opts = opts;
     const tls13 = (opts.version ?? "1.3") === "1.3";
-    this.#sessionId = opts.sessionId ? cat(opts.sessionId) : tls13 ? random(32) : EMPTY;
+    this.#sessionId = opts.sessionId ? concat(opts.sessionId) : tls13 ? random(32) : EMPTY;
   }
 
   /** Open a TCP connection to `port`; nothing is sent yet. */
@@ -356,7 +347,7 @@ export class TlsClient {
    * encrypted alert is `sendRecord(23, alert, { innerType: 21 })`), with no
    * limits on its length or type. */
   async sendRecord(type: number, payload: Uint8Array, opts: RecordOptions = {}): Promise<void> {
-    const content = cat(payload);
+    const content = concat(payload);
     if (!(opts.encrypted ?? this.#write !== undefined)) {
       return this.write(record(type, 0x0303, content));
     }
@@ -366,7 +357,7 @@ export class TlsClient {
 
   /** Send application data in encrypted records of at most 16384 bytes. */
   async sendAppData(data: Uint8Array | string): Promise<void> {
-    const bytes = typeof data === "string" ? enc.encode(data) : cat(data);
+    const bytes = typeof data === "string" ? enc.encode(data) : concat(data);
     for (let at = 0; at < bytes.length; at += 16384) {
       await this.sendRecord(APP, bytes.subarray(at, at + 16384));
     }
@@ -416,7 +407,7 @@ export class TlsClient {
           `no whole HTTP response: ${JSON.stringify(a)} after ${JSON.stringify(text)}`,
         );
       }
-      got = cat(got, a.data);
+      got = concat(got, a.data);
     }
   }
 
@@ -512,8 +503,8 @@ export class TlsClient {
     await this.#sendHandshake(message(16, vec(1, share.publicKey)));
     const master = sh.extensions.has(23)
       ? await prf(premaster, "extended master secret", await this.#hash(), 48)
-      : await prf(premaster, "master secret", cat(clientRandom, sh.random), 48);
-    const keys = await prf(master, "key expansion", cat(sh.random, clientRandom), 40);
+      : await prf(premaster, "master secret", concat(clientRandom, sh.random), 48);
+    const keys = await prf(master, "key expansion", concat(sh.random, clientRandom), 40);
     const write = await Protection.of(keys.slice(0, 16), keys.slice(32, 36), false);
     this.#nextRead = await Protection.of(keys.slice(16, 32), keys.slice(36, 40), false);
     await this.write(record(CCS, 0x0303, [1]));
@@ -560,13 +551,13 @@ export class TlsClient {
     const sni = ext(0, vec(2, [0], vec(2, name)));
     const algorithms = ext(13, vec(2, u16(0x0403), u16(0x0804), u16(0x0401)));
     const all = vec(2, sni, ext(10, vec(2, ...groups.map(u16))), algorithms, ...extensions);
-    const head = cat(u16(0x0303), clientRandom, vec(1, this.#sessionId));
-    return message(1, cat(head, vec(2, ...suites.map(u16)), vec(1, [0]), all));
+    const head = concat(u16(0x0303), clientRandom, vec(1, this.#sessionId));
+    return message(1, concat(head, vec(2, ...suites.map(u16)), vec(1, [0]), all));
   }
 
   #hello13(clientRandom: Bytes, share?: KeyShare, cookie?: Bytes): Bytes {
-    const key = share && cat(this.#opts.keyShare?.(share.publicKey) ?? share.publicKey);
-    const entry = share ? cat(u16(share.group), vec(2, key!)) : EMPTY;
+    const key = share && concat(this.#opts.keyShare?.(share.publicKey) ?? share.publicKey);
+    const entry = share ? concat(u16(share.group), vec(2, key!)) : EMPTY;
     return this.#hello(clientRandom, [TLS13_SUITE], [
       ext(43, vec(1, u16(0x0304))),
       ext(45, vec(1, [1])),
@@ -581,7 +572,7 @@ export class TlsClient {
   }
 
   #hash(): Promise<Bytes> {
-    return sha256(cat(...this.#transcript));
+    return sha256(concat(...this.#transcript));
   }
 
   /** Send a handshake message in records of at most `fragment` bytes each,
@@ -597,7 +588,7 @@ export class TlsClient {
       else if (protection.tls13) out.push(await protection.seal(APP, part, HANDSHAKE));
       else out.push(await protection.seal(HANDSHAKE, part));
     }
-    await this.write(cat(...out));
+    await this.write(concat(...out));
   }
 
   /** The next whole handshake message the server sent (header included;
@@ -614,7 +605,7 @@ export class TlsClient {
       }
       const c = await this.#content(deadline);
       if ("kind" in c) return c;
-      if (c.type === HANDSHAKE) this.#hs = cat(this.#hs, c.data);
+      if (c.type === HANDSHAKE) this.#hs = concat(this.#hs, c.data);
       else if (c.type !== CCS) return answerOf(c.type, c.data);
     }
   }
@@ -666,6 +657,6 @@ export class TlsClient {
     if (got === "timeout") return "timeout";
     this.#pending = undefined;
     if (got === null) return "closed";
-    this.#buf = cat(this.#buf, got);
+    this.#buf = concat(this.#buf, got);
   }
 }
