@@ -30,6 +30,10 @@ const symbols = {
   hp_dup: { parameters: ["i32"], result: "i32" },
   /** int hp_unix_listen_over(const char* path, int backlog, int mode): a new socket renamed over a live one */
   hp_unix_listen_over: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  /** int hp_watch_dir(const char* dir): an inotify fd for names appearing in dir */
+  hp_watch_dir: { parameters: ["buffer"], result: "i32" },
+  /** int hp_watch_saw(int fd, const char* name): drain it; 1 when an event named name */
+  hp_watch_saw: { parameters: ["i32", "buffer"], result: "i32" },
   /** int hp_unix_connect(const char* path) */
   hp_unix_connect: { parameters: ["buffer"], result: "i32" },
   /** int hp_peer_uid(int fd) */
@@ -379,6 +383,39 @@ const fileIdBytes = new Uint8Array(fileIdOut.buffer);
 export function fileIdentity(path: string): string {
   check(path, shim().hp_file_id(cstr(path), fileIdBytes));
   return `${fileIdOut[0]}:${fileIdOut[1]}`;
+}
+
+/** An fd (non-blocking) that becomes readable when a name is created in,
+ * or renamed into, directory `dir` (inotify); read it with
+ * {@linkcode watchSaw}. Throws a {@linkcode SysError} when `dir` cannot be
+ * watched (absent, not readable).
+ *
+ * @example
+ * ```ts
+ * import { closeFd, watchDirectory, watchSaw } from "./shim.ts";
+ * const dir = Deno.makeTempDirSync();
+ * const fd = watchDirectory(dir);
+ * Deno.writeTextFileSync(`${dir}/gateway.sock`, "");
+ * console.log(watchSaw(fd, "gateway.sock")); // true
+ * closeFd(fd);
+ * ```
+ */
+export function watchDirectory(dir: string): number {
+  return check(`watch ${dir}`, shim().hp_watch_dir(cstr(dir)));
+}
+
+/** Read every event waiting on a {@linkcode watchDirectory} fd: whether
+ * one of them named `name` (a file name, not a path).
+ *
+ * @example
+ * ```ts
+ * import { watchDirectory, watchSaw } from "./shim.ts";
+ * const fd = watchDirectory(Deno.makeTempDirSync());
+ * console.log(watchSaw(fd, "gateway.sock")); // false: nothing appeared
+ * ```
+ */
+export function watchSaw(fd: number, name: string): boolean {
+  return check("read inotify events", shim().hp_watch_saw(fd, cstr(name))) === 1;
 }
 
 /** Connect to a Unix SOCK_SEQPACKET socket; returns a non-blocking fd.

@@ -77,7 +77,12 @@ export type { GatewayStats } from "./gateway_metrics.ts";
 export class Gateway {
   readonly config: GatewayConfig;
   readonly gatewayId: number = crypto.getRandomValues(new Uint32Array(1))[0];
-  #key = Sealer.newKey();
+  /** The key connections are sealed with between processes: under the
+   * launcher, derived from its secret, so a gateway restarted after a crash
+   * gives its workers the key they already hold (direct moves between a
+   * worker that registered again and one that has not yet go on); else
+   * random, this process's own. */
+  #key = trust().derivedKey("handoff seal") ?? Sealer.newKey();
   #sealer = new Sealer(this.#key);
   #metrics = new GatewayMetrics();
   #workers: Workers;

@@ -23,6 +23,7 @@ import { ControlChannel } from "./control_channel.ts";
 import { Keyring } from "./keyring.ts";
 import { encodeJson, type Message, MessageType, type Registered } from "./protocol.ts";
 import { trust } from "./trust.ts";
+import { PathWatch } from "./path_watch.ts";
 
 /** The first and the longest wait between attempts to reach the gateway. */
 export const RECONNECT_MS = { min: 50, max: 2000 } as const;
@@ -115,6 +116,9 @@ export class GatewayLink {
   #stopped = false;
   #backoff: number = RECONNECT_MS.min;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** While a retry waits: the control path, watched, so that a gateway
+   * that binds it is reached at once, not at the next attempt. */
+  #watch: PathWatch | undefined;
   #reportTimer: ReturnType<typeof setInterval> | undefined;
   /** Failed attempts since the gateway was last reached. */
   #failures = 0;
@@ -247,6 +251,7 @@ export class GatewayLink {
     this.#stopped = true;
     this.#registered = false;
     clearTimeout(this.#timer);
+    this.#unwatch();
     clearInterval(this.#reportTimer);
     this.#channel?.close();
     this.#next?.close();
@@ -308,9 +313,11 @@ export class GatewayLink {
   #failed(error: string): void {
     const now = Date.now();
     if (this.#failures++ === 0) this.#failingSince = now;
-    // Started beside the gateway: it may not be up yet; only retry.
-    const early = !this.#everRegistered && this.#o.startingUp();
-    const firstWarning = this.#lastWarning <= this.#failingSince;
+    // Started beside the gateway: it may not be up yet; only retry. Just
+    // lost it ("went away; reconnecting" said so): it is being restarted.
+    const early = (!this.#everRegistered && this.#o.startingUp()) ||
+      performance.now() - this.#lostAt < FAST_RECONNECT_FOR_MS;
+    const firstWarning = this.#lastWarning < this.#failingSince;
     if (
       !early &&
       (firstWarning || error !== this.#lastFailure || now - this.#lastWarning >= WARNING_EVERY_MS)
@@ -345,6 +352,18 @@ export class GatewayLink {
     const fast = performance.now() - this.#lostAt < FAST_RECONNECT_FOR_MS;
     this.#timer = setTimeout(() => this.#connect(false), fast ? RECONNECT_MS.min : this.#backoff);
     if (!fast) this.#backoff = Math.min(this.#backoff * 2, RECONNECT_MS.max);
+    // The control socket appearing ends the wait (the timer stays as the
+    // fallback where the directory cannot be watched).
+    this.#watch ??= PathWatch.open(this.#o.control, () => {
+      if (this.#timer === undefined || this.#stopped) return;
+      clearTimeout(this.#timer);
+      this.#connect(false);
+    });
+  }
+
+  #unwatch(): void {
+    this.#watch?.close();
+    this.#watch = undefined;
   }
 
   #closed(channel: ControlChannel): void {
@@ -450,6 +469,7 @@ export class GatewayLink {
     this.#registered = true;
     this.#everRegistered = true;
     this.#backoff = RECONNECT_MS.min;
+    this.#unwatch();
     if (this.#failures > 0) {
       this.#o.log.info(
         "reached the {peer} at {control} after {attempts} failed attempt(s) in {s} s",

@@ -440,7 +440,7 @@ export class Trust {
   }
 
   /** A key derived from the launcher's secret for `purpose` (the admin
-   * port's signatures), or undefined without one.
+   * port's signatures, the handoff sealing key), or undefined without one.
    *
    * @example
    * ```ts
