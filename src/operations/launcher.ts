@@ -45,6 +45,12 @@ import type { Child, Supervision } from "./supervision.ts";
 import { type SeparateUsers, separateUsers, usersSummary } from "./separate_users.ts";
 import { adminFor } from "./admin_port.ts";
 import { LAUNCHER_USAGE, type LauncherArgs, launcherArgs } from "./launcher_cli.ts";
+import {
+  type LauncherStatus,
+  type RoleStatus,
+  STATUS_EVERY_MS,
+  StatusFile,
+} from "./launcher_status.ts";
 
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
@@ -62,7 +68,11 @@ const HEALTHY_MS = 10_000;
  * new Launcher(rolesFor([], []), options);
  * ```
  */
-export interface LauncherOptions extends ChildEnvOptions, ReloadOptions {}
+export interface LauncherOptions extends ChildEnvOptions, ReloadOptions {
+  /** Where `./hp status` reads this launcher's status (rewritten at each
+   * change); none when absent. */
+  statusFile?: StatusFile;
+}
 
 /**
  * Runs and supervises a set of roles, and reloads the functions without
@@ -101,6 +111,9 @@ export class Launcher {
    * there is no gateway, or binding failed (each gateway then binds its own,
    * as before). */
   #publicFds = new Map<Role, number>();
+  #statusQueued = false;
+  #statusTimer: ReturnType<typeof setInterval> | undefined;
+  #statusFailed = false;
 
   /** Prepare to run `roles`.
    *
@@ -185,6 +198,10 @@ export class Launcher {
   start(): void {
     this.#bindPublic();
     for (const child of this.#children) this.#spawn(child);
+    if (this.#options.statusFile) {
+      // Fresh while we run: `./hp status` takes an old file for a killed launcher's.
+      this.#statusTimer = setInterval(() => this.#changed(), STATUS_EVERY_MS);
+    }
   }
 
   /** The public sockets the gateways inherit: systemd's (socket activation,
@@ -284,6 +301,7 @@ export class Launcher {
 
   #spawn(child: Child): void {
     if (this.#stopping || child.process || child.reloading) return;
+    child.restartAt = undefined;
     const started = Date.now();
     let proc: Deno.ChildProcess;
     try {
@@ -305,9 +323,12 @@ export class Launcher {
   /** Restart `child` when `proc`, its current process, exits (a process a
    * reload replaced is not its current one any more). */
   #watch(child: Child, proc: Deno.ChildProcess, started: number): void {
+    child.startedAt = started;
+    this.#changed();
     proc.status.then((status) => {
       if (child.process !== proc) return;
       child.process = undefined;
+      this.#changed();
       if (this.#stopping) return;
       const next = child.successor;
       child.successor = undefined;
@@ -348,8 +369,53 @@ export class Launcher {
     const delay = healthy ? 0 : child.backoffMs;
     if (!healthy) child.backoffMs = Math.min(child.backoffMs * 2, BACKOFF_MAX_MS);
     child.restarts++;
+    child.restartAt = Date.now() + delay;
+    this.#changed();
     this.#say(`restarting ${child.role.name} in ${delay} ms (restart ${child.restarts})`);
     setTimeout(() => this.#spawn(child), delay); // unless a reload gave it a process
+  }
+
+  /**
+   * Each role's process and state: running, or waiting for a restart (in
+   * backoff after a crash loop, or at once after a healthy run), with its
+   * restarts and exits by cause (what `./hp status` prints).
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * for (const r of launcher.status().roles) console.log(r.role, r.state, r.restarts);
+   * ```
+   */
+  status(): LauncherStatus {
+    const at = Date.now();
+    const roles = this.#children.map((c): RoleStatus => {
+      const exits = Object.fromEntries(c.exits ?? []);
+      const base = { role: c.role.name, restarts: c.restarts, exits };
+      if (c.process) return { ...base, pid: c.process.pid, state: "running", since: c.startedAt };
+      if (c.reloading) return { ...base, state: "reloading" };
+      if (c.restartAt === undefined || this.#stopping) return { ...base, state: "stopped" };
+      const restartInMs = Math.max(0, c.restartAt - at);
+      return { ...base, state: restartInMs > 0 ? "backoff" : "restarting", restartInMs };
+    });
+    return { pid: Deno.pid, at, roles };
+  }
+
+  /** A child's state changed: rewrite the status file (once per turn). */
+  #changed(): void {
+    const file = this.#options.statusFile;
+    if (!file || this.#statusQueued) return;
+    this.#statusQueued = true;
+    queueMicrotask(() => {
+      this.#statusQueued = false;
+      try {
+        if (this.#stopping) file.remove();
+        else file.write(this.status());
+      } catch (e) {
+        if (!this.#statusFailed) this.#say(`cannot write ${file.path}: ${(e as Error).message}`);
+        this.#statusFailed = true;
+      }
+    });
   }
 
   /**
@@ -415,6 +481,8 @@ export class Launcher {
    */
   async stop(): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#statusTimer);
+    this.#options.statusFile?.remove();
     const running = [
       ...this.#children.map((c) => c.process).filter((p) => p !== undefined),
       ...this.#others,
@@ -515,6 +583,7 @@ async function main(): Promise<void> {
     childEnv: separate?.childEnv,
     secret,
     handover,
+    statusFile: new StatusFile(),
   });
   const users = separate?.users;
   if (users) {

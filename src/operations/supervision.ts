@@ -26,6 +26,10 @@ export interface Child {
   process?: Deno.ChildProcess;
   /** The delay before its next restart. */
   backoffMs: number;
+  /** When its next start is due (ms since the epoch), while a restart waits. */
+  restartAt?: number;
+  /** When its current process started (ms since the epoch). */
+  startedAt?: number;
   /** How many times it was restarted. */
   restarts: number;
   /** How its processes exited, by cause ("signal SIGKILL", "code 1"). */
