@@ -59,6 +59,7 @@
 import {
   type CertSet,
   certSet,
+  countKernelWork,
   cpuSeconds,
   deno,
   machineBusySeconds,
@@ -203,6 +204,10 @@ export interface Cell {
   clientCpuS: number;
   clientCpuPer10k: number;
   peakRssMiB: number;
+  /** System calls and context switches of every server thread per request
+   * (perf stat), absent when perf could not count. */
+  syscallsPerReq?: number;
+  contextSwitchesPerReq?: number;
   /** CPU seconds the rest of the machine used meanwhile (other processes:
    * the machine is shared), i.e. busy time minus server and wrk. */
   otherCpuS: number;
@@ -269,12 +274,14 @@ async function measure(
   const log0 = r.logLines();
   const cpu0 = pids.reduce((t, p) => t + cpuSeconds(p), 0);
   const busy0 = machineBusySeconds();
+  const counting = countKernelWork(pids);
   const w = await runWrk({
     url,
     connections,
     seconds: settings.seconds,
     ...wrkScript(sys, runLength),
   });
+  const kernel = await counting.stop();
   const cpu1 = pids.reduce((t, p) => t + cpuSeconds(p), 0);
   const busy1 = machineBusySeconds();
   const peakKb = pids.reduce((t, p) => t + statusKb(p, "VmHWM"), 0);
@@ -303,6 +310,12 @@ async function measure(
     clientCpuS: w.clientCpuS,
     clientCpuPer10k: w.clientCpuS / w.requests * 10_000,
     peakRssMiB: peakKb / 1024,
+    ...(kernel && w.requests > 0
+      ? {
+        syscallsPerReq: kernel.syscalls / w.requests,
+        contextSwitchesPerReq: kernel.contextSwitches / w.requests,
+      }
+      : {}),
     otherCpuS: Math.max(0, busy1 - busy0 - serverCpuS - w.clientCpuS),
     processes: pids.length,
     proof,
@@ -328,6 +341,9 @@ function fmtCell(c: Cell): string {
   return `  ${c.cert} ${c.system.padEnd(19)}${k} c=${String(c.connections).padStart(3)}  ` +
     `${c.rps.toFixed(0).padStart(6)} req/s  p50 ${(c.latencyUs.p50 / 1000).toFixed(2)} ms  ` +
     `p99 ${(c.latencyUs.p99 / 1000).toFixed(2)} ms  cpu ${c.cpuPer10k.toFixed(3)} s/10k  ` +
+    (c.syscallsPerReq !== undefined
+      ? `sys ${c.syscallsPerReq.toFixed(1)}/req  cs ${c.contextSwitchesPerReq!.toFixed(2)}/req  `
+      : "") +
     `rss ${c.peakRssMiB.toFixed(0)} MiB  other ${c.otherCpuS.toFixed(1)} s  errors ${errs}  ${p}`;
 }
 

@@ -168,6 +168,70 @@ export function resetPeak(pid: number): boolean {
   }
 }
 
+/** What the kernel did for the server processes while perf watched: system
+ * calls entered and context switches, over every thread. */
+export interface KernelWork {
+  syscalls: number;
+  contextSwitches: number;
+}
+
+/**
+ * Count system calls and context switches of `pids` (every thread) from now
+ * until `stop()`: `perf stat -e raw_syscalls:sys_enter,context-switches -p`.
+ * Undefined from `stop()` when perf is missing or not permitted (then
+ * `why` says so, once, in the results).
+ *
+ * @example
+ * ```ts
+ * import { countKernelWork } from "./lib.ts";
+ * const counting = countKernelWork([Deno.pid]);
+ * await new Promise((ok) => setTimeout(ok, 100));
+ * console.log(await counting.stop());
+ * ```
+ */
+export function countKernelWork(
+  pids: number[],
+): { stop(): Promise<KernelWork | undefined>; why?: string } {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("perf", {
+      args: [
+        "stat",
+        "-x,",
+        "-e",
+        "raw_syscalls:sys_enter,context-switches",
+        "-p",
+        pids.join(","),
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+  } catch (e) {
+    const why = `perf cannot run (${(e as Error).message}): apt-get install linux-perf`;
+    return { stop: () => Promise.resolve(undefined), why };
+  }
+  const out = child.output();
+  return {
+    async stop() {
+      try {
+        child.kill("SIGINT");
+      } catch { /* it ended: not permitted, or a pid was gone */ }
+      const text = new TextDecoder().decode((await out).stderr);
+      const count = (event: string) => {
+        const line = text.split("\n").find((l) =>
+          l.includes(`,${event},`) || l.includes(`,${event}`)
+        );
+        const n = line ? Number(line.split(",")[0]) : NaN;
+        return Number.isFinite(n) ? n : undefined;
+      };
+      const syscalls = count("raw_syscalls:sys_enter");
+      const contextSwitches = count("context-switches");
+      if (syscalls === undefined || contextSwitches === undefined) return undefined;
+      return { syscalls, contextSwitches };
+    },
+  };
+}
+
 /** Child pids of a process (nginx workers). */
 export function childrenOf(ppid: number): number[] {
   const out: number[] = [];

@@ -24,6 +24,11 @@ import type { WorkerRoutes } from "../routing/worker_routes.ts";
 
 const log = logger("worker");
 
+/** Direct moves are told to the gateway (MOVED: its route-change log line and
+ * counters) in batches, at most this late: the gateway, which has no part in
+ * a direct move, is not woken for each one. */
+export const MOVED_BATCH_MS = 10;
+
 /** What a worker's moves work with. */
 export interface MovesOptions {
   /** The link to the gateway (its channel, the sealing keys). */
@@ -196,10 +201,11 @@ export class WorkerMoves {
     this.#o.hold(adopted.conn);
   }
 
-  /** Tell the gateway about direct moves, batched: one MOVED per turn. */
+  /** Tell the gateway about direct moves, batched: one MOVED per
+   * MOVED_BATCH_MS at most (one timer per batch, none per move). */
   #moved(move: Moved["moves"][number]): void {
     if (this.#moves.push(move) > 1) return;
-    queueMicrotask(() => {
+    setTimeout(() => {
       const moves = this.#moves;
       this.#moves = [];
       // The gateway is away: not told.
@@ -208,6 +214,6 @@ export class WorkerMoves {
           encodeJson(MessageType.MOVED, { moves: moves.slice(i, i + Limits.maxMoves) }),
         );
       }
-    });
+    }, MOVED_BATCH_MS);
   }
 }
