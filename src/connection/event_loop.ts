@@ -30,6 +30,8 @@ export type FdHandler = (events: number) => void;
 export class EventLoop {
   static #instance: EventLoop | undefined;
   #handlers = new Map<number, FdHandler>();
+  /** What each fd is watched for (epoll flags). */
+  #interest = new Map<number, number>();
   #poller: Poller;
 
   private constructor() {
@@ -58,7 +60,9 @@ export class EventLoop {
 
   /** Watch fd (edge-triggered) and call handler: for reading and writing,
    * or for reading only with `{ writable: false }` (see
-   * {@linkcode EventLoop.watchWritable}).
+   * {@linkcode EventLoop.watchWritable}), or for hang-ups only with
+   * `{ readable: false, writable: false }` (errors and hang-ups are always
+   * reported).
    *
    * @example
    * ```ts
@@ -67,14 +71,21 @@ export class EventLoop {
    * EventLoop.instance().add(fd, () => {});
    * ```
    */
-  add(fd: number, handler: FdHandler, opts: { writable?: boolean } = {}): void {
-    const write = opts.writable === false ? 0 : WRITABLE;
-    this.#poller.watch(fd, READABLE | write | RDHUP | EDGE);
+  add(
+    fd: number,
+    handler: FdHandler,
+    opts: { writable?: boolean; readable?: boolean } = {},
+  ): void {
+    const events = (opts.readable === false ? 0 : READABLE) |
+      (opts.writable === false ? 0 : WRITABLE) | RDHUP | EDGE;
+    this.#poller.watch(fd, events);
+    this.#interest.set(fd, events);
     this.#handlers.set(fd, handler);
   }
 
-  /** Also watch an fd added with `{ writable: false }` for writing. If it is
-   * writable already, the handler hears of it at once.
+  /** Also watch an fd added with `{ writable: false }` for writing (until
+   * {@linkcode EventLoop.unwatchWritable}). If it is writable already, the
+   * handler hears of it at once.
    *
    * @example
    * ```ts
@@ -84,7 +95,30 @@ export class EventLoop {
    * ```
    */
   watchWritable(fd: number): void {
-    if (this.#handlers.has(fd)) this.#poller.change(fd, READABLE | WRITABLE | RDHUP | EDGE);
+    this.#setInterest(fd, WRITABLE, true);
+  }
+
+  /** Stop watching fd for writing: every time a peer reads what we wrote,
+   * a writable socket's edge would wake the process for nothing.
+   *
+   * @example
+   * ```ts
+   * import { EventLoop } from "./event_loop.ts";
+   * declare const fd: number;
+   * EventLoop.instance().unwatchWritable(fd);
+   * ```
+   */
+  unwatchWritable(fd: number): void {
+    this.#setInterest(fd, WRITABLE, false);
+  }
+
+  #setInterest(fd: number, flag: number, on: boolean): void {
+    const was = this.#interest.get(fd);
+    if (was === undefined) return;
+    const now = on ? was | flag : was & ~flag;
+    if (now === was) return;
+    this.#poller.change(fd, now);
+    this.#interest.set(fd, now);
   }
 
   /** Stop watching fd. Call before the fd is closed or handed off.
@@ -97,6 +131,7 @@ export class EventLoop {
    * ```
    */
   remove(fd: number): void {
+    this.#interest.delete(fd);
     if (this.#handlers.delete(fd)) this.#poller.forget(fd);
   }
 

@@ -23,6 +23,15 @@
  * `then`), so the sender's copy is never used once the new owner has moved
  * the TLS state on.
  *
+ * Wakes: a channel is watched for writing only while messages wait for a
+ * full socket (else every message the peer reads would wake this process).
+ * A channel that only sends transfers and gets ACKs back (a worker's channel
+ * to a sibling, `lazyAcks`) is not watched for reading at all: its ACKs are
+ * read when it next sends, when its owner asks (`collect`), within
+ * LAZY_ACKS_MS otherwise, and at once when the peer hangs up. A confirmation
+ * then never wakes an idle sender by itself; the sender keeps each
+ * connection until it has read the ACK, as before.
+ *
  * @module
  */
 
@@ -32,6 +41,9 @@ import {
   EBADMSG,
   ECONNRESET,
   EMSGSIZE,
+  ERROR,
+  HANGUP,
+  RDHUP,
   receiveMessage,
   sendMessage,
 } from "../../ffi/shim.ts";
@@ -98,6 +110,16 @@ export interface ControlChannelHandlers {
   takesListeners?: boolean;
 }
 
+/** Options of a channel. */
+export interface ControlChannelOptions {
+  /** Only transfers go out and only ACKs come back: read them lazily (see
+   * the module's doc), not on every arrival. */
+  lazyAcks?: boolean;
+}
+
+/** A lazy channel with transfers in flight reads its ACKs at least this often. */
+export const LAZY_ACKS_MS = 50;
+
 const recvBuf = new Uint8Array(Limits.maxMessage);
 /** Messages waiting for a full socket to drain, at most. */
 const MAX_QUEUED = 4096;
@@ -131,6 +153,11 @@ export class ControlChannel {
   /** A send failed: close once what the peer sent us has been read. */
   #broken = false;
   #ignoredAcks = 0;
+  #lazy: boolean;
+  /** Watched for writing (messages wait in the queue). */
+  #watchingWrites = false;
+  /** A lazy channel's next read of its ACKs, while transfers are in flight. */
+  #collectTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Take over `fd` and start receiving.
    *
@@ -141,16 +168,37 @@ export class ControlChannel {
    * new ControlChannel(fd, { onMessage() {}, onClose() {} });
    * ```
    */
-  constructor(fd: number, handlers: ControlChannelHandlers) {
+  constructor(fd: number, handlers: ControlChannelHandlers, options: ControlChannelOptions = {}) {
     this.fd = fd;
     this.#handlers = handlers;
+    this.#lazy = options.lazyAcks === true;
     // Adding an fd that is already readable reports it once: nothing is missed.
-    EventLoop.instance().add(fd, () => this.#onReady());
+    EventLoop.instance().add(fd, (events) => this.#onReady(events), {
+      writable: false,
+      readable: !this.#lazy,
+    });
   }
 
-  #onReady(): void {
+  #onReady(events: number): void {
     this.#flush();
-    this.#receive();
+    // A lazy channel hears of its peer only when it hangs up (or fails):
+    // read everything, to the end.
+    if (!this.#lazy || (events & (HANGUP | RDHUP | ERROR)) !== 0) this.#receive(true);
+  }
+
+  /** Read the ACKs that arrived on a lazy channel (see the module's doc);
+   * on another channel, everything is read as it arrives anyway.
+   *
+   * @example
+   * ```ts
+   * import { ControlChannel } from "./control_channel.ts";
+   * declare const channel: ControlChannel;
+   * channel.collect();
+   * console.log(channel.unconfirmed); // what is still in flight
+   * ```
+   */
+  collect(): void {
+    if (this.#lazy && !this.#closed && this.#pending.size > 0) this.#receive(false);
   }
 
   /** Give the channel new handlers (its peer turned out to be another kind
@@ -181,17 +229,19 @@ export class ControlChannel {
     return this.#pending.size;
   }
 
-  #receive(): void {
+  /** Read what the peer sent: `all`, to EAGAIN; else (a lazy channel's
+   * ACKs) until nothing is in flight. */
+  #receive(all = true): void {
     try {
-      this.#receiveAll();
+      this.#receiveAll(all);
     } finally {
       this.#sendAcks();
       if (this.#broken) this.close(); // everything the peer sent is read
     }
   }
 
-  #receiveAll(): void {
-    while (!this.#closed) {
+  #receiveAll(all: boolean): void {
+    while (!this.#closed && (all || this.#pending.size > 0)) {
       const r = receiveMessage(this.fd, recvBuf);
       if (typeof r === "number") {
         if (r === -EAGAIN) return;
@@ -283,6 +333,8 @@ export class ControlChannel {
     onReturned: OnReturned,
     onConfirmed?: () => void,
   ): boolean {
+    // A lazy channel reads the ACKs that came since its last transfer now.
+    this.collect();
     if (this.#closed || this.#pending.size >= Limits.maxAcks) return false;
     let id = this.#nextTransfer;
     while (this.#pending.has(id)) id = (id + 1) & 0xffff;
@@ -290,7 +342,19 @@ export class ControlChannel {
     setTransferId(message, id);
     this.#pending.set(id, { fd, message, onReturned, onConfirmed, sent: false });
     this.#write({ data: message, fd, keepFd: true, transfer: id });
+    if (this.#lazy) this.#collectLater();
     return true;
+  }
+
+  /** A lazy channel with transfers in flight reads its ACKs within
+   * LAZY_ACKS_MS even if it sends nothing more (one timer at a time). */
+  #collectLater(): void {
+    if (this.#collectTimer !== undefined || this.#closed) return;
+    this.#collectTimer = setTimeout(() => {
+      this.#collectTimer = undefined;
+      this.collect();
+      if (this.#pending.size > 0) this.#collectLater();
+    }, LAZY_ACKS_MS);
   }
 
   /** ACK entries ignored so far: they named a transfer not in flight, or
@@ -419,6 +483,10 @@ export class ControlChannel {
     }
     this.#queue.push({ ...q, data: q.keepFd ? q.data : q.data.slice() });
     if (!q.keepFd) q.data.fill(0); // the queue holds its own copy
+    if (!this.#watchingWrites && !this.#closed) {
+      this.#watchingWrites = true;
+      EventLoop.instance().watchWritable(this.fd);
+    }
   }
 
   /** A send failed: the channel closes, but only after reading what the
@@ -454,6 +522,10 @@ export class ControlChannel {
       this.#queue.shift();
       this.#sent(q);
     }
+    if (this.#queue.length === 0 && this.#watchingWrites && !this.#closed) {
+      this.#watchingWrites = false;
+      EventLoop.instance().unwatchWritable(this.fd);
+    }
   }
 
   /** Close the channel; queued fds are closed, `onClose` is called once.
@@ -468,6 +540,7 @@ export class ControlChannel {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#collectTimer);
     EventLoop.instance().remove(this.fd);
     for (const q of this.#queue) {
       if (!q.keepFd) {

@@ -78,7 +78,10 @@ export class Peers {
    */
   get unconfirmed(): number {
     let n = 0;
-    for (const c of this.#out.values()) n += c.unconfirmed;
+    for (const c of this.#out.values()) {
+      c.collect(); // ACKs on these channels are read lazily
+      n += c.unconfirmed;
+    }
     return n;
   }
 
@@ -182,7 +185,8 @@ export class Peers {
       onClose: () => {
         if (this.#out.get(pid) === channel) this.#out.delete(pid);
       },
-    });
+    }, { lazyAcks: true }); // only ACKs come back: they need not wake us
+
     this.#out.set(pid, channel);
     return channel;
   }
