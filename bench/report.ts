@@ -66,8 +66,8 @@ function proof(c: Cell): string {
 
 function table(cells: Cell[]): string {
   const rows = [
-    "| system | conns | req/s | p50 | p99 | server CPU-s / 10k req | wrk CPU-s / 10k req | peak RSS (MiB, procs) | requests | errors | other CPU-s | proof (server counters) |",
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    "| system | conns | req/s | p50 | p99 | server CPU-s / 10k req | system calls / req | context switches / req | wrk CPU-s / 10k req | peak RSS (MiB, procs) | requests | errors | other CPU-s | proof (server counters) |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
   ];
   for (const c of cells) {
     const errs = Object.values(c.errors).reduce((a, b) => a + b, 0);
@@ -75,10 +75,12 @@ function table(cells: Cell[]): string {
       `| ${c.label} | ${c.connections} | ${int(c.rps)} | ${ms(c.latencyUs.p50)}${
         c.latencyFromConnect ? "†" : ""
       } | ${ms(c.latencyUs.p99)}${c.latencyFromConnect ? "†" : ""} | ${c.cpuPer10k.toFixed(3)} | ${
-        c.clientCpuPer10k.toFixed(3)
-      } | ${c.peakRssMiB.toFixed(0)} (${c.processes}) | ${int(c.requests)} | ${errs} | ${
-        (c.otherCpuS ?? 0).toFixed(1)
-      } | ${proof(c)} |`,
+        c.syscallsPerReq?.toFixed(1) ?? "-"
+      } | ${c.contextSwitchesPerReq?.toFixed(2) ?? "-"} | ${c.clientCpuPer10k.toFixed(3)} | ${
+        c.peakRssMiB.toFixed(0)
+      } (${c.processes}) | ${int(c.requests)} | ${errs} | ${(c.otherCpuS ?? 0).toFixed(1)} | ${
+        proof(c)
+      } |`,
     );
   }
   return rows.join("\n");

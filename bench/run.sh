@@ -33,11 +33,16 @@ command -v curl >/dev/null && command -v openssl >/dev/null || bash scripts/setu
 bash scripts/dev-cert.sh >/dev/null
 HOTPOTATO_CERT_TYPE=rsa bash scripts/dev-cert.sh >/dev/null
 
+# perf counts system calls and context switches per request (each cell)
+if ! command -v perf >/dev/null; then
+  echo "bench: installing linux-perf (Debian package) to count system calls and context switches"
+  as_root apt-get install -y -qq linux-perf >/dev/null 2>&1 ||
+    echo "bench: perf is missing and could not be installed: those columns stay empty" >&2
+fi
 ulimit -n "$(ulimit -Hn)"
 mkdir -p bench/results
 if [ "${1:-}" = --profile ]; then
   # where the time goes in scenario (2): V8 --cpu-prof and perf (bench/profile.ts)
-  command -v perf >/dev/null || as_root apt-get install -y -qq linux-perf >/dev/null 2>&1 || true
   exec "$deno" run --no-prompt --allow-all bench/profile.ts
 fi
 if [ "${1:-}" = --ws ]; then
