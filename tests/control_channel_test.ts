@@ -2,7 +2,9 @@
  * The control channel over real SOCK_SEQPACKET sockets (through the shim):
  * what a peer may send that must not be taken for something else. An ACK
  * naming a transfer still waiting in the sender's queue (not sent yet) is
- * ignored; an empty datagram is a bad message, not the peer's departure.
+ * ignored; an empty datagram is a bad message, not the peer's departure. A
+ * lazy channel (a worker's to a sibling) reads its ACKs when it next sends,
+ * within 50 ms otherwise, and hears a hang-up at once.
  */
 
 import assert from "node:assert/strict";
@@ -225,6 +227,67 @@ Deno.test({
       assert.deepEqual(copies(), [], "the fd that came with the empty datagram was closed");
     } finally {
       channel.close();
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "lazy ACKs (a worker's channel to a sibling): read on the next transfer or within 50 ms, and a receiver that hangs up gives everything back at once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
+    const [a, b] = await seqpacketPair(dir);
+    const channel = new ControlChannel(a, { onMessage() {}, onClose() {} }, { lazyAcks: true });
+    const returned: string[] = [];
+    const confirmed: number[] = [];
+    const passed = [0, 1, 2].map(() => tcpListen("127.0.0.1", 0));
+    const copies = passed.map(sameSocket);
+    const buf = new Uint8Array(Limits.maxMessage);
+    const received: number[] = [];
+    /** The receiver takes the next HANDOFF: its transfer id. */
+    const take = (): number => {
+      const r = receiveMessage(b, buf);
+      assert.ok(typeof r !== "number", `a HANDOFF waits (${r})`);
+      received.push(r.fd);
+      return transferIdOf(buf.subarray(0, r.length));
+    };
+    const send = (i: number) =>
+      assert.ok(
+        channel.transfer(
+          handoff(i + 1),
+          passed[i],
+          (_fd, _m, reason) => returned.push(reason),
+          () => confirmed.push(i),
+        ),
+      );
+    try {
+      // 1. The ACK of the first transfer is read by the second transfer, in
+      //    the same call: no event-loop turn (an eagerly read channel needs one).
+      send(0);
+      assert.ok(sendMessage(b, encodeAck([{ transfer: take(), ok: true }])) > 0);
+      send(1);
+      assert.deepEqual(confirmed, [0], "read when sending the next one");
+      assert.deepEqual(copies[0](), [received[0]], "the sender's copy is closed");
+      // 2. Nothing more is sent: the ACK is read within LAZY_ACKS_MS anyway.
+      assert.ok(sendMessage(b, encodeAck([{ transfer: take(), ok: true }])) > 0);
+      await waitUntil(() => confirmed.length === 2, { what: "the second ACK", timeoutMs: 2000 });
+      assert.equal(channel.unconfirmed, 0);
+      // 3. The receiver dies with the third unanswered: it comes back at once
+      //    (the hang-up wakes the channel), fd and all.
+      send(2);
+      closeFd(b);
+      await waitUntil(() => returned.length === 1, { what: "the third back", timeoutMs: 2000 });
+      assert.deepEqual(returned, ["the receiver went away"]);
+      assert.deepEqual(confirmed, [0, 1]);
+      assert.deepEqual(copies[2](), [passed[2]], "the sender holds the connection again");
+    } finally {
+      channel.close();
+      for (const fd of received) closeFd(fd);
+      closeFd(passed[2]);
       await EventLoop.instance().close();
       await Deno.remove(dir, { recursive: true });
     }
