@@ -315,8 +315,7 @@ export class GatewayLink {
     if (this.#failures++ === 0) this.#failingSince = now;
     // Started beside the gateway: it may not be up yet; only retry. Just
     // lost it ("went away; reconnecting" said so): it is being restarted.
-    const early = (!this.#everRegistered && this.#o.startingUp()) ||
-      performance.now() - this.#lostAt < FAST_RECONNECT_FOR_MS;
+    const early = (!this.#everRegistered && this.#o.startingUp()) || this.#justLost();
     const firstWarning = this.#lastWarning < this.#failingSince;
     if (
       !early &&
@@ -349,7 +348,7 @@ export class GatewayLink {
 
   #retry(): void {
     if (this.#stopped || this.#timer !== undefined) return;
-    const fast = performance.now() - this.#lostAt < FAST_RECONNECT_FOR_MS;
+    const fast = this.#justLost();
     this.#timer = setTimeout(() => this.#connect(false), fast ? RECONNECT_MS.min : this.#backoff);
     if (!fast) this.#backoff = Math.min(this.#backoff * 2, RECONNECT_MS.max);
     // The control socket appearing ends the wait (the timer stays as the
@@ -359,6 +358,11 @@ export class GatewayLink {
       clearTimeout(this.#timer);
       this.#connect(false);
     });
+  }
+
+  /** Within FAST_RECONNECT_FOR_MS of losing the gateway we were registered with. */
+  #justLost(): boolean {
+    return performance.now() - this.#lostAt < FAST_RECONNECT_FOR_MS;
   }
 
   #unwatch(): void {
