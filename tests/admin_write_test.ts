@@ -363,7 +363,7 @@ Deno.test(`promote with handover=off: new connections go to the new version, the
   }
 });
 
-Deno.test("adminAnswer in process: the order of the checks, and the token never compared when unset", () => {
+Deno.test("adminAnswer in process: the order of the checks, and the token never compared when unset", async () => {
   const head = (method: string, target: string, authorization?: string): RequestHead => {
     const [path, query = ""] = target.split("?");
     return {
@@ -389,23 +389,23 @@ Deno.test("adminAnswer in process: the order of the checks, and the token never 
     reloaded: (name, ok, seconds) => void calls.push(`reloaded ${name} ${ok} ${seconds}`),
   } as AdminSource);
   const promote = "/admin/promote?function=sum&generation=2";
-  assert.equal(adminAnswer(head("POST", promote), source()).status, 403);
-  assert.equal(adminAnswer(head("POST", promote, "Bearer "), source("")).status, 403);
-  assert.equal(adminAnswer(head("POST", promote, "Bearer t"), source("s")).status, 401);
+  assert.equal((await adminAnswer(head("POST", promote), source())).status, 403);
+  assert.equal((await adminAnswer(head("POST", promote, "Bearer "), source(""))).status, 403);
+  assert.equal((await adminAnswer(head("POST", promote, "Bearer t"), source("s"))).status, 401);
   assert.deepEqual(calls, []);
-  const ok = adminAnswer(head("POST", promote + "&handover=off", "Bearer s"), source("s"));
+  const ok = await adminAnswer(head("POST", promote + "&handover=off", "Bearer s"), source("s"));
   assert.equal(ok.status, 200);
   assert.deepEqual(JSON.parse(ok.body), { ok: true, promoted: [2], replaced: [1] });
   assert.equal(
-    adminAnswer(
+    (await adminAnswer(
       head("POST", "/admin/reloaded?function=sum&result=ok&seconds=2", "Bearer s"),
       source("s"),
-    )
+    ))
       .status,
     200,
   );
   assert.deepEqual(calls, ["promote sum 2 false", "reloaded sum true 2"]);
-  const list = adminAnswer(head("GET", "/workers"), source());
+  const list = await adminAnswer(head("GET", "/workers"), source());
   assert.equal(list.status, 200);
   assert.equal(JSON.parse(list.body)[0].state, "serving");
 });

@@ -106,7 +106,12 @@ const SAMPLES: {
     bytes: sampleHandoff,
     body: { ...sample(), transfer: 0x1234, aad: handoffAad(sampleHandoff) },
   },
-  STATS: jsonSample(MessageType.STATS, { held: 2, metrics: { families: [] } }),
+  STATS: jsonSample(MessageType.STATS, {
+    held: 2,
+    cpuMs: 250,
+    served: 900,
+    metrics: { families: [] },
+  }),
   DRAIN: jsonSample(MessageType.DRAIN, {}),
   ROUTES: jsonSample(MessageType.ROUTES, {
     version: 9,
@@ -134,6 +139,7 @@ const SAMPLES: {
   BOUND: jsonSample(MessageType.BOUND, {}),
   JOIN: jsonSample(MessageType.JOIN, { pid: 3 }),
   TICKETS: jsonSample(MessageType.TICKETS, { keys: "AAAA" }),
+  SHED: jsonSample(MessageType.SHED, { count: 3 }),
 };
 
 const NAMES = Object.keys(MESSAGES) as MessageName[];

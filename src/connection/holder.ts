@@ -102,7 +102,7 @@ export interface HoldPolicy {
    * soon (a gateway that has just started, its workers registering): a wait
    * for it (bounded), after which the request moves or is answered here.
    * Undefined: no wait. */
-  held?(head: RequestHead): Promise<void> | undefined;
+  held?(head: RequestHead, conn: TlsConnection): Promise<void> | undefined;
   /** Count an answer written (once per answer, the holder's 4xx included). */
   count(answered: Answered): void;
   /** True while the process drains: no next request is read. */
@@ -242,7 +242,7 @@ export async function hold(
       return;
     }
     if (!unplaced && !policy.answersHere(r.head)) {
-      const hold = policy.held?.(r.head);
+      const hold = policy.held?.(r.head, conn);
       if (hold) await hold;
       if (!stay && conn.isOpen && policy.move(conn, r.head)) return;
       unplaced = true; // it cannot move: answer it here, with its body read

@@ -5,11 +5,19 @@
  *   functions and their worker counts; 503 unless ok;
  * - `GET /workers`: JSON, every registered worker's function, pid,
  *   generation, state and connections held;
+ * - `GET /functions`: JSON, each function's scaling settings (min, max,
+ *   idle, target) and state (workers, requests waiting for it to start);
  * - `POST /admin/promote?function=F&generation=G[&handover=off]` and
  *   `POST /admin/reloaded?function=F&result=ok|failed&seconds=S` and
  *   `POST /admin/routes?function=F&routes=JSON` (the routes F may register
- *   from now on, `--function-routes`): the launcher's reload (switch a function to its standby version; record the
- *   outcome in /metrics). These need the launcher's signature
+ *   from now on, `--function-routes`): the launcher's reload (switch a
+ *   function to its standby version; record the outcome in /metrics);
+ * - `POST /admin/demand?after=SEQ&wait=MS&gateway=PID` (the
+ *   demand on every function, at once when something new waits, else after
+ *   MS), `POST /admin/retire?function=F&pid=P` (stop a worker: it hands its
+ *   connections over), `POST /admin/scaling?function=F&scaling=JSON` and
+ *   `POST /admin/scaled?function=F&direction=up|down&reason=R`: the
+ *   launcher's autoscaler. These need the launcher's signature
  *   (src/operations/admin_signature.ts: the gateway under the launcher has
  *   the key, and no token travels) or, for a gateway run by hand,
  *   `Authorization: Bearer TOKEN` with its HOTPOTATO_ADMIN_TOKEN; with
@@ -22,6 +30,7 @@ import type { RequestHead } from "../http/http.ts";
 import type { AdminResponse } from "./admin_server.ts";
 import type { PromoteResult } from "./workers.ts";
 import { sameBytes } from "../handoff/bytes.ts";
+import type { Demand } from "./demand.ts";
 
 const json = (status: number, body: unknown): AdminResponse => ({
   status,
@@ -62,6 +71,17 @@ export interface AdminSource {
   reloaded?(name: string, ok: boolean, seconds: number): void;
   /** Declare the routes a function may register; an error message, or "". */
   declareRoutes?(name: string, routes: unknown): string;
+  /** The demand on each function once its seq passes `after`, or after
+   * `waitMs` (the launcher's autoscaler; src/gateway/demand.ts). */
+  demand?(after: number, waitMs: number): Promise<Demand>;
+  /** Stop a worker (the launcher scales down): it hands its connections over. */
+  retire?(name: string, pid: number): { ok: true; held: number } | { ok: false; error: string };
+  /** Replace a function's scaling (JSON as in `--scaling`); an error message, or "". */
+  setScaling?(name: string, scaling: string): string;
+  /** Count one of the launcher's scale events. */
+  scaled?(name: string, direction: "up" | "down", reason: string): void;
+  /** Each function's scaling settings and state (GET /functions). */
+  functionStates?(): unknown[];
 }
 
 /**
@@ -82,12 +102,18 @@ export interface AdminSource {
  * }
  * ```
  */
-export function adminAnswer(head: RequestHead, source: AdminSource): AdminResponse {
+export function adminAnswer(
+  head: RequestHead,
+  source: AdminSource,
+): AdminResponse | Promise<AdminResponse> {
   if (head.method === "POST" && head.path.startsWith("/admin/")) return adminWrite(head, source);
   if (head.method !== "GET" && head.method !== "HEAD") {
     return { status: 405, contentType: "application/json", body: '{"error":"GET only"}\n' };
   }
   if (head.path === "/workers" && source.workers) return json(200, source.workers());
+  if (head.path === "/functions" && source.functionStates) {
+    return json(200, source.functionStates());
+  }
   if (head.path === "/metrics") {
     return {
       status: 200,
@@ -110,8 +136,19 @@ export function adminAnswer(head: RequestHead, source: AdminSource): AdminRespon
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const GENERATION_RE = /^[A-Za-z0-9._-]{0,32}$/;
 
-/** The token-guarded POSTs of the launcher's reload. */
-function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
+const WRITES = new Set([
+  "/admin/promote",
+  "/admin/reloaded",
+  "/admin/routes",
+  "/admin/demand",
+  "/admin/retire",
+  "/admin/scaling",
+  "/admin/scaled",
+]);
+const REASON_RE = /^[a-z][a-z -]{0,39}$/;
+
+/** The token-guarded POSTs of the launcher's reloads and autoscaler. */
+function adminWrite(head: RequestHead, source: AdminSource): AdminResponse | Promise<AdminResponse> {
   if (!source.token && !source.signatures) {
     return json(403, { error: "admin writes are off (the gateway has no HOTPOTATO_ADMIN_TOKEN)" });
   }
@@ -119,13 +156,18 @@ function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
     const what = source.signatures ? "signature or bearer token" : "bearer token";
     return json(401, { error: `bad or missing ${what}` });
   }
-  if (
-    head.path !== "/admin/promote" && head.path !== "/admin/reloaded" &&
-    head.path !== "/admin/routes"
-  ) {
-    return json(404, { error: "not found" });
-  }
+  if (!WRITES.has(head.path)) return json(404, { error: "not found" });
   const q = new URLSearchParams(head.query);
+  if (head.path === "/admin/demand" && source.demand) {
+    const after = Number(q.get("after") ?? "0");
+    const wait = Number(q.get("wait") ?? "0");
+    if (!Number.isSafeInteger(after) || !Number.isSafeInteger(wait) || wait < 0) {
+      return json(400, { error: "after, wait: integers" });
+    }
+    // Asked of another gateway (this one restarted): its seq means nothing here.
+    const mine = q.get("gateway") === null || q.get("gateway") === String(Deno.pid);
+    return source.demand(mine ? after : -1, wait).then((d) => json(200, d));
+  }
   const name = q.get("function") ?? "";
   if (!NAME_RE.test(name)) return json(400, { error: "function: a function name is needed" });
   if (head.path === "/admin/promote" && source.promote) {
@@ -147,6 +189,26 @@ function adminWrite(head: RequestHead, source: AdminSource): AdminResponse {
     }
     const error = source.declareRoutes(name, routes);
     return error ? json(400, { error }) : json(200, { ok: true });
+  }
+  if (head.path === "/admin/retire" && source.retire) {
+    const pid = Number(q.get("pid"));
+    if (!Number.isSafeInteger(pid) || pid <= 0) return json(400, { error: "pid: a process id" });
+    const r = source.retire(name, pid);
+    return json(r.ok ? 200 : 409, r);
+  }
+  if (head.path === "/admin/scaling" && source.setScaling) {
+    const error = source.setScaling(name, q.get("scaling") ?? "");
+    return error ? json(400, { error }) : json(200, { ok: true });
+  }
+  if (head.path === "/admin/scaled" && source.scaled) {
+    const direction = q.get("direction");
+    const reason = q.get("reason") ?? "";
+    if (direction !== "up" && direction !== "down") {
+      return json(400, { error: "direction: up or down" });
+    }
+    if (!REASON_RE.test(reason)) return json(400, { error: "reason: a few lowercase words" });
+    source.scaled(name, direction, reason);
+    return json(200, { ok: true });
   }
   if (head.path === "/admin/reloaded" && source.reloaded) {
     const result = q.get("result");

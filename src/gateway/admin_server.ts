@@ -31,6 +31,11 @@ const MAX_HEAD = 16384;
  * process cannot hold every fd of the gateway through the admin port). */
 export const MAX_ADMIN_CONNECTIONS = 32;
 const enc = new TextEncoder();
+const SERVER_ERROR: AdminResponse = {
+  status: 500,
+  contentType: "application/json",
+  body: '{"error":"internal error"}\n',
+};
 
 /**
  * A minimal plain-HTTP server on the process's event loop.
@@ -47,7 +52,7 @@ const enc = new TextEncoder();
 export class AdminServer {
   #host: string;
   #port: number;
-  #handler: (head: RequestHead) => AdminResponse;
+  #handler: (head: RequestHead) => AdminResponse | Promise<AdminResponse>;
   #listener: Listener | undefined;
   #open = new Set<number>();
 
@@ -59,7 +64,11 @@ export class AdminServer {
    * new AdminServer("127.0.0.1", 8081, () => ({ status: 204, contentType: "", body: "" }));
    * ```
    */
-  constructor(host: string, port: number, handler: (head: RequestHead) => AdminResponse) {
+  constructor(
+    host: string,
+    port: number,
+    handler: (head: RequestHead) => AdminResponse | Promise<AdminResponse>,
+  ) {
     this.#host = host;
     this.#port = port;
     this.#handler = handler;
@@ -150,8 +159,14 @@ export class AdminServer {
     }
     const timer = setTimeout(finish, DEADLINE_MS);
     this.#open.add(fd);
+    let waiting = false;
     loop.add(fd, () => {
       if (out) return flush();
+      if (waiting) {
+        const n = receivePlain(fd, chunk);
+        if (n !== -EAGAIN) finish(); // hung up (or more than one request): closed
+        return;
+      }
       for (;;) {
         const n = receivePlain(fd, chunk);
         if (n === -EAGAIN) return;
@@ -164,15 +179,25 @@ export class AdminServer {
         if (r.kind === "incomplete") continue;
         if (r.kind === "error") {
           out = errorResponse(r.status, r.message, { keepAlive: false });
-        } else {
-          const res = this.#handler(r.head);
+          return flush();
+        }
+        const head = r.head;
+        const send = (res: AdminResponse) => {
+          if (!this.#open.has(fd)) return; // timed out or stopped meanwhile
           out = serializeResponse({
             status: res.status,
             headers: [["content-type", res.contentType], ...(res.headers ?? [])],
             body: enc.encode(res.body),
-          }, { keepAlive: false, headOnly: r.head.method === "HEAD" });
-        }
-        return flush();
+          }, { keepAlive: false, headOnly: head.method === "HEAD" });
+          flush();
+        };
+        const res = this.#handler(head);
+        if (!(res instanceof Promise)) return send(res);
+        // A long poll (the launcher's demand): answered later. Meanwhile a
+        // readable edge means the client hung up, or sends what it must not.
+        waiting = true;
+        res.then(send, () => send(SERVER_ERROR));
+        return;
       }
     });
   }

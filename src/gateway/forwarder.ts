@@ -38,6 +38,7 @@ import { logger, LogLine } from "../operations/log.ts";
 import type { GatewayMetrics } from "./gateway_metrics.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
 import type { Worker, Workers } from "./workers.ts";
+import type { ColdStarts } from "./cold_starts.ts";
 
 const log = logger("gateway");
 const returnedLine = new LogLine(
@@ -97,6 +98,9 @@ export interface ForwarderOptions {
   /** The gateway has just started or taken over: its workers may still be
    * registering (a function's connection for an unknown route waits). */
   settling?(): boolean;
+  /** Functions started on demand: a connection handed back for one with no
+   * worker waits, unconfirmed, while it starts. */
+  cold?: ColdStarts;
 }
 
 /**
@@ -226,6 +230,7 @@ export class Forwarder {
         before: () => workers.flushRoutes(),
         sent: () => {
           worker.held++;
+          worker.activeAt = Date.now();
           metrics.handoffs.labels(worker.name, route).inc();
         },
         returned: () => {
@@ -353,6 +358,15 @@ export class Forwarder {
     // while its workers are still registering with it (it has just started
     // or taken over): wait a moment for one, still unconfirmed (the sender
     // keeps it), rather than refuse at once.
+    // A function's connection for a function at zero workers, started on
+    // demand: it waits the same way (unconfirmed) while one starts.
+    const cold = !hit && !ours && path !== undefined ? this.#o.cold?.coldFunction(path) : undefined;
+    if (cold !== undefined) {
+      const wait = this.#o.cold!.hold(cold);
+      if (wait === "full") return this.#decide(t, undefined);
+      wait.then(() => this.#decide(t, router.pickWithRoute(path!)));
+      return;
+    }
     const waits = !hit && !ours && path !== undefined && (this.#o.settling?.() ?? false) &&
       router.status(path) === "unknown";
     if (!waits) return this.#decide(t, hit);

@@ -84,6 +84,9 @@ export interface GatewayState {
   versions?: { name: string; generation: string; state: string; count: number }[];
 }
 
+/** Upper bounds (seconds) of the cold-start histogram's buckets. */
+const COLD_START_BUCKETS: readonly number[] = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
 /**
  * The gateway's registry and its families. Call sites keep the children they
  * count with, or find them by label values (`requests.labels("gateway", "",
@@ -216,6 +219,38 @@ export class GatewayMetrics {
     "hotpotato_worker_versions",
     "Registered workers by function, version (generation) and state",
     ["function", "generation", "state"],
+  );
+  /** Functions started on demand while requests waited, by function. */
+  readonly coldStarts = this.registry.counter(
+    "hotpotato_cold_starts_total",
+    "Functions that got a worker while requests waited for one (started on demand), by function",
+    ["function"],
+  );
+  /** From a cold function's first held request to its first worker. */
+  readonly coldStartSeconds = this.registry.histogram(
+    "hotpotato_cold_start_seconds",
+    "Time from the first request held for a function at zero workers to its first worker registered",
+    COLD_START_BUCKETS,
+    ["function"],
+  );
+  /** Connections held now while their function starts (kept live). */
+  readonly coldHeld = this.registry.gauge(
+    "hotpotato_cold_held_connections",
+    "Connections held while their function starts on demand, by function",
+    ["function"],
+  );
+  /** Requests a cold function could not take: "full" (--cold-hold-max
+   * held already) or "timeout" (no worker within --cold-start-timeout). */
+  readonly coldRefused = this.registry.counter(
+    "hotpotato_cold_refused_total",
+    "Requests answered 503 while their function started on demand, by function and reason",
+    ["function", "reason"],
+  );
+  /** The launcher's scale events, by function, direction and reason. */
+  readonly scaleEvents = this.registry.counter(
+    "hotpotato_scale_events_total",
+    "Workers the launcher started (up) or stopped (down), by function, direction and reason",
+    ["function", "direction", "reason"],
   );
   #draining: Gauge = this.registry
     .gauge("hotpotato_draining", "1 while the gateway drains")

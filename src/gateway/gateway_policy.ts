@@ -15,6 +15,7 @@ import type { GatewayMetrics } from "./gateway_metrics.ts";
 import type { Forwarder } from "./forwarder.ts";
 import type { Router, RouteStatus } from "../routing/router.ts";
 import type { Worker } from "./workers.ts";
+import type { ColdStarts } from "./cold_starts.ts";
 
 /** What a {@linkcode GatewayPolicy} decides with. */
 export interface GatewayPolicyOptions {
@@ -42,6 +43,9 @@ export interface GatewayPolicyOptions {
    * registering: a request for a route none registered yet is held (up to
    * {@linkcode HOLD_MS}) for one, not answered 503 at once. */
   settling?(): boolean;
+  /** Functions started on demand: a request for one with no worker waits
+   * while it starts (src/gateway/cold_starts.ts). */
+  cold?: ColdStarts;
 }
 
 /** The longest a request waits for a worker of its route to register with
@@ -90,6 +94,26 @@ export function gatewayAnswer(
   };
 }
 
+/** 503 with `Retry-After` for a request whose function could not start
+ * in time, or for which too many requests wait already. */
+function coldAnswer(
+  head: RequestHead,
+  message: string,
+  label: string,
+  keepAlive: boolean,
+): RoutedAnswer {
+  return {
+    route: "-",
+    status: 503,
+    keepAlive,
+    bytes: errorResponse(503, message, {
+      keepAlive,
+      headOnly: head.method === "HEAD",
+      extraHeaders: [["retry-after", "1"], ["x-hotpotato-worker", label]],
+    }),
+  };
+}
+
 /**
  * The gateway's {@linkcode HoldPolicy}.
  *
@@ -102,6 +126,8 @@ export function gatewayAnswer(
  */
 export class GatewayPolicy implements HoldPolicy {
   #o: GatewayPolicyOptions;
+  /** Why a held request could not wait for its function to start. */
+  #refused = new WeakMap<TlsConnection, string>();
 
   /** A policy over these parts.
    *
@@ -129,7 +155,8 @@ export class GatewayPolicy implements HoldPolicy {
    */
   answersHere(head: RequestHead): boolean {
     const status = this.#o.router.status(head.path);
-    return status !== "served" && !this.#holds(status);
+    return status !== "served" && !this.#holds(status) &&
+      this.#o.cold?.coldFunction(head.path) === undefined;
   }
 
   /** A route no worker registered yet, while the gateway's expected workers
@@ -151,7 +178,9 @@ export class GatewayPolicy implements HoldPolicy {
    * await policy.held(head);
    * ```
    */
-  held(head: RequestHead): Promise<void> | undefined {
+  held(head: RequestHead, conn?: TlsConnection): Promise<void> | undefined {
+    const cold = this.#o.cold?.coldFunction(head.path);
+    if (cold !== undefined) return this.#coldStart(cold, conn);
     // Settling first: after its first seconds a gateway never is, and the
     // usual request (its route served) then costs no second route lookup.
     if (this.#o.settling?.() !== true) return undefined;
@@ -164,6 +193,22 @@ export class GatewayPolicy implements HoldPolicy {
         else setTimeout(check, 20);
       };
       setTimeout(check, 20);
+    });
+  }
+
+  /** Wait while function `fn` starts on demand; when it cannot (too many
+   * wait already, or it did not start in time) the request is answered 503
+   * saying so. */
+  #coldStart(fn: string, conn: TlsConnection | undefined): Promise<void> | undefined {
+    const wait = this.#o.cold!.hold(fn);
+    if (wait === "full") {
+      if (conn) this.#refused.set(conn, `function ${fn} is starting; too many requests wait for it`);
+      return undefined;
+    }
+    return wait.then((outcome) => {
+      if (outcome === "timeout" && conn) {
+        this.#refused.set(conn, `function ${fn} did not start in time`);
+      }
     });
   }
 
@@ -197,11 +242,16 @@ export class GatewayPolicy implements HoldPolicy {
    * ```
    */
   answer(
-    _conn: TlsConnection,
+    conn: TlsConnection,
     head: RequestHead,
     _body: Uint8Array,
     unplaced: boolean,
   ): RoutedAnswer {
+    const refused = this.#refused.get(conn);
+    if (refused) {
+      this.#refused.delete(conn);
+      return coldAnswer(head, refused, this.#o.label, head.keepAlive && !this.#o.draining());
+    }
     const status = this.#o.router.status(head.path);
     const why = unplaced
       ? "unplaced"

@@ -49,6 +49,9 @@ import { drainHeld } from "../operations/drain.ts";
 import { inherit, Successor } from "./succession.ts";
 import { trust } from "../handoff/trust.ts";
 import type { TicketKeys } from "./ticket_keys.ts";
+import { ColdStarts } from "./cold_starts.ts";
+import { DemandFeed } from "./demand.ts";
+import { parseScalingJson } from "../operations/scaling.ts";
 
 const log = logger("gateway");
 
@@ -57,6 +60,36 @@ const log = logger("gateway");
  * meanwhile a route no worker registered yet gets 503, not 404, here and in
  * the workers' tables (ROUTES `settling`). */
 const SETTLING_MS = 5000;
+
+/** One function as `GET /functions` shows it.
+ *
+ * @example
+ * ```ts
+ * import type { FunctionState } from "./gateway_server.ts";
+ * const s: FunctionState = {
+ *   name: "hello", routes: [], scaling: { min: 0, max: 4, idle: 60, target: 0.6 },
+ *   state: "idle", workers: 0, waiting: 0, pool: [],
+ * };
+ * console.log(s.state);
+ * ```
+ */
+export interface FunctionState {
+  /** The function. */
+  name: string;
+  /** Its routes, while it has (or recently had) a worker. */
+  routes: string[];
+  /** Its scaling (idle in seconds); null when the launcher gave none. */
+  scaling: { min: number; max: number; idle: number; target: number } | null;
+  /** running (a worker serves it), starting (requests wait for one), idle
+   * (at zero workers, started on demand) or down (no worker, not on demand). */
+  state: "running" | "starting" | "idle" | "down";
+  /** Workers serving it. */
+  workers: number;
+  /** Requests held while it starts. */
+  waiting: number;
+  /** Its registered workers (any state). */
+  pool: { pid: number; generation: string; state: string; conns: number; idleSeconds: number }[];
+}
 
 const requestLog = requestLogLine(log);
 
@@ -117,6 +150,8 @@ export class Gateway {
   /** The count expected is a predecessor's: its workers and satellites. */
   #expectedWithSatellites = false;
   #settleTimer: ReturnType<typeof setInterval> | undefined;
+  #cold: ColdStarts;
+  #demand: DemandFeed;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -134,6 +169,11 @@ export class Gateway {
       this.#metrics.gatewayRestarts.labels(cause).inc(n);
     }
     this.#workers = new Workers(config, this.#key, this.#metrics, {
+      serving: (worker) => this.#cold.serving(worker.name),
+      balances: (name) => {
+        const s = this.#cold.scaling.get(name);
+        return s !== undefined && s.max > s.min;
+      },
       returned: (from, h, fd, raw) => this.#forwarder!.returned(from, h, fd, raw),
       moved: (from, moved) => this.#forwarder!.moved(from, moved),
       fromSatellite: (from, h, fd, raw) =>
@@ -141,6 +181,20 @@ export class Gateway {
       joined: (satellite) => {
         if (tickets) satellite.channel.send(encodeJson(MessageType.TICKETS, tickets.message()));
       },
+    });
+    this.#cold = new ColdStarts({
+      router: this.#workers.router,
+      metrics: this.#metrics,
+      scaling: config.scaling,
+      timeoutMs: config.coldStartTimeoutMs,
+      maxHeld: config.coldHoldMax,
+      functionFor: (path) => trust().declaredFunction(path),
+      wanted: () => this.#demand.bump(),
+    });
+    this.#demand = new DemandFeed({
+      loads: () => this.#workers.loads(),
+      waiting: (fn) => this.#cold.waiting(fn),
+      functions: () => this.#cold.scaling.keys(),
     });
     this.#sessions = new ControlSessions(this.#metrics, {
       register: (channel, peer, body) => this.#workers.register(channel, peer, body),
@@ -276,6 +330,7 @@ export class Gateway {
         this.#serve(conn, unplaced).finally(retryBlockedListeners);
       },
       settling: () => this.#settling(),
+      cold: this.#cold,
     });
     this.#policy = new GatewayPolicy({
       router: this.#workers.router,
@@ -287,6 +342,7 @@ export class Gateway {
       handOver: (conn) => this.#successor?.passOn(conn) === true,
       expected: (path) => this.#settling() || trust().declares(path),
       settling: () => this.#settling(),
+      cold: this.#cold,
     });
     return new Handshaker({
       context,
@@ -479,14 +535,17 @@ export class Gateway {
     const key = trust().derivedKey("admin");
     const signatures = key ? new SignatureCheck(key, Deno.pid) : undefined;
     key?.fill(0);
-    const answer = (head: RequestHead): AdminResponse => {
+    const answer = (head: RequestHead): AdminResponse | Promise<AdminResponse> => {
       const sig = head.headers.find(([name]) => name === SIGNATURE_HEADER)?.[1];
       const nonce = signatures?.verify(head.method, head.target, sig);
+      const prove = (res: AdminResponse) => {
+        if (nonce !== undefined) {
+          res.headers = [[PROOF_HEADER, signatures!.proof(nonce, res.status, res.body)]];
+        }
+        return res;
+      };
       const res = adminAnswerOf(head, nonce !== undefined, signatures !== undefined);
-      if (nonce !== undefined) {
-        res.headers = [[PROOF_HEADER, signatures!.proof(nonce, res.status, res.body)]];
-      }
-      return res;
+      return res instanceof Promise ? res.then(prove) : prove(res);
     };
     const adminAnswerOf = (head: RequestHead, signed: boolean, checks: boolean) =>
       adminAnswer(head, {
@@ -516,6 +575,12 @@ export class Gateway {
           this.#metrics.reloads.labels(name, ok ? "ok" : "failed").inc();
           if (ok) this.#metrics.reloadSeconds.labels(name).set(seconds);
         },
+        demand: (after, waitMs) => this.#demand.next(after, waitMs),
+        retire: (name, pid) => this.#workers.retire(name, pid),
+        setScaling: (name, text) => this.#setScaling(name, text),
+        scaled: (name, direction, reason) =>
+          this.#metrics.scaleEvents.labels(name, direction, reason).inc(),
+        functionStates: () => this.#functionStates(),
       });
     this.#admin = new AdminServer(c.adminHost, c.adminPort, answer);
     try {
@@ -539,6 +604,47 @@ export class Gateway {
         if (!this.#draining) this.#startAdmin(undefined, true);
       }, 5000);
     }
+  }
+
+  /** Replace function `name`'s scaling with `text` (JSON as one entry of
+   * `--scaling`); "" or why not. */
+  #setScaling(name: string, text: string): string {
+    try {
+      const parsed = parseScalingJson(text === "" ? "{}" : `{${JSON.stringify(name)}:${text}}`);
+      this.#cold.setScaling(name, parsed.get(name));
+      return "";
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+
+  /** GET /functions: each function the gateway knows (by its scaling, its
+   * routes or its workers), its settings and its state. */
+  #functionStates(): FunctionState[] {
+    const routed = new Map(this.#workers.router.functions().map((f) => [f.name, f]));
+    const names = new Set([...this.#cold.scaling.keys(), ...routed.keys()]);
+    const loads = this.#workers.loads();
+    return [...names].sort().map((name) => {
+      const s = this.#cold.scaling.get(name);
+      const mine = loads.filter((w) => w.name === name);
+      const waiting = this.#cold.waiting(name);
+      const serving = routed.get(name)?.workers ?? 0;
+      return {
+        name,
+        routes: routed.get(name)?.routes ?? [],
+        scaling: s ? { min: s.min, max: s.max, idle: s.idleMs / 1000, target: s.target } : null,
+        state: serving > 0 ? "running" : waiting > 0 ? "starting" : s?.min === 0 ? "idle" : "down",
+        workers: serving,
+        waiting,
+        pool: mine.map(({ pid, generation, state, conns, idleMs }) => ({
+          pid,
+          generation,
+          state,
+          conns,
+          idleSeconds: Math.round(idleMs / 100) / 10,
+        })),
+      };
+    });
   }
 
   /** Hold a connection until its next request can go to a worker, answering

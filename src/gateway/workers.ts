@@ -20,6 +20,7 @@ import type { ControlChannel } from "../handoff/control_channel.ts";
 import { logger } from "../operations/log.ts";
 import { retryBlockedListeners } from "../connection/listener.ts";
 import {
+  encodeJson,
   type Handoff,
   type Message,
   MessageType,
@@ -77,6 +78,12 @@ export interface Worker extends WorkerRef {
   handingOver: boolean;
   /** It registered with the gateway that took over from this one (LEFT). */
   left: boolean;
+  /** Its last STATS report's load: CPU ms and requests answered since the
+   * report before (the launcher's autoscaler reads them). */
+  load?: { cpuMs: number; served: number };
+  /** When it last answered a request or was given a connection, or
+   * registered (ms since epoch): idle since then. */
+  activeAt: number;
 }
 
 /** What the registry passes on to the rest of the gateway.
@@ -100,6 +107,44 @@ export interface WorkerEvents {
   fromSatellite?(from: Satellite, h: Handoff, fd: number, raw: Uint8Array): void;
   /** A satellite gateway joined: what it should get besides the key and routes. */
   joined?(satellite: Satellite): void;
+  /** A worker entered the router (registered serving, or promoted): what
+   * waits for its function goes to it. */
+  serving?(worker: Worker): void;
+  /** Whether function `name`'s pool is balanced when it grows (a scaled
+   * function: its busier workers SHED connections to a new one). */
+  balances?(name: string): boolean;
+}
+
+/** A registered worker's load, as the launcher's autoscaler reads it
+ * (`POST /admin/demand`).
+ *
+ * @example
+ * ```ts
+ * import type { WorkerLoad } from "./workers.ts";
+ * const load: WorkerLoad = {
+ *   name: "hello", pid: 42, generation: "1", state: "serving",
+ *   conns: 3, cpuMs: 250, served: 900, idleMs: 0,
+ * };
+ * console.log(load.cpuMs / 1000); // a quarter of a core over the last second
+ * ```
+ */
+export interface WorkerLoad {
+  /** Its function. */
+  name: string;
+  /** Its pid. */
+  pid: number;
+  /** Its version's label. */
+  generation: string;
+  /** serving, standby, draining or stuck. */
+  state: Worker["state"];
+  /** Connections it holds. */
+  conns: number;
+  /** CPU ms it used over its last report's second. */
+  cpuMs: number;
+  /** Requests it answered over its last report's second. */
+  served: number;
+  /** ms since it last answered a request or was given a connection. */
+  idleMs: number;
 }
 
 /**
@@ -245,6 +290,7 @@ export class Workers {
       generation: "",
       handingOver: false,
       left: false,
+      activeAt: Date.now(),
     };
     this.#workers.add(worker);
     channel.retarget({
@@ -257,6 +303,87 @@ export class Workers {
       },
     });
     this.#registration.register(worker, body);
+    if (worker.registered && worker.state === "serving") this.#serving(worker);
+  }
+
+  /** `worker` serves now: what waits for its function goes to it, and in a
+   * scaled pool the workers holding more than their share shed the rest
+   * (SHED), so a new worker takes part of the load at once. */
+  #serving(worker: Worker): void {
+    this.#events.serving?.(worker);
+    if (!this.#events.balances?.(worker.name)) return;
+    const pool = this.router.workersOf(worker.name);
+    if (pool.length < 2) return;
+    const share = Math.ceil(pool.reduce((n, w) => n + w.held, 0) / pool.length);
+    for (const w of pool) {
+      if (w.held <= share) continue;
+      log.debug("worker {worker} holds {held}, the pool's share is {share}: SHED {count}", {
+        worker: `${w.name}/${w.pid}`,
+        held: w.held,
+        share,
+        count: w.held - share,
+      });
+      w.channel.send(encodeJson(MessageType.SHED, { count: w.held - share }));
+    }
+  }
+
+  /** Stop worker `pid` of function `name` (the launcher scales down): out
+   * of the router, it hands every connection over (HANDOVER: idle ones at
+   * once, busy ones at their next request boundary) to the function's other
+   * workers, and exits. Returns the connections it held, or why not.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * const r = workers.retire("hello", 4242);
+   * console.log(r.ok ? `${r.held} connection(s) handed over` : r.error);
+   * ```
+   */
+  retire(name: string, pid: number): { ok: true; held: number } | { ok: false; error: string } {
+    const w = [...this.#workers].find((w) => w.registered && w.pid === pid && w.name === name);
+    if (!w) return { ok: false, error: `no registered worker ${name}/${pid}` };
+    if (w.state !== "serving" && w.state !== "stuck") {
+      return { ok: false, error: `worker ${name}/${pid} is ${w.state}` };
+    }
+    this.router.remove(w);
+    w.state = "draining";
+    w.handingOver = true;
+    w.channel.send(encodeJson(MessageType.HANDOVER, {}));
+    this.#push.membersChanged();
+    log.info("worker {worker} stops (fewer workers): it hands its {held} connection(s) over", {
+      worker: `${name}/${pid}`,
+      held: w.held,
+    });
+    return { ok: true, held: w.held };
+  }
+
+  /** Every registered worker's load (the launcher's autoscaler reads it).
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * for (const w of workers.loads()) console.log(w.name, w.pid, w.cpuMs, w.idleMs);
+   * ```
+   */
+  loads(): WorkerLoad[] {
+    const now = Date.now();
+    const out: WorkerLoad[] = [];
+    for (const w of this.#workers) {
+      if (!w.registered) continue;
+      out.push({
+        name: w.name,
+        pid: w.pid,
+        generation: w.generation,
+        state: w.state,
+        conns: w.held,
+        cpuMs: w.load?.cpuMs ?? 0,
+        served: w.load?.served ?? 0,
+        idleMs: Math.max(0, now - w.activeAt),
+      });
+    }
+    return out;
   }
 
   #onGone(worker: Worker): void {
@@ -306,6 +433,11 @@ export class Workers {
     } else if (msg.type === MessageType.STATS && worker.registered) {
       worker.held = msg.body.held;
       if (msg.body.metrics) worker.metrics = msg.body.metrics; // absent: too large, keep the last
+      const { cpuMs, served } = msg.body;
+      if (cpuMs !== undefined || served !== undefined) {
+        worker.load = { cpuMs: cpuMs ?? 0, served: served ?? 0 };
+        if (served) worker.activeAt = Date.now();
+      }
     } else if (msg.type === MessageType.MOVED && worker.registered) {
       this.#events.moved(worker, msg.body);
     } else if (msg.type === MessageType.DRAIN && worker.registered) {
@@ -381,7 +513,11 @@ export class Workers {
    * ```
    */
   promote(name: string, generation: string, handover: boolean): PromoteResult {
-    return this.#versions.promote(name, generation, handover);
+    const r = this.#versions.promote(name, generation, handover);
+    if (r.ok) {
+      for (const w of this.#workers) if (r.promoted.includes(w.pid)) this.#events.serving?.(w);
+    }
+    return r;
   }
 
   /** Tell the workers' tables whether this gateway is settling (its

@@ -199,6 +199,10 @@ export const MESSAGES = {
   /** gateway → satellite gateway or successor: the TLS session-ticket keys
    * (the first seals new tickets). */
   TICKETS: { type: 18, carriesFd: false, body: json(parseTickets) },
+  /** gateway → worker: your function has a new worker and you hold more
+   * than your share: hand this many connections back at their next request
+   * boundary (the gateway places them on the least loaded worker). */
+  SHED: { type: 19, carriesFd: false, body: json(parseShed) },
 } as const satisfies Record<string, MessageSpec>;
 
 type Table = typeof MESSAGES;
@@ -430,11 +434,31 @@ export interface Moved {
 export interface Stats {
   /** Connections it holds now (the gateway balances a pool by it). */
   held: number;
+  /** CPU time it used since its previous report, ms (the autoscaler's
+   * load signal; absent from an older worker). */
+  cpuMs?: number;
+  /** Requests it answered since its previous report (a worker that
+   * answers none for the idle time is stopped when above its minimum). */
+  served?: number;
   /** Its metrics registry's snapshot (src/operations/metrics.ts): counters
    * since it started, which only go up. Absent when it would not fit
    * {@linkcode STATS_LIMITS} or the JSON limit: the gateway keeps the last
    * one it had. */
   metrics?: Snapshot;
+}
+
+/** SHED body: how many connections to hand back.
+ *
+ * @example
+ * ```ts
+ * import { encodeJson, MessageType, type Shed } from "./protocol.ts";
+ * const shed: Shed = { count: 3 };
+ * const bytes = encodeJson(MessageType.SHED, shed);
+ * ```
+ */
+export interface Shed {
+  /** Connections to hand back, 1 to {@linkcode Limits.maxShed}. */
+  count: number;
 }
 
 /** Bounds on a STATS snapshot (its JSON body is also at most
@@ -631,14 +655,25 @@ function parseRegister(o: unknown): Register {
 
 const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
 
+/** The largest `cpuMs` or `served` a STATS report may carry. */
+const MAX_REPORTED = 1e9;
+
 function parseStats(o: unknown): Stats {
   const r = o as Partial<Stats> | null;
   if (typeof r !== "object" || r === null || !count(r.held)) {
     throw new ProtocolError("STATS: held must be a non-negative safe integer");
   }
-  if (r.metrics === undefined) return { held: r.held! };
+  const load: Stats = { held: r.held! };
+  for (const key of ["cpuMs", "served"] as const) {
+    if (r[key] === undefined) continue;
+    if (!count(r[key]) || r[key]! > MAX_REPORTED) {
+      throw new ProtocolError(`STATS: ${key} must be an integer from 0 to ${MAX_REPORTED}`);
+    }
+    load[key] = r[key];
+  }
+  if (r.metrics === undefined) return load;
   try {
-    return { held: r.held!, metrics: parseSnapshot(r.metrics, STATS_LIMITS) };
+    return { ...load, metrics: parseSnapshot(r.metrics, STATS_LIMITS) };
   } catch (e) {
     throw new ProtocolError(`STATS: ${(e as Error).message}`);
   }
@@ -734,6 +769,14 @@ function parseRoutes(o: unknown): Routes {
     out.held = held;
   }
   return out;
+}
+
+function parseShed(o: unknown): Shed {
+  const n = (o as Partial<Shed> | null)?.count;
+  if (!Number.isSafeInteger(n) || n! < 1 || n! > Limits.maxShed) {
+    throw new ProtocolError(`SHED: count must be an integer from 1 to ${Limits.maxShed}`);
+  }
+  return { count: n! };
 }
 
 function parseMoved(o: unknown): Moved {

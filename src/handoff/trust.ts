@@ -229,11 +229,26 @@ export class Trust {
    * ```
    */
   declares(path: string): boolean {
-    if (!this.#routes) return false;
+    return this.declaredFunction(path) !== undefined;
+  }
+
+  /** The declared function (`--function-routes`) whose route serves `path`
+   * (the longest-route matcher the router uses), if any: the function the
+   * gateway starts on demand when it has no worker.
+   *
+   * @example
+   * ```ts
+   * import { Trust } from "./trust.ts";
+   * const trust = new Trust({ socketGroup: "", gatewayUser: "", functionRoutes: '{"sum":["/sum"]}' });
+   * trust.declaredFunction("/sum/x"); // "sum"
+   * ```
+   */
+  declaredFunction(path: string): string | undefined {
+    if (!this.#routes) return undefined;
     this.#declaredTable ??= new RouteTable(
       [...this.#routes].flatMap(([name, routes]) => [...routes].map((r) => [r, name] as const)),
     );
-    return this.#declaredTable.match(path) !== undefined;
+    return this.#declaredTable.match(path)?.value;
   }
 
   /** True in separate-users mode (`--socket-group`).

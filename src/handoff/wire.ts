@@ -57,6 +57,8 @@ export const Limits = {
   maxMembers: 1024,
   /** Most moves in one MOVED notice. */
   maxMoves: 256,
+  /** Most connections one SHED asks to hand back. */
+  maxShed: 100000,
 } as const;
 
 /** A malformed or over-limit control message. */

@@ -14,6 +14,7 @@ import type { LogFormat } from "./log.ts";
 import { LOG_LEVELS } from "./log.ts";
 import { DEFAULT_BODY_TIMEOUT_MS } from "../http/http.ts";
 import type { LogLevel } from "@logtape/logtape";
+import { parseScalingJson, type Scaling } from "./scaling.ts";
 
 /** A setting that could not be used. */
 export class ConfigError extends Error {
@@ -232,6 +233,29 @@ const gatewaySpecs = {
     help: "on: take over from the gateway running on --control (its listening sockets, its " +
       "workers, what it holds) without refusing a connection; it then exits",
   },
+  "scaling": {
+    kind: "string",
+    default: "",
+    help: 'each function\'s scaling, JSON {"NAME": {"min": 0, "max": 4, "idle": 60, ' +
+      '"target": 0.6}} (the launcher sets it): a request for a function with min 0 and no ' +
+      "worker is held while the launcher starts one",
+  },
+  "cold-start-timeout": {
+    kind: "seconds",
+    default: "10",
+    min: 0.1,
+    max: 300,
+    help: "a request held for a function starting on demand gets 503 with Retry-After after " +
+      "this long",
+  },
+  "cold-hold-max": {
+    kind: "integer",
+    default: "100",
+    min: 0,
+    max: 100000,
+    help: "connections held per function while it starts on demand; more get 503 with " +
+      "Retry-After at once",
+  },
   "handoff": {
     kind: "choice",
     default: "direct",
@@ -350,6 +374,12 @@ export interface GatewayConfig extends CommonConfig {
   functionRoutes: string;
   /** Workers expected to register right after start (`--expect-workers`). */
   expectWorkers: number;
+  /** Each function's scaling (`--scaling`; empty: none starts on demand). */
+  scaling: Map<string, Scaling>;
+  /** How long a request waits for a function starting on demand, ms. */
+  coldStartTimeoutMs: number;
+  /** Connections held per function while it starts on demand. */
+  coldHoldMax: number;
 }
 
 /** A worker's settings. */
@@ -544,6 +574,9 @@ export function gatewayConfig(args: string[]): { config: GatewayConfig; help: bo
       functionUsers: v["function-users"] as string,
       functionRoutes: v["function-routes"] as string,
       expectWorkers: v["expect-workers"] as number,
+      scaling: scalingOf(v["scaling"] as string),
+      coldStartTimeoutMs: v["cold-start-timeout"] as number,
+      coldHoldMax: v["cold-hold-max"] as number,
     },
   };
 }
@@ -567,6 +600,14 @@ function exitCounts(text: string | undefined): Map<string, number> {
     }
   }
   return counts;
+}
+
+function scalingOf(text: string): Map<string, Scaling> {
+  try {
+    return parseScalingJson(text);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
 }
 
 function trustedRanges(list: string): string[] {

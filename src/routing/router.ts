@@ -354,7 +354,22 @@ export class Router<W extends WorkerRef = WorkerRef> {
     return best;
   }
 
-  /** Registered functions (vacant ones included) with routes and worker count.
+  /** The workers serving function `name` now (none when it is unknown or
+   * vacant).
+   *
+   * @example
+   * ```ts
+   * import { Router } from "./router.ts";
+   * const router = new Router();
+   * router.add({ name: "sum", pid: 42, held: 0 }, ["/sum"]);
+   * console.log(router.workersOf("sum").length); // 1
+   * ```
+   */
+    workersOf(name: string): readonly W[] {
+    return this.#byName.get(name)?.workers ?? [];
+  }
+
+  /** Every function the router knows, with its routes and worker count.
    *
    * @example
    * ```ts

@@ -112,6 +112,9 @@ export class FunctionServer {
   #peers: Peers | undefined;
   /** Where connections go when their next request is another function's. */
   #moves: WorkerMoves;
+  /** Connections still to hand back (SHED: a new worker of the function
+   * takes a share of ours), each at its next request boundary. */
+  #shed = 0;
 
   /** Prepare a function server; `start()` connects it.
    *
@@ -253,6 +256,15 @@ export class FunctionServer {
       case MessageType.HANDOVER:
         this.#handOverAll();
         return;
+      case MessageType.SHED:
+        // Never the last one: a connection handed back to balance a pool
+        // must find another worker (the gateway asks for less than we hold).
+        this.#shed = Math.min(msg.body.count, Math.max(0, this.#connections.size - 1));
+        log.debug("{name}: handing {count} connection(s) back to balance the pool", {
+          name: this.options.name,
+          count: this.#shed,
+        });
+        return;
       case MessageType.PROMOTED:
         this.#standby = false; // a gateway we reach later gets us as serving
         log.info("{name}: generation {generation} promoted; taking connections", {
@@ -328,10 +340,21 @@ export class FunctionServer {
    * not take); any other path moves the connection (straight to a sibling,
    * else back to the gateway), or gets a 503 here when it cannot move. */
   #policy: HoldPolicy = {
-    answersHere: (head) => !this.#handingOver && this.#routeOf(head.path) !== undefined,
+    answersHere: (head) =>
+      !this.#handingOver && this.#shed === 0 && this.#routeOf(head.path) !== undefined,
     handingOver: () => this.#handingOver,
     handOver: (conn) => this.#moves.handBack(conn, undefined),
-    move: (conn, head) => this.#moves.moveDirect(conn, head) || this.#moves.handBack(conn, head),
+    move: (conn, head) => {
+      // Ours, but shed to balance the pool: through the gateway, which
+      // places it on the least loaded worker (a direct move would pick by
+      // the table's rotation, maybe this one).
+      if (this.#shed > 0 && this.#routeOf(head.path) !== undefined) {
+        const moved = this.#moves.handBack(conn, head);
+        if (moved) this.#shed--;
+        return moved;
+      }
+      return this.#moves.moveDirect(conn, head) || this.#moves.handBack(conn, head);
+    },
     answer: (conn, head, body) => {
       const route = this.#routeOf(head.path);
       const methods = this.options.methods;
@@ -357,7 +380,10 @@ export class FunctionServer {
     },
     streamsBody: () => true,
     continues: (head) => !this.options.methods || this.options.methods.includes(head.method),
-    count: (a) => this.#metrics.requests.labels(a.route, a.status).inc(),
+    count: (a) => {
+      this.#metrics.requests.labels(a.route, a.status).inc();
+      this.#metrics.answered();
+    },
     draining: () => this.#draining,
   };
 

@@ -23,6 +23,7 @@ import {
   STATS_LIMITS,
 } from "../handoff/protocol.ts";
 import { logger } from "../operations/log.ts";
+import process from "node:process";
 import { openWebSockets } from "../connection/websocket.ts";
 
 const log = logger("worker");
@@ -49,6 +50,10 @@ export class WorkerMetrics {
   /** Export-to-import time of connections this worker took. */
   readonly handoffLatency: Histogram;
   #tooLarge = false;
+  /** Requests answered since the last STATS message. */
+  #served = 0;
+  /** The process's CPU time at the last STATS message, µs. */
+  #cpuAt = cpuMicros();
 
   /** The families of worker `name` (the holder label of its open connections).
    *
@@ -103,7 +108,11 @@ export class WorkerMetrics {
    * ```
    */
   statsMessage(held: number): Uint8Array {
-    const body = this.stats(held);
+    const cpu = cpuMicros();
+    const load = { cpuMs: Math.round((cpu - this.#cpuAt) / 1000), served: this.#served };
+    this.#cpuAt = cpu;
+    this.#served = 0;
+    const body = { ...this.stats(held), ...load };
     try {
       parseSnapshot(body.metrics, STATS_LIMITS);
       return encodeJson(MessageType.STATS, body);
@@ -114,7 +123,27 @@ export class WorkerMetrics {
           error: (e as Error).message,
         });
       }
-      return encodeJson(MessageType.STATS, { held });
+      return encodeJson(MessageType.STATS, { held, ...load });
     }
   }
+
+  /** Count a request answered (the load reported in the next STATS).
+   *
+   * @example
+   * ```ts
+   * import { WorkerMetrics } from "./worker_metrics.ts";
+   * const m = new WorkerMetrics("sum");
+   * m.answered();
+   * console.log(new TextDecoder().decode(m.statsMessage(0)).includes('"served":1')); // true
+   * ```
+   */
+  answered(): void {
+    this.#served++;
+  }
+}
+
+/** The process's CPU time (user and system), µs. */
+function cpuMicros(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
 }
