@@ -148,7 +148,10 @@ const WRITES = new Set([
 const REASON_RE = /^[a-z][a-z -]{0,39}$/;
 
 /** The token-guarded POSTs of the launcher's reloads and autoscaler. */
-function adminWrite(head: RequestHead, source: AdminSource): AdminResponse | Promise<AdminResponse> {
+function adminWrite(
+  head: RequestHead,
+  source: AdminSource,
+): AdminResponse | Promise<AdminResponse> {
   if (!source.token && !source.signatures) {
     return json(403, { error: "admin writes are off (the gateway has no HOTPOTATO_ADMIN_TOKEN)" });
   }

@@ -171,15 +171,16 @@ export class ColdStarts {
       metrics.coldRefused.labels(fn, "full").inc();
       return "full";
     }
+    const first = !cold;
     if (!cold) {
       cold = { held: 0, since: Date.now(), wakers: new Set() };
       this.#cold.set(fn, cold);
       log.info("{fn} has no worker: holding its requests while one starts", { fn });
-      this.#o.wanted(fn);
     }
     const entry = cold;
     entry.held++;
     metrics.coldHeld.labels(fn).set(entry.held);
+    if (first) this.#o.wanted(fn); // counted first: the demand it wakes shows this request
     return new Promise((done) => {
       const finish = (outcome: ColdOutcome) => {
         clearTimeout(timer);

@@ -202,7 +202,9 @@ export class GatewayPolicy implements HoldPolicy {
   #coldStart(fn: string, conn: TlsConnection | undefined): Promise<void> | undefined {
     const wait = this.#o.cold!.hold(fn);
     if (wait === "full") {
-      if (conn) this.#refused.set(conn, `function ${fn} is starting; too many requests wait for it`);
+      if (conn) {
+        this.#refused.set(conn, `function ${fn} is starting; too many requests wait for it`);
+      }
       return undefined;
     }
     return wait.then((outcome) => {

@@ -1,7 +1,8 @@
 /**
  * The launcher's client of the gateway's admin port (src/gateway/admin_routes.ts):
- * the registered workers, switching a function to its standby version, and
- * recording a reload's outcome. Plain HTTP on loopback, one request per
+ * the registered workers, switching a function to its standby version,
+ * recording a reload's outcome, and the autoscaler's demand, retirements and
+ * scale events. Plain HTTP on loopback, one request per
  * connection, each with a 3 s timeout. Every request is signed and every
  * answer must prove it comes from the launcher's own gateway
  * (src/operations/admin_signature.ts): no token travels, and an answer
@@ -11,6 +12,10 @@
  */
 
 import { PROOF_HEADER, provesAnswer, SIGNATURE_HEADER, signRequest } from "./admin_signature.ts";
+import type { Demand } from "../gateway/demand.ts";
+import { type Scaling, scalingJson } from "./scaling.ts";
+
+export type { Demand } from "../gateway/demand.ts";
 
 /** The admin port answered without the gateway's proof: another process
  * holds it (retrying does not help until it lets go).
@@ -207,6 +212,83 @@ export class AdminClient {
       return line ? Number(line.slice(prefix.length)) || 0 : 0;
     } catch {
       return 0;
+    }
+  }
+
+  /** The demand on every function (src/gateway/demand.ts): at once when a
+   * function got its first waiting request since `after` (on gateway
+   * `gatewayPid`), else after `waitMs`. Throws when the gateway does not
+   * answer.
+   *
+   * @example
+   * ```ts
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const admin: AdminClient;
+   * const d = await admin.demand(0, 0, 1000);
+   * for (const [fn, f] of Object.entries(d.functions)) console.log(fn, f.waiting, f.workers.length);
+   * ```
+   */
+  async demand(after: number, gatewayPid: number, waitMs: number): Promise<Demand> {
+    const q = new URLSearchParams({
+      after: String(after),
+      gateway: String(gatewayPid),
+      wait: String(waitMs),
+    });
+    const { status, body } = await this.#request("POST", `/admin/demand?${q}`);
+    if (status !== 200) throw new Error(`POST /admin/demand: ${status} ${body.trim()}`);
+    return JSON.parse(body) as Demand;
+  }
+
+  /** Stop worker `pid` of `fn`: it hands its connections over and exits.
+   * Throws with the gateway's reason when it does not.
+   *
+   * @example
+   * ```ts
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const admin: AdminClient;
+   * await admin.retire("hello", 4242);
+   * ```
+   */
+  async retire(fn: string, pid: number): Promise<void> {
+    const q = new URLSearchParams({ function: fn, pid: String(pid) });
+    const { status, body } = await this.#request("POST", `/admin/retire?${q}`);
+    if (status !== 200) throw new Error(`POST /admin/retire: ${status} ${body.trim()}`);
+  }
+
+  /** Tell the gateway `fn`'s scaling (undefined: forget it). Throws when
+   * it refuses.
+   *
+   * @example
+   * ```ts
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const admin: AdminClient;
+   * await admin.setScaling("hello", { min: 0, max: 4, idleMs: 30_000, target: 0.6 });
+   * ```
+   */
+  async setScaling(fn: string, scaling: Scaling | undefined): Promise<void> {
+    const text = scaling
+      ? JSON.stringify(JSON.parse(scalingJson(new Map([[fn, scaling]])))[fn])
+      : "";
+    const q = new URLSearchParams({ function: fn, scaling: text });
+    const { status, body } = await this.#request("POST", `/admin/scaling?${q}`);
+    if (status !== 200) throw new Error(`POST /admin/scaling: ${status} ${body.trim()}`);
+  }
+
+  /** Count a scale event in the gateway's /metrics (best effort).
+   *
+   * @example
+   * ```ts
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const admin: AdminClient;
+   * await admin.scaled("hello", "up", "cold start");
+   * ```
+   */
+  async scaled(fn: string, direction: "up" | "down", reason: string): Promise<void> {
+    const q = new URLSearchParams({ function: fn, direction, reason });
+    try {
+      await this.#request("POST", `/admin/scaled?${q}`);
+    } catch {
+      // the gateway is away: the launcher's log line still tells
     }
   }
 }

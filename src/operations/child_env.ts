@@ -137,6 +137,8 @@ export interface ChildEnvContext {
   workers: number;
   /** The routes each function declared (separate users), for the gateways. */
   declared?: ReadonlyMap<string, readonly string[]>;
+  /** Each function's scaling (JSON, `--scaling`), for the primary gateway. */
+  scaling?: string;
   /** The launcher's options. */
   options: ChildEnvOptions;
 }
@@ -210,6 +212,9 @@ export function childEnv(
   if (!role.fn && role.env?.HOTPOTATO_SATELLITE !== "on") {
     // The primary answers 503, not 404, for routes of workers it waits for.
     env.HOTPOTATO_EXPECT_WORKERS = String(context.workers);
+  }
+  if (!role.fn && context.scaling && role.env?.HOTPOTATO_SATELLITE !== "on") {
+    env.HOTPOTATO_SCALING = context.scaling;
   }
   if (!role.fn && context.declared) {
     env.HOTPOTATO_FUNCTION_ROUTES = JSON.stringify(Object.fromEntries(context.declared));

@@ -41,6 +41,8 @@ const ALLOW_NESTED = () =>
  */
 export class DeclaredRoutes {
   readonly #run: (role: Role, start: ChildStart) => Deno.ChildProcess;
+  /** The routes the function file gives a function (no describe run then). */
+  readonly #given: (fn: string) => readonly string[] | undefined;
   /** The routes each function may register, once declared. */
   #declared: Map<string, string[]> | undefined;
   #declarations = new Map<string, Declaration>();
@@ -56,8 +58,12 @@ export class DeclaredRoutes {
    * console.log(routes.declared()); // undefined: nothing declared yet
    * ```
    */
-  constructor(run: (role: Role, start: ChildStart) => Deno.ChildProcess) {
+  constructor(
+    run: (role: Role, start: ChildStart) => Deno.ChildProcess,
+    given: (fn: string) => readonly string[] | undefined = () => undefined,
+  ) {
     this.#run = run;
+    this.#given = given;
   }
 
   /** The routes each function may register (what the gateways get), or
@@ -141,8 +147,77 @@ export class DeclaredRoutes {
     return "";
   }
 
-  /** What `role`'s file declares (a describe run, 30 s at most), or why not. */
+  /** A function added to the running set (`role`, one of its workers;
+   * `all`, every function's role now, the new one's included): its routes
+   * declared like the others', and told to the running gateway. When routes
+   * were not declared before (one user, nothing on demand), every
+   * function's are now: the gateway then knows the new function's routes
+   * before its first worker starts. "" or why not.
+   *
+   * @example
+   * ```ts
+   * import type { DeclaredRoutes } from "./declared_routes.ts";
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const routes: DeclaredRoutes, admin: AdminClient;
+   * const hello = { name: "hello", fn: "hello", file: "examples/hello.ts", args: [] };
+   * const problem = await routes.add(admin, hello, [hello]);
+   * if (problem) console.error(`hello not added: ${problem}`);
+   * ```
+   */
+  async add(admin: AdminClient | undefined, role: Role, all: readonly Role[]): Promise<string> {
+    if (!this.#declared) {
+      const problems = await this.declare(all);
+      if (problems.length) return problems.join("; ");
+      if (!admin) return "";
+      try {
+        for (const [fn, routes] of this.#declared!) await admin.declareRoutes(fn, [...routes]);
+      } catch (e) {
+        return `the gateway did not take the routes: ${(e as Error).message}`;
+      }
+      return "";
+    }
+    const d = await this.#describe(role);
+    if (typeof d === "string") return d;
+    const others = [...this.#declarations.values()].filter((x) => x.fn !== role.fn);
+    const problems = declarationProblems([...others, d], ALLOW_NESTED());
+    if (problems.length) return problems.join("; ");
+    try {
+      await admin?.declareRoutes(role.fn, d.routes);
+    } catch (e) {
+      return `the gateway did not take its routes: ${(e as Error).message}`;
+    }
+    this.#declarations.set(role.fn, d);
+    this.#declared.set(role.fn, d.routes);
+    return "";
+  }
+
+  /** A function removed from the running set: the gateway stops expecting
+   * it (no routes declared; its paths answer 404 once its workers are gone).
+   *
+   * @example
+   * ```ts
+   * import type { DeclaredRoutes } from "./declared_routes.ts";
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const routes: DeclaredRoutes, admin: AdminClient;
+   * await routes.forget(admin, "hello");
+   * ```
+   */
+  async forget(admin: AdminClient | undefined, fn: string): Promise<void> {
+    if (!this.#declared?.has(fn)) return;
+    this.#declarations.delete(fn);
+    this.#declared.delete(fn);
+    try {
+      await admin?.declareRoutes(fn, []);
+    } catch {
+      // the gateway is away: a new one gets the set without it
+    }
+  }
+
+  /** What `role`'s file declares (a describe run, 30 s at most; the
+   * function file's routes when it gives them), or why not. */
   async #describe(role: Role): Promise<Declaration | string> {
+    const given = this.#given(role.fn);
+    if (given) return { fn: role.fn, name: role.fn, routes: [...given], nestedRoutes: false };
     let proc: Deno.ChildProcess;
     try {
       proc = this.#run(role, DESCRIBE);

@@ -31,6 +31,7 @@ import { givenListener, LISTEN_FD_VARIABLE } from "../connection/given_listener.
 import { closeFd, localPort, setInheritable, tcpListen } from "../../ffi/shim.ts";
 import { UsersError } from "./users.ts";
 import {
+  CACHE_ROOT,
   childEnv,
   type ChildEnvOptions,
   type ChildStart,
@@ -51,6 +52,12 @@ import {
   STATUS_EVERY_MS,
   StatusFile,
 } from "./launcher_status.ts";
+import type { FunctionSpec } from "./function_file.ts";
+import { poolRoles } from "./roles.ts";
+import { fixedPool, scalingJson } from "./scaling.ts";
+import { Scaler } from "./scaler.ts";
+import type { Pool } from "./autoscaler.ts";
+import { AdminClient } from "./admin_client.ts";
 
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
@@ -72,7 +79,13 @@ export interface LauncherOptions extends ChildEnvOptions, ReloadOptions {
   /** Where `./hp status` reads this launcher's status (rewritten at each
    * change); none when absent. */
   statusFile?: StatusFile;
+  /** The functions the roles run, with their scaling (default: a fixed
+   * pool of each function's roles). */
+  specs?: readonly FunctionSpec[];
 }
+
+/** A stopped worker that has not exited after this long is killed, ms. */
+const RETIRE_KILL_MS = 30_000;
 
 /**
  * Runs and supervises a set of roles, and reloads the functions without
@@ -114,6 +127,10 @@ export class Launcher {
   #statusQueued = false;
   #statusTimer: ReturnType<typeof setInterval> | undefined;
   #statusFailed = false;
+  /** Each function's file and scaling. */
+  #specs = new Map<string, FunctionSpec>();
+  /** The autoscaling loop, while some pool can change. */
+  #scaler: Scaler | undefined;
 
   /** Prepare to run `roles`.
    *
@@ -124,15 +141,14 @@ export class Launcher {
    * ```
    */
   constructor(roles: readonly Role[], options: LauncherOptions = {}) {
-    this.#children = roles.map((role) => ({
-      role,
-      backoffMs: BACKOFF_MIN_MS,
-      restarts: 0,
-      generation: 1,
-    }));
+    for (const spec of options.specs ?? specsOf(roles)) this.#specs.set(spec.name, spec);
+    this.#children = roles.map((role) => this.#child(role));
     this.#width = Math.max(8, ...roles.map((r) => r.name.length));
     this.#options = options;
-    this.#routes = new DeclaredRoutes((role, start) => this.#run(role, start));
+    this.#routes = new DeclaredRoutes(
+      (role, start) => this.#run(role, start),
+      (fn) => this.#specs.get(fn)?.routes,
+    );
     this.#supervision = {
       children: this.#children,
       others: this.#others,
@@ -145,6 +161,14 @@ export class Launcher {
       exclusive: (f) => this.#exclusive(f),
     };
     this.#reloads = new Reloads(this.#supervision, this.#routes, options);
+  }
+
+  /** A new child for `role`: dormant when it is a worker beyond its
+   * function's minimum. */
+  #child(role: Role): Child {
+    const min = this.#specs.get(role.fn)?.scaling.min;
+    const dormant = role.fn !== "" && min !== undefined && (role.slot ?? 1) > min;
+    return { role, backoffMs: BACKOFF_MIN_MS, restarts: 0, generation: 1, dormant };
   }
 
   #say(message: string): void {
@@ -197,7 +221,8 @@ export class Launcher {
    */
   start(): void {
     this.#bindPublic();
-    for (const child of this.#children) this.#spawn(child);
+    for (const child of this.#children) if (!child.dormant) this.#spawn(child);
+    this.#autoscale();
     if (this.#options.statusFile) {
       // Fresh while we run: `./hp status` takes an old file for a killed launcher's.
       this.#statusTimer = setInterval(() => this.#changed(), STATUS_EVERY_MS);
@@ -245,8 +270,9 @@ export class Launcher {
     const users = this.#options.users;
     const env = childEnv(role, start, {
       width: this.#width,
-      workers: this.#children.filter((c) => c.role.fn).length,
+      workers: this.#children.filter((c) => c.role.fn && !c.dormant).length,
       declared: this.#routes.declared(),
+      scaling: this.#scaling(),
       options: this.#options,
     });
     // The project's config by path: a function file outside the project
@@ -300,7 +326,14 @@ export class Launcher {
   }
 
   #spawn(child: Child): void {
-    if (this.#stopping || child.process || child.reloading) return;
+    if (this.#stopping || child.process || child.reloading || child.dormant) return;
+    if (this.#unwanted(child)) {
+      child.dormant = true; // a scaled worker whose start failed, and nothing waits now
+      child.restartAt = undefined;
+      this.#say(`${child.role.name}: not started again (nothing waits for ${child.role.fn} now)`);
+      this.#changed();
+      return;
+    }
     child.restartAt = undefined;
     const started = Date.now();
     let proc: Deno.ChildProcess;
@@ -330,6 +363,15 @@ export class Launcher {
       child.process = undefined;
       this.#changed();
       if (this.#stopping) return;
+      const retired = child.retiring;
+      if (retired) {
+        child.retiring = undefined;
+        child.dormant = true;
+        const ms = Date.now() - (child.stoppedAt ?? Date.now());
+        this.#say(`${child.role.name} stopped in ${ms} ms (${retired.reason})`);
+        if (retired.removed) this.#children.splice(this.#children.indexOf(child), 1);
+        return;
+      }
       const next = child.successor;
       child.successor = undefined;
       if (next && status.success) {
@@ -392,7 +434,9 @@ export class Launcher {
     const roles = this.#children.map((c): RoleStatus => {
       const exits = Object.fromEntries(c.exits ?? []);
       const base = { role: c.role.name, restarts: c.restarts, exits };
+      if (c.process && c.retiring) return { ...base, pid: c.process.pid, state: "stopping" };
       if (c.process) return { ...base, pid: c.process.pid, state: "running", since: c.startedAt };
+      if (c.dormant && !this.#stopping) return { ...base, state: "idle" };
       if (c.reloading) return { ...base, state: "reloading" };
       if (c.restartAt === undefined || this.#stopping) return { ...base, state: "stopped" };
       const restartInMs = Math.max(0, c.restartAt - at);
@@ -416,6 +460,224 @@ export class Launcher {
         this.#statusFailed = true;
       }
     });
+  }
+
+  /**
+   * Make the running set what `specs` says (the function file read again
+   * on SIGHUP): a function added is declared and its minimum started, a
+   * function removed stops (and its routes are forgotten), a pool rescaled
+   * gets its new bounds (workers beyond a lowered maximum stop, a raised
+   * minimum starts more), a new file is what the next start (and the
+   * reload that follows) runs. The gateway is told each function's scaling.
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * import { fixedPool } from "./scaling.ts";
+   * declare const launcher: Launcher;
+   * await launcher.reconfigure([{ name: "sum", file: "workers/sum.ts", scaling: fixedPool(2) }]);
+   * ```
+   */
+  async reconfigure(specs: readonly FunctionSpec[]): Promise<void> {
+    const admin = this.#options.admin instanceof AdminClient ? this.#options.admin : undefined;
+    const tell = async (fn: string) => {
+      try {
+        await admin?.setScaling(fn, this.#specs.get(fn)?.scaling);
+      } catch (e) {
+        this.#say(`${fn}: the gateway did not take its scaling: ${(e as Error).message}`);
+      }
+    };
+    const next = new Map(specs.map((s) => [s.name, s]));
+    for (const fn of [...this.#specs.keys()]) {
+      if (next.has(fn)) continue;
+      this.#specs.delete(fn);
+      const mine = this.#children.filter((c) => c.role.fn === fn);
+      for (const c of mine) await this.#retire(c, "removed from the function list", true);
+      await this.#routes.forget(admin, fn);
+      await tell(fn);
+      this.#say(`${fn}: removed (${mine.filter((c) => c.process).length} worker(s) stop)`);
+    }
+    for (const spec of specs) {
+      const old = this.#specs.get(spec.name);
+      const fn = spec.name;
+      if (!old) {
+        const problem = await this.#add(spec, admin);
+        if (problem) this.#say(`${fn}: NOT added: ${problem}`);
+        else await tell(fn);
+        continue;
+      }
+      this.#specs.set(fn, spec);
+      const mine = this.#children.filter((c) => c.role.fn === fn && !c.retiring?.removed);
+      if (old.file !== spec.file) { for (const c of mine) c.role.file = spec.file; }
+      const slots = Math.max(0, ...mine.map((c) => c.role.slot ?? 1));
+      if (spec.scaling.max > slots) {
+        for (const r of poolRoles(spec, slots + 1, spec.scaling.max)) {
+          if (r.name === fn) r.name = `${fn}.1`; // a pool of one growing: NAME stays, the new ones NAME.N
+          this.#children.push(this.#child(r));
+        }
+      }
+      for (const c of mine) {
+        const slot = c.role.slot ?? 1;
+        if (slot > spec.scaling.max) {
+          await this.#retire(c, `max lowered to ${spec.scaling.max}`, true);
+        } else if (c.dormant && slot <= spec.scaling.min) {
+          c.dormant = false;
+          this.#spawn(c);
+        }
+      }
+      if (JSON.stringify(old.scaling) !== JSON.stringify(spec.scaling) || old.file !== spec.file) {
+        await tell(fn);
+        this.#say(`${fn}: ${describeSpec(spec)}`);
+      }
+    }
+    this.#changed();
+    this.#autoscale();
+  }
+
+  /** Add function `spec` to the running set: its user (separate users),
+   * its routes declared, its pool's children, its minimum started. */
+  async #add(spec: FunctionSpec, admin: AdminClient | undefined): Promise<string> {
+    const users = this.#options.users;
+    try {
+      await users?.ensure(spec.name);
+      users?.makeCaches(CACHE_ROOT);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    this.#specs.set(spec.name, spec);
+    const roles = poolRoles(spec, 1, spec.scaling.max);
+    const all = [...this.#children.map((c) => c.role), ...roles];
+    const problem = await this.#routes.add(admin, roles[0], all);
+    if (problem) {
+      this.#specs.delete(spec.name);
+      return problem;
+    }
+    for (const r of roles) {
+      const c = this.#child(r);
+      this.#children.push(c);
+      this.#spawn(c);
+    }
+    this.#say(`${spec.name}: added (${describeSpec(spec)})`);
+    return "";
+  }
+
+  /** Each function's scaling, as the gateways get it (`--scaling`). */
+  #scaling(): string {
+    return scalingJson(new Map([...this.#specs].map(([fn, spec]) => [fn, spec.scaling])));
+  }
+
+  /** Whether a pool can change (min 0, or max above min): then the
+   * autoscaler runs. */
+  #scales(): boolean {
+    return [...this.#specs.values()].some((s) =>
+      s.scaling.min === 0 || s.scaling.max > s.scaling.min
+    );
+  }
+
+  /** Run the autoscaler while some pool can change (it needs the admin port). */
+  #autoscale(): void {
+    const admin = this.#options.admin;
+    if (!this.#scales() || this.#scaler) return;
+    if (!(admin instanceof AdminClient)) {
+      this.#say(`autoscaling is off: ${admin?.problem ?? "no admin port"}`);
+      return;
+    }
+    this.#scaler = new Scaler(admin, {
+      pools: () => this.pools(),
+      start: (fn, count, reason) => this.#scaleUp(fn, count, reason),
+      stop: (fn, pid, reason) => this.#scaleDown(fn, pid, reason),
+      stopping: () => this.#stopping,
+      say: (message) => this.#say(message),
+    });
+    this.#scaler.start();
+  }
+
+  /**
+   * Each function's pool as the autoscaler sees it: its settings, its
+   * running processes, those waiting to be restarted, and whether a reload
+   * of it is under way.
+   *
+   * @example
+   * ```ts
+   * import type { Launcher } from "./launcher.ts";
+   * declare const launcher: Launcher;
+   * for (const p of launcher.pools()) console.log(p.fn, p.running.length, p.scaling.max);
+   * ```
+   */
+  pools(): Pool[] {
+    return [...this.#specs.values()].map((spec) => {
+      const mine = this.#children.filter((c) => c.role.fn === spec.name);
+      return {
+        fn: spec.name,
+        scaling: spec.scaling,
+        running: mine.filter((c) => c.process && !c.retiring).map((c) => c.process!.pid),
+        restarting: mine.filter((c) => !c.process && !c.dormant && !c.reloading).length,
+        reloading: mine.some((c) => c.reloading),
+      };
+    });
+  }
+
+  /** Start up to `count` of `fn`'s dormant workers; how many started. */
+  #scaleUp(fn: string, count: number, reason: string): number {
+    const dormant = this.#children.filter((c) => c.role.fn === fn && c.dormant && !c.process);
+    const picked = dormant.slice(0, count);
+    for (const c of picked) {
+      c.dormant = false;
+      c.backoffMs = BACKOFF_MIN_MS;
+      this.#spawn(c);
+    }
+    if (picked.length > 0) {
+      const running = this.pools().find((p) => p.fn === fn)?.running.length ?? 0;
+      this.#say(
+        `${fn}: ${picked.length} more worker(s) (${reason}): ` +
+          `${picked.map((c) => c.role.name).join(" ")}; ${running} running`,
+      );
+    }
+    return picked.length;
+  }
+
+  /** Stop `fn`'s worker `pid` (it hands its connections over); false when
+   * it is not one of ours. */
+  async #scaleDown(fn: string, pid: number, reason: string): Promise<boolean> {
+    const child = this.#children.find((c) => c.role.fn === fn && c.process?.pid === pid);
+    if (!child || child.retiring) return false;
+    await this.#retire(child, reason, false);
+    return true;
+  }
+
+  /** Stop `child`'s process: told through the gateway (HANDOVER: it hands
+   * every connection over and exits), else SIGTERM; killed when it has not
+   * exited after RETIRE_KILL_MS. `removed`: its role goes (a function
+   * removed, or its maximum lowered). */
+  async #retire(child: Child, reason: string, removed: boolean): Promise<void> {
+    const proc = child.process;
+    if (!proc) {
+      child.dormant = true;
+      child.restartAt = undefined;
+      if (removed) this.#children.splice(this.#children.indexOf(child), 1);
+      return;
+    }
+    child.retiring = { reason, removed };
+    child.stoppedAt = Date.now();
+    this.#changed();
+    this.#say(`${child.role.name} (pid ${proc.pid}) stops: ${reason}`);
+    const admin = this.#options.admin;
+    try {
+      if (!(admin instanceof AdminClient)) throw new Error("no admin port");
+      await admin.retire(child.role.fn, proc.pid);
+    } catch {
+      signal(proc, "SIGTERM"); // not registered (yet), or the gateway is away: it drains
+    }
+    const killer = setTimeout(() => signal(proc, "SIGKILL"), RETIRE_KILL_MS);
+    proc.status.finally(() => clearTimeout(killer));
+  }
+
+  /** A scaled worker (beyond its function's minimum) whose start failed
+   * while nothing waits for its function any more: not worth a restart. */
+  #unwanted(child: Child): boolean {
+    const spec = this.#specs.get(child.role.fn);
+    if (!spec || child.restarts === 0 || (child.role.slot ?? 1) <= spec.scaling.min) return false;
+    return (this.#scaler?.waiting(child.role.fn) ?? 1) === 0;
   }
 
   /**
@@ -481,6 +743,7 @@ export class Launcher {
    */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#scaler?.stop();
     clearInterval(this.#statusTimer);
     this.#options.statusFile?.remove();
     const running = [
@@ -490,6 +753,27 @@ export class Launcher {
     for (const p of running) signal(p, "SIGTERM");
     await reap(running, stopGraceMs());
   }
+}
+
+/** A function's file and pool in words, for the launcher's lines. */
+function describeSpec(spec: FunctionSpec): string {
+  const s = spec.scaling;
+  const pool = s.min === s.max
+    ? `${s.min} worker(s)`
+    : `${s.min} to ${s.max} workers, idle ${s.idleMs / 1000} s, target ${s.target} core`;
+  return `${spec.file}, ${pool}`;
+}
+
+/** Each function of `roles` as a fixed pool of its roles (what a launcher
+ * given no specs runs). */
+function specsOf(roles: readonly Role[]): FunctionSpec[] {
+  const specs = new Map<string, FunctionSpec>();
+  for (const r of roles) {
+    if (!r.fn) continue;
+    const n = (specs.get(r.fn)?.scaling.max ?? 0) + 1;
+    specs.set(r.fn, { name: r.fn, file: r.file, scaling: fixedPool(n) });
+  }
+  return [...specs.values()];
 }
 
 /** One line of the launcher program's own (before the Launcher's width is known). */
@@ -539,8 +823,9 @@ function shareGatewayPort(roles: Role[]): void {
   }
 }
 
-/** SIGINT and SIGTERM stop all, SIGHUP reloads, SIGUSR1 upgrades the gateway. */
-function onSignals(launcher: Launcher): void {
+/** SIGINT and SIGTERM stop all, SIGHUP reloads (reading the function file
+ * again first: `reread`), SIGUSR1 upgrades the gateway. */
+function onSignals(launcher: Launcher, reread: () => FunctionSpec[]): void {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -551,8 +836,21 @@ function onSignals(launcher: Launcher): void {
   };
   Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
-  Deno.addSignalListener("SIGHUP", () => {
-    if (!stopping) launcher.reload().catch((e) => console.error(`launcher: reload: ${e}`));
+  Deno.addSignalListener("SIGHUP", async () => {
+    if (stopping) return;
+    let specs: FunctionSpec[];
+    try {
+      specs = reread();
+    } catch (e) {
+      say(`reload refused: ${(e as Error).message}; the running functions are kept`);
+      return;
+    }
+    try {
+      await launcher.reconfigure(specs);
+      await launcher.reload();
+    } catch (e) {
+      console.error(`launcher: reload: ${e}`);
+    }
   });
   Deno.addSignalListener("SIGUSR1", () => {
     if (!stopping) launcher.upgradeGateway().catch((e) => console.error(`launcher: upgrade: ${e}`));
@@ -563,7 +861,7 @@ function onSignals(launcher: Launcher): void {
  * secret, set up users and the admin port, then run the roles until a
  * signal stops them. */
 async function main(): Promise<void> {
-  const { roles, handover, dev } = commandLine();
+  const { roles, specs, reread, handover, dev } = commandLine();
   // Before the secret exists: no process of this user may read our memory.
   try {
     protectProcess();
@@ -584,9 +882,13 @@ async function main(): Promise<void> {
     secret,
     handover,
     statusFile: new StatusFile(),
+    specs,
   });
   const users = separate?.users;
-  if (users) {
+  // The gateway must know the routes of a function started on demand
+  // before its first worker: declared for every function then (and always
+  // with separate users, which bound what each may register).
+  if (users || specs.some((s) => s.scaling.min === 0)) {
     const problems = await launcher.declareRoutes();
     if (problems.length) {
       console.error(
@@ -594,9 +896,9 @@ async function main(): Promise<void> {
       );
       Deno.exit(2);
     }
-    say(usersSummary(users, roles));
+    if (users) say(usersSummary(users, roles));
   }
-  onSignals(launcher);
+  onSignals(launcher, reread);
   say(
     `pid ${Deno.pid}: kill -HUP ${Deno.pid} (./hp reload) reloads every function, kill -USR1 ${Deno.pid} (./hp reload --gateway) upgrades the gateway`,
   );

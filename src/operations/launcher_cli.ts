@@ -9,7 +9,10 @@
 
 import { parseArgs } from "node:util";
 import { readEnv } from "./child_env.ts";
-import { type Role, RoleError, rolesFor } from "./roles.ts";
+import { functionSpecs, type Role, RoleError, rolesOf } from "./roles.ts";
+import { FUNCTION_FILE, type FunctionSpec, readFunctionFile } from "./function_file.ts";
+import { fixedPool } from "./scaling.ts";
+import { projectRoot } from "../../ffi/paths.ts";
 
 /** What `./hp start --help` prints.
  *
@@ -29,6 +32,14 @@ reloads every function on SIGHUP (./hp reload) and upgrades the gateway on SIGUS
 
   --workers NAME=COUNT,...   workers per function (default sum=1,product=1)   HOTPOTATO_WORKERS
   --function NAME=FILE       another function to run (repeatable)            HOTPOTATO_FUNCTIONS
+  --scale NAME=MIN..MAX,...  a pool that follows the load: MIN always (0:     HOTPOTATO_SCALE
+                             started on demand by its first request), up to
+                             MAX while busy
+  --scale-idle SECONDS       stop a worker of those pools above MIN after    HOTPOTATO_SCALE_IDLE
+                             this long without a request (default 60)
+  --functions-file FILE      the function list (default: hotpotato.jsonc in  HOTPOTATO_FUNCTIONS_FILE
+                             the project, if there is one); read again on
+                             SIGHUP; the options above override it
   --gateways N|auto          gateway processes sharing the port (default 1;   HOTPOTATO_GATEWAYS
                              auto: one per CPU); the first is the primary
   --reload-mode MODE         handover (default): old workers hand their      HOTPOTATO_RELOAD_MODE
@@ -57,6 +68,11 @@ export type LauncherArgs = { help: true } | {
   help: false;
   /** The roles to run. */
   roles: Role[];
+  /** The functions they run, with their scaling. */
+  specs: FunctionSpec[];
+  /** The functions as they are now: the function file read again, the
+   * options over it (SIGHUP); throws when the file cannot be used. */
+  reread: () => FunctionSpec[];
   /** Whether a reload's old workers hand their connections over
    * (`--reload-mode handover`) or close them (`close`). */
   handover: boolean;
@@ -81,6 +97,9 @@ export function launcherArgs(args: string[]): LauncherArgs {
     options: {
       workers: { type: "string", multiple: true },
       function: { type: "string", multiple: true },
+      scale: { type: "string", multiple: true },
+      "scale-idle": { type: "string" },
+      "functions-file": { type: "string" },
       gateways: { type: "string" },
       "reload-mode": { type: "string" },
       dev: { type: "string" },
@@ -96,22 +115,34 @@ export function launcherArgs(args: string[]): LauncherArgs {
   const handover = mode === "handover";
   if (values.dev !== undefined) {
     const fn = values.dev.replace(/^.*\//, "").replace(/\.(ts|js)$/, "");
-    const others = ["sum", "product"].filter((n) => n !== fn).map((n) => `${n}=0`);
+    const specs = [{ name: fn, file: values.dev, scaling: fixedPool(1) }];
     return {
       help: false,
-      roles: rolesFor(others, [`${fn}=${values.dev}`]),
+      roles: rolesOf(specs),
+      specs,
+      reread: () => specs,
       handover,
       dev: { file: values.dev, fn },
     };
   }
   const g = values.gateways ?? readEnv("HOTPOTATO_GATEWAYS") ?? "1";
   const gateways = g === "auto" ? Math.min(64, navigator.hardwareConcurrency) : Number(g);
-  const roles = rolesFor(
-    envOr(values.workers, "HOTPOTATO_WORKERS"),
-    envOr(values.function, "HOTPOTATO_FUNCTIONS"),
-    gateways,
-  );
-  return { help: false, roles, handover };
+  const idle = values["scale-idle"] ?? readEnv("HOTPOTATO_SCALE_IDLE");
+  if (idle !== undefined && !/^\d{1,6}(\.\d{1,3})?$/.test(idle)) {
+    throw new RoleError(`--scale-idle: ${JSON.stringify(idle)} is not a number of seconds`);
+  }
+  const named = values["functions-file"] ?? readEnv("HOTPOTATO_FUNCTIONS_FILE");
+  const path = named ?? `${projectRoot}/${FUNCTION_FILE}`;
+  const reread = () =>
+    functionSpecs({
+      workers: envOr(values.workers, "HOTPOTATO_WORKERS"),
+      functions: envOr(values.function, "HOTPOTATO_FUNCTIONS"),
+      scale: envOr(values.scale, "HOTPOTATO_SCALE"),
+      idleSeconds: idle === undefined ? undefined : Number(idle),
+      file: readFunctionFile(path, named === undefined),
+    });
+  const specs = reread();
+  return { help: false, roles: rolesOf(specs, gateways), specs, reread, handover };
 }
 
 /** The option's values, else the variable `name` as one value (none when unset). */

@@ -26,8 +26,10 @@ export interface RoleStatus {
   /** Its process's pid, while one runs. */
   pid?: number;
   /** running; backoff (a crash loop: restarted after `restartInMs`);
-   * restarting (at once, after a healthy run); reloading; stopped. */
-  state: "running" | "backoff" | "restarting" | "reloading" | "stopped";
+   * restarting (at once, after a healthy run); reloading; stopping (scaled
+   * down: handing its connections over); idle (a worker of a scaled pool
+   * not running now: started on demand); stopped. */
+  state: "running" | "backoff" | "restarting" | "reloading" | "stopping" | "idle" | "stopped";
   /** How many times the launcher restarted it. */
   restarts: number;
   /** Its processes' exits by cause ("signal SIGKILL", "code 1"). */

@@ -143,21 +143,27 @@ export class Reloads {
     const admin = this.#options.admin;
     const generation = ++this.#generation;
     const byFn = new Map<string, Child[]>();
+    /** Workers not running now (a scaled pool's): their next start runs the
+     * new version. */
+    const idle: Child[] = [];
     for (const c of this.#s.children) {
-      if (c.role.fn && (!only || c.role.fn === only)) {
-        byFn.set(c.role.fn, [...(byFn.get(c.role.fn) ?? []), c]);
-      }
+      if (!c.role.fn || (only && c.role.fn !== only) || c.retiring) continue;
+      if (c.dormant) idle.push(c);
+      else byFn.set(c.role.fn, [...(byFn.get(c.role.fn) ?? []), c]);
     }
+    for (const c of idle) c.generation = generation;
+    const cold = [...new Set(idle.map((c) => c.role.fn))].filter((fn) => !byFn.has(fn));
     if (!admin || !(admin instanceof AdminClient)) {
       const problem = admin?.problem ?? "no admin port";
       this.#s.say(`reload ${generation}: cannot reload: ${problem}`);
       return [...byFn.keys()].map((fn) => ({ fn, ok: false, error: problem }));
     }
-    this.#s.say(`reload ${generation}: starting ${[...byFn.keys()].join(", ")}`);
+    this.#s.say(`reload ${generation}: starting ${[...byFn.keys(), ...cold].join(", ")}`);
     const t0 = performance.now();
-    const results = await Promise.all(
-      [...byFn].map(([fn, children]) => this.#reloadFunction(admin, fn, children, generation)),
-    );
+    const results = await Promise.all([
+      ...[...byFn].map(([fn, children]) => this.#reloadFunction(admin, fn, children, generation)),
+      ...cold.map((fn) => this.#reloadCold(admin, fn, idle.find((c) => c.role.fn === fn)!)),
+    ]);
     const failed = results.filter((r) => !r.ok);
     this.#s.say(
       `reload ${generation}: ${
@@ -166,6 +172,19 @@ export class Reloads {
         ` in ${Math.round(performance.now() - t0)} ms`,
     );
     return results;
+  }
+
+  /** A function with no worker running: its routes are declared anew (its
+   * file may have changed); its next start loads the new version. */
+  async #reloadCold(admin: AdminClient, fn: string, child: Child): Promise<ReloadResult> {
+    const problem = await this.#routes.redeclare(admin, fn, child.role);
+    if (problem) {
+      this.#s.say(`reload: ${fn} NOT reloaded: ${problem}`);
+      await admin.reloaded(fn, false, 0);
+      return { fn, ok: false, error: problem };
+    }
+    this.#s.say(`reload: ${fn} has no worker running: its next start loads the new version`);
+    return { fn, ok: true, switchMs: 0, doneMs: 0, handedOver: 0 };
   }
 
   async #reloadFunction(

@@ -13,6 +13,9 @@
  * @module
  */
 
+import type { FunctionSpec } from "./function_file.ts";
+import { checkScaling, fixedPool, parseScaleFlag, type Scaling } from "./scaling.ts";
+
 /** Flags for the gateway and every worker process. */
 export const SERVER_FLAGS: readonly string[] = [
   "--no-prompt",
@@ -61,6 +64,9 @@ export interface Role {
   args: string[];
   /** Extra environment (a satellite gateway's settings). */
   env?: Record<string, string>;
+  /** A worker's place in its function's pool, from 1: the launcher runs the
+   * first `min` always and the rest on demand (src/operations/scaling.ts). */
+  slot?: number;
 }
 
 /** A launcher setting that cannot be used. */
@@ -95,43 +101,83 @@ function pairs(flag: string, list: string[]): [string, string][] {
 }
 
 /**
- * The processes to run: the gateway (and `gateways - 1` satellite gateways
- * sharing its port), then for each function its file and
- * its number of workers. `workers` lists `NAME=COUNT` (e.g. "sum=2,product=2");
- * `functions` lists `NAME=FILE` for functions beyond sum and product (e.g.
- * "hello=examples/hello.ts"). A function listed in `functions` but not in
- * `workers` gets one worker; a count of 0 leaves a function out.
+ * The functions to run: sum and product (one worker each) unless `file`
+ * (the function file's list) says otherwise; then `functions` (`NAME=FILE`)
+ * adds or re-points functions, `workers` (`NAME=COUNT`) gives fixed pools (0
+ * leaves a function out), `scale` (`NAME=MIN..MAX`) scaled ones, and
+ * `idleSeconds` the idle time of the functions `scale` names.
  *
  * @example
  * ```ts
- * import { rolesFor } from "./roles.ts";
- * const roles = rolesFor(["sum=2"], ["hello=examples/hello.ts"]);
- * // gateway, sum.1, sum.2, product, hello
- * rolesFor([], [], 2); // gateway, gateway.2 (a satellite), sum, product
+ * import { functionSpecs } from "./roles.ts";
+ * const specs = functionSpecs({ functions: ["hello=examples/hello.ts"], scale: ["hello=0..4"] });
+ * console.log(specs.map((s) => `${s.name} ${s.scaling.min}..${s.scaling.max}`));
+ * // ["sum 1..1", "product 1..1", "hello 0..4"]
  * ```
  */
-export function rolesFor(workers: string[], functions: string[], gateways = 1): Role[] {
-  const files = new Map<string, string>([["sum", "workers/sum.ts"], [
-    "product",
-    "workers/product.ts",
-  ]]);
-  const counts = new Map<string, number>([["sum", 1], ["product", 1]]);
-  for (const [name, file] of pairs("--function", functions)) {
+export function functionSpecs(o: {
+  workers?: string[];
+  functions?: string[];
+  scale?: string[];
+  idleSeconds?: number;
+  file?: FunctionSpec[];
+}): FunctionSpec[] {
+  const specs = new Map<string, FunctionSpec>(
+    (o.file ?? [
+      { name: "sum", file: "workers/sum.ts", scaling: fixedPool(1) },
+      { name: "product", file: "workers/product.ts", scaling: fixedPool(1) },
+    ]).map((s) => [s.name, { ...s }]),
+  );
+  for (const [name, file] of pairs("--function", o.functions ?? [])) {
     if (!file.endsWith(".ts") && !file.endsWith(".js")) {
       throw new RoleError(`--function: ${name}=${file} must name a .ts or .js file`);
     }
-    files.set(name, file);
-    if (!counts.has(name)) counts.set(name, 1);
+    const had = specs.get(name);
+    specs.set(name, { name, file, scaling: had?.scaling ?? fixedPool(1) });
   }
-  for (const [name, value] of pairs("--workers", workers)) {
+  for (const [name, value] of pairs("--workers", o.workers ?? [])) {
     if (!/^\d{1,3}$/.test(value) || Number(value) > 64) {
       throw new RoleError(`--workers: ${name}=${value}: the count must be 0 to 64`);
     }
-    if (!files.has(name)) {
+    const spec = specs.get(name);
+    if (!spec) {
       throw new RoleError(`--workers: no file for function ${name} (add --function ${name}=FILE)`);
     }
-    counts.set(name, Number(value));
+    if (Number(value) === 0) specs.delete(name);
+    else spec.scaling = { ...spec.scaling, ...fixedPool(Number(value)) };
   }
+  let scaled: Map<string, Scaling>;
+  try {
+    scaled = parseScaleFlag(o.scale ?? [], (fn) => specs.get(fn)?.scaling ?? fixedPool(1));
+  } catch (e) {
+    throw new RoleError((e as Error).message);
+  }
+  for (const [name, scaling] of scaled) {
+    const spec = specs.get(name);
+    if (!spec) {
+      throw new RoleError(`--scale: no file for function ${name} (add --function ${name}=FILE)`);
+    }
+    spec.scaling = o.idleSeconds === undefined
+      ? scaling
+      : checkScaling(name, { idle: o.idleSeconds }, scaling, "--scale-idle");
+  }
+  return [...specs.values()];
+}
+
+/**
+ * The processes to run: the gateway (and `gateways - 1` satellite gateways
+ * sharing its port), then each function's pool: `max` workers, named
+ * `NAME.1` to `NAME.max` (`NAME` alone for a pool of one); the launcher runs
+ * the first `min` always and the rest on demand.
+ *
+ * @example
+ * ```ts
+ * import { functionSpecs, rolesOf } from "./roles.ts";
+ * const roles = rolesOf(functionSpecs({ workers: ["sum=2"] }), 1);
+ * console.log(roles.map((r) => r.name)); // ["gateway", "sum.1", "sum.2", "product"]
+ * ```
+ */
+export function rolesOf(specs: readonly FunctionSpec[], gateways = 1): Role[] {
   if (!Number.isInteger(gateways) || gateways < 1 || gateways > 64) {
     throw new RoleError(`--gateways: ${gateways} is not 1 to 64 (or auto)`);
   }
@@ -148,15 +194,52 @@ export function rolesFor(workers: string[], functions: string[], gateways = 1): 
       env: { ...shared, HOTPOTATO_SATELLITE: "on", HOTPOTATO_ADMIN_PORT: "off" },
     });
   }
-  for (const [name, n] of counts) {
-    for (let i = 1; i <= n; i++) {
-      roles.push({
-        name: n > 1 ? `${name}.${i}` : name,
-        fn: name,
-        file: files.get(name)!,
-        args: [],
-      });
-    }
+  for (const spec of specs) roles.push(...poolRoles(spec, 1, spec.scaling.max));
+  return roles;
+}
+
+/**
+ * The roles of `spec`'s pool from slot `from` to `to` (a pool of one is
+ * named after its function, a larger one `NAME.N`).
+ *
+ * @example
+ * ```ts
+ * import { poolRoles } from "./roles.ts";
+ * import { fixedPool } from "./scaling.ts";
+ * const spec = { name: "hello", file: "examples/hello.ts", scaling: fixedPool(3) };
+ * console.log(poolRoles(spec, 1, 3).map((r) => r.name)); // ["hello.1", "hello.2", "hello.3"]
+ * ```
+ */
+export function poolRoles(spec: FunctionSpec, from: number, to: number): Role[] {
+  const roles: Role[] = [];
+  for (let i = from; i <= to; i++) {
+    roles.push({
+      name: spec.scaling.max > 1 || i > 1 ? `${spec.name}.${i}` : spec.name,
+      fn: spec.name,
+      file: spec.file,
+      args: [],
+      slot: i,
+    });
   }
   return roles;
+}
+
+/**
+ * The processes to run: the gateway (and `gateways - 1` satellite gateways
+ * sharing its port), then for each function its file and
+ * its number of workers. `workers` lists `NAME=COUNT` (e.g. "sum=2,product=2");
+ * `functions` lists `NAME=FILE` for functions beyond sum and product (e.g.
+ * "hello=examples/hello.ts"). A function listed in `functions` but not in
+ * `workers` gets one worker; a count of 0 leaves a function out.
+ *
+ * @example
+ * ```ts
+ * import { rolesFor } from "./roles.ts";
+ * const roles = rolesFor(["sum=2"], ["hello=examples/hello.ts"]);
+ * // gateway, sum.1, sum.2, product, hello
+ * rolesFor([], [], 2); // gateway, gateway.2 (a satellite), sum, product
+ * ```
+ */
+export function rolesFor(workers: string[], functions: string[], gateways = 1): Role[] {
+  return rolesOf(functionSpecs({ workers, functions }), gateways);
 }

@@ -63,7 +63,12 @@ export class ScalingError extends Error {
  * ```
  */
 export function fixedPool(n: number): Scaling {
-  return { min: n, max: n, idleMs: SCALING_LIMITS.idleSeconds * 1000, target: SCALING_LIMITS.target };
+  return {
+    min: n,
+    max: n,
+    idleMs: SCALING_LIMITS.idleSeconds * 1000,
+    target: SCALING_LIMITS.target,
+  };
 }
 
 /**

@@ -42,6 +42,14 @@ export interface Child {
   /** A reload of its function is under way: its process's exit is not a
    * crash to restart from now (the reload's outcome decides). */
   reloading?: boolean;
+  /** A worker of a scaled pool that is not wanted now: no process, and
+   * none started until the autoscaler asks (src/operations/scaler.ts). */
+  dormant?: boolean;
+  /** Being stopped (scaled down: it hands its connections over); its exit
+   * makes it dormant, not a crash to restart from. `reason` is said. */
+  retiring?: { reason: string; removed: boolean };
+  /** When it was told to stop (ms since the epoch), while it stops. */
+  stoppedAt?: number;
 }
 
 /** The launcher's supervision, as reloads and upgrades use it.

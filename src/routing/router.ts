@@ -365,7 +365,7 @@ export class Router<W extends WorkerRef = WorkerRef> {
    * console.log(router.workersOf("sum").length); // 1
    * ```
    */
-    workersOf(name: string): readonly W[] {
+  workersOf(name: string): readonly W[] {
     return this.#byName.get(name)?.workers ?? [];
   }
 

@@ -401,10 +401,13 @@ export class FunctionServer {
     if (this.#handingOver) return;
     this.#handingOver = true;
     const started = Date.now();
-    log.info("{name}: a new version registered; handing {held} connection(s) over", {
-      name: this.options.name,
-      held: this.#connections.size,
-    });
+    log.info(
+      "{name}: told to leave (a new version, or fewer workers); handing {held} connection(s) over",
+      {
+        name: this.options.name,
+        held: this.#connections.size,
+      },
+    );
     const left = await this.#drainHeld(started + this.#config.drainTimeoutMs);
     if (left === 0) {
       log.info("{name}: every connection handed over in {ms} ms; exiting", {
