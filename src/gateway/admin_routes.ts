@@ -16,7 +16,7 @@
  *   demand on every function, at once when something new waits, else after
  *   MS), `POST /admin/retire?function=F&pid=P` (stop a worker: it hands its
  *   connections over), `POST /admin/scaling?function=F&scaling=JSON` and
- *   `POST /admin/scaled?function=F&direction=up|down&reason=R`: the
+ *   `POST /admin/scaled?function=F&direction=up|down|failed&reason=R`: the
  *   launcher's autoscaler. These need the launcher's signature
  *   (src/operations/admin_signature.ts: the gateway under the launcher has
  *   the key, and no token travels) or, for a gateway run by hand,
@@ -79,7 +79,7 @@ export interface AdminSource {
   /** Replace a function's scaling (JSON as in `--scaling`); an error message, or "". */
   setScaling?(name: string, scaling: string): string;
   /** Count one of the launcher's scale events. */
-  scaled?(name: string, direction: "up" | "down", reason: string): void;
+  scaled?(name: string, direction: "up" | "down" | "failed", reason: string): void;
   /** Each function's scaling settings and state (GET /functions). */
   functionStates?(): unknown[];
 }
@@ -206,8 +206,8 @@ function adminWrite(
   if (head.path === "/admin/scaled" && source.scaled) {
     const direction = q.get("direction");
     const reason = q.get("reason") ?? "";
-    if (direction !== "up" && direction !== "down") {
-      return json(400, { error: "direction: up or down" });
+    if (direction !== "up" && direction !== "down" && direction !== "failed") {
+      return json(400, { error: "direction: up, down or failed" });
     }
     if (!REASON_RE.test(reason)) return json(400, { error: "reason: a few lowercase words" });
     source.scaled(name, direction, reason);

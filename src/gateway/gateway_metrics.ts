@@ -249,7 +249,7 @@ export class GatewayMetrics {
   /** The launcher's scale events, by function, direction and reason. */
   readonly scaleEvents = this.registry.counter(
     "hotpotato_scale_events_total",
-    "Workers the launcher started (up) or stopped (down), by function, direction and reason",
+    "Workers the launcher started (up), stopped (down) or could not start (failed), by function, direction and reason",
     ["function", "direction", "reason"],
   );
   #draining: Gauge = this.registry

@@ -283,7 +283,7 @@ export class AdminClient {
    * await admin.scaled("hello", "up", "cold start");
    * ```
    */
-  async scaled(fn: string, direction: "up" | "down", reason: string): Promise<void> {
+  async scaled(fn: string, direction: "up" | "down" | "failed", reason: string): Promise<void> {
     const q = new URLSearchParams({ function: fn, direction, reason });
     try {
       await this.#request("POST", `/admin/scaled?${q}`);

@@ -387,6 +387,11 @@ export class Launcher {
       }
       const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
       this.#say(`${child.role.name} exited (${how})`);
+      if (this.#scaler && child.role.fn && Date.now() - started < HEALTHY_MS) {
+        // A pool's start that failed (or a crash soon after): counted like a failed reload.
+        const admin = this.#options.admin;
+        if (admin instanceof AdminClient) admin.scaled(child.role.fn, "failed", "start failed");
+      }
       child.exits ??= new Map();
       child.exits.set(how, (child.exits.get(how) ?? 0) + 1);
       // During a reload, its end decides: the new process, or a restart.

@@ -1,0 +1,132 @@
+/**
+ * Cold starts' bounds and the pool following the load (issue 21): at most
+ * `--cold-hold-max` requests wait for a function that starts (more get 503
+ * with Retry-After at once), a function that cannot start answers 503 after
+ * `--cold-start-timeout` and is retried with backoff, and a busy pool grows
+ * to its maximum with its connections rebalanced (SHED). Real launcher,
+ * gateway, workers and TLS clients.
+ */
+
+import assert from "node:assert/strict";
+import { Launched } from "./support/launched.ts";
+import { Client } from "./support/system.ts";
+import { waitUntil } from "./support/wait.ts";
+
+async function waiting(sys: Launched, name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${sys.adminPort}/functions`);
+  const all = await res.json() as { name: string; waiting: number }[];
+  return all.find((f) => f.name === name)?.waiting ?? 0;
+}
+
+Deno.test("the held-while-cold limit: one request waits for the function to start, the next gets 503 with Retry-After on a connection that stays open", async () => {
+  const sys = await Launched.start(
+    "start",
+    ["--function", "slow=tests/fixtures/slow_start.ts", "--scale", "slow=0..1"],
+    ["sum", "product"],
+    { HOTPOTATO_COLD_HOLD_MAX: "1" },
+  );
+  const clients: Client[] = [];
+  try {
+    const first = await Client.connect(sys.port);
+    const second = await Client.connect(sys.port);
+    clients.push(first, second);
+    const waited = first.get("/slow");
+    await waitUntil(async () => await waiting(sys, "slow") === 1, { what: "one request held" });
+    const t0 = performance.now();
+    const full = await second.get("/slow");
+    assert.equal(full.status, 503, full.body);
+    assert.equal(full.headers.get("retry-after"), "1");
+    assert.match(JSON.parse(full.body).error, /function slow is starting; too many requests wait/);
+    assert.ok(performance.now() - t0 < 1000, "answered at once, not after the start");
+    const ok = await waited;
+    assert.equal(ok.status, 200, ok.body);
+    // The refused client's connection stayed open: it retries and is served.
+    assert.equal((await second.get("/slow")).status, 200);
+    assert.equal(
+      await sys.metric("hotpotato_cold_refused_total", 'function="slow",reason="full"'),
+      1,
+    );
+  } finally {
+    for (const c of clients) c.close();
+    await sys.stop();
+  }
+});
+
+Deno.test("a function that cannot start: 503 with Retry-After after the cold-start timeout, retried with backoff meanwhile; the next version (a reload) starts", async () => {
+  const sys = await Launched.start(
+    "start",
+    ["--function", "broken=tests/fixtures/no_start.ts", "--scale", "broken=0..1"],
+    ["sum", "product"],
+    { HOTPOTATO_COLD_START_TIMEOUT: "2" },
+  );
+  const clients: Client[] = [];
+  try {
+    const c = await Client.connect(sys.port);
+    clients.push(c);
+    const mark = sys.lines.length;
+    const t0 = performance.now();
+    const res = await c.get("/broken");
+    const ms = performance.now() - t0;
+    assert.equal(res.status, 503, res.body);
+    assert.equal(res.headers.get("retry-after"), "1");
+    assert.match(JSON.parse(res.body).error, /function broken did not start in time/);
+    assert.ok(ms >= 1900 && ms < 5000, `answered after the 2 s timeout (${Math.round(ms)} ms)`);
+    const exits = sys.lines.slice(mark).filter((l) =>
+      /^launcher\s+\| broken exited \(code 3\)/.test(l)
+    );
+    assert.ok(
+      exits.length >= 2,
+      `retried: ${exits.length} exit(s) in\n${sys.lines.slice(mark).join("\n")}`,
+    );
+    assert.ok(sys.lines.slice(mark).some((l) => /restarting broken in 400 ms/.test(l)));
+    assert.equal(
+      await sys.metric("hotpotato_cold_refused_total", 'function="broken",reason="timeout"'),
+      1,
+    );
+    assert.ok(
+      await sys.metric("hotpotato_scale_events_total", 'direction="failed"') >= 2,
+      "each failed start counted",
+    );
+    // Nothing waits any more: it is not started again...
+    await sys.waitLine(/broken: not started again \(nothing waits for broken now\)/, mark);
+    // ...until a reload brings a version that starts, on its next request.
+    const lines = await sys.reload();
+    assert.ok(lines.some((l) => /broken has no worker running: its next start loads/.test(l)));
+    const ok = await c.get("/broken");
+    assert.equal(ok.status, 200, ok.body);
+  } finally {
+    for (const c of clients) c.close();
+    await sys.stop();
+  }
+});
+
+Deno.test("a busy pool grows to its maximum, and the new worker takes a share of the open connections (SHED), with no new handshake", async () => {
+  const sys = await Launched.start(
+    "start",
+    ["--function", "busy=tests/fixtures/busy.ts", "--scale", "busy=1..2"],
+    ["sum", "product", "busy"],
+  );
+  const clients: Client[] = [];
+  let running = true;
+  try {
+    for (let i = 0; i < 4; i++) clients.push(await Client.connect(sys.port));
+    const seen = new Set<string>();
+    const loops = clients.map(async (c) => {
+      while (running) {
+        const r = await c.get("/busy");
+        assert.equal(r.status, 200, r.body);
+        seen.add(r.headers.get("x-hotpotato-worker")!);
+      }
+    });
+    await sys.waitLine(/^launcher\s+\| busy: 1 more worker\(s\) \(busy: [\d.]+ cores/, 0, 20_000);
+    await waitUntil(() => seen.size === 2, { what: "both workers answering", timeoutMs: 15_000 });
+    running = false;
+    await Promise.all(loops);
+    assert.equal(await sys.metric("hotpotato_tls_handshakes_total"), 4);
+    assert.equal(await sys.metric("hotpotato_scale_events_total", 'reason="busy"'), 1);
+  } finally {
+    running = false;
+    for (const c of clients) c.close();
+    await sys.stop();
+  }
+});
