@@ -28,7 +28,7 @@ import {
   type RequestInfo,
 } from "./src/worker/function_server.ts";
 import { EventLoop } from "./src/connection/event_loop.ts";
-import { onShutdown, printStatsOnSignal } from "./src/operations/lifecycle.ts";
+import { onLauncherLine, onShutdown, printStatsOnSignal } from "./src/operations/lifecycle.ts";
 import { flushLogs, logger, printLine, setupLogging } from "./src/operations/log.ts";
 import { protectProcess } from "./src/operations/privileges.ts";
 import { configureTrust } from "./src/handoff/trust.ts";
@@ -118,7 +118,17 @@ export function serveFunction(options: ServeFunctionOptions, handler: Handler): 
     handler,
     parsed.config,
   );
-  server.start();
+  if (env("HOTPOTATO_PARKED") === "on") {
+    // A spare the launcher started ahead (its module loaded, its file run):
+    // it registers when the launcher says "go", a cold start away.
+    server.park();
+    let going = false;
+    onLauncherLine((line) => {
+      if (line !== "go" || going) return;
+      going = true;
+      server.start();
+    });
+  } else server.start();
   printStatsOnSignal(() => ({ held: server.held, registered: server.registered }));
   onShutdown(async (reason) => {
     logger("worker").info("{name} draining ({reason})", { name: options.name, reason });

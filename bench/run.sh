@@ -57,6 +57,10 @@ if [ "${1:-}" = --reload ]; then
   # SIGHUP reloads under 50 connections: handover against closing (bench/reload.ts)
   exec "$deno" run --no-prompt --allow-all bench/reload.ts
 fi
+if [ "${1:-}" = --cold ]; then
+  # functions on demand: cold starts against a bare deno run, and a load step (bench/cold_start.ts)
+  exec "$deno" run --no-prompt --allow-all bench/cold_start.ts --load
+fi
 if [ "${1:-}" = --sizes ]; then
   # response bodies of 1 KiB, 64 KiB, 1 MiB against nginx (bench/sizes.ts)
   exec "$deno" run --no-prompt --allow-all bench/sizes.ts

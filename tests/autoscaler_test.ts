@@ -17,7 +17,7 @@ import {
 import { functionSpecs } from "../src/operations/roles.ts";
 import { parseScalingJson, scalingJson } from "../src/operations/scaling.ts";
 
-const SCALED = { min: 0, max: 4, idleMs: 10_000, target: 0.5 };
+const SCALED = { min: 0, max: 4, idleMs: 10_000, target: 0.5, spare: 0 };
 
 function pool(running: number[], over: Partial<Pool> = {}): Pool {
   return { fn: "f", scaling: SCALED, running, restarting: 0, reloading: false, ...over };
@@ -183,7 +183,11 @@ Deno.test("--scale and --workers over the file's functions; --scaling round-trip
   assert.throws(() => functionSpecs({ scale: ["sum=3..1"] }), /min 3 is above max 1/);
   assert.throws(() => functionSpecs({ scale: ["sum=0"] }), /max must be at least 1/);
   assert.throws(() => functionSpecs({ scale: ["sum"] }), /is not NAME=MIN\.\.MAX/);
-  const file = [{ name: "a", file: "a.ts", scaling: { min: 0, max: 2, idleMs: 1000, target: 1 } }];
+  const file = [{
+    name: "a",
+    file: "a.ts",
+    scaling: { min: 0, max: 2, idleMs: 1000, target: 1, spare: 0 },
+  }];
   assert.deepEqual(
     functionSpecs({ file }).map((s) => s.name),
     ["a"],

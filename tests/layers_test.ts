@@ -47,13 +47,14 @@ const SHARED: Record<string, { from: Importers; imports: readonly Layer[] }> = {
   "operations/metrics.ts": { from: "any", imports: [] },
   "operations/lines.ts": { from: "any", imports: [] },
   "operations/cidr.ts": { from: "any", imports: [] },
+  // A function's scaling settings: the launcher decides with them, the
+  // gateway reads them (--scaling, in config.ts) to hold requests for a
+  // function at zero workers.
+  "operations/scaling.ts": { from: "any", imports: [] },
   // The roles' utilities: settings, process lifecycle, draining.
   "operations/config.ts": { from: ROLES_AND_HOLDER, imports: ["http", "ffi"] },
   "operations/lifecycle.ts": { from: ROLES_AND_HOLDER, imports: ["ffi"] },
   "operations/drain.ts": { from: ROLES_AND_HOLDER, imports: ["connection", "ffi"] },
-  // A function's scaling settings: the launcher decides with them, the
-  // gateway reads them (--scaling) to hold requests for a cold function.
-  "operations/scaling.ts": { from: ["gateway"], imports: [] },
   // The admin port's signatures: the launcher signs, the gateway checks.
   "operations/admin_signature.ts": { from: ["gateway"], imports: ["handoff"] },
 };

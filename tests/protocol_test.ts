@@ -165,6 +165,7 @@ Deno.test("the type numbers are the wire's: every name keeps its number", () => 
     BOUND: 16,
     JOIN: 17,
     TICKETS: 18,
+    SHED: 19,
   });
   for (const name of NAMES) assert.equal(MessageType[name], MESSAGES[name].type, name);
   assert.deepEqual(
@@ -231,6 +232,7 @@ Deno.test("a JSON message with a wrong body is refused by the parser its entry n
     "LISTENER",
     "JOIN",
     "TICKETS",
+    "SHED",
   ]);
   for (const name of json) {
     const type = MessageType[name];

@@ -98,7 +98,7 @@ export interface AdminSource {
  *     unhealthy: () => ({ status: "ok" }),
  *     functions: () => [],
  *   });
- *   console.log(answer.status); // 200
+ *   console.log((await answer).status); // 200
  * }
  * ```
  */

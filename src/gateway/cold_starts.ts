@@ -67,7 +67,7 @@ interface Cold {
  * const cold = new ColdStarts({
  *   router: new Router<Worker>(),
  *   metrics: new GatewayMetrics(),
- *   scaling: new Map([["hello", { min: 0, max: 2, idleMs: 60_000, target: 0.6 }]]),
+ *   scaling: new Map([["hello", { min: 0, max: 2, idleMs: 60_000, target: 0.6, spare: 0 }]]),
  *   timeoutMs: 10_000,
  *   maxHeld: 100,
  *   functionFor: (path) => path.startsWith("/hello") ? "hello" : undefined,
@@ -113,7 +113,7 @@ export class ColdStarts {
    * ```ts
    * import type { ColdStarts } from "./cold_starts.ts";
    * declare const cold: ColdStarts;
-   * cold.setScaling("hello", { min: 0, max: 4, idleMs: 30_000, target: 0.6 });
+   * cold.setScaling("hello", { min: 0, max: 4, idleMs: 30_000, target: 0.6, spare: 0 });
    * ```
    */
   setScaling(fn: string, scaling: Scaling | undefined): void {

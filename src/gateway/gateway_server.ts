@@ -67,7 +67,7 @@ const SETTLING_MS = 5000;
  * ```ts
  * import type { FunctionState } from "./gateway_server.ts";
  * const s: FunctionState = {
- *   name: "hello", routes: [], scaling: { min: 0, max: 4, idle: 60, target: 0.6 },
+ *   name: "hello", routes: [], scaling: { min: 0, max: 4, idle: 60, target: 0.6, spare: 0 },
  *   state: "idle", workers: 0, waiting: 0, pool: [],
  * };
  * console.log(s.state);
@@ -79,7 +79,7 @@ export interface FunctionState {
   /** Its routes, while it has (or recently had) a worker. */
   routes: string[];
   /** Its scaling (idle in seconds); null when the launcher gave none. */
-  scaling: { min: number; max: number; idle: number; target: number } | null;
+  scaling: { min: number; max: number; idle: number; target: number; spare: number } | null;
   /** running (a worker serves it), starting (requests wait for one), idle
    * (at zero workers, started on demand) or down (no worker, not on demand). */
   state: "running" | "starting" | "idle" | "down";
@@ -632,7 +632,9 @@ export class Gateway {
       return {
         name,
         routes: routed.get(name)?.routes ?? [],
-        scaling: s ? { min: s.min, max: s.max, idle: s.idleMs / 1000, target: s.target } : null,
+        scaling: s
+          ? { min: s.min, max: s.max, idle: s.idleMs / 1000, target: s.target, spare: s.spare }
+          : null,
         state: serving > 0 ? "running" : waiting > 0 ? "starting" : s?.min === 0 ? "idle" : "down",
         workers: serving,
         waiting,

@@ -262,7 +262,7 @@ export class AdminClient {
    * ```ts
    * import type { AdminClient } from "./admin_client.ts";
    * declare const admin: AdminClient;
-   * await admin.setScaling("hello", { min: 0, max: 4, idleMs: 30_000, target: 0.6 });
+   * await admin.setScaling("hello", { min: 0, max: 4, idleMs: 30_000, target: 0.6, spare: 0 });
    * ```
    */
   async setScaling(fn: string, scaling: Scaling | undefined): Promise<void> {

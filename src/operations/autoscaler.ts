@@ -64,7 +64,7 @@ export type Decision =
  *   functions: { hello: { waiting: 1, workers: [] } },
  * }, [{
  *   fn: "hello",
- *   scaling: { min: 0, max: 4, idleMs: 60_000, target: 0.6 },
+ *   scaling: { min: 0, max: 4, idleMs: 60_000, target: 0.6, spare: 0 },
  *   running: [],
  *   restarting: 0,
  *   reloading: false,

@@ -11,7 +11,7 @@
  *   "functions": {
  *     "sum": { "file": "workers/sum.ts" },                  // one worker, always
  *     "product": { "file": "workers/product.ts", "workers": 2 },
- *     "hello": { "file": "examples/hello.ts", "min": 0, "max": 4, "idle": 30 },
+ *     "hello": { "file": "examples/hello.ts", "min": 0, "max": 4, "idle": 30, "spare": 1 },
  *   },
  * }
  * ```
@@ -42,7 +42,7 @@ export const FUNCTION_FILE = "hotpotato.jsonc";
 const MAX_FILE_BYTES = 1 << 20;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const KEYS = new Set(["file", "routes", "workers", "min", "max", "idle", "target"]);
+const KEYS = new Set(["file", "routes", "workers", "min", "max", "idle", "target", "spare"]);
 
 /** A function file that cannot be used: its path, line and the reason. */
 export class FunctionFileError extends Error {
@@ -131,7 +131,7 @@ function lineOf(text: string, name: string): number {
  * const specs = parseFunctionFile("hotpotato.jsonc", `{
  *   "functions": { "hello": { "file": "examples/hello.ts", "min": 0, "max": 4 } }
  * }`);
- * console.log(specs[0].scaling); // { min: 0, max: 4, idleMs: 60000, target: 0.6 }
+ * console.log(specs[0].scaling); // { min: 0, max: 4, idleMs: 60000, target: 0.6, spare: 0 }
  * ```
  */
 export function parseFunctionFile(path: string, text: string): FunctionSpec[] {

@@ -159,6 +159,11 @@ export class Launcher {
       adopt: (child, proc, generation) => this.#adopt(child, proc, generation),
       scheduleRestart: (child, started) => this.#scheduleRestart(child, started),
       exclusive: (f) => this.#exclusive(f),
+      repark: (child) => {
+        if (!child.process || !child.parked || child.retiring) return;
+        child.retiring = { reason: "a reload: parked again with the new version", removed: false };
+        signal(child.process, "SIGTERM");
+      },
     };
     this.#reloads = new Reloads(this.#supervision, this.#routes, options);
   }
@@ -222,6 +227,7 @@ export class Launcher {
   start(): void {
     this.#bindPublic();
     for (const child of this.#children) if (!child.dormant) this.#spawn(child);
+    this.#park();
     this.#autoscale();
     if (this.#options.statusFile) {
       // Fresh while we run: `./hp status` takes an old file for a killed launcher's.
@@ -270,7 +276,7 @@ export class Launcher {
     const users = this.#options.users;
     const env = childEnv(role, start, {
       width: this.#width,
-      workers: this.#children.filter((c) => c.role.fn && !c.dormant).length,
+      workers: this.#children.filter((c) => c.role.fn && !c.dormant && !c.parked).length,
       declared: this.#routes.declared(),
       scaling: this.#scaling(),
       options: this.#options,
@@ -343,6 +349,7 @@ export class Launcher {
         standby: false,
         restarted: child.restarts > 0,
         exits: child.exits,
+        extraEnv: child.parked ? { HOTPOTATO_PARKED: "on" } : undefined,
       });
     } catch (e) {
       this.#say(`cannot start ${child.role.name}: ${(e as Error).message}`);
@@ -350,6 +357,14 @@ export class Launcher {
       return;
     }
     child.process = proc;
+    if (child.parked) {
+      // It registers when told: "go" on its stdin (the pipe stays ours).
+      const writer = proc.stdin.getWriter();
+      child.wake = () => {
+        writer.write(new TextEncoder().encode("go\n")).catch(() => {});
+        child.wake = undefined;
+      };
+    }
     this.#watch(child, proc, started);
   }
 
@@ -364,12 +379,15 @@ export class Launcher {
       this.#changed();
       if (this.#stopping) return;
       const retired = child.retiring;
+      child.wake = undefined;
       if (retired) {
         child.retiring = undefined;
         child.dormant = true;
+        child.parked = false;
         const ms = Date.now() - (child.stoppedAt ?? Date.now());
         this.#say(`${child.role.name} stopped in ${ms} ms (${retired.reason})`);
         if (retired.removed) this.#children.splice(this.#children.indexOf(child), 1);
+        this.#park(); // a pool below its maximum keeps its spares
         return;
       }
       const next = child.successor;
@@ -440,6 +458,7 @@ export class Launcher {
       const exits = Object.fromEntries(c.exits ?? []);
       const base = { role: c.role.name, restarts: c.restarts, exits };
       if (c.process && c.retiring) return { ...base, pid: c.process.pid, state: "stopping" };
+      if (c.process && c.parked) return { ...base, pid: c.process.pid, state: "parked" };
       if (c.process) return { ...base, pid: c.process.pid, state: "running", since: c.startedAt };
       if (c.dormant && !this.#stopping) return { ...base, state: "idle" };
       if (c.reloading) return { ...base, state: "reloading" };
@@ -536,6 +555,7 @@ export class Launcher {
       }
     }
     this.#changed();
+    this.#park();
     this.#autoscale();
   }
 
@@ -615,30 +635,68 @@ export class Launcher {
       return {
         fn: spec.name,
         scaling: spec.scaling,
-        running: mine.filter((c) => c.process && !c.retiring).map((c) => c.process!.pid),
-        restarting: mine.filter((c) => !c.process && !c.dormant && !c.reloading).length,
+        running: mine.filter((c) => c.process && !c.retiring && !c.parked).map((c) =>
+          c.process!.pid
+        ),
+        restarting: mine.filter((c) => !c.process && !c.dormant && !c.reloading && !c.parked)
+          .length,
         reloading: mine.some((c) => c.reloading),
       };
     });
   }
 
-  /** Start up to `count` of `fn`'s dormant workers; how many started. */
+  /** Start up to `count` more workers of `fn`: its parked spares first
+   * (told to register), then dormant ones (a process start); how many. */
   #scaleUp(fn: string, count: number, reason: string): number {
-    const dormant = this.#children.filter((c) => c.role.fn === fn && c.dormant && !c.process);
-    const picked = dormant.slice(0, count);
-    for (const c of picked) {
+    const mine = this.#children.filter((c) => c.role.fn === fn);
+    const spares = mine.filter((c) => c.parked && c.wake && !c.retiring).slice(0, count);
+    for (const c of spares) {
+      c.parked = false;
+      c.startedAt = Date.now();
+      c.wake!();
+    }
+    const dormant = mine.filter((c) => c.dormant && !c.process);
+    const started = dormant.slice(0, count - spares.length);
+    for (const c of started) {
       c.dormant = false;
       c.backoffMs = BACKOFF_MIN_MS;
       this.#spawn(c);
     }
+    const picked = [...spares, ...started];
     if (picked.length > 0) {
       const running = this.pools().find((p) => p.fn === fn)?.running.length ?? 0;
       this.#say(
         `${fn}: ${picked.length} more worker(s) (${reason}): ` +
-          `${picked.map((c) => c.role.name).join(" ")}; ${running} running`,
+          `${
+            spares.map((c) => `${c.role.name} (a parked spare)`).concat(
+              started.map((c) => c.role.name),
+            ).join(" ")
+          }; ${running} running`,
       );
+      this.#changed();
+      this.#park();
     }
     return picked.length;
+  }
+
+  /** Keep each pool's spares parked (`spare`; while it has slots left):
+   * processes started ahead with HOTPOTATO_PARKED=on, their module loaded,
+   * registering only when woken. */
+  #park(): void {
+    if (this.#stopping) return;
+    for (const spec of this.#specs.values()) {
+      if (spec.scaling.spare === 0) continue;
+      const mine = this.#children.filter((c) => c.role.fn === spec.name);
+      let parked = mine.filter((c) => c.parked && !c.retiring).length;
+      for (const c of mine) {
+        if (parked >= spec.scaling.spare) break;
+        if (!c.dormant || c.process || c.reloading || c.retiring) continue;
+        c.dormant = false;
+        c.parked = true;
+        parked++;
+        this.#spawn(c);
+      }
+    }
   }
 
   /** Stop `fn`'s worker `pid` (it hands its connections over); false when
@@ -681,7 +739,8 @@ export class Launcher {
    * while nothing waits for its function any more: not worth a restart. */
   #unwanted(child: Child): boolean {
     const spec = this.#specs.get(child.role.fn);
-    if (!spec || child.restarts === 0 || (child.role.slot ?? 1) <= spec.scaling.min) return false;
+    if (!spec || child.parked || child.restarts === 0) return false;
+    if ((child.role.slot ?? 1) <= spec.scaling.min) return false;
     return (this.#scaler?.waiting(child.role.fn) ?? 1) === 0;
   }
 

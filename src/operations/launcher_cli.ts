@@ -37,6 +37,9 @@ reloads every function on SIGHUP (./hp reload) and upgrades the gateway on SIGUS
                              MAX while busy
   --scale-idle SECONDS       stop a worker of those pools above MIN after    HOTPOTATO_SCALE_IDLE
                              this long without a request (default 60)
+  --spare NAME=COUNT,...     spares parked for a pool: started ahead, woken  HOTPOTATO_SPARE
+                             by a cold start (a registration, not a process
+                             start; each costs a process's memory)
   --functions-file FILE      the function list (default: hotpotato.jsonc in  HOTPOTATO_FUNCTIONS_FILE
                              the project, if there is one); read again on
                              SIGHUP; the options above override it
@@ -98,6 +101,7 @@ export function launcherArgs(args: string[]): LauncherArgs {
       workers: { type: "string", multiple: true },
       function: { type: "string", multiple: true },
       scale: { type: "string", multiple: true },
+      spare: { type: "string", multiple: true },
       "scale-idle": { type: "string" },
       "functions-file": { type: "string" },
       gateways: { type: "string" },
@@ -138,6 +142,7 @@ export function launcherArgs(args: string[]): LauncherArgs {
       workers: envOr(values.workers, "HOTPOTATO_WORKERS"),
       functions: envOr(values.function, "HOTPOTATO_FUNCTIONS"),
       scale: envOr(values.scale, "HOTPOTATO_SCALE"),
+      spare: envOr(values.spare, "HOTPOTATO_SPARE"),
       idleSeconds: idle === undefined ? undefined : Number(idle),
       file: readFunctionFile(path, named === undefined),
     });

@@ -28,8 +28,17 @@ export interface RoleStatus {
   /** running; backoff (a crash loop: restarted after `restartInMs`);
    * restarting (at once, after a healthy run); reloading; stopping (scaled
    * down: handing its connections over); idle (a worker of a scaled pool
-   * not running now: started on demand); stopped. */
-  state: "running" | "backoff" | "restarting" | "reloading" | "stopping" | "idle" | "stopped";
+   * not running now: started on demand); parked (a spare started ahead, not
+   * registered); stopped. */
+  state:
+    | "running"
+    | "backoff"
+    | "restarting"
+    | "reloading"
+    | "stopping"
+    | "idle"
+    | "parked"
+    | "stopped";
   /** How many times the launcher restarted it. */
   restarts: number;
   /** Its processes' exits by cause ("signal SIGKILL", "code 1"). */

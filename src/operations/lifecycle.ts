@@ -1,8 +1,9 @@
 /**
  * Process lifecycle shared by the gateway and the workers: stop on SIGINT or
- * SIGTERM, raise the open-file limit at start, and, when started by the launcher (HOTPOTATO_SUPERVISED=1), stop
- * when the launcher's end of stdin closes, so that a killed launcher leaves
- * no orphans behind.
+ * SIGTERM, raise the open-file limit at start, and, when started by the
+ * launcher (HOTPOTATO_SUPERVISED=1), stop when the launcher's end of stdin
+ * closes, so that a killed launcher leaves no orphans behind; the lines the
+ * launcher writes there (a parked worker's "go") go to their listeners.
  *
  * @module
  */
@@ -10,6 +11,26 @@
 import type { Logger } from "@logtape/logtape";
 import { raiseFileLimit } from "../../ffi/shim.ts";
 import { printLine } from "./log.ts";
+
+/** What the launcher says on a child's stdin, line by line (a parked
+ * worker's "go"), to each listener. */
+const launcherLines = new Set<(line: string) => void>();
+
+/** Call `listener` with each line the launcher writes on stdin (read by
+ * {@linkcode onShutdown}'s reader, under the launcher only): a parked
+ * worker waits for "go".
+ *
+ * @example
+ * ```ts
+ * import { onLauncherLine } from "./lifecycle.ts";
+ * onLauncherLine((line) => {
+ *   if (line === "go") console.log("register now");
+ * });
+ * ```
+ */
+export function onLauncherLine(listener: (line: string) => void): void {
+  launcherLines.add(listener);
+}
 
 /** Call `stop` once on SIGINT, SIGTERM or (under the launcher) stdin EOF.
  *
@@ -40,8 +61,19 @@ export function onShutdown(stop: (reason: string) => void | Promise<void>): void
   if (supervised) {
     (async () => {
       const buf = new Uint8Array(64);
+      let line = "";
       try {
-        while ((await Deno.stdin.read(buf)) !== null) { /* the launcher never writes */ }
+        for (;;) {
+          const n = await Deno.stdin.read(buf);
+          if (n === null) break;
+          // The launcher writes short lines ("go"); anything longer is cut.
+          line = (line + new TextDecoder().decode(buf.subarray(0, n))).slice(-256);
+          for (let nl = line.indexOf("\n"); nl >= 0; nl = line.indexOf("\n")) {
+            const said = line.slice(0, nl);
+            line = line.slice(nl + 1);
+            for (const listener of launcherLines) listener(said);
+          }
+        }
       } catch {
         // stdin gone
       }

@@ -143,15 +143,18 @@ export class Reloads {
     const admin = this.#options.admin;
     const generation = ++this.#generation;
     const byFn = new Map<string, Child[]>();
-    /** Workers not running now (a scaled pool's): their next start runs the
-     * new version. */
+    /** Workers not running now (a scaled pool's), and parked spares: their
+     * next start runs the new version. */
     const idle: Child[] = [];
     for (const c of this.#s.children) {
       if (!c.role.fn || (only && c.role.fn !== only) || c.retiring) continue;
-      if (c.dormant) idle.push(c);
+      if (c.dormant || c.parked) idle.push(c);
       else byFn.set(c.role.fn, [...(byFn.get(c.role.fn) ?? []), c]);
     }
-    for (const c of idle) c.generation = generation;
+    for (const c of idle) {
+      c.generation = generation;
+      if (c.parked) this.#s.repark(c); // a spare of the old version: parked anew
+    }
     const cold = [...new Set(idle.map((c) => c.role.fn))].filter((fn) => !byFn.has(fn));
     if (!admin || !(admin instanceof AdminClient)) {
       const problem = admin?.problem ?? "no admin port";

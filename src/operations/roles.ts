@@ -14,7 +14,13 @@
  */
 
 import type { FunctionSpec } from "./function_file.ts";
-import { checkScaling, fixedPool, parseScaleFlag, type Scaling } from "./scaling.ts";
+import {
+  checkScaling,
+  fixedPool,
+  parseScaleFlag,
+  parseSpareFlag,
+  type Scaling,
+} from "./scaling.ts";
 
 /** Flags for the gateway and every worker process. */
 export const SERVER_FLAGS: readonly string[] = [
@@ -105,7 +111,8 @@ function pairs(flag: string, list: string[]): [string, string][] {
  * (the function file's list) says otherwise; then `functions` (`NAME=FILE`)
  * adds or re-points functions, `workers` (`NAME=COUNT`) gives fixed pools (0
  * leaves a function out), `scale` (`NAME=MIN..MAX`) scaled ones, and
- * `idleSeconds` the idle time of the functions `scale` names.
+ * `idleSeconds` the idle time of the functions `scale` names, and `spare`
+ * (`NAME=N`) the spares parked for a pool.
  *
  * @example
  * ```ts
@@ -119,6 +126,7 @@ export function functionSpecs(o: {
   workers?: string[];
   functions?: string[];
   scale?: string[];
+  spare?: string[];
   idleSeconds?: number;
   file?: FunctionSpec[];
 }): FunctionSpec[] {
@@ -160,6 +168,19 @@ export function functionSpecs(o: {
     spec.scaling = o.idleSeconds === undefined
       ? scaling
       : checkScaling(name, { idle: o.idleSeconds }, scaling, "--scale-idle");
+  }
+  let spared: Map<string, Scaling>;
+  try {
+    spared = parseSpareFlag(o.spare ?? [], (fn) => specs.get(fn)?.scaling ?? fixedPool(1));
+  } catch (e) {
+    throw new RoleError((e as Error).message);
+  }
+  for (const [name, scaling] of spared) {
+    const spec = specs.get(name);
+    if (!spec) {
+      throw new RoleError(`--spare: no file for function ${name} (add --function ${name}=FILE)`);
+    }
+    spec.scaling = scaling;
   }
   return [...specs.values()];
 }

@@ -20,6 +20,10 @@ export interface Scaling {
   idleMs: number;
   /** The CPU share (of one core) per worker above which the pool grows. */
   target: number;
+  /** Spares kept parked while the pool is below its maximum: processes
+   * started ahead (module loaded, not registered) that a cold start or a
+   * scale-up wakes instead of starting a process. */
+  spare: number;
 }
 
 /** The bounds on each setting. */
@@ -59,7 +63,7 @@ export class ScalingError extends Error {
  * @example
  * ```ts
  * import { fixedPool } from "./scaling.ts";
- * console.log(fixedPool(2)); // { min: 2, max: 2, idleMs: 60000, target: 0.6 }
+ * console.log(fixedPool(2)); // { min: 2, max: 2, idleMs: 60000, target: 0.6, spare: 0 }
  * ```
  */
 export function fixedPool(n: number): Scaling {
@@ -68,14 +72,15 @@ export function fixedPool(n: number): Scaling {
     max: n,
     idleMs: SCALING_LIMITS.idleSeconds * 1000,
     target: SCALING_LIMITS.target,
+    spare: 0,
   };
 }
 
 /**
  * Check raw settings for function `fn` (`where` names their source in the
  * error): `min` and `max` integers with 0 ≤ min ≤ max ≤ 64 and max ≥ 1,
- * `idle` seconds from 1 to 86400, `target` from 0.1 to 1. Absent ones take
- * `base`'s value.
+ * `idle` seconds from 1 to 86400, `target` from 0.1 to 1, `spare` from 0 to
+ * max. Absent ones take `base`'s value.
  *
  * @example
  * ```ts
@@ -86,7 +91,7 @@ export function fixedPool(n: number): Scaling {
  */
 export function checkScaling(
   fn: string,
-  raw: { min?: unknown; max?: unknown; idle?: unknown; target?: unknown },
+  raw: { min?: unknown; max?: unknown; idle?: unknown; target?: unknown; spare?: unknown },
   base: Scaling,
   where: string,
 ): Scaling {
@@ -118,7 +123,9 @@ export function checkScaling(
     }
     target = raw.target;
   }
-  return { min, max, idleMs, target };
+  const spare = int(raw.spare, "spare", Math.min(base.spare, max));
+  if (spare > max) throw bad(`spare ${spare} is above max ${max}`);
+  return { min, max, idleMs, target, spare };
 }
 
 /**
@@ -129,7 +136,7 @@ export function checkScaling(
  * ```ts
  * import { fixedPool, parseScaleFlag } from "./scaling.ts";
  * const m = parseScaleFlag(["hello=0..4"], () => fixedPool(1));
- * console.log(m.get("hello")); // { min: 0, max: 4, idleMs: 60000, target: 0.6 }
+ * console.log(m.get("hello")); // { min: 0, max: 4, idleMs: 60000, target: 0.6, spare: 0 }
  * ```
  */
 export function parseScaleFlag(
@@ -158,11 +165,38 @@ export function parseScaleFlag(
  * ```
  */
 export function scalingJson(settings: ReadonlyMap<string, Scaling>): string {
-  const o: Record<string, { min: number; max: number; idle: number; target: number }> = {};
+  const o: Record<
+    string,
+    { min: number; max: number; idle: number; target: number; spare: number }
+  > = {};
   for (const [fn, s] of settings) {
-    o[fn] = { min: s.min, max: s.max, idle: s.idleMs / 1000, target: s.target };
+    o[fn] = { min: s.min, max: s.max, idle: s.idleMs / 1000, target: s.target, spare: s.spare };
   }
   return JSON.stringify(o);
+}
+
+/**
+ * Parse `--spare` values: `NAME=N` (N spares parked), comma-separated,
+ * over `base` settings per function.
+ *
+ * @example
+ * ```ts
+ * import { fixedPool, parseSpareFlag } from "./scaling.ts";
+ * const m = parseSpareFlag(["hello=1"], () => ({ ...fixedPool(1), min: 0 }));
+ * console.log(m.get("hello")?.spare); // 1
+ * ```
+ */
+export function parseSpareFlag(
+  values: readonly string[],
+  base: (fn: string) => Scaling,
+): Map<string, Scaling> {
+  const out = new Map<string, Scaling>();
+  for (const item of values.flatMap((v) => v.split(",")).map((x) => x.trim()).filter(Boolean)) {
+    const m = item.match(/^([A-Za-z0-9][A-Za-z0-9._-]{0,63})=(\d{1,2})$/);
+    if (!m) throw new ScalingError(`--spare: ${JSON.stringify(item)} is not NAME=COUNT`);
+    out.set(m[1], checkScaling(m[1], { spare: Number(m[2]) }, base(m[1]), "--spare"));
+  }
+  return out;
 }
 
 /**

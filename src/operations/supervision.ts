@@ -50,6 +50,11 @@ export interface Child {
   retiring?: { reason: string; removed: boolean };
   /** When it was told to stop (ms since the epoch), while it stops. */
   stoppedAt?: number;
+  /** A parked spare: its process runs (module loaded) but has not
+   * registered; `wake` tells it to (a cold start or a scale-up). */
+  parked?: boolean;
+  /** Tell a parked spare to register ("go" on its stdin). */
+  wake?: () => void;
 }
 
 /** The launcher's supervision, as reloads and upgrades use it.
@@ -85,4 +90,7 @@ export interface Supervision {
   scheduleRestart(child: Child, started: number): void;
   /** Run `f` when no reload or upgrade runs (they never overlap). */
   exclusive<T>(f: () => Promise<T>): Promise<T>;
+  /** Replace a parked spare (it runs an old version): stopped, and parked
+   * again with the child's generation. */
+  repark(child: Child): void;
 }

@@ -16,10 +16,13 @@ import { closeFd, FD_LOST } from "../../ffi/shim.ts";
 import { TlsContext } from "../../ffi/wolfssl.ts";
 import type { WorkerConfig } from "../operations/config.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
-import type { RequestHead } from "../http/http.ts";
+import { errorResponse, parseRequest, type RequestHead } from "../http/http.ts";
+import { EventLoop } from "../connection/event_loop.ts";
+import { Sealer } from "../handoff/seal.ts";
 import { logger } from "../operations/log.ts";
 import { adoptHandoff, nowMicros } from "../handoff/handoff.ts";
 import {
+  decodeMessage,
   encodeJson,
   type Handoff,
   type Message,
@@ -70,6 +73,11 @@ export interface FunctionOptions {
 }
 
 const log = logger("worker");
+
+/** When this module was evaluated, ms after the process started: Deno's
+ * start and the module graph's loading are done by then (the startup line
+ * of the first registration says it, beside the later steps). */
+const LOADED_MS = performance.now();
 /** One line per request (cheap enough to leave on). */
 const requestLog = requestLogLine(log);
 
@@ -112,6 +120,14 @@ export class FunctionServer {
   #peers: Peers | undefined;
   /** Where connections go when their next request is another function's. */
   #moves: WorkerMoves;
+  /** When serveFunction made this server, ms after the process started. */
+  #servingMs = performance.now();
+  /** When start() was called, ms after the process started. */
+  #startedMs = 0;
+  /** It was parked (a spare started ahead) before it started. */
+  #parked = false;
+  /** How long the first registration took from the process's start (said once). */
+  #startup: string | undefined;
   /** Connections still to hand back (SHED: a new worker of the function
    * takes a share of ours), each at its next request boundary. */
   #shed = 0;
@@ -147,12 +163,23 @@ export class FunctionServer {
       { control: config.control, log, peer: "gateway", proves: false, startingUp },
       {
         hello: (_pid, next) => this.#hello(next),
-        registered: (body) =>
-          log.info("registered {name} for {routes} with gateway pid {gatewayPid}", {
+        registered: (body) => {
+          const first = this.#startup === undefined;
+          const now = performance.now();
+          this.#startup ??= this.#parked
+            ? `${Math.round(now - this.#startedMs)} ms after it was told to go (parked ${
+              Math.round((this.#startedMs - this.#servingMs) / 1000)
+            } s, modules loaded at ${Math.round(LOADED_MS)} ms)`
+            : `${Math.round(now)} ms after the process started (modules loaded at ${
+              Math.round(LOADED_MS)
+            } ms, serving from ${Math.round(this.#servingMs)} ms)`;
+          log.info("registered {name} for {routes} with gateway pid {gatewayPid}{startup}", {
             name: this.options.name,
             routes: this.#routes.join(" "),
             gatewayPid: body.gatewayPid,
-          }),
+            startup: first ? `, ${this.#startup}` : "",
+          });
+        },
         refused: (error) => {
           log.fatal("gateway refused registration: {error}", { error });
           this.stop();
@@ -195,9 +222,66 @@ export class FunctionServer {
    * ```
    */
   start(): void {
-    raiseOpenFileLimit(log);
-    this.#ctx ??= TlsContext.forImport();
+    this.#startedMs = performance.now();
+    this.prepare();
     this.#link.start();
+  }
+
+  /** Everything {@linkcode FunctionServer.start} does before it connects
+   * (a parked spare does it ahead, so that its start is a registration).
+   *
+   * @example
+   * ```ts
+   * import type { FunctionServer } from "./function_server.ts";
+   * declare const server: FunctionServer;
+   * server.prepare();
+   * // later, when the launcher says "go":
+   * server.start();
+   * ```
+   */
+  prepare(): void {
+    if (this.#ctx) return;
+    raiseOpenFileLimit(log);
+    this.#ctx = TlsContext.forImport();
+  }
+
+  /** Park (a spare the launcher starts ahead): {@linkcode FunctionServer.prepare},
+   * and run once, on throwaway data, the code a registration and a first
+   * request run (the event loop's thread, sealing, the control message
+   * codec, the HTTP parser and serializer, a log line), so that V8 has
+   * compiled it before the launcher says go: a cold start is then a
+   * registration, not a process start and a warm-up.
+   *
+   * @example
+   * ```ts
+   * import type { FunctionServer } from "./function_server.ts";
+   * declare const server: FunctionServer;
+   * server.park();
+   * ```
+   */
+  park(): void {
+    this.prepare();
+    EventLoop.instance();
+    const sealer = new Sealer(Sealer.newKey());
+    const aad = new Uint8Array(8);
+    sealer.open(sealer.seal(new Uint8Array(64), aad), aad);
+    decodeMessage(encodeJson(MessageType.REGISTER, {
+      name: this.options.name,
+      routes: this.#routes,
+      pid: Deno.pid,
+    }));
+    const parsed = parseRequest(new TextEncoder().encode("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+    if (parsed.kind === "request") errorResponse(404, "warm-up", { keepAlive: true });
+    // The web classes a handler gets and returns (Deno's own code; the
+    // function's handler is not run).
+    new Request("https://localhost/", { headers: new Headers({ host: "localhost" }) });
+    new Response(JSON.stringify({ ok: true }), { headers: { "content-type": "application/json" } })
+      .arrayBuffer().catch(() => {});
+    this.#parked = true;
+    log.info("{name}: parked ({ms} ms after the process started); registers when told", {
+      name: this.options.name,
+      ms: Math.round(performance.now()),
+    });
   }
 
   /** What this worker holds, and its metrics (counters since it started).

@@ -1,0 +1,284 @@
+/**
+ * Functions on demand (issue 21), measured on the shipped launcher
+ * (`./hp start`, default settings) with `--function hello=examples/hello.ts
+ * --scale hello=0..N`:
+ *
+ * - **Cold start**: 20 first requests to hello at zero workers, each on a new
+ *   connection once the previous worker has been stopped (idle 1 s): the
+ *   response time with the TLS handshake excluded (request sent after the
+ *   handshake) and included, p50 and p99; beside a warm request (the next one
+ *   on that connection) and the bare start of `deno run` on an empty file on
+ *   the same machine, in the same run. Each cold start's worker says where
+ *   its time went (its first registration's line: modules loaded, serving,
+ *   registered, in ms after its process started).
+ * - **Load step** (`--load`): idle, then 50 keep-alive clients on hello
+ *   scaled 0..4 for 20 s, then idle again: time to the first answer, time
+ *   until the pool stopped growing, requests, failed requests (target 0),
+ *   extra handshakes (target 0), the pool's size over time; then the time
+ *   until the pool is back at zero (idle 5 s), and connections handed over.
+ *
+ *   deno run -A bench/cold_start.ts [--load]     (bash bench/run.sh --cold)
+ *
+ * Writes bench/results/cold_start.md. BENCH_COLD (20 cold starts).
+ *
+ * @module
+ */
+
+import { forEachLine } from "../src/operations/lines.ts";
+import { deno, root, sleep } from "./lib.ts";
+
+const COLD = Number(Deno.env.get("BENCH_COLD") ?? "20");
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const ca = Deno.readTextFileSync(`${root}/.local/certs/ca.pem`);
+
+/** The p-th percentile (0-100) of `xs`. */
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+const ms = (x: number) => x.toFixed(1);
+
+/** The shipped launcher with `args`, on free ports; its output collected. */
+async function launch(args: string[]) {
+  const dir = await Deno.makeTempDir({ prefix: "hotpotato-cold-" });
+  await Deno.chmod(dir, 0o755);
+  const child = new Deno.Command(deno, {
+    args: ["task", "start", ...args],
+    cwd: root,
+    env: {
+      HOTPOTATO_PORT: "0",
+      HOTPOTATO_ADMIN_PORT: "0",
+      HOTPOTATO_CONTROL: `${dir}/run/gateway.sock`,
+      NO_COLOR: "1",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const reading = Promise.all([
+    forEachLine(child.stdout, (l) => lines.push(l)),
+    forEachLine(child.stderr, (l) => lines.push(l)),
+  ]);
+  const wait = async (re: RegExp, after = 0, timeoutMs = 20_000) => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = after; i < lines.length; i++) {
+        const m = lines[i].match(re);
+        if (m) return m;
+      }
+      if (Date.now() > until) throw new Error(`no ${re}:\n${lines.slice(-30).join("\n")}`);
+      await sleep(10);
+    }
+  };
+  const port = Number((await wait(/listening on https:\/\/[^:]+:(\d+)/))[1]);
+  const admin = Number((await wait(/admin on http:\/\/[^:]+:(\d+)/))[1]);
+  await wait(/worker product\/\d+ registered/);
+  await wait(/worker sum\/\d+ registered/);
+  const functions = async () =>
+    (await (await fetch(`http://127.0.0.1:${admin}/functions`)).json()) as {
+      name: string;
+      state: string;
+      workers: number;
+    }[];
+  const metric = async (name: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    return text.split("\n").filter((l) => l.startsWith(name)).reduce(
+      (n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)),
+      0,
+    );
+  };
+  const stop = async () => {
+    child.kill("SIGINT");
+    await child.status;
+    await reading;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  return { port, lines, wait, functions, metric, stop };
+}
+
+/** One keep-alive TLS connection to `port`, timing its handshake. */
+async function connect(port: number): Promise<{ conn: Deno.TlsConn; handshakeMs: number }> {
+  const t0 = performance.now();
+  const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [ca] });
+  await conn.handshake();
+  return { conn, handshakeMs: performance.now() - t0 };
+}
+
+/** GET `path` on `conn`; the status and the time to the whole response. */
+async function get(conn: Deno.TlsConn, path: string): Promise<{ status: number; ms: number }> {
+  const buf = new Uint8Array(16384);
+  const t0 = performance.now();
+  await conn.write(enc.encode(`GET ${path} HTTP/1.1\r\nhost: localhost\r\n\r\n`));
+  let have = "";
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("closed");
+    have += dec.decode(buf.subarray(0, n));
+    const end = have.indexOf("\r\n\r\n");
+    if (end < 0) continue;
+    const len = Number(have.slice(0, end).match(/content-length: *(\d+)/i)?.[1] ?? 0);
+    if (have.length - end - 4 < len) continue;
+    return { status: Number(have.slice(9, 12)), ms: performance.now() - t0 };
+  }
+}
+
+/** The bare start of `deno run` on an empty file (spawn to exit), ms. */
+async function bareStarts(n: number): Promise<number[]> {
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  const out: number[] = [];
+  await new Deno.Command(deno, { args: ["run", file] }).output(); // cached once
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await new Deno.Command(deno, { args: ["run", "--no-prompt", file] }).output();
+    out.push(performance.now() - t0);
+  }
+  await Deno.remove(file);
+  return out;
+}
+
+async function coldStarts(): Promise<string[]> {
+  const bare = await bareStarts(COLD);
+  const sys = await launch([
+    "--function",
+    "hello=examples/hello.ts",
+    "--scale",
+    "hello=0..1",
+    "--scale-idle",
+    "1",
+  ]);
+  const excluded: number[] = [], included: number[] = [], warm: number[] = [];
+  const steps = { loaded: [] as number[], serving: [] as number[], registered: [] as number[] };
+  try {
+    for (let i = 0; i < COLD; i++) {
+      const until = Date.now() + 20_000;
+      while ((await sys.functions()).find((f) => f.name === "hello")?.state !== "idle") {
+        if (Date.now() > until) throw new Error("hello did not go back to zero workers");
+        await sleep(50);
+      }
+      const mark = sys.lines.length;
+      const { conn, handshakeMs } = await connect(sys.port);
+      const cold = await get(conn, "/hello");
+      if (cold.status !== 200) throw new Error(`cold start ${i}: ${cold.status}`);
+      excluded.push(cold.ms);
+      included.push(handshakeMs + cold.ms);
+      for (let w = 0; w < 5; w++) warm.push((await get(conn, "/hello")).ms);
+      conn.close();
+      const m = await sys.wait(
+        /registered hello .* (\d+) ms after the process started \(modules loaded at (\d+) ms, serving from (\d+) ms\)/,
+        mark,
+      );
+      steps.registered.push(Number(m[1]));
+      steps.loaded.push(Number(m[2]));
+      steps.serving.push(Number(m[3]));
+    }
+  } finally {
+    await sys.stop();
+  }
+  const p50 = pct(bare, 50);
+  const row = (what: string, xs: number[]) =>
+    `| ${what} | ${ms(pct(xs, 50))} | ${ms(pct(xs, 99))} | ${(pct(xs, 50) / p50).toFixed(2)}x |`;
+  return [
+    `## Cold start (${COLD} cold starts, hello at zero workers, shipped settings)`,
+    "",
+    "| | p50 ms | p99 ms | p50 / bare deno run |",
+    "|---|--:|--:|--:|",
+    row("bare `deno run` of an empty file (spawn to exit)", bare),
+    row("cold first response, handshake excluded", excluded),
+    row("cold first response, handshake included", included),
+    row("warm request (same connection, after)", warm),
+    "",
+    "Where a cold start's time goes (the worker's first registration line, ms after its process started, p50):",
+    `modules loaded at ${ms(pct(steps.loaded, 50))}, serving (the function's file ran) from ` +
+    `${ms(pct(steps.serving, 50))}, registered at ${ms(pct(steps.registered, 50))}; the rest of ` +
+    `the cold response (${
+      ms(pct(excluded, 50) - pct(steps.registered, 50))
+    } ms at p50) is the launcher noticing and spawning, and the handover and answer.`,
+    "",
+  ];
+}
+
+async function loadStep(): Promise<string[]> {
+  const sys = await launch([
+    "--function",
+    "hello=examples/hello.ts",
+    "--scale",
+    "hello=0..4",
+    "--scale-idle",
+    "5",
+  ]);
+  const CLIENTS = 50, SECONDS = 20;
+  let running = true, requests = 0, failed = 0, handshakes = 0;
+  let first = 0;
+  const sizes: [number, number][] = [];
+  const t0 = performance.now();
+  const lines: string[] = [];
+  try {
+    const client = async () => {
+      const { conn } = await connect(sys.port);
+      handshakes++;
+      while (running) {
+        try {
+          const r = await get(conn, "/hello");
+          if (r.status !== 200) failed++;
+          else if (!first) first = performance.now() - t0;
+          requests++;
+        } catch {
+          failed++;
+          break;
+        }
+      }
+      conn.close();
+    };
+    const clients = Array.from({ length: CLIENTS }, client);
+    let lastGrowth = 0, size = 0;
+    while (performance.now() - t0 < SECONDS * 1000) {
+      await sleep(250);
+      const n = (await sys.functions()).find((f) => f.name === "hello")?.workers ?? 0;
+      if (n > size) lastGrowth = performance.now() - t0;
+      if (n !== size) sizes.push([Math.round(performance.now() - t0), n]);
+      size = n;
+    }
+    running = false;
+    await Promise.all(clients);
+    const idleFrom = performance.now();
+    const until = Date.now() + 60_000;
+    while ((await sys.functions()).find((f) => f.name === "hello")?.state !== "idle") {
+      if (Date.now() > until) throw new Error("the pool did not go back to zero");
+      await sleep(100);
+    }
+    const backMs = performance.now() - idleFrom;
+    const serverHandshakes = await sys.metric("hotpotato_tls_handshakes_total");
+    const handedOver = await sys.metric("hotpotato_connections_handed_over_total");
+    lines.push(
+      `## Load step (${CLIENTS} keep-alive clients on hello scaled 0..4 for ${SECONDS} s, idle 5 s)`,
+      "",
+      `- first answer after ${ms(first)} ms; the pool's size over time (ms: workers): ${
+        sizes.map(([t, n]) => `${t}: ${n}`).join(", ")
+      }; last growth at ${ms(lastGrowth)} ms`,
+      `- ${requests} requests, ${failed} failed; ${handshakes} client handshakes, ` +
+        `${serverHandshakes} on the gateway (${serverHandshakes - CLIENTS} extra)`,
+      `- back at zero workers ${ms(backMs / 1000)} s after the clients stopped; ` +
+        `${handedOver} connection(s) handed over by stopping workers`,
+      "",
+    );
+  } finally {
+    running = false;
+    await sys.stop();
+  }
+  return lines;
+}
+
+const out = [
+  `# Functions on demand (${new Date().toISOString().slice(0, 10)}, ${Deno.build.os}, ` +
+  `${navigator.hardwareConcurrency} CPUs)`,
+  "",
+];
+if (!Deno.args.includes("--load-only")) out.push(...await coldStarts());
+if (Deno.args.includes("--load") || Deno.args.includes("--load-only")) {
+  out.push(...await loadStep());
+}
+const text = out.join("\n");
+console.log(text);
+await Deno.writeTextFile(`${root}/bench/results/cold_start.md`, text + "\n");
