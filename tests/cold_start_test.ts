@@ -130,3 +130,50 @@ Deno.test("a busy pool grows to its maximum, and the new worker takes a share of
     await sys.stop();
   }
 });
+
+Deno.test("with two gateways, and after the primary gateway's crash and restart, a request for a function at zero workers starts it", async () => {
+  const sys = await Launched.start(
+    "start",
+    [
+      "--gateways",
+      "2",
+      "--function",
+      "hello=examples/hello.ts",
+      "--scale",
+      "hello=0..1",
+      "--scale-idle",
+      "1",
+    ],
+    ["sum", "product"],
+  );
+  const clients: Client[] = [];
+  try {
+    await sys.waitLine(/^gateway\.2\s+\|.*joined the primary gateway/);
+    // Connections spread over both gateways (SO_REUSEPORT): a satellite
+    // passes what no worker takes to the primary, which holds it.
+    const answers = await Promise.all(Array.from({ length: 8 }, async () => {
+      const c = await Client.connect(sys.port);
+      clients.push(c);
+      return (await c.get("/hello?name=cold")).status;
+    }));
+    assert.deepEqual(answers, Array(8).fill(200));
+    assert.equal(await sys.metric("hotpotato_cold_starts_total", 'function="hello"'), 1);
+    for (const c of clients) c.close();
+    clients.length = 0;
+    await sys.waitLine(/^launcher\s+\| hello stopped in \d+ ms \(idle \d+ s\)/);
+    // The primary crashes: its successor gets the scaling and the declared
+    // routes from the launcher, and the autoscaler follows the new one.
+    const gatewayPid = Number((await sys.waitLine(/with gateway pid (\d+)/))[1]);
+    const mark = sys.lines.length;
+    Deno.kill(gatewayPid, "SIGKILL");
+    await sys.waitLine(/^gateway\s+\|.*listening on https/, mark);
+    const c = await Client.connect(sys.port);
+    clients.push(c);
+    const r = await c.get("/hello?name=after");
+    assert.equal(r.status, 200, r.body);
+    assert.equal(JSON.parse(r.body).hello, "after");
+  } finally {
+    for (const c of clients) c.close();
+    await sys.stop();
+  }
+});

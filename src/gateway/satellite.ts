@@ -210,8 +210,11 @@ export class SatelliteGateway {
     const label = `gateway/${Deno.pid}`;
     return {
       // Only what no function serves is answered here (404); a route whose
-      // function has no worker goes to the primary, which answers 503.
-      answersHere: (head: RequestHead) => this.#table.absent(head.path),
+      // function has no worker goes to the primary, which answers 503 (or
+      // holds it while the function starts on demand: declared routes count
+      // though no worker ever registered them).
+      answersHere: (head: RequestHead) =>
+        this.#table.absent(head.path) && !trust().declares(head.path),
       move: (conn: TlsConnection, head: RequestHead) => this.#place(conn, head),
       answer: (_conn, head, _body, unplaced): RoutedAnswer =>
         gatewayAnswer(
