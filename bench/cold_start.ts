@@ -11,11 +11,12 @@
  *   the same machine, in the same run. Each cold start's worker says where
  *   its time went (its first registration's line: modules loaded, serving,
  *   registered, in ms after its process started).
- * - **Load step** (`--load`): idle, then 50 keep-alive clients on hello
- *   scaled 0..4 for 20 s, then idle again: time to the first answer, time
- *   until the pool stopped growing, requests, failed requests (target 0),
- *   extra handshakes (target 0), the pool's size over time; then the time
- *   until the pool is back at zero (idle 5 s), and connections handed over.
+ * - **Load step** (`--load`): idle, then 50 keep-alive clients on the
+ *   CPU-bound examples/primes.ts scaled 0..4 for 20 s: time to the first
+ *   answer, the pool's size over time, requests, failed requests (target 0),
+ *   extra handshakes (target 0); then the clients idle with their
+ *   connections open (the pool shrinks to one worker, the stopped ones hand
+ *   their connections over), then gone (back to zero; idle 5 s).
  *
  *   deno run -A bench/cold_start.ts [--load]     (bash bench/run.sh --cold)
  *
@@ -101,7 +102,11 @@ async function launch(args: string[]) {
 /** One keep-alive TLS connection to `port`, timing its handshake. */
 async function connect(port: number): Promise<{ conn: Deno.TlsConn; handshakeMs: number }> {
   const t0 = performance.now();
-  const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [ca] });
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+  // As curl and browsers do: a request is not held back by Nagle's
+  // algorithm behind the handshake's last unacknowledged bytes.
+  tcp.setNoDelay(true);
+  const conn = await Deno.startTls(tcp, { hostname: "localhost", caCerts: [ca] });
   await conn.handshake();
   return { conn, handshakeMs: performance.now() - t0 };
 }
@@ -138,8 +143,17 @@ async function bareStarts(n: number): Promise<number[]> {
   return out;
 }
 
-async function coldStarts(): Promise<string[]> {
-  const bare = await bareStarts(COLD);
+/** What one series of cold starts measured, ms. */
+interface ColdSeries {
+  excluded: number[];
+  included: number[];
+  warm: number[];
+  /** The worker's registration line and the gateway's, per cold start. */
+  steps: { loaded: number[]; serving: number[]; registered: number[]; held: number[] };
+}
+
+/** COLD cold starts of hello scaled 0..1 (`extra`: more launcher options). */
+async function coldSeries(extra: string[]): Promise<ColdSeries> {
   const sys = await launch([
     "--function",
     "hello=examples/hello.ts",
@@ -147,54 +161,102 @@ async function coldStarts(): Promise<string[]> {
     "hello=0..1",
     "--scale-idle",
     "1",
+    ...extra,
   ]);
-  const excluded: number[] = [], included: number[] = [], warm: number[] = [];
-  const steps = { loaded: [] as number[], serving: [] as number[], registered: [] as number[] };
+  const out: ColdSeries = {
+    excluded: [],
+    included: [],
+    warm: [],
+    steps: { loaded: [], serving: [], registered: [], held: [] },
+  };
   try {
+    let previous = 0;
     for (let i = 0; i < COLD; i++) {
       const until = Date.now() + 20_000;
-      while ((await sys.functions()).find((f) => f.name === "hello")?.state !== "idle") {
+      for (;;) {
+        const state = (await sys.functions()).find((f) => f.name === "hello")?.state;
+        // At zero workers, and (with a spare) a spare parked since the last
+        // cold start (the slot's next process, started when the worker stopped).
+        const parked = extra.length === 0 ||
+          sys.lines.slice(previous).some((l) => /hello: parked/.test(l));
+        if (state === "idle" && parked) break;
         if (Date.now() > until) throw new Error("hello did not go back to zero workers");
         await sleep(50);
       }
+      await sleep(1000); // the machine quiet again (a process just started)
       const mark = sys.lines.length;
+      previous = mark;
       const { conn, handshakeMs } = await connect(sys.port);
       const cold = await get(conn, "/hello");
       if (cold.status !== 200) throw new Error(`cold start ${i}: ${cold.status}`);
-      excluded.push(cold.ms);
-      included.push(handshakeMs + cold.ms);
-      for (let w = 0; w < 5; w++) warm.push((await get(conn, "/hello")).ms);
+      out.excluded.push(cold.ms);
+      out.included.push(handshakeMs + cold.ms);
+      for (let w = 0; w < 5; w++) out.warm.push((await get(conn, "/hello")).ms);
       conn.close();
-      const m = await sys.wait(
-        /registered hello .* (\d+) ms after the process started \(modules loaded at (\d+) ms, serving from (\d+) ms\)/,
+      const g = await sys.wait(
+        /hello: a worker registered (\d+) ms after the first held request/,
         mark,
       );
-      steps.registered.push(Number(m[1]));
-      steps.loaded.push(Number(m[2]));
-      steps.serving.push(Number(m[3]));
+      out.steps.held.push(Number(g[1]));
+      if (extra.length === 0) {
+        const m = await sys.wait(
+          /registered hello .* (\d+) ms after the process started \(modules loaded at (\d+) ms, serving from (\d+) ms\)/,
+          mark,
+        );
+        out.steps.registered.push(Number(m[1]));
+        out.steps.loaded.push(Number(m[2]));
+        out.steps.serving.push(Number(m[3]));
+      } else {
+        const m = await sys.wait(/registered hello .* (\d+) ms after it was told to go/, mark);
+        out.steps.registered.push(Number(m[1]));
+      }
     }
   } finally {
     await sys.stop();
   }
+  return out;
+}
+
+async function coldStarts(): Promise<string[]> {
+  const bare = await bareStarts(COLD);
+  const fresh = await coldSeries([]);
+  const spare = await coldSeries(["--spare", "hello=1"]);
   const p50 = pct(bare, 50);
   const row = (what: string, xs: number[]) =>
     `| ${what} | ${ms(pct(xs, 50))} | ${ms(pct(xs, 99))} | ${(pct(xs, 50) / p50).toFixed(2)}x |`;
+  const st = fresh.steps;
   return [
-    `## Cold start (${COLD} cold starts, hello at zero workers, shipped settings)`,
+    `## Cold start (${COLD} cold starts each, hello at zero workers, shipped settings)`,
     "",
     "| | p50 ms | p99 ms | p50 / bare deno run |",
     "|---|--:|--:|--:|",
     row("bare `deno run` of an empty file (spawn to exit)", bare),
-    row("cold first response, handshake excluded", excluded),
-    row("cold first response, handshake included", included),
-    row("warm request (same connection, after)", warm),
+    row("cold first response, handshake excluded", fresh.excluded),
+    row("cold first response, handshake included", fresh.included),
+    row("cold first response with a parked spare, handshake excluded", spare.excluded),
+    row("cold first response with a parked spare, handshake included", spare.included),
+    row("warm request (same connection, after)", fresh.warm),
     "",
-    "Where a cold start's time goes (the worker's first registration line, ms after its process started, p50):",
-    `modules loaded at ${ms(pct(steps.loaded, 50))}, serving (the function's file ran) from ` +
-    `${ms(pct(steps.serving, 50))}, registered at ${ms(pct(steps.registered, 50))}; the rest of ` +
-    `the cold response (${
-      ms(pct(excluded, 50) - pct(steps.registered, 50))
-    } ms at p50) is the launcher noticing and spawning, and the handover and answer.`,
+    "Where a cold start's time goes (p50, ms; the worker's first registration line and the gateway's):",
+    "",
+    "| step | without a spare | with a parked spare |",
+    "|---|--:|--:|",
+    `| request held → process spawned and Deno's own start (launcher told, setsid, setpriv, exec) | ${
+      ms(pct(st.held, 50) - pct(st.registered, 50))
+    } | - |`,
+    `| → the runtime's modules loaded | ${ms(pct(st.loaded, 50))} | - |`,
+    `| → the function's file ran (serveFunction) | ${
+      ms(pct(st.serving, 50) - pct(st.loaded, 50))
+    } | - |`,
+    `| → connected and registered | ${ms(pct(st.registered, 50) - pct(st.serving, 50))} | ${
+      ms(pct(spare.steps.registered, 50))
+    } (from "go") |`,
+    `| request held → registered (the gateway's count) | ${ms(pct(st.held, 50))} | ${
+      ms(pct(spare.steps.held, 50))
+    } |`,
+    `| registered → the first response read by the client (handover, import, first handler run) | ${
+      ms(pct(fresh.excluded, 50) - pct(st.held, 50))
+    } | ${ms(pct(spare.excluded, 50) - pct(spare.steps.held, 50))} |`,
     "",
   ];
 }
@@ -202,9 +264,9 @@ async function coldStarts(): Promise<string[]> {
 async function loadStep(): Promise<string[]> {
   const sys = await launch([
     "--function",
-    "hello=examples/hello.ts",
+    "primes=examples/primes.ts",
     "--scale",
-    "hello=0..4",
+    "primes=0..4",
     "--scale-idle",
     "5",
   ]);
@@ -214,13 +276,17 @@ async function loadStep(): Promise<string[]> {
   const sizes: [number, number][] = [];
   const t0 = performance.now();
   const lines: string[] = [];
+  const workers = async () =>
+    (await sys.functions()).find((f) => f.name === "primes")?.workers ?? 0;
   try {
+    const conns: Deno.TlsConn[] = [];
     const client = async () => {
       const { conn } = await connect(sys.port);
+      conns.push(conn);
       handshakes++;
       while (running) {
         try {
-          const r = await get(conn, "/hello");
+          const r = await get(conn, "/primes?n=100000");
           if (r.status !== 200) failed++;
           else if (!first) first = performance.now() - t0;
           requests++;
@@ -229,38 +295,57 @@ async function loadStep(): Promise<string[]> {
           break;
         }
       }
-      conn.close();
     };
     const clients = Array.from({ length: CLIENTS }, client);
-    let lastGrowth = 0, size = 0;
-    while (performance.now() - t0 < SECONDS * 1000) {
-      await sleep(250);
-      const n = (await sys.functions()).find((f) => f.name === "hello")?.workers ?? 0;
+    let lastGrowth = 0, size = 0, most = 0;
+    const track = async () => {
+      const n = await workers();
       if (n > size) lastGrowth = performance.now() - t0;
       if (n !== size) sizes.push([Math.round(performance.now() - t0), n]);
       size = n;
+      most = Math.max(most, n);
+    };
+    while (performance.now() - t0 < SECONDS * 1000) {
+      await sleep(250);
+      await track();
     }
     running = false;
     await Promise.all(clients);
+    // Idle, connections open: the workers above one stop after the idle
+    // time and hand their connections over; the last keeps them.
     const idleFrom = performance.now();
     const until = Date.now() + 60_000;
-    while ((await sys.functions()).find((f) => f.name === "hello")?.state !== "idle") {
-      if (Date.now() > until) throw new Error("the pool did not go back to zero");
+    while (await workers() > 1) {
+      if (Date.now() > until) throw new Error("the pool did not shrink to one worker");
+      await sleep(100);
+      await track();
+    }
+    const shrinkMs = performance.now() - idleFrom;
+    const handedOver = await sys.metric("hotpotato_connections_handed_over_total");
+    // Every client gone: back to zero.
+    for (const c of conns) c.close();
+    const closedAt = performance.now();
+    while ((await sys.functions()).find((f) => f.name === "primes")?.state !== "idle") {
+      if (Date.now() > until + 60_000) throw new Error("the pool did not go back to zero");
       await sleep(100);
     }
-    const backMs = performance.now() - idleFrom;
+    await track();
+    const zeroMs = performance.now() - closedAt;
     const serverHandshakes = await sys.metric("hotpotato_tls_handshakes_total");
-    const handedOver = await sys.metric("hotpotato_connections_handed_over_total");
     lines.push(
-      `## Load step (${CLIENTS} keep-alive clients on hello scaled 0..4 for ${SECONDS} s, idle 5 s)`,
+      `## Load step (${CLIENTS} keep-alive clients on primes scaled 0..4, busy ${SECONDS} s, ` +
+        "then idle with their connections open, then gone; idle 5 s)",
       "",
-      `- first answer after ${ms(first)} ms; the pool's size over time (ms: workers): ${
+      `- first answer after ${ms(first)} ms (a cold start with ${CLIENTS} requests held)`,
+      `- the pool's size over time (ms: workers): ${
         sizes.map(([t, n]) => `${t}: ${n}`).join(", ")
-      }; last growth at ${ms(lastGrowth)} ms`,
-      `- ${requests} requests, ${failed} failed; ${handshakes} client handshakes, ` +
-        `${serverHandshakes} on the gateway (${serverHandshakes - CLIENTS} extra)`,
-      `- back at zero workers ${ms(backMs / 1000)} s after the clients stopped; ` +
-        `${handedOver} connection(s) handed over by stopping workers`,
+      }; largest ${most}, last growth at ${ms(lastGrowth)} ms`,
+      `- ${requests} requests (${Math.round(requests / SECONDS)} req/s), ${failed} failed; ` +
+        `${handshakes} client handshakes, ${serverHandshakes} on the gateway ` +
+        `(${serverHandshakes - CLIENTS} extra)`,
+      `- idle with connections open: down to one worker ${ms(shrinkMs / 1000)} s after the ` +
+        `clients stopped, ${handedOver} connection(s) handed over by the stopped workers, none dropped`,
+      `- clients gone: back at zero workers ${ms(zeroMs / 1000)} s after they closed`,
       "",
     );
   } finally {

@@ -253,8 +253,16 @@ export class Launcher {
       const { config } = gatewayConfig(gateways[0].args);
       const group = gateways.length > 1;
       let port = config.port;
+      const adminPort = Number(this.#options.gatewayEnv?.HOTPOTATO_ADMIN_PORT ?? -1);
       for (const role of gateways) {
-        const fd = tcpListen(config.host, port, 4096, group);
+        let fd = tcpListen(config.host, port, 4096, group);
+        // Port 0 may give back the admin port the launcher picked and let
+        // go of (the gateway binds it later): never that one.
+        for (let i = 0; i < 5 && port === 0 && localPort(fd) === adminPort; i++) {
+          const other = tcpListen(config.host, 0, 4096, group);
+          closeFd(fd);
+          fd = other;
+        }
         port = localPort(fd); // port 0: the others join the first one's
         this.#publicFds.set(role, fd);
       }
