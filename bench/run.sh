@@ -7,8 +7,8 @@
 # ECDSA and RSA certificates; then the run-length sweep (route changing every
 # k requests), 10,000 idle connections and the handoff micro benchmark; a
 # full run then measures body sizes (bench/sizes.ts), WebSocket echo
-# (bench/ws_echo.ts), reloads under load (bench/reload.ts) and 1 against 2
-# gateways (bench/gateways.ts).
+# (bench/ws_echo.ts), reloads under load (bench/reload.ts), 1 against 2
+# gateways (bench/gateways.ts) and functions on demand (bench/cold_start.ts).
 # Writes bench/results/results.{json,md}, chart.svg and sweep.svg and prints
 # the tables. About 17 minutes on 2 cores. Settings: see
 # bench/README.md (BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_CERTS, BENCH_SYSTEMS,
@@ -73,5 +73,6 @@ if [ $# -eq 0 ] && [ -z "${BENCH_SYSTEMS:-}" ]; then
   "$deno" run --no-prompt --allow-all bench/ws_echo.ts || rc=1
   "$deno" run --no-prompt --allow-all bench/reload.ts || rc=1
   "$deno" run --no-prompt --allow-all bench/gateways.ts || rc=1
+  "$deno" run --no-prompt --allow-all bench/cold_start.ts --load || rc=1
 fi
 exit $rc
