@@ -77,7 +77,7 @@ Deno.test("the panic window grows a busy pool at once, up to max, once every wor
   assert.equal(d.cause, "busy");
   // One still starting (not in the demand yet): wait for it.
   const b = new Autoscaler();
-  assert.deepEqual(b.decide(0, demand(0, [worker(1, { cpuMs: 900 })]), [pool([1, 2])]), []);
+  assert.deepEqual(b.decide(0, demand(0, [worker(1, { cpuMs: 1800 })]), [pool([1, 2])]), []);
   // Max 2: no more than that.
   const c = new Autoscaler();
   const capped = c.decide(0, demand(0, [worker(1, { cpuMs: 1000 })]), [
@@ -112,11 +112,19 @@ Deno.test("a load one worker fewer could carry for the whole idle time stops one
   const [d] = a.decide(10_000, demand(0, [busy(1), busy(2)]), ps);
   assert.equal(d.action, "stop");
   assert.equal(d.cause, "low load");
-  // A busy moment resets the clock.
+  // A busy while (0.9 cores: both workers needed over the window) starts
+  // the clock again: without it, 10 s of low load would be counted from 0.
   const b = new Autoscaler();
-  b.decide(0, demand(0, [busy(1), busy(2)]), ps);
-  b.decide(5000, demand(0, [worker(1, { cpuMs: 900 }), busy(2)]), ps);
-  assert.deepEqual(b.decide(11_000, demand(0, [busy(1), busy(2)]), ps), []);
+  const moderate = [worker(1, { cpuMs: 800 }), busy(2)];
+  for (let t = 0; t <= 2000; t += 1000) b.decide(t, demand(0, [busy(1), busy(2)]), ps);
+  for (let t = 3000; t <= 5000; t += 1000) {
+    assert.deepEqual(b.decide(t, demand(0, moderate), ps), [], `busy at ${t} ms`);
+  }
+  for (let t = 6000; t <= 15_000; t += 1000) {
+    assert.deepEqual(b.decide(t, demand(0, [busy(1), busy(2)]), ps), [], `at ${t} ms`);
+  }
+  const [later] = b.decide(16_000, demand(0, [busy(1), busy(2)]), ps);
+  assert.equal(later?.cause, "low load");
 });
 
 Deno.test("the function file: JSON with comments and trailing commas; errors name the line", () => {

@@ -54,7 +54,8 @@ export class AdminServer {
   #port: number;
   #handler: (head: RequestHead) => AdminResponse | Promise<AdminResponse>;
   #listener: Listener | undefined;
-  #open = new Set<number>();
+  /** Each open admin connection's fd, and how to finish it. */
+  #open = new Map<number, () => void>();
 
   /** Prepare a server on host:port answering with `handler`.
    *
@@ -136,7 +137,10 @@ export class AdminServer {
     let out: Uint8Array | undefined; // the response, while it is being sent
     const chunk = new Uint8Array(4096);
     const loop = EventLoop.instance();
+    let closed = false;
     const finish = () => {
+      if (closed) return;
+      closed = true;
       if (!this.#open.delete(fd)) return;
       clearTimeout(timer);
       loop.remove(fd);
@@ -158,7 +162,7 @@ export class AdminServer {
       return;
     }
     const timer = setTimeout(finish, DEADLINE_MS);
-    this.#open.add(fd);
+    this.#open.set(fd, finish);
     let waiting = false;
     loop.add(fd, () => {
       if (out) return flush();
@@ -183,7 +187,9 @@ export class AdminServer {
         }
         const head = r.head;
         const send = (res: AdminResponse) => {
-          if (!this.#open.has(fd)) return; // timed out or stopped meanwhile
+          // Timed out, hung up or stopped meanwhile (its fd number may be
+          // another connection's by now: never touched again).
+          if (closed) return;
           out = serializeResponse({
             status: res.status,
             headers: [["content-type", res.contentType], ...(res.headers ?? [])],
@@ -215,11 +221,6 @@ export class AdminServer {
     if (!this.#listener) return;
     this.#listener.close();
     this.#listener = undefined;
-    const loop = EventLoop.instance();
-    for (const fd of this.#open) {
-      loop.remove(fd);
-      closeFd(fd);
-    }
-    this.#open.clear();
+    for (const finish of [...this.#open.values()]) finish();
   }
 }

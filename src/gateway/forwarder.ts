@@ -364,7 +364,13 @@ export class Forwarder {
     if (cold !== undefined) {
       const wait = this.#o.cold!.hold(cold);
       if (wait === "full") return this.#decide(t, undefined);
-      wait.then(() => this.#decide(t, router.pickWithRoute(path!)));
+      wait.then(() => this.#decide(t, router.pickWithRoute(path!), true)).catch((e) => {
+        log.error("conn {conn}: after waiting for {fn}: {error}", {
+          conn: t.conn,
+          fn: cold,
+          error: (e as Error).message,
+        });
+      });
       return;
     }
     const waits = !hit && !ours && path !== undefined && (this.#o.settling?.() ?? false) &&
@@ -373,7 +379,7 @@ export class Forwarder {
     const until = Date.now() + WAIT_FOR_WORKER_MS;
     const again = () => {
       const later = router.pickWithRoute(path!);
-      if (later || Date.now() >= until) this.#decide(t, later);
+      if (later || Date.now() >= until) this.#decide(t, later, true);
       else setTimeout(again, 20);
     };
     setTimeout(again, 20);
@@ -381,7 +387,9 @@ export class Forwarder {
 
   /** Confirm and forward `t` to `hit`, or (no worker) answer it here when
    * its state is ours, else refuse it (its sender answers). */
-  #decide(t: Taken, hit: { worker: Worker; route: string } | undefined): void {
+  /** `late`: after a wait (the sender has waited long enough: a refusal
+   * leaves at once, not with the next batch of confirmations). */
+  #decide(t: Taken, hit: { worker: Worker; route: string } | undefined, late = false): void {
     const { channel, fd, message } = t;
     if (!hit && !t.ours) {
       log.debug("conn {conn}: no worker for {path} from {worker}; refused, it answers", {
@@ -391,7 +399,7 @@ export class Forwarder {
       });
       closeFd(fd);
       message.fill(0);
-      channel.confirm(t.transfer, false);
+      channel.confirm(t.transfer, false, undefined, late);
       return;
     }
     channel.confirm(t.transfer, true, (mine) => {

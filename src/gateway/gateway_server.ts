@@ -174,6 +174,14 @@ export class Gateway {
         const s = this.#cold.scaling.get(name);
         return s !== undefined && s.max > s.min;
       },
+      coldRoutes: () => {
+        const routes: Record<string, string> = {};
+        for (const [fn, s] of this.#cold.scaling) {
+          if (s.min !== 0) continue;
+          for (const r of trust().declaredRoutes(fn)) routes[r] = fn;
+        }
+        return routes;
+      },
       returned: (from, h, fd, raw) => this.#forwarder!.returned(from, h, fd, raw),
       moved: (from, moved) => this.#forwarder!.moved(from, moved),
       fromSatellite: (from, h, fd, raw) =>
@@ -566,6 +574,7 @@ export class Gateway {
         declareRoutes: (name, routes) => {
           try {
             trust().declareRoutes(name, routes);
+            this.#workers.routesChanged();
             return "";
           } catch (e) {
             return (e as Error).message;
@@ -612,6 +621,7 @@ export class Gateway {
     try {
       const parsed = parseScalingJson(text === "" ? "{}" : `{${JSON.stringify(name)}:${text}}`);
       this.#cold.setScaling(name, parsed.get(name));
+      this.#workers.routesChanged();
       return "";
     } catch (e) {
       return (e as Error).message;

@@ -49,6 +49,10 @@ export interface RoutePushSources {
   router: Router<Worker>;
   /** The satellite gateways (they get their copy). */
   satellites: Satellites;
+  /** Routes of functions that have no worker yet but start on demand
+   * (declared, `min` 0): listed too, so that a satellite or a worker
+   * passes their requests on instead of answering 404. */
+  coldRoutes?(): Record<string, string>;
 }
 
 /**
@@ -77,6 +81,7 @@ export class RoutePush {
   #workers: ReadonlySet<Worker>;
   #router: Router<Worker>;
   #satellites: Satellites;
+  #coldRoutes: (() => Record<string, string>) | undefined;
   #settling: () => boolean = () => false;
   /** The member counts in the last table pushed (JSON), to push again when they change. */
   #heldSent = "";
@@ -102,6 +107,7 @@ export class RoutePush {
     this.#workers = sources.workers;
     this.#router = sources.router;
     this.#satellites = sources.satellites;
+    this.#coldRoutes = sources.coldRoutes;
   }
 
   /** Whether a push is due (the table changed since the last one).
@@ -196,7 +202,7 @@ export class RoutePush {
     if (bump) this.#version++;
     return encodeJson(MessageType.ROUTES, {
       version: this.#version,
-      routes: this.#router.routes(),
+      routes: { ...this.#coldRoutes?.(), ...this.#router.routes() },
       handoff: satellite ? "direct" : this.#config.handoff,
       ...(direct ? { members, held } : {}),
       ...(this.#settling() ? { settling: true } : {}),

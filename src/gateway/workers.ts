@@ -22,6 +22,7 @@ import { retryBlockedListeners } from "../connection/listener.ts";
 import {
   encodeJson,
   type Handoff,
+  Limits,
   type Message,
   MessageType,
   type Moved,
@@ -113,6 +114,9 @@ export interface WorkerEvents {
   /** Whether function `name`'s pool is balanced when it grows (a scaled
    * function: its busier workers SHED connections to a new one). */
   balances?(name: string): boolean;
+  /** The declared routes of functions started on demand (route to
+   * function), listed in the pushed table though no worker registered them. */
+  coldRoutes?(): Record<string, string>;
 }
 
 /** A registered worker's load, as the launcher's autoscaler reads it
@@ -217,7 +221,12 @@ export class Workers {
       moving: () => this.#moves.moving,
     });
     const { router, satellites } = this;
-    this.#push = new RoutePush(config, { workers, router, satellites });
+    this.#push = new RoutePush(config, {
+      workers,
+      router,
+      satellites,
+      coldRoutes: () => events.coldRoutes?.() ?? {},
+    });
     const push = this.#push;
     this.#moves = new UpgradeMoves(workers, satellites);
     this.#versions = new Versions({ workers, router, push, metrics });
@@ -321,10 +330,25 @@ export class Workers {
         worker: `${w.name}/${w.pid}`,
         held: w.held,
         share,
-        count: w.held - share,
+        count: Math.min(w.held - share, Limits.maxShed),
       });
-      w.channel.send(encodeJson(MessageType.SHED, { count: w.held - share }));
+      const count = Math.min(w.held - share, Limits.maxShed);
+      w.channel.send(encodeJson(MessageType.SHED, { count }));
     }
+  }
+
+  /** The table's routes changed outside the router (a function's scaling
+   * or declared routes): push it again.
+   *
+   * @example
+   * ```ts
+   * import type { Workers } from "./workers.ts";
+   * declare const workers: Workers;
+   * workers.routesChanged();
+   * ```
+   */
+  routesChanged(): void {
+    this.#push.changed();
   }
 
   /** Stop worker `pid` of function `name` (the launcher scales down): out
@@ -433,10 +457,11 @@ export class Workers {
     } else if (msg.type === MessageType.STATS && worker.registered) {
       worker.held = msg.body.held;
       if (msg.body.metrics) worker.metrics = msg.body.metrics; // absent: too large, keep the last
-      const { cpuMs, served } = msg.body;
+      const { cpuMs, served, busy } = msg.body;
       if (cpuMs !== undefined || served !== undefined) {
         worker.load = { cpuMs: cpuMs ?? 0, served: served ?? 0 };
-        if (served) worker.activeAt = Date.now();
+        // Answering, or busy with a long stream or a WebSocket: not idle.
+        if (served || busy) worker.activeAt = Date.now();
       }
     } else if (msg.type === MessageType.MOVED && worker.registered) {
       this.#events.moved(worker, msg.body);

@@ -440,6 +440,9 @@ export interface Stats {
   /** Requests it answered since its previous report (a worker that
    * answers none for the idle time is stopped when above its minimum). */
   served?: number;
+  /** Requests in progress and WebSockets open at the report (a worker busy
+   * with a long stream is not idle though it answers nothing). */
+  busy?: number;
   /** Its metrics registry's snapshot (src/operations/metrics.ts): counters
    * since it started, which only go up. Absent when it would not fit
    * {@linkcode STATS_LIMITS} or the JSON limit: the gateway keeps the last
@@ -664,7 +667,7 @@ function parseStats(o: unknown): Stats {
     throw new ProtocolError("STATS: held must be a non-negative safe integer");
   }
   const load: Stats = { held: r.held! };
-  for (const key of ["cpuMs", "served"] as const) {
+  for (const key of ["cpuMs", "served", "busy"] as const) {
     if (r[key] === undefined) continue;
     if (!count(r[key]) || r[key]! > MAX_REPORTED) {
       throw new ProtocolError(`STATS: ${key} must be an integer from 0 to ${MAX_REPORTED}`);

@@ -232,6 +232,20 @@ export class Trust {
     return this.declaredFunction(path) !== undefined;
   }
 
+  /** The routes declared for function `name` (`--function-routes`); none
+   * when nothing is declared for it.
+   *
+   * @example
+   * ```ts
+   * import { Trust } from "./trust.ts";
+   * const trust = new Trust({ socketGroup: "", gatewayUser: "", functionRoutes: '{"sum":["/sum"]}' });
+   * trust.declaredRoutes("sum"); // ["/sum"]
+   * ```
+   */
+  declaredRoutes(name: string): string[] {
+    return [...(this.#routes?.get(name) ?? [])];
+  }
+
   /** The declared function (`--function-routes`) whose route serves `path`
    * (the longest-route matcher the router uses), if any: the function the
    * gateway starts on demand when it has no worker.

@@ -88,6 +88,10 @@ export class Autoscaler {
    */
   decide(now: number, demand: Demand, pools: readonly Pool[]): Decision[] {
     const out: Decision[] = [];
+    // Functions gone from the set take their history with them.
+    const names = new Set(pools.map((p) => p.fn));
+    for (const fn of this.#samples.keys()) if (!names.has(fn)) this.#samples.delete(fn);
+    for (const fn of this.#lowSince.keys()) if (!names.has(fn)) this.#lowSince.delete(fn);
     for (const pool of pools) {
       if (pool.reloading) continue;
       const d: FunctionDemand = demand.functions[pool.fn] ?? { waiting: 0, workers: [] };

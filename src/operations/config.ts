@@ -251,7 +251,7 @@ const gatewaySpecs = {
   "cold-hold-max": {
     kind: "integer",
     default: "100",
-    min: 0,
+    min: 1,
     max: 100000,
     help: "connections held per function while it starts on demand; more get 503 with " +
       "Retry-After at once",

@@ -147,8 +147,9 @@ export class DeclaredRoutes {
     return "";
   }
 
-  /** A function added to the running set (`role`, one of its workers;
-   * `all`, every function's role now, the new one's included): its routes
+  /** A function added to the running set (`role`, one of its workers, or
+   * none: only make sure every function's routes are declared; `all`, every
+   * function's role now, the new one's included): its routes
    * declared like the others', and told to the running gateway. When routes
    * were not declared before (one user, nothing on demand), every
    * function's are now: the gateway then knows the new function's routes
@@ -164,7 +165,11 @@ export class DeclaredRoutes {
    * if (problem) console.error(`hello not added: ${problem}`);
    * ```
    */
-  async add(admin: AdminClient | undefined, role: Role, all: readonly Role[]): Promise<string> {
+  async add(
+    admin: AdminClient | undefined,
+    role: Role | undefined,
+    all: readonly Role[],
+  ): Promise<string> {
     if (!this.#declared) {
       const problems = await this.declare(all);
       if (problems.length) return problems.join("; ");
@@ -176,6 +181,7 @@ export class DeclaredRoutes {
       }
       return "";
     }
+    if (!role) return ""; // declared already
     const d = await this.#describe(role);
     if (typeof d === "string") return d;
     const others = [...this.#declarations.values()].filter((x) => x.fn !== role.fn);

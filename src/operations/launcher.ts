@@ -339,9 +339,11 @@ export class Launcher {
     }).spawn();
   }
 
-  #spawn(child: Child): void {
+  /** Start `child`'s process; `restart`: after its previous one died (a
+   * scaled worker is then not started again when nothing waits for it). */
+  #spawn(child: Child, restart = false): void {
     if (this.#stopping || child.process || child.reloading || child.dormant) return;
-    if (this.#unwanted(child)) {
+    if (restart && this.#unwanted(child)) {
       child.dormant = true; // a scaled worker whose start failed, and nothing waits now
       child.restartAt = undefined;
       this.#say(`${child.role.name}: not started again (nothing waits for ${child.role.fn} now)`);
@@ -394,7 +396,7 @@ export class Launcher {
         child.parked = false;
         const ms = Date.now() - (child.stoppedAt ?? Date.now());
         this.#say(`${child.role.name} stopped in ${ms} ms (${retired.reason})`);
-        if (retired.removed) this.#children.splice(this.#children.indexOf(child), 1);
+        if (retired.removed) this.#forget(child);
         this.#park(); // a pool below its maximum keeps its spares
         return;
       }
@@ -445,7 +447,7 @@ export class Launcher {
     child.restartAt = Date.now() + delay;
     this.#changed();
     this.#say(`restarting ${child.role.name} in ${delay} ms (restart ${child.restarts})`);
-    setTimeout(() => this.#spawn(child), delay); // unless a reload gave it a process
+    setTimeout(() => this.#spawn(child, true), delay); // unless a reload gave it a process
   }
 
   /**
@@ -510,7 +512,12 @@ export class Launcher {
    * await launcher.reconfigure([{ name: "sum", file: "workers/sum.ts", scaling: fixedPool(2) }]);
    * ```
    */
-  async reconfigure(specs: readonly FunctionSpec[]): Promise<void> {
+  reconfigure(specs: readonly FunctionSpec[]): Promise<void> {
+    // Never beside a reload or an upgrade: they work on the same children.
+    return this.#exclusive(() => this.#reconfigure(specs));
+  }
+
+  async #reconfigure(specs: readonly FunctionSpec[]): Promise<void> {
     const admin = this.#options.admin instanceof AdminClient ? this.#options.admin : undefined;
     const tell = async (fn: string) => {
       try {
@@ -528,6 +535,16 @@ export class Launcher {
       await this.#routes.forget(admin, fn);
       await tell(fn);
       this.#say(`${fn}: removed (${mine.filter((c) => c.process).length} worker(s) stop)`);
+    }
+    // A function now on demand: the gateway must know every function's
+    // routes before its workers are gone (declared for all, as at start).
+    if (specs.some((s) => s.scaling.min === 0 && this.#specs.has(s.name))) {
+      const problem = await this.#routes.add(
+        admin,
+        undefined,
+        this.#children.map((c) => c.role),
+      );
+      if (problem) this.#say(`the functions' routes cannot be declared: ${problem}`);
     }
     for (const spec of specs) {
       const old = this.#specs.get(spec.name);
@@ -663,13 +680,14 @@ export class Launcher {
       c.startedAt = Date.now();
       c.wake!();
     }
-    const dormant = mine.filter((c) => c.dormant && !c.process);
-    const started = dormant.slice(0, count - spares.length);
-    for (const c of started) {
+    const dormant = mine.filter((c) => c.dormant && !c.process && !c.retiring);
+    const started = dormant.slice(0, count - spares.length).filter((c) => {
       c.dormant = false;
       c.backoffMs = BACKOFF_MIN_MS;
       this.#spawn(c);
-    }
+      // Not started (cannot be spawned): its restart is scheduled, it counts as restarting.
+      return c.process !== undefined || c.restartAt !== undefined;
+    });
     const picked = [...spares, ...started];
     if (picked.length > 0) {
       const running = this.pools().find((p) => p.fn === fn)?.running.length ?? 0;
@@ -721,11 +739,15 @@ export class Launcher {
    * exited after RETIRE_KILL_MS. `removed`: its role goes (a function
    * removed, or its maximum lowered). */
   async #retire(child: Child, reason: string, removed: boolean): Promise<void> {
+    if (child.retiring) {
+      child.retiring.removed ||= removed; // stopping already: its role may go too
+      return;
+    }
     const proc = child.process;
     if (!proc) {
       child.dormant = true;
       child.restartAt = undefined;
-      if (removed) this.#children.splice(this.#children.indexOf(child), 1);
+      if (removed) this.#forget(child);
       return;
     }
     child.retiring = { reason, removed };
@@ -739,8 +761,17 @@ export class Launcher {
     } catch {
       signal(proc, "SIGTERM"); // not registered (yet), or the gateway is away: it drains
     }
-    const killer = setTimeout(() => signal(proc, "SIGKILL"), RETIRE_KILL_MS);
+    const killer = setTimeout(
+      () => signal(proc, "SIGKILL"),
+      Math.max(RETIRE_KILL_MS, stopGraceMs() + 5000),
+    );
     proc.status.finally(() => clearTimeout(killer));
+  }
+
+  /** Drop `child` from supervision (its role was removed). */
+  #forget(child: Child): void {
+    const i = this.#children.indexOf(child);
+    if (i >= 0) this.#children.splice(i, 1);
   }
 
   /** A scaled worker (beyond its function's minimum) whose start failed
@@ -946,6 +977,14 @@ async function main(): Promise<void> {
   let launcher: Launcher | undefined = undefined;
   const admin = adminFor(secret, () => launcher?.gatewayPid());
   shareGatewayPort(roles);
+  const scaled = specs.filter((s) => s.scaling.min === 0 || s.scaling.max > s.scaling.min);
+  if (scaled.length > 0 && !(admin.admin instanceof AdminClient)) {
+    console.error(
+      `launcher: ${scaled.map((s) => s.name).join(", ")} scale, which needs the gateway's ` +
+        `admin port: ${admin.admin?.problem ?? "no admin port"}`,
+    );
+    Deno.exit(2);
+  }
   launcher = new Launcher(roles, {
     ...admin,
     gatewaysEnv: separate?.gatewaysEnv,

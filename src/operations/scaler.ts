@@ -122,8 +122,14 @@ export class Scaler {
       gateway = demand.gatewayPid;
       after = demand.seq;
       if (!this.#running || this.#actions.stopping()) return;
-      const pools = this.#actions.pools();
-      for (const d of this.#autoscaler.decide(Date.now(), demand, pools)) await this.#act(d);
+      try {
+        const pools = this.#actions.pools();
+        for (const d of this.#autoscaler.decide(Date.now(), demand, pools)) await this.#act(d);
+      } catch (e) {
+        // A bug here must not end the launcher, nor the loop.
+        this.#actions.say(`autoscaling: ${(e as Error).stack ?? e}`);
+        await sleep(RETRY_MS);
+      }
     }
   }
 

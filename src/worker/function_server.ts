@@ -128,6 +128,8 @@ export class FunctionServer {
   #parked = false;
   /** How long the first registration took from the process's start (said once). */
   #startup: string | undefined;
+  /** Requests being answered now (answer begun, not yet counted). */
+  #active = 0;
   /** Connections still to hand back (SHED: a new worker of the function
    * takes a share of ours), each at its next request boundary. */
   #shed = 0;
@@ -189,7 +191,7 @@ export class FunctionServer {
         message: (msg, fd, channel) => this.#onMessage(msg, fd, channel),
         // Every second, changed or not: the reports double as the heartbeat
         // by which the gateway tells a live worker from a stuck one.
-        report: () => this.#metrics.statsMessage(this.#connections.size),
+        report: () => this.#metrics.statsMessage(this.#connections.size, this.#active),
         gone: () => this.#table.gatewayGone(), // its last table stands until the next one's
       },
     );
@@ -440,6 +442,7 @@ export class FunctionServer {
       return this.#moves.moveDirect(conn, head) || this.#moves.handBack(conn, head);
     },
     answer: (conn, head, body) => {
+      this.#active++; // until counted: a long stream keeps the worker busy
       const route = this.#routeOf(head.path);
       const methods = this.options.methods;
       // Not ours and it could not move: the gateway is away, or refused it
@@ -467,6 +470,8 @@ export class FunctionServer {
     count: (a) => {
       this.#metrics.requests.labels(a.route, a.status).inc();
       this.#metrics.answered();
+      // The holder's own 4xx (a bad request) was never answered by us.
+      this.#active = Math.max(0, this.#active - 1);
     },
     draining: () => this.#draining,
   };

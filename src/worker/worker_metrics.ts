@@ -96,7 +96,8 @@ export class WorkerMetrics {
     return { held, metrics: this.registry.snapshot() };
   }
 
-  /** The STATS message to send. When the snapshot would not fit the STATS
+  /** The STATS message to send (`busy`: requests in progress; the open
+   * WebSockets are added). When the snapshot would not fit the STATS
    * limits (the gateway would refuse the report, and with it the heartbeat),
    * it goes without its metrics: the gateway keeps the last ones it got
    * (one warning).
@@ -107,9 +108,13 @@ export class WorkerMetrics {
    * const bytes = new WorkerMetrics("sum").statsMessage(0);
    * ```
    */
-  statsMessage(held: number): Uint8Array {
+  statsMessage(held: number, busy = 0): Uint8Array {
     const cpu = cpuMicros();
-    const load = { cpuMs: Math.round((cpu - this.#cpuAt) / 1000), served: this.#served };
+    const load = {
+      cpuMs: Math.round((cpu - this.#cpuAt) / 1000),
+      served: this.#served,
+      busy: busy + openWebSockets(),
+    };
     this.#cpuAt = cpu;
     this.#served = 0;
     const body = { ...this.stats(held), ...load };
