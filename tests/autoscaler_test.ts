@@ -86,17 +86,19 @@ Deno.test("the panic window grows a busy pool at once, up to max, once every wor
   assert.equal(capped[0].action === "start" && capped[0].count, 1);
 });
 
-Deno.test("an idle worker stops above the minimum; the last one only without connections", () => {
+Deno.test("an idle worker stops above the minimum, the last one with its idle connections too", () => {
   const a = new Autoscaler();
   const idle = worker(2, { idleMs: 11_000, conns: 3, served: 0 });
   const [d] = a.decide(0, demand(0, [worker(1, { cpuMs: 100 }), idle]), [pool([1, 2])]);
   assert.equal(d.action === "stop" && d.pid, 2);
   assert.equal(d.cause, "idle");
-  // The last worker, idle but holding a keep-alive connection: kept.
+  // The last worker, idle with a keep-alive connection: stopped too (the
+  // gateway parks the connection); not before the idle time.
   const last = worker(1, { idleMs: 60_000, conns: 1, served: 0 });
-  assert.deepEqual(new Autoscaler().decide(0, demand(0, [last]), [pool([1])]), []);
-  const [zero] = new Autoscaler().decide(0, demand(0, [{ ...last, conns: 0 }]), [pool([1])]);
+  const [zero] = new Autoscaler().decide(0, demand(0, [last]), [pool([1])]);
   assert.equal(zero.action === "stop" && zero.pid, 1);
+  const recent = { ...last, idleMs: 9_000 };
+  assert.deepEqual(new Autoscaler().decide(0, demand(0, [recent]), [pool([1])]), []);
   // At the minimum: kept however idle.
   const min1 = pool([1], { scaling: { ...SCALED, min: 1 } });
   assert.deepEqual(new Autoscaler().decide(0, demand(0, [{ ...last, conns: 0 }]), [min1]), []);

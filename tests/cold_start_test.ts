@@ -176,3 +176,41 @@ Deno.test("with two gateways, and after the primary gateway's crash and restart,
     await sys.stop();
   }
 });
+
+Deno.test("a parked spare: a cold start wakes it (a registration, no process start), another is parked, and a reload parks them again with the new version", async () => {
+  const sys = await Launched.start(
+    "start",
+    ["--function", "hello=examples/hello.ts", "--scale", "hello=0..2", "--spare", "hello=1"],
+    ["sum", "product"],
+  );
+  const clients: Client[] = [];
+  try {
+    await sys.waitLine(/^hello\.1\s+\|.*hello: parked \(\d+ ms after the process started\)/);
+    const mark = sys.lines.length;
+    const c = await Client.connect(sys.port);
+    clients.push(c);
+    const r = await c.get("/hello?name=spare");
+    assert.equal(r.status, 200, r.body);
+    await sys.waitLine(
+      /^launcher\s+\| hello: 1 more worker\(s\) \(cold start.*hello\.1 \(a parked spare\)/,
+      mark,
+    );
+    await sys.waitLine(/^hello\.1\s+\|.*registered hello .* ms after it was told to go/, mark);
+    // The pool has room for one more: the next spare is parked.
+    await sys.waitLine(/^hello\.2\s+\|.*hello: parked/, mark);
+    // A reload: the running worker is replaced as usual, the spare parked anew.
+    const before = sys.lines.length;
+    const lines = await sys.reload();
+    assert.ok(
+      lines.some((l) =>
+        /hello\.2 stopped in \d+ ms \(a reload: parked again with the new version\)/.test(l)
+      ),
+      lines.join("\n"),
+    );
+    await sys.waitLine(/^hello\.2\s+\|.*hello: parked/, before);
+    assert.equal((await c.get("/hello?name=after")).status, 200);
+  } finally {
+    for (const c of clients) c.close();
+    await sys.stop();
+  }
+});

@@ -21,6 +21,7 @@ interface FunctionState {
   state: string;
   workers: number;
   waiting: number;
+  parked: number;
   pool: { pid: number; conns: number }[];
 }
 
@@ -182,5 +183,45 @@ Deno.test("a pool rescaled by the function file (SIGHUP) stops a worker: its idl
     for (const c of clients) c.close();
     await sys.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("scaled to zero with idle keep-alive connections: they are parked in the gateway, unopened, and their next request starts the function again on the same connection", async () => {
+  const sys = await Launched.start("start", [
+    "--function",
+    "hello=examples/hello.ts",
+    "--scale",
+    "hello=0..1",
+    "--scale-idle",
+    "1",
+  ], ["sum", "product"]);
+  const clients: Client[] = [];
+  try {
+    const a = await Client.connect(sys.port);
+    const b = await Client.connect(sys.port);
+    clients.push(a, b);
+    assert.equal((await a.get("/hello?name=a")).status, 200);
+    assert.equal((await b.get("/hello?name=b")).status, 200);
+    // Idle for the idle time: the last worker stops though it holds two
+    // connections; the gateway parks them.
+    await sys.waitLine(/^launcher\s+\| hello stopped in \d+ ms \(idle \d+ s\)/);
+    await waitUntil(async () => (await functionState(sys, "hello"))?.parked === 2, {
+      what: "two parked connections",
+    });
+    assert.equal((await functionState(sys, "hello"))?.state, "idle");
+    // Their clients speak again: a cold start, each answered on its own
+    // connection; one asks another function first (it moves on from hello).
+    const again = await a.get("/hello?name=again");
+    assert.equal(again.status, 200, again.body);
+    assert.equal(JSON.parse(again.body).hello, "again");
+    const other = await b.get("/sum?a=4&b=5");
+    assert.equal(other.status, 200, other.body);
+    assert.equal(JSON.parse(other.body).result, "9");
+    assert.equal(await sys.metric(HANDSHAKES), 2, "no connection had to handshake again");
+    assert.equal(await sys.metric("hotpotato_cold_starts_total", 'function="hello"'), 2);
+    assert.equal((await functionState(sys, "hello"))?.parked, 0);
+  } finally {
+    for (const c of clients) c.close();
+    await sys.stop();
   }
 });

@@ -39,6 +39,7 @@ import type { GatewayMetrics } from "./gateway_metrics.ts";
 import type { ControlChannel } from "../handoff/control_channel.ts";
 import type { Worker, Workers } from "./workers.ts";
 import type { ColdStarts } from "./cold_starts.ts";
+import type { ParkedConnections } from "./parked.ts";
 
 const log = logger("gateway");
 const returnedLine = new LogLine(
@@ -101,6 +102,9 @@ export interface ForwarderOptions {
   /** Functions started on demand: a connection handed back for one with no
    * worker waits, unconfirmed, while it starts. */
   cold?: ColdStarts;
+  /** Where an idle connection of a function at zero workers (its last
+   * worker stopped) is parked until its client speaks. */
+  parked?: ParkedConnections;
 }
 
 /**
@@ -361,6 +365,11 @@ export class Forwarder {
     // A function's connection for a function at zero workers, started on
     // demand: it waits the same way (unconfirmed) while one starts.
     const cold = !hit && !ours && path !== undefined ? this.#o.cold?.coldFunction(path) : undefined;
+    // An idle connection its function's last worker handed over (scaled to
+    // zero): parked, not a reason to start the function again.
+    if (cold !== undefined && head === undefined && this.#o.parked) {
+      return this.#park(t, cold, path!);
+    }
     if (cold !== undefined) {
       const wait = this.#o.cold!.hold(cold);
       if (wait === "full") return this.#decide(t, undefined);
@@ -387,6 +396,69 @@ export class Forwarder {
 
   /** Confirm and forward `t` to `hit`, or (no worker) answer it here when
    * its state is ours, else refuse it (its sender answers). */
+  /** Take `t` (an idle connection of `fn`, at zero workers) and park it,
+   * unopened, until its client speaks. */
+  #park(t: Taken, fn: string, path: string): void {
+    t.channel.confirm(t.transfer, true, (mine) => {
+      if (!mine) {
+        closeFd(t.fd); // its sender took it back
+        t.message.fill(0);
+        return;
+      }
+      const parcel = Parcel.carry(t.conn, t.handoffs + 1, t.fd, t.message);
+      if (!this.#o.parked!.park(fn, path, t.fd, parcel)) {
+        log.warning("conn {conn}: too many connections parked for {fn}; closed", {
+          conn: t.conn,
+          fn,
+        });
+        parcel.drop();
+        return;
+      }
+      log.debug("conn {conn}: idle, from {worker}; parked until its client speaks", {
+        conn: t.conn,
+        worker: t.sender,
+      });
+    }, true);
+  }
+
+  /** A parked connection's client spoke: start `fn` (held like any request
+   * for it) and hand the connection, unopened, to its worker, which reads
+   * the request itself; closed when the function cannot start.
+   *
+   * @example
+   * ```ts
+   * import type { Forwarder } from "./forwarder.ts";
+   * import type { Parcel } from "../handoff/parcel.ts";
+   * declare const forwarder: Forwarder, parcel: Parcel;
+   * forwarder.unpark("hello", "/hello", parcel);
+   * ```
+   */
+  unpark(fn: string, path: string, parcel: Parcel): void {
+    const router = this.#o.workers.router;
+    const place = () => {
+      const hit = router.pickWithRoute(path);
+      if (hit) this.#place(parcel, path, hit, false);
+      else {
+        log.warning("conn {conn}: {fn} did not start; its parked connection is closed", {
+          conn: parcel.connId,
+          fn,
+        });
+        parcel.drop();
+      }
+    };
+    if (router.workersOf(fn).length > 0) return place();
+    const wait = this.#o.cold?.hold(fn);
+    if (wait === undefined || wait === "full") return place();
+    wait.then(place).catch((e) => {
+      log.error("conn {conn}: after waiting for {fn}: {error}", {
+        conn: parcel.connId,
+        fn,
+        error: (e as Error).message,
+      });
+      parcel.drop();
+    });
+  }
+
   /** `late`: after a wait (the sender has waited long enough: a refusal
    * leaves at once, not with the next batch of confirmations). */
   #decide(t: Taken, hit: { worker: Worker; route: string } | undefined, late = false): void {

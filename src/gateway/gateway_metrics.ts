@@ -239,6 +239,12 @@ export class GatewayMetrics {
     "Connections held while their function starts on demand, by function",
     ["function"],
   );
+  /** Idle connections parked for a function at zero workers (unopened). */
+  readonly parked = this.registry.gauge(
+    "hotpotato_parked_connections",
+    "Idle keep-alive connections parked in the gateway while their function has no worker, by function",
+    ["function"],
+  );
   /** Requests a cold function could not take: "full" (--cold-hold-max
    * held already) or "timeout" (no worker within --cold-start-timeout). */
   readonly coldRefused = this.registry.counter(

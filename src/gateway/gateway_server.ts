@@ -51,6 +51,7 @@ import { trust } from "../handoff/trust.ts";
 import type { TicketKeys } from "./ticket_keys.ts";
 import { ColdStarts } from "./cold_starts.ts";
 import { DemandFeed } from "./demand.ts";
+import { ParkedConnections } from "./parked.ts";
 import { parseScalingJson } from "../operations/scaling.ts";
 
 const log = logger("gateway");
@@ -68,7 +69,7 @@ const SETTLING_MS = 5000;
  * import type { FunctionState } from "./gateway_server.ts";
  * const s: FunctionState = {
  *   name: "hello", routes: [], scaling: { min: 0, max: 4, idle: 60, target: 0.6, spare: 0 },
- *   state: "idle", workers: 0, waiting: 0, pool: [],
+ *   state: "idle", workers: 0, waiting: 0, parked: 0, pool: [],
  * };
  * console.log(s.state);
  * ```
@@ -87,6 +88,8 @@ export interface FunctionState {
   workers: number;
   /** Requests held while it starts. */
   waiting: number;
+  /** Idle connections parked while it has no worker. */
+  parked: number;
   /** Its registered workers (any state). */
   pool: { pid: number; generation: string; state: string; conns: number; idleSeconds: number }[];
 }
@@ -152,6 +155,7 @@ export class Gateway {
   #settleTimer: ReturnType<typeof setInterval> | undefined;
   #cold: ColdStarts;
   #demand: DemandFeed;
+  #parked: ParkedConnections;
 
   /** Prepare a gateway; `start()` opens its sockets.
    *
@@ -198,6 +202,11 @@ export class Gateway {
       maxHeld: config.coldHoldMax,
       functionFor: (path) => trust().declaredFunction(path),
       wanted: () => this.#demand.bump(),
+    });
+    this.#parked = new ParkedConnections({
+      idleTimeoutMs: config.idleTimeoutMs,
+      metrics: this.#metrics,
+      wake: (fn, path, parcel) => this.#forwarder!.unpark(fn, path, parcel),
     });
     this.#demand = new DemandFeed({
       loads: () => this.#workers.loads(),
@@ -339,6 +348,7 @@ export class Gateway {
       },
       settling: () => this.#settling(),
       cold: this.#cold,
+      parked: this.#parked,
     });
     this.#policy = new GatewayPolicy({
       router: this.#workers.router,
@@ -648,6 +658,7 @@ export class Gateway {
         state: serving > 0 ? "running" : waiting > 0 ? "starting" : s?.min === 0 ? "idle" : "down",
         workers: serving,
         waiting,
+        parked: this.#parked.count(name),
         pool: mine.map(({ pid, generation, state, conns, idleMs }) => ({
           pid,
           generation,
@@ -683,6 +694,8 @@ export class Gateway {
     this.#draining = true;
     this.#clients?.close();
     this.#clients = undefined;
+    // Idle and unopened: nothing to finish (closed without close_notify).
+    this.#parked.closeAll();
     const left = await drainHeld({
       held: this.#held,
       pending: () => this.#pending(),
@@ -743,6 +756,7 @@ export class Gateway {
    * ```
    */
   stop(): void {
+    this.#parked.closeAll();
     clearInterval(this.#watchdog);
     clearInterval(this.#settleTimer);
     this.#clients?.close();

@@ -12,9 +12,9 @@
  * - **Stable window** (the idle time): a worker that answered nothing for the
  *   idle time is stopped while the pool is above `min`; so is one when the
  *   pool's CPU stayed below what one fewer worker could carry for the whole
- *   idle time. One worker per function per decision; the last one only when
- *   it holds no connection (its keep-alive clients would otherwise cost a
- *   cold start).
+ *   idle time. One worker per function per decision. A stopped worker hands
+ *   its connections to its siblings; the last one's idle connections are
+ *   parked in the gateway (src/gateway/parked.ts) until their clients speak.
  *
  * The launcher acts on the decisions (src/operations/scaler.ts).
  *
@@ -144,11 +144,12 @@ export class Autoscaler {
       this.#lowSince.delete(fn);
       return undefined;
     }
-    // Shrink: an idle worker, or a load one worker fewer could carry for
-    // the whole idle time. Never the last one while it holds a connection.
+    // Shrink: an idle worker (its idle connections go to its siblings, or,
+    // the last one's, are parked in the gateway until their clients speak),
+    // or a load one worker fewer could carry for the whole idle time.
     const lastOne = pool.running.length === 1;
     const idle = serving
-      .filter((w) => w.idleMs >= scaling.idleMs && !(lastOne && w.conns > 0))
+      .filter((w) => w.idleMs >= scaling.idleMs)
       .sort((a, b) => a.conns - b.conns)[0];
     if (idle) {
       this.#lowSince.delete(fn);
