@@ -149,6 +149,11 @@ Deno.test("the function file: JSON with comments and trailing commas; errors nam
     ["hello", 0, 4, 30_000],
   ]);
   assert.deepEqual(specs[1].routes, ["/hello"]);
+  const withUser = parseFunctionFile(
+    "f",
+    '{ "functions": { "a": { "file": "a.ts", "user": "fn-a" } } }',
+  );
+  assert.equal(withUser[0].user, "fn-a");
   const bad: [string, RegExp][] = [
     [
       '{\n  "functions": {\n    "a": { "file": "a.ts", "min": 5, "max": 4 }\n  }\n}',
@@ -168,6 +173,10 @@ Deno.test("the function file: JSON with comments and trailing commas; errors nam
     ],
     ['{\n  "functions": {\n    "a": { "file": "a.ts" }\n  ]\n}', /f:4: not JSON/],
     ['{ "function": {} }', /unknown key "function"/],
+    [
+      '{\n  "functions": {\n    "a": { "file": "a.ts", "user": "Root!" }\n  }\n}',
+      /f:3: a: "user" must be a system user name or a uid/,
+    ],
   ];
   for (const [text, why] of bad) {
     assert.throws(() => parseFunctionFile("f", text), (e: Error) => {

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { Launched } from "./support/launched.ts";
 import { Client } from "./support/system.ts";
 import { waitUntil } from "./support/wait.ts";
+import { processUid } from "../ffi/shim.ts";
 
 const HANDSHAKES = "hotpotato_tls_handshakes_total";
 
@@ -170,6 +171,27 @@ Deno.test("a pool rescaled by the function file (SIGHUP) stops a worker: its idl
     assert.match(refused[1], /hotpotato\.jsonc:3: hello: max must be at least 1/);
     assert.equal((await functionState(sys, "hello"))?.workers, 1);
     assert.equal((await functionState(sys, "sum"))?.workers, 1);
+
+    // A function added by an edit and a reload, on demand, as a user of its own.
+    await write(`"min": 0, "max": 1, "idle": 1 },
+    "whoami": { "file": "tests/fixtures/whoami.ts", "min": 0, "max": 1, "user": "hotpotato-fn-custom"`);
+    const added = await sys.reload();
+    assert.ok(added.some((l) => /launcher\s+\| whoami: added/.test(l)), added.join("\n"));
+    const extra = await Client.connect(sys.port);
+    clients.push(extra);
+    const who = await extra.get("/whoami");
+    assert.equal(who.status, 200, who.body);
+    const pid = who.headers.get("x-hotpotato-worker")!.split("/")[1];
+    const out = async (cmd: string, args: string[]) =>
+      new TextDecoder().decode(
+        (await new Deno.Command(cmd, { args, stdout: "piped" }).output())
+          .stdout,
+      ).trim();
+    const uid = await out("ps", ["-o", "uid=", "-p", pid]);
+    const expected = processUid() === 0
+      ? await out("id", ["-u", "hotpotato-fn-custom"])
+      : String(processUid()); // one user: the file's user is not used
+    assert.equal(uid, expected);
 
     // Every client gone: the last worker stops after the idle time.
     looping = false;

@@ -10,8 +10,10 @@
  * - `POST /admin/promote?function=F&generation=G[&handover=off]` and
  *   `POST /admin/reloaded?function=F&result=ok|failed&seconds=S` and
  *   `POST /admin/routes?function=F&routes=JSON` (the routes F may register
- *   from now on, `--function-routes`): the launcher's reload (switch a
- *   function to its standby version; record the outcome in /metrics);
+ *   from now on, `--function-routes`) and `POST /admin/user?function=F&uid=U`
+ *   (the user a function added at a reload runs as): the launcher's reload
+ *   (switch a function to its standby version; record the outcome in
+ *   /metrics);
  * - `POST /admin/demand?after=SEQ&wait=MS&gateway=PID` (the
  *   demand on every function, at once when something new waits, else after
  *   MS), `POST /admin/retire?function=F&pid=P` (stop a worker: it hands its
@@ -71,6 +73,9 @@ export interface AdminSource {
   reloaded?(name: string, ok: boolean, seconds: number): void;
   /** Declare the routes a function may register; an error message, or "". */
   declareRoutes?(name: string, routes: unknown): string;
+  /** Declare the user a function runs as (added after the gateway started);
+   * an error message, or "". */
+  declareUser?(name: string, uid: number): string;
   /** The demand on each function once its seq passes `after`, or after
    * `waitMs` (the launcher's autoscaler; src/gateway/demand.ts). */
   demand?(after: number, waitMs: number): Promise<Demand>;
@@ -140,6 +145,7 @@ const WRITES = new Set([
   "/admin/promote",
   "/admin/reloaded",
   "/admin/routes",
+  "/admin/user",
   "/admin/demand",
   "/admin/retire",
   "/admin/scaling",
@@ -191,6 +197,11 @@ function adminWrite(
       return json(400, { error: "routes: a JSON list of paths" });
     }
     const error = source.declareRoutes(name, routes);
+    return error ? json(400, { error }) : json(200, { ok: true });
+  }
+  if (head.path === "/admin/user" && source.declareUser) {
+    const uid = Number(q.get("uid"));
+    const error = source.declareUser(name, uid);
     return error ? json(400, { error }) : json(200, { ok: true });
   }
   if (head.path === "/admin/retire" && source.retire) {

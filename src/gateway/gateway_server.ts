@@ -590,6 +590,14 @@ export class Gateway {
             return (e as Error).message;
           }
         },
+        declareUser: (name, uid) => {
+          try {
+            trust().declareUser(name, uid);
+            return "";
+          } catch (e) {
+            return (e as Error).message;
+          }
+        },
         reloaded: (name, ok, seconds) => {
           this.#metrics.reloads.labels(name, ok ? "ok" : "failed").inc();
           if (ok) this.#metrics.reloadSeconds.labels(name).set(seconds);

@@ -232,6 +232,29 @@ export class Trust {
     return this.declaredFunction(path) !== undefined;
   }
 
+  /** Declare that function `name` runs as `uid` (a function the launcher
+   * added after this gateway started: `--function-users` named the others).
+   * Only with separate users; throws {@linkcode TrustError} otherwise.
+   *
+   * @example
+   * ```ts
+   * import { Trust } from "./trust.ts";
+   * const trust = new Trust({ socketGroup: "", gatewayUser: "" });
+   * try {
+   *   trust.declareUser("hello", 1234);
+   * } catch (e) {
+   *   console.log((e as Error).message); // one user: nothing to declare
+   * }
+   * ```
+   */
+  declareUser(name: string, uid: number): void {
+    if (!this.separateUsers) throw new TrustError("one user: no function user to declare");
+    if (!Number.isSafeInteger(uid) || uid <= 0 || uid === this.gatewayUid) {
+      throw new TrustError(`function ${name}: uid ${uid} cannot run a function`);
+    }
+    this.#functionUsers.explicit.set(name, String(uid));
+  }
+
   /** The routes declared for function `name` (`--function-routes`); none
    * when nothing is declared for it.
    *

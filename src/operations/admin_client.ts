@@ -126,6 +126,22 @@ export class AdminClient {
     if (status !== 200) throw new Error(`POST /admin/routes: ${status} ${body.trim()}`);
   }
 
+  /** Declare that function `fn` runs as `uid` (a function added after the
+   * gateway started, separate users). Throws when the gateway refuses.
+   *
+   * @example
+   * ```ts
+   * import type { AdminClient } from "./admin_client.ts";
+   * declare const admin: AdminClient;
+   * await admin.declareUser("hello", 990);
+   * ```
+   */
+  async declareUser(fn: string, uid: number): Promise<void> {
+    const q = new URLSearchParams({ function: fn, uid: String(uid) });
+    const { status, body } = await this.#request("POST", `/admin/user?${q}`);
+    if (status !== 200) throw new Error(`POST /admin/user: ${status} ${body.trim()}`);
+  }
+
   /** The gateway's registered workers (throws when the gateway does not answer).
    *
    * @example

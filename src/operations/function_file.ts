@@ -33,6 +33,9 @@ export interface FunctionSpec {
   routes?: string[];
   /** How its pool follows the load. */
   scaling: Scaling;
+  /** The user it runs as when the launcher runs each function as its own
+   * (as root); else `HOTPOTATO_FUNCTION_USERS` says (`hotpotato-fn-NAME`). */
+  user?: string;
 }
 
 /** The default file's name, looked for in the project root. */
@@ -42,7 +45,19 @@ export const FUNCTION_FILE = "hotpotato.jsonc";
 const MAX_FILE_BYTES = 1 << 20;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const KEYS = new Set(["file", "routes", "workers", "min", "max", "idle", "target", "spare"]);
+const KEYS = new Set([
+  "file",
+  "routes",
+  "workers",
+  "min",
+  "max",
+  "idle",
+  "target",
+  "spare",
+  "user",
+]);
+/** A system user's name (as useradd takes it) or a uid. */
+const USER = /^([a-z_][a-z0-9_-]{0,31}|\d{1,10})$/;
 
 /** A function file that cannot be used: its path, line and the reason. */
 export class FunctionFileError extends Error {
@@ -192,7 +207,10 @@ export function parseFunctionFile(path: string, text: string): FunctionSpec[] {
       if (!(e instanceof ScalingError)) throw e;
       throw fail(e.message.replace(/^: [^:]+: /, ""));
     }
-    specs.push({ name, file: o.file, routes, scaling });
+    if (o.user !== undefined && (typeof o.user !== "string" || !USER.test(o.user))) {
+      throw fail('"user" must be a system user name or a uid');
+    }
+    specs.push({ name, file: o.file, routes, scaling, user: o.user as string | undefined });
   }
   return specs;
 }

@@ -555,6 +555,9 @@ export class Launcher {
         else await tell(fn);
         continue;
       }
+      if ((old.user ?? "") !== (spec.user ?? "") && this.#options.users) {
+        this.#say(`${fn}: a new user takes a restart of the launcher; it runs as before`);
+      }
       this.#specs.set(fn, spec);
       const mine = this.#children.filter((c) => c.role.fn === fn && !c.retiring?.removed);
       if (old.file !== spec.file) { for (const c of mine) c.role.file = spec.file; }
@@ -589,8 +592,10 @@ export class Launcher {
   async #add(spec: FunctionSpec, admin: AdminClient | undefined): Promise<string> {
     const users = this.#options.users;
     try {
-      await users?.ensure(spec.name);
+      const account = await users?.ensure(spec.name, spec.user);
       users?.makeCaches(CACHE_ROOT);
+      // The running gateway knew the functions' users when it started.
+      if (account) await admin?.declareUser(spec.name, account.uid);
     } catch (e) {
       return (e as Error).message;
     }
@@ -903,9 +908,13 @@ function commandLine(): Exclude<LauncherArgs, { help: true }> {
 
 /** Separate users when the launcher runs as root (exits with what to
  * change when they cannot be set up). */
-async function usersOrExit(roles: Role[]): Promise<SeparateUsers | undefined> {
+async function usersOrExit(
+  roles: Role[],
+  specs: readonly FunctionSpec[],
+): Promise<SeparateUsers | undefined> {
+  const fileUsers = new Map(specs.filter((s) => s.user).map((s) => [s.name, s.user!]));
   try {
-    return await separateUsers(roles);
+    return await separateUsers(roles, fileUsers);
   } catch (e) {
     const expected = e instanceof UsersError || e instanceof TrustError ||
       e instanceof Deno.errors.NotFound;
@@ -973,7 +982,10 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   const secret = crypto.getRandomValues(new Uint8Array(32));
-  const separate = await usersOrExit(roles);
+  const separate = await usersOrExit(roles, specs);
+  if (!separate && specs.some((s) => s.user)) {
+    say("the function file's users are not used: every role runs as this launcher's user");
+  }
   let launcher: Launcher | undefined = undefined;
   const admin = adminFor(secret, () => launcher?.gatewayPid());
   shareGatewayPort(roles);

@@ -44,12 +44,21 @@ export interface SeparateUsers {
  * console.log(separate ? "separate users" : "one user");
  * ```
  */
-export async function separateUsers(roles: Role[]): Promise<SeparateUsers | undefined> {
+export async function separateUsers(
+  roles: Role[],
+  fileUsers: ReadonlyMap<string, string> = new Map(),
+): Promise<SeparateUsers | undefined> {
+  // The function file's users first: HOTPOTATO_FUNCTION_USERS's own entries
+  // (a flag, in effect) come after and win.
+  const fromFile = [...fileUsers].map(([fn, user]) => `${fn}=${user}`);
   const settings = {
     mode: readEnv("HOTPOTATO_USERS") || DEFAULT_USERS.mode,
     gatewayUser: readEnv("HOTPOTATO_GATEWAY_USER") || DEFAULT_USERS.gatewayUser,
     socketGroup: readEnv("HOTPOTATO_SOCKET_GROUP") || DEFAULT_USERS.socketGroup,
-    functionUsers: readEnv("HOTPOTATO_FUNCTION_USERS") || DEFAULT_USERS.functionUsers,
+    functionUsers: [
+      ...fromFile,
+      readEnv("HOTPOTATO_FUNCTION_USERS") || DEFAULT_USERS.functionUsers,
+    ].join(","),
   };
   const fns = [...new Set(roles.filter((r) => r.fn).map((r) => r.fn))];
   const users = await RoleUsers.prepare(settings, fns);

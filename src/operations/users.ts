@@ -232,10 +232,12 @@ export class RoleUsers {
    * await users.ensure("hello");
    * ```
    */
-  async ensure(fn: string): Promise<Account> {
+  async ensure(fn: string, user?: string): Promise<Account> {
     const known = this.#functions.get(fn);
     if (known) return known;
-    const account = await RoleUsers.#account(functionUserName(this.#settings.functionUsers, fn));
+    const account = await RoleUsers.#account(
+      user ?? functionUserName(this.#settings.functionUsers, fn),
+    );
     if (account.uid === this.gateway.uid) {
       throw new UsersError(`function ${fn} would run as the gateways' user ${account.name}`);
     }
