@@ -12,12 +12,6 @@ import { Launched } from "./support/launched.ts";
 import { Client } from "./support/system.ts";
 import { waitUntil } from "./support/wait.ts";
 
-async function waiting(sys: Launched, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${sys.adminPort}/functions`);
-  const all = await res.json() as { name: string; waiting: number }[];
-  return all.find((f) => f.name === name)?.waiting ?? 0;
-}
-
 Deno.test("the held-while-cold limit: one request waits for the function to start, the next gets 503 with Retry-After on a connection that stays open", async () => {
   const sys = await Launched.start(
     "start",
@@ -31,7 +25,9 @@ Deno.test("the held-while-cold limit: one request waits for the function to star
     const second = await Client.connect(sys.port);
     clients.push(first, second);
     const waited = first.get("/slow");
-    await waitUntil(async () => await waiting(sys, "slow") === 1, { what: "one request held" });
+    await waitUntil(async () => (await sys.functionState("slow"))?.waiting === 1, {
+      what: "one request held",
+    });
     const t0 = performance.now();
     const full = await second.get("/slow");
     assert.equal(full.status, 503, full.body);

@@ -17,21 +17,6 @@ import { processUid } from "../ffi/shim.ts";
 
 const HANDSHAKES = "hotpotato_tls_handshakes_total";
 
-interface FunctionState {
-  name: string;
-  state: string;
-  workers: number;
-  waiting: number;
-  parked: number;
-  pool: { pid: number; conns: number }[];
-}
-
-async function functionState(sys: Launched, name: string): Promise<FunctionState | undefined> {
-  const res = await fetch(`http://127.0.0.1:${sys.adminPort}/functions`);
-  const all = await res.json() as FunctionState[];
-  return all.find((f) => f.name === name);
-}
-
 Deno.test("a function at zero workers starts on its first request and on a route change into it: same connection, one handshake each", async () => {
   const sys = await Launched.start("start", [
     "--function",
@@ -43,7 +28,7 @@ Deno.test("a function at zero workers starts on its first request and on a route
   ], ["sum", "product"]);
   const clients: Client[] = [];
   try {
-    assert.equal((await functionState(sys, "hello"))?.state, "idle");
+    assert.equal((await sys.functionState("hello"))?.state, "idle");
     // A new connection's first request: held while hello starts.
     const c1 = await Client.connect(sys.port);
     clients.push(c1);
@@ -63,7 +48,7 @@ Deno.test("a function at zero workers starts on its first request and on a route
     c1.close();
     clients.length = 0;
     await sys.waitLine(/^launcher\s+\| hello\.1 stopped in \d+ ms \(idle \d+ s\)/);
-    await waitUntil(async () => (await functionState(sys, "hello"))?.state === "idle", {
+    await waitUntil(async () => (await sys.functionState("hello"))?.state === "idle", {
       what: "hello back at zero workers",
     });
 
@@ -112,7 +97,7 @@ Deno.test("a pool rescaled by the function file (SIGHUP) stops a worker: its idl
   let looping = true;
   try {
     await sys.waitLine(/worker hello\/\d+ registered/);
-    await waitUntil(async () => (await functionState(sys, "hello"))?.workers === 2, {
+    await waitUntil(async () => (await sys.functionState("hello"))?.workers === 2, {
       what: "two hello workers",
     });
     // Six idle connections spread over both workers, and one busy client.
@@ -169,8 +154,8 @@ Deno.test("a pool rescaled by the function file (SIGHUP) stops a worker: its idl
     Deno.kill(await sys.launcherPid(), "SIGHUP");
     const refused = await sys.waitLine(/^launcher\s+\| reload refused: (.*)$/, at);
     assert.match(refused[1], /hotpotato\.jsonc:3: hello: max must be at least 1/);
-    assert.equal((await functionState(sys, "hello"))?.workers, 1);
-    assert.equal((await functionState(sys, "sum"))?.workers, 1);
+    assert.equal((await sys.functionState("hello"))?.workers, 1);
+    assert.equal((await sys.functionState("sum"))?.workers, 1);
 
     // A function added by an edit and a reload, on demand, as a user of its own.
     await write(`"min": 0, "max": 1, "idle": 1 },
@@ -199,7 +184,7 @@ Deno.test("a pool rescaled by the function file (SIGHUP) stops a worker: its idl
     for (const c of clients) c.close();
     clients.length = 0;
     await sys.waitLine(/^launcher\s+\| hello\.1 stopped in \d+ ms \(idle \d+ s\)/);
-    assert.equal((await functionState(sys, "hello"))?.state, "idle");
+    assert.equal((await sys.functionState("hello"))?.state, "idle");
   } finally {
     looping = false;
     for (const c of clients) c.close();
@@ -227,10 +212,10 @@ Deno.test("scaled to zero with idle keep-alive connections: they are parked in t
     // Idle for the idle time: the last worker stops though it holds two
     // connections; the gateway parks them.
     await sys.waitLine(/^launcher\s+\| hello stopped in \d+ ms \(idle \d+ s\)/);
-    await waitUntil(async () => (await functionState(sys, "hello"))?.parked === 2, {
+    await waitUntil(async () => (await sys.functionState("hello"))?.parked === 2, {
       what: "two parked connections",
     });
-    assert.equal((await functionState(sys, "hello"))?.state, "idle");
+    assert.equal((await sys.functionState("hello"))?.state, "idle");
     // Their clients speak again: a cold start, each answered on its own
     // connection; one asks another function first (it moves on from hello).
     const again = await a.get("/hello?name=again");
@@ -241,7 +226,7 @@ Deno.test("scaled to zero with idle keep-alive connections: they are parked in t
     assert.equal(JSON.parse(other.body).result, "9");
     assert.equal(await sys.metric(HANDSHAKES), 2, "no connection had to handshake again");
     assert.equal(await sys.metric("hotpotato_cold_starts_total", 'function="hello"'), 2);
-    assert.equal((await functionState(sys, "hello"))?.parked, 0);
+    assert.equal((await sys.functionState("hello"))?.parked, 0);
   } finally {
     for (const c of clients) c.close();
     await sys.stop();

@@ -493,18 +493,14 @@ export class Workers {
    * ```
    */
   list(): { name: string; pid: number; generation: string; state: string; held: number }[] {
-    const out = [];
-    for (const w of this.#workers) {
-      if (!w.registered) continue;
-      out.push({
-        name: w.name,
-        pid: w.pid,
-        generation: w.generation,
-        state: w.state,
-        held: w.held,
-      });
-    }
-    return [...out, ...this.satellites.list()];
+    const own = this.loads().map(({ name, pid, generation, state, conns }) => ({
+      name,
+      pid,
+      generation,
+      state,
+      held: conns,
+    }));
+    return [...own, ...this.satellites.list()];
   }
 
   /** How many workers (not satellites) are registered.

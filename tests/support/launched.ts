@@ -14,6 +14,16 @@ import { DEFAULT_USERS, RoleUsers } from "../../src/operations/users.ts";
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
+/** A function as `GET /functions` lists it (the fields the tests read). */
+export interface FunctionState {
+  name: string;
+  state: string;
+  workers: number;
+  waiting: number;
+  parked: number;
+  pool: { pid: number; conns: number }[];
+}
+
 /** A launcher and its children. */
 export class Launched {
   readonly child: Deno.ChildProcess;
@@ -127,6 +137,14 @@ export class Launched {
    * whose labels contain `labels`). */
   metric(name: string, labels = ""): Promise<number> {
     return metricOf(this.adminPort, name, labels);
+  }
+
+  /** Function `name` as the gateway's `GET /functions` shows it (its
+   * state, workers, waiting requests, parked connections), if known. */
+  async functionState(name: string): Promise<FunctionState | undefined> {
+    const res = await fetch(`http://127.0.0.1:${this.adminPort}/functions`);
+    const all = await res.json() as FunctionState[];
+    return all.find((f) => f.name === name);
   }
 
   /** SIGINT (Ctrl-C): everything drains and stops. */
