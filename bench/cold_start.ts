@@ -74,10 +74,17 @@ async function launch(args: string[]) {
       await sleep(10);
     }
   };
-  const port = Number((await wait(/listening on https:\/\/[^:]+:(\d+)/))[1]);
-  const admin = Number((await wait(/admin on http:\/\/[^:]+:(\d+)/))[1]);
-  await wait(/worker product\/\d+ registered/);
-  await wait(/worker sum\/\d+ registered/);
+  let port = 0, admin = 0;
+  try {
+    port = Number((await wait(/listening on https:\/\/[^:]+:(\d+)/))[1]);
+    admin = Number((await wait(/admin on http:\/\/[^:]+:(\d+)/))[1]);
+    await wait(/worker product\/\d+ registered/);
+    await wait(/worker sum\/\d+ registered/);
+  } catch (e) {
+    child.kill("SIGINT"); // nothing left running behind a failed start
+    await child.status;
+    throw e;
+  }
   const functions = async () =>
     (await (await fetch(`http://127.0.0.1:${admin}/functions`)).json()) as {
       name: string;
