@@ -79,6 +79,8 @@ interface Cold {
 export class ColdStarts {
   #o: ColdStartsOptions;
   #cold = new Map<string, Cold>();
+  /** Functions with `min` 0: none (the usual case) costs a request nothing. */
+  #onDemand = 0;
 
   /** Waits over these parts.
    *
@@ -91,6 +93,12 @@ export class ColdStarts {
    */
   constructor(options: ColdStartsOptions) {
     this.#o = options;
+    this.#count();
+  }
+
+  #count(): void {
+    this.#onDemand = 0;
+    for (const s of this.#o.scaling.values()) if (s.min === 0) this.#onDemand++;
   }
 
   /** Each function's scaling, as the gateway was last told.
@@ -119,6 +127,7 @@ export class ColdStarts {
   setScaling(fn: string, scaling: Scaling | undefined): void {
     if (scaling) this.#o.scaling.set(fn, scaling);
     else this.#o.scaling.delete(fn);
+    this.#count();
   }
 
   /** The function started on demand whose route serves `path`, when it has
@@ -133,7 +142,7 @@ export class ColdStarts {
    * ```
    */
   coldFunction(path: string): string | undefined {
-    if (this.#o.scaling.size === 0) return undefined;
+    if (this.#onDemand === 0) return undefined;
     const fn = this.#o.functionFor(path);
     if (fn === undefined || this.#o.scaling.get(fn)?.min !== 0) return undefined;
     return this.#o.router.workersOf(fn).length === 0 ? fn : undefined;

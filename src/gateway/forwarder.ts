@@ -371,16 +371,9 @@ export class Forwarder {
       return this.#park(t, cold, path!);
     }
     if (cold !== undefined) {
-      const wait = this.#o.cold!.hold(cold);
-      if (wait === "full") return this.#decide(t, undefined);
-      wait.then(() => this.#decide(t, router.pickWithRoute(path!), true)).catch((e) => {
-        log.error("conn {conn}: after waiting for {fn}: {error}", {
-          conn: t.conn,
-          fn: cold,
-          error: (e as Error).message,
-        });
+      return this.#whenStarted(cold, t.conn, (late) => {
+        this.#decide(t, router.pickWithRoute(path!), late);
       });
-      return;
     }
     const waits = !hit && !ours && path !== undefined && (this.#o.settling?.() ?? false) &&
       router.status(path) === "unknown";
@@ -447,15 +440,27 @@ export class Forwarder {
       }
     };
     if (router.workersOf(fn).length > 0) return place();
+    this.#whenStarted(fn, parcel.connId, place, () => parcel.drop());
+  }
+
+  /** Run `then` once function `fn` has a worker, or at once when it cannot
+   * wait for one (too many wait already); `late`: it waited (a worker came,
+   * or the cold-start timeout passed). `failed` when `then` threw. */
+  #whenStarted(
+    fn: string,
+    conn: number,
+    then: (late: boolean) => void,
+    failed: () => void = () => {},
+  ): void {
     const wait = this.#o.cold?.hold(fn);
-    if (wait === undefined || wait === "full") return place();
-    wait.then(place).catch((e) => {
+    if (wait === undefined || wait === "full") return then(false);
+    wait.then(() => then(true)).catch((e) => {
       log.error("conn {conn}: after waiting for {fn}: {error}", {
-        conn: parcel.connId,
+        conn,
         fn,
         error: (e as Error).message,
       });
-      parcel.drop();
+      failed();
     });
   }
 

@@ -56,7 +56,9 @@ export const HOLD_MS = 5000;
  * What a gateway (the primary or a satellite) answers itself: 503 with
  * `Retry-After` for a request no worker could take (`unplaced`) or whose
  * function has no worker right now (`vacant`), 404 when no function serves
- * the route (`unknown`); a short JSON body, and `x-hotpotato-worker: label`.
+ * the route (`unknown`); a short JSON body (`message`, when given, says why
+ * instead: a function that could not start in time), and
+ * `x-hotpotato-worker: label`.
  *
  * @example
  * ```ts
@@ -71,10 +73,11 @@ export function gatewayAnswer(
   why: "unplaced" | "vacant" | "unknown",
   label: string,
   keepAlive: boolean,
+  message?: string,
 ): RoutedAnswer {
   const path = head.path.slice(0, 200);
   const status = why === "unknown" ? 404 : 503;
-  const message = why === "unplaced"
+  message ??= why === "unplaced"
     ? `no worker could take ${path} right now`
     : why === "vacant"
     ? `no worker for ${path} right now`
@@ -90,26 +93,6 @@ export function gatewayAnswer(
       keepAlive,
       headOnly: head.method === "HEAD",
       extraHeaders,
-    }),
-  };
-}
-
-/** 503 with `Retry-After` for a request whose function could not start
- * in time, or for which too many requests wait already. */
-function coldAnswer(
-  head: RequestHead,
-  message: string,
-  label: string,
-  keepAlive: boolean,
-): RoutedAnswer {
-  return {
-    route: "-",
-    status: 503,
-    keepAlive,
-    bytes: errorResponse(503, message, {
-      keepAlive,
-      headOnly: head.method === "HEAD",
-      extraHeaders: [["retry-after", "1"], ["x-hotpotato-worker", label]],
     }),
   };
 }
@@ -252,7 +235,8 @@ export class GatewayPolicy implements HoldPolicy {
     const refused = this.#refused.get(conn);
     if (refused) {
       this.#refused.delete(conn);
-      return coldAnswer(head, refused, this.#o.label, head.keepAlive && !this.#o.draining());
+      const keepAlive = head.keepAlive && !this.#o.draining();
+      return gatewayAnswer(head, "vacant", this.#o.label, keepAlive, refused);
     }
     const status = this.#o.router.status(head.path);
     const why = unplaced

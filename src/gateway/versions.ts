@@ -194,9 +194,7 @@ export class Versions {
     }
     for (const w of olds) {
       w.state = "draining";
-      if (!handover) continue;
-      w.handingOver = true;
-      w.channel.send(encodeJson(MessageType.HANDOVER, {}));
+      if (handover) this.#handOver(w);
     }
     this.#push.membersChanged();
     this.#metrics.switches.labels(name).inc();
@@ -215,5 +213,31 @@ export class Versions {
       },
     );
     return { ok: true, promoted: news.map((w) => w.pid), replaced: olds.map((w) => w.pid) };
+  }
+
+  /** Stop `worker` (the launcher scales its function down): out of the
+   * router, draining, told HANDOVER (every connection handed over, idle
+   * ones at once, busy ones at their next request boundary, then it
+   * exits), as a switch tells the workers it replaces.
+   *
+   * @example
+   * ```ts
+   * import type { Versions } from "./versions.ts";
+   * import type { Worker } from "./workers.ts";
+   * declare const versions: Versions, worker: Worker;
+   * versions.retire(worker);
+   * ```
+   */
+  retire(worker: Worker): void {
+    this.#router.remove(worker);
+    worker.state = "draining";
+    this.#handOver(worker);
+    this.#push.membersChanged();
+  }
+
+  /** What it hands back goes to the function's other (or new) workers. */
+  #handOver(worker: Worker): void {
+    worker.handingOver = true;
+    worker.channel.send(encodeJson(MessageType.HANDOVER, {}));
   }
 }

@@ -326,13 +326,13 @@ export class Workers {
     const share = Math.ceil(pool.reduce((n, w) => n + w.held, 0) / pool.length);
     for (const w of pool) {
       if (w.held <= share) continue;
+      const count = Math.min(w.held - share, Limits.maxShed);
       log.debug("worker {worker} holds {held}, the pool's share is {share}: SHED {count}", {
         worker: `${w.name}/${w.pid}`,
         held: w.held,
         share,
-        count: Math.min(w.held - share, Limits.maxShed),
+        count,
       });
-      const count = Math.min(w.held - share, Limits.maxShed);
       w.channel.send(encodeJson(MessageType.SHED, { count }));
     }
   }
@@ -370,11 +370,7 @@ export class Workers {
     if (w.state !== "serving" && w.state !== "stuck") {
       return { ok: false, error: `worker ${name}/${pid} is ${w.state}` };
     }
-    this.router.remove(w);
-    w.state = "draining";
-    w.handingOver = true;
-    w.channel.send(encodeJson(MessageType.HANDOVER, {}));
-    this.#push.membersChanged();
+    this.#versions.retire(w);
     log.info("worker {worker} stops (fewer workers): it hands its {held} connection(s) over", {
       worker: `${name}/${pid}`,
       held: w.held,

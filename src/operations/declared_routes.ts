@@ -127,11 +127,8 @@ export class DeclaredRoutes {
    */
   async redeclare(admin: AdminClient, fn: string, role: Role): Promise<string> {
     if (!this.#declared) return "";
-    const d = await this.#describe(role);
+    const d = await this.#checked(role);
     if (typeof d === "string") return d;
-    const others = [...this.#declarations.values()].filter((x) => x.fn !== fn);
-    const problems = declarationProblems([...others, d], ALLOW_NESTED());
-    if (problems.length) return problems.join("; ");
     const before = this.#declared.get(fn) ?? [];
     // The gateway lets both versions' routes be registered until the switch.
     const both = [...new Set([...before, ...d.routes])];
@@ -182,11 +179,8 @@ export class DeclaredRoutes {
       return "";
     }
     if (!role) return ""; // declared already
-    const d = await this.#describe(role);
+    const d = await this.#checked(role);
     if (typeof d === "string") return d;
-    const others = [...this.#declarations.values()].filter((x) => x.fn !== role.fn);
-    const problems = declarationProblems([...others, d], ALLOW_NESTED());
-    if (problems.length) return problems.join("; ");
     try {
       await admin?.declareRoutes(role.fn, d.routes);
     } catch (e) {
@@ -217,6 +211,16 @@ export class DeclaredRoutes {
     } catch {
       // the gateway is away: a new one gets the set without it
     }
+  }
+
+  /** What `role`'s file declares, checked against the other functions'
+   * declarations (it replaces its own function's), or why not. */
+  async #checked(role: Role): Promise<Declaration | string> {
+    const d = await this.#describe(role);
+    if (typeof d === "string") return d;
+    const others = [...this.#declarations.values()].filter((x) => x.fn !== role.fn);
+    const problems = declarationProblems([...others, d], ALLOW_NESTED());
+    return problems.length ? problems.join("; ") : d;
   }
 
   /** What `role`'s file declares (a describe run, 30 s at most; the

@@ -54,7 +54,7 @@ import {
 } from "./launcher_status.ts";
 import type { FunctionSpec } from "./function_file.ts";
 import { poolRoles } from "./roles.ts";
-import { fixedPool, scalingJson } from "./scaling.ts";
+import { fixedPool, scales, scalingJson } from "./scaling.ts";
 import { Scaler } from "./scaler.ts";
 import type { Pool } from "./autoscaler.ts";
 import { AdminClient } from "./admin_client.ts";
@@ -624,9 +624,7 @@ export class Launcher {
   /** Whether a pool can change (min 0, or max above min): then the
    * autoscaler runs. */
   #scales(): boolean {
-    return [...this.#specs.values()].some((s) =>
-      s.scaling.min === 0 || s.scaling.max > s.scaling.min
-    );
+    return [...this.#specs.values()].some((s) => scales(s.scaling));
   }
 
   /** Run the autoscaler while some pool can change (it needs the admin port). */
@@ -989,7 +987,7 @@ async function main(): Promise<void> {
   let launcher: Launcher | undefined = undefined;
   const admin = adminFor(secret, () => launcher?.gatewayPid());
   shareGatewayPort(roles);
-  const scaled = specs.filter((s) => s.scaling.min === 0 || s.scaling.max > s.scaling.min);
+  const scaled = specs.filter((s) => scales(s.scaling));
   if (scaled.length > 0 && !(admin.admin instanceof AdminClient)) {
     console.error(
       `launcher: ${scaled.map((s) => s.name).join(", ")} scale, which needs the gateway's ` +

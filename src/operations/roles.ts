@@ -154,34 +154,37 @@ export function functionSpecs(o: {
     if (Number(value) === 0) specs.delete(name);
     else spec.scaling = { ...spec.scaling, ...fixedPool(Number(value)) };
   }
-  let scaled: Map<string, Scaling>;
-  try {
-    scaled = parseScaleFlag(o.scale ?? [], (fn) => specs.get(fn)?.scaling ?? fixedPool(1));
-  } catch (e) {
-    throw new RoleError((e as Error).message);
-  }
-  for (const [name, scaling] of scaled) {
-    const spec = specs.get(name);
-    if (!spec) {
-      throw new RoleError(`--scale: no file for function ${name} (add --function ${name}=FILE)`);
+  // --scale, then --spare: each over what the function has so far.
+  const over = (
+    flag: string,
+    values: string[] | undefined,
+    parse: (values: readonly string[], base: (fn: string) => Scaling) => Map<string, Scaling>,
+    adjust: (fn: string, s: Scaling) => Scaling = (_, s) => s,
+  ) => {
+    let parsed: Map<string, Scaling>;
+    try {
+      parsed = parse(values ?? [], (fn) => specs.get(fn)?.scaling ?? fixedPool(1));
+    } catch (e) {
+      throw new RoleError((e as Error).message);
     }
-    spec.scaling = o.idleSeconds === undefined
-      ? scaling
-      : checkScaling(name, { idle: o.idleSeconds }, scaling, "--scale-idle");
-  }
-  let spared: Map<string, Scaling>;
-  try {
-    spared = parseSpareFlag(o.spare ?? [], (fn) => specs.get(fn)?.scaling ?? fixedPool(1));
-  } catch (e) {
-    throw new RoleError((e as Error).message);
-  }
-  for (const [name, scaling] of spared) {
-    const spec = specs.get(name);
-    if (!spec) {
-      throw new RoleError(`--spare: no file for function ${name} (add --function ${name}=FILE)`);
+    for (const [name, scaling] of parsed) {
+      const spec = specs.get(name);
+      if (!spec) {
+        throw new RoleError(`${flag}: no file for function ${name} (add --function ${name}=FILE)`);
+      }
+      spec.scaling = adjust(name, scaling);
     }
-    spec.scaling = scaling;
-  }
+  };
+  over(
+    "--scale",
+    o.scale,
+    parseScaleFlag,
+    (name, scaling) =>
+      o.idleSeconds === undefined
+        ? scaling
+        : checkScaling(name, { idle: o.idleSeconds }, scaling, "--scale-idle"),
+  );
+  over("--spare", o.spare, parseSpareFlag);
   return [...specs.values()];
 }
 

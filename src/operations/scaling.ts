@@ -77,6 +77,21 @@ export function fixedPool(n: number): Scaling {
 }
 
 /**
+ * Whether a pool can change (started on demand, or room above its
+ * minimum): the launcher then runs its autoscaler, which needs the admin
+ * port.
+ *
+ * @example
+ * ```ts
+ * import { fixedPool, scales } from "./scaling.ts";
+ * console.log(scales(fixedPool(2)), scales({ ...fixedPool(1), min: 0 })); // false true
+ * ```
+ */
+export function scales(s: Scaling): boolean {
+  return s.min === 0 || s.max > s.min;
+}
+
+/**
  * Check raw settings for function `fn` (`where` names their source in the
  * error): `min` and `max` integers with 0 ≤ min ≤ max ≤ 64 and max ≥ 1,
  * `idle` seconds from 1 to 86400, `target` from 0.1 to 1, `spare` from 0 to
