@@ -44,6 +44,11 @@ const symbols = {
   hp_send_msg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   /** int hp_recv_msg(int sock, uint8_t* buf, uint32_t cap, int32_t* fd_out) */
   hp_recv_msg: { parameters: ["i32", "buffer", "u32", "buffer"], result: "i32" },
+  /** int hp_recv_batch(int sock, uint8_t* buf, uint32_t cap, uint32_t max, int32_t* out): recvmmsg */
+  hp_recv_batch: {
+    parameters: ["i32", "buffer", "u32", "u32", "buffer"],
+    result: "i32",
+  },
   /** int hp_close(int fd) */
   hp_close: { parameters: ["i32"], result: "i32" },
   /** int hp_shutdown_write(int fd) */
@@ -497,6 +502,146 @@ export function receiveMessage(
   const n = shim().hp_recv_msg(sock, buf, buf.length, fdOutBytes);
   if (n < 0) return n;
   return { length: n, fd: fdOut[0] };
+}
+
+/** Most messages one {@linkcode MessageBatch} holds (the shim's HP_BATCH_MAX). */
+export const MAX_BATCH = 64;
+
+/**
+ * Up to `capacity` messages of at most `each` bytes, received in one system
+ * call (recvmmsg). Entry `i` is what {@linkcode receiveMessage} would have
+ * returned for the i-th message: {@linkcode MessageBatch.length} (or
+ * -EMSGSIZE, -EBADMSG; 0 for the end of the stream, after which every entry
+ * reads 0), {@linkcode MessageBatch.fd} and {@linkcode MessageBatch.bytes}.
+ * When fewer than `capacity` came, nothing more was queued: an
+ * edge-triggered reader is done until the next edge ({@linkcode
+ * MessageBatch.drained}), without the read that would say EAGAIN.
+ *
+ * @example
+ * ```ts
+ * import { MessageBatch } from "./shim.ts";
+ * declare const sock: number;
+ * const batch = new MessageBatch(8, 65536);
+ * const n = batch.receive(sock);
+ * for (let i = 0; i < n; i++) console.log(batch.length(i), batch.fd(i), batch.bytes(i));
+ * ```
+ */
+export class MessageBatch {
+  /** Most messages per receive. */
+  readonly capacity: number;
+  /** Bytes per message slot. */
+  readonly each: number;
+  #buf: Uint8Array;
+  #out: Int32Array;
+  #outBytes: Uint8Array;
+  #count = 0;
+
+  /** Room for `capacity` (1..{@linkcode MAX_BATCH}) messages of `each` bytes.
+   *
+   * @example
+   * ```ts
+   * import { MessageBatch } from "./shim.ts";
+   * new MessageBatch(16, 131072);
+   * ```
+   */
+  constructor(capacity: number, each: number) {
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_BATCH) {
+      throw new RangeError(`a batch holds 1 to ${MAX_BATCH} messages`);
+    }
+    this.capacity = capacity;
+    this.each = each;
+    this.#buf = new Uint8Array(capacity * each);
+    this.#out = new Int32Array(2 * capacity);
+    this.#outBytes = new Uint8Array(this.#out.buffer);
+  }
+
+  /** Receive what is queued on `sock`, up to `capacity` messages: how many
+   * entries were filled, or -errno (-EAGAIN when nothing waits).
+   *
+   * @example
+   * ```ts
+   * import { EAGAIN, MessageBatch } from "./shim.ts";
+   * declare const sock: number;
+   * const n = new MessageBatch(4, 4096).receive(sock);
+   * if (n === -EAGAIN) console.log("nothing waits");
+   * ```
+   */
+  receive(sock: number): number {
+    const n = shim().hp_recv_batch(sock, this.#buf, this.each, this.capacity, this.#outBytes);
+    this.#count = n < 0 ? 0 : n;
+    return n;
+  }
+
+  /** Whether the last receive emptied the socket's queue (it filled fewer
+   * entries than the batch holds).
+   *
+   * @example
+   * ```ts
+   * import { MessageBatch } from "./shim.ts";
+   * declare const batch: MessageBatch, sock: number;
+   * do batch.receive(sock); while (!batch.drained);
+   * ```
+   */
+  get drained(): boolean {
+    return this.#count < this.capacity;
+  }
+
+  /** Entry `i`'s length, or -errno (-EMSGSIZE, -EBADMSG).
+   *
+   * @example
+   * ```ts
+   * import type { MessageBatch } from "./shim.ts";
+   * declare const batch: MessageBatch;
+   * if (batch.length(0) === 0) console.log("the peer closed");
+   * ```
+   */
+  length(i: number): number {
+    return this.#out[2 * i];
+  }
+
+  /** Entry `i`'s passed fd: -1 when none, {@linkcode FD_LOST} when one was
+   * sent but could not be received. Ours to close.
+   *
+   * @example
+   * ```ts
+   * import type { MessageBatch } from "./shim.ts";
+   * declare const batch: MessageBatch;
+   * console.log(batch.fd(0));
+   * ```
+   */
+  fd(i: number): number {
+    return this.#out[2 * i + 1];
+  }
+
+  /** Entry `i`'s bytes (a view of the batch's buffer, valid until the next
+   * receive; empty for an entry that holds an error).
+   *
+   * @example
+   * ```ts
+   * import type { MessageBatch } from "./shim.ts";
+   * declare const batch: MessageBatch;
+   * const first = batch.bytes(0);
+   * first.fill(0);
+   * ```
+   */
+  bytes(i: number): Uint8Array {
+    const start = i * this.each;
+    return this.#buf.subarray(start, start + Math.max(0, this.length(i)));
+  }
+
+  /** Entry `i`'s whole slot (what a message too large for it filled, to be
+   * zeroed).
+   *
+   * @example
+   * ```ts
+   * import type { MessageBatch } from "./shim.ts";
+   * declare const batch: MessageBatch;
+   * batch.slot(0).fill(0);
+   * ```
+   */
+  slot(i: number): Uint8Array {
+    return this.#buf.subarray(i * this.each, (i + 1) * this.each);
+  }
 }
 
 /** The real uid of this process (no `--allow-sys` needed).

@@ -386,6 +386,63 @@ HP_EXPORT int hp_recv_msg(int sock, uint8_t *buf, uint32_t cap, int32_t *fd_out)
     return (int)n;
 }
 
+/* Most messages one hp_recv_batch() takes. */
+#define HP_BATCH_MAX 64
+
+/* Receive up to max (<= HP_BATCH_MAX) messages in one recvmmsg(2): message
+ * i goes to buf + i * cap, and out[2i], out[2i+1] get what hp_recv_msg()
+ * would have returned for it and its fd (-1, an fd, or HP_FD_LOST), with
+ * the same rules (-EMSGSIZE, -EBADMSG, 0 for the end of the stream).
+ * Returns how many entries were filled (fewer than max: nothing more was
+ * queued, so an edge-triggered watcher need not read again), or -errno
+ * (-EAGAIN when nothing waits). At the end of the stream every slot reads
+ * 0: entries after the first 0 repeat it. */
+HP_EXPORT int hp_recv_batch(int sock, uint8_t *buf, uint32_t cap, uint32_t max, int32_t *out) {
+    struct mmsghdr mm[HP_BATCH_MAX];
+    struct iovec iov[HP_BATCH_MAX];
+    union { char buf[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } ctrl[HP_BATCH_MAX];
+    int n, i, at_end = -1;
+
+    if (max < 1 || max > HP_BATCH_MAX) return -EINVAL;
+    memset(mm, 0, sizeof(struct mmsghdr) * max);
+    for (i = 0; i < (int)max; i++) {
+        iov[i].iov_base = buf + (size_t)i * cap;
+        iov[i].iov_len = cap;
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+        mm[i].msg_hdr.msg_control = ctrl[i].buf;
+        mm[i].msg_hdr.msg_controllen = sizeof ctrl[i].buf;
+    }
+    n = recvmmsg(sock, mm, max, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
+    if (n < 0) return -errno;
+    for (i = 0; i < n; i++) {
+        struct msghdr *msg = &mm[i].msg_hdr;
+        int32_t *len = &out[2 * i], *fd = &out[2 * i + 1];
+        *fd = -1;
+        if (msg->msg_flags & MSG_TRUNC) {
+            take_fds(msg, fd, 0);
+            *fd = -1;
+            *len = -EMSGSIZE;
+        } else if (mm[i].msg_len == 0) {
+            /* An empty record, or the end: the end only when nothing but
+             * zeros follows in this batch and the peer has gone. */
+            int carried, later = 0;
+            take_fds(msg, fd, 1);
+            carried = *fd >= 0 || (msg->msg_flags & MSG_CTRUNC);
+            if (*fd >= 0) close(*fd);
+            *fd = -1;
+            for (int j = i + 1; j < n; j++) later |= mm[j].msg_len != 0;
+            if (!carried && !later && at_end < 0) at_end = seqpacket_at_end(sock);
+            *len = !carried && !later && at_end == 1 ? 0 : -EBADMSG;
+        } else {
+            take_fds(msg, fd, 1);
+            if ((msg->msg_flags & MSG_CTRUNC) && *fd < 0) *fd = HP_FD_LOST;
+            *len = (int32_t)mm[i].msg_len;
+        }
+    }
+    return n;
+}
+
 /* close(2), returning -errno. */
 HP_EXPORT int hp_close(int fd) {
     return close(fd) < 0 ? -errno : 0;

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { closeFd, EAGAIN, receiveMessage, sendMessage, tcpListen } from "../ffi/shim.ts";
 import { EventLoop } from "../src/connection/event_loop.ts";
-import { ControlChannel } from "../src/handoff/control_channel.ts";
+import { COLLECT_AT, ControlChannel } from "../src/handoff/control_channel.ts";
 import {
   decodeMessage,
   encodeAck,
@@ -235,7 +235,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "lazy ACKs (a worker's channel to a sibling): read on the next transfer or within 50 ms, and a receiver that hangs up gives everything back at once",
+    "lazy ACKs (a worker's channel to a sibling): read when a transfer finds COLLECT_AT in flight or within 50 ms, and a receiver that hangs up gives everything back at once",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -244,7 +244,8 @@ Deno.test({
     const channel = new ControlChannel(a, { onMessage() {}, onClose() {} }, { lazyAcks: true });
     const returned: string[] = [];
     const confirmed: number[] = [];
-    const passed = [0, 1, 2].map(() => tcpListen("127.0.0.1", 0));
+    const passed = Array.from({ length: COLLECT_AT + 2 }, () => tcpListen("127.0.0.1", 0));
+    const last = COLLECT_AT + 1;
     const copies = passed.map(sameSocket);
     const buf = new Uint8Array(Limits.maxMessage);
     const received: number[] = [];
@@ -265,29 +266,105 @@ Deno.test({
         ),
       );
     try {
-      // 1. The ACK of the first transfer is read by the second transfer, in
-      //    the same call: no event-loop turn (an eagerly read channel needs one).
-      send(0);
-      assert.ok(sendMessage(b, encodeAck([{ transfer: take(), ok: true }])) > 0);
-      send(1);
-      assert.deepEqual(confirmed, [0], "read when sending the next one");
-      assert.deepEqual(copies[0](), [received[0]], "the sender's copy is closed");
+      // 1. COLLECT_AT transfers, each acknowledged in an ACK of its own: not
+      //    read while fewer are in flight; the next transfer reads them all,
+      //    in the same call (no event-loop turn: an eagerly read channel
+      //    needs one).
+      const first = Array.from({ length: COLLECT_AT }, (_, i) => i);
+      for (const i of first) {
+        send(i);
+        assert.ok(sendMessage(b, encodeAck([{ transfer: take(), ok: true }])) > 0);
+      }
+      assert.deepEqual(confirmed, [], "not read while fewer than COLLECT_AT are in flight");
+      assert.equal(channel.unconfirmed, COLLECT_AT);
+      send(COLLECT_AT);
+      assert.deepEqual(confirmed, first, "read when sending with COLLECT_AT in flight");
+      for (const i of first) {
+        assert.deepEqual(copies[i](), [received[i]], "the sender's copy is closed");
+      }
       // 2. Nothing more is sent: the ACK is read within LAZY_ACKS_MS anyway.
       assert.ok(sendMessage(b, encodeAck([{ transfer: take(), ok: true }])) > 0);
-      await waitUntil(() => confirmed.length === 2, { what: "the second ACK", timeoutMs: 2000 });
+      await waitUntil(() => confirmed.length === COLLECT_AT + 1, {
+        what: "the last ACK",
+        timeoutMs: 2000,
+      });
       assert.equal(channel.unconfirmed, 0);
-      // 3. The receiver dies with the third unanswered: it comes back at once
+      // 3. The receiver dies with the next unanswered: it comes back at once
       //    (the hang-up wakes the channel), fd and all.
-      send(2);
+      send(last);
       closeFd(b);
-      await waitUntil(() => returned.length === 1, { what: "the third back", timeoutMs: 2000 });
+      await waitUntil(() => returned.length === 1, { what: "the last back", timeoutMs: 2000 });
       assert.deepEqual(returned, ["the receiver went away"]);
-      assert.deepEqual(confirmed, [0, 1]);
-      assert.deepEqual(copies[2](), [passed[2]], "the sender holds the connection again");
+      assert.deepEqual(confirmed, [...first, COLLECT_AT]);
+      assert.deepEqual(copies[last](), [passed[last]], "the sender holds the connection again");
     } finally {
       channel.close();
       for (const fd of received) closeFd(fd);
-      closeFd(passed[2]);
+      closeFd(passed[last]);
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "reads take many messages per system call: 40 HANDOFFs queued with their sockets arrive in order, each with its own; a handler that closes the channel mid-batch leaves no fd behind",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
+    EventLoop.instance(); // its own fds are not the channel's
+    const sockets = () => openFds().filter(([, link]) => link.startsWith("socket:"));
+    const before = sockets();
+    try {
+      // 1. All of them, in order, with the right socket each (more than one
+      //    batch: the reader goes on while a read comes back full).
+      const [a, b] = await seqpacketPair(dir);
+      const listeners = Array.from({ length: 40 }, () => tcpListen("127.0.0.1", 0));
+      const inodes = listeners.map((fd) => openFds().find(([n]) => n === fd)![1]);
+      for (const [i, fd] of listeners.entries()) assert.ok(sendMessage(a, handoff(i + 1), fd) > 0);
+      for (const fd of listeners) closeFd(fd);
+      const got: [number, string][] = [];
+      let closed = false;
+      const channel = new ControlChannel(b, {
+        onMessage(msg, fd) {
+          assert.equal(msg.type, MessageType.HANDOFF);
+          if (msg.type !== MessageType.HANDOFF) return;
+          got.push([msg.body.info.connId, openFds().find(([n]) => n === fd)![1]]);
+          closeFd(fd);
+        },
+        onClose: () => closed = true,
+      });
+      await waitUntil(() => got.length === 40, { what: "40 HANDOFFs" });
+      assert.deepEqual(got, inodes.map((inode, i) => [i + 1, inode]));
+      closeFd(a);
+      await waitUntil(() => closed, { what: "the end of the stream" });
+      channel.close();
+
+      // 2. The handler closes the channel at the 3rd of 10 queued: the 7
+      //    received after it are closed by the channel, not leaked.
+      const [c, d] = await seqpacketPair(dir);
+      for (let i = 0; i < 10; i++) {
+        const fd = tcpListen("127.0.0.1", 0);
+        assert.ok(sendMessage(c, handoff(i + 1), fd) > 0);
+        closeFd(fd);
+      }
+      const seen: number[] = [];
+      const closing: ControlChannel = new ControlChannel(d, {
+        onMessage(_msg, fd) {
+          seen.push(fd);
+          closeFd(fd);
+          if (seen.length === 3) closing.close();
+        },
+        onClose() {},
+      });
+      await waitUntil(() => seen.length === 3, { what: "3 HANDOFFs" });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(seen.length, 3, "nothing is handled after the close");
+      closeFd(c);
+      assert.deepEqual(sockets(), before, "no socket is left open");
+    } finally {
       await EventLoop.instance().close();
       await Deno.remove(dir, { recursive: true });
     }

@@ -27,8 +27,10 @@
  * full socket (else every message the peer reads would wake this process).
  * A channel that only sends transfers and gets ACKs back (a worker's channel
  * to a sibling, `lazyAcks`) is not watched for reading at all: its ACKs are
- * read when it next sends, when its owner asks (`collect`), within
- * LAZY_ACKS_MS otherwise, and at once when the peer hangs up. A confirmation
+ * read when it sends with COLLECT_AT transfers in flight, when its owner asks
+ * (`collect`), within LAZY_ACKS_MS otherwise, and at once when the peer hangs
+ * up. Reads take up to BATCH messages per system call (recvmmsg) and stop
+ * when a read found fewer: no read that only says EAGAIN. A confirmation
  * then never wakes an idle sender by itself; the sender keeps each
  * connection until it has read the ACK, as before.
  *
@@ -43,8 +45,8 @@ import {
   EMSGSIZE,
   ERROR,
   HANGUP,
+  MessageBatch,
   RDHUP,
-  receiveMessage,
   sendMessage,
 } from "../../ffi/shim.ts";
 import { EventLoop } from "../connection/event_loop.ts";
@@ -120,7 +122,21 @@ export interface ControlChannelOptions {
 /** A lazy channel with transfers in flight reads its ACKs at least this often. */
 export const LAZY_ACKS_MS = 50;
 
-const recvBuf = new Uint8Array(Limits.maxMessage);
+/** Messages read per system call (recvmmsg). */
+const BATCH = 16;
+/** Read batches not in use (one per read in progress; see #receiveAll). */
+const freeBatches: MessageBatch[] = [];
+/** A lazy channel reads its ACKs when it sends once this many transfers are
+ * in flight (one read takes up to BATCH of them), not at every transfer. */
+export const COLLECT_AT = 8;
+
+/** Close the fds and zero the bytes of entries `from` to `to` of `batch`. */
+function discard(batch: MessageBatch, from: number, to: number): void {
+  for (let i = from; i < to; i++) {
+    closeFd(batch.fd(i));
+    batch.bytes(i).fill(0);
+  }
+}
 /** Messages waiting for a full socket to drain, at most. */
 const MAX_QUEUED = 4096;
 
@@ -241,74 +257,98 @@ export class ControlChannel {
   }
 
   #receiveAll(all: boolean): void {
-    while (!this.#closed && (all || this.#pending.size > 0)) {
-      const r = receiveMessage(this.fd, recvBuf);
-      if (typeof r === "number") {
-        if (r === -EAGAIN) return;
-        if (r === -EMSGSIZE) {
-          recvBuf.fill(0);
-          this.#handlers.onBadMessage?.(`message larger than ${Limits.maxMessage} bytes`);
-          continue;
+    // A handler may make another channel read while this batch is handled:
+    // each read takes a batch of its own.
+    const batch = freeBatches.pop() ?? new MessageBatch(BATCH, Limits.maxMessage);
+    try {
+      while (!this.#closed && (all || this.#pending.size > 0)) {
+        const n = batch.receive(this.fd);
+        if (n < 0) {
+          if (n === -EAGAIN) return;
+          if (n === -ECONNRESET) {
+            // The peer closed with our messages unread: the kernel reports
+            // that before what it had sent us, so go on reading (its ACKs and
+            // handoffs), up to the end of the stream.
+            this.#peerGone = true;
+            continue;
+          }
+          this.close();
+          return;
         }
-        if (r === -EBADMSG) {
-          // An empty datagram: a bad message, not the end of the stream.
-          this.#handlers.onBadMessage?.("empty message");
-          continue;
+        for (let i = 0; i < n; i++) {
+          if (this.#closed || !this.#take(batch, i)) {
+            // Closed, or the end of the stream: what came after is nobody's
+            // (a HANDOFF's sender still owns its connection and takes it
+            // back when it sees the channel close).
+            discard(batch, this.#closed ? i : i + 1, n);
+            return;
+          }
         }
-        if (r === -ECONNRESET) {
-          // The peer closed with our messages unread: the kernel reports
-          // that before what it had sent us, so go on reading (its ACKs and
-          // handoffs), up to the end of the stream.
-          this.#peerGone = true;
-          continue;
-        }
-        this.close();
-        return;
+        // Fewer than a batch: nothing more was queued (the next arrival is
+        // a new edge), so no read that would only say EAGAIN.
+        if (batch.drained) return;
       }
-      if (r.length === 0) {
-        // The end of the stream (an empty datagram is -EBADMSG above).
-        closeFd(r.fd);
-        this.#peerGone = true;
-        this.close();
-        return;
-      }
-      const raw = recvBuf.subarray(0, r.length);
-      let msg: Message;
-      try {
-        msg = decodeMessage(raw);
-      } catch (e) {
-        closeFd(r.fd);
-        // A HANDOFF that does not decode still names its transfer: refuse
-        // it, so that its sender places the connection elsewhere.
-        if (r.length >= 8 && raw[5] === MessageType.HANDOFF && raw[4] !== 0) {
-          this.#acks.push({ transfer: transferIdOf(raw), ok: false });
-        }
-        raw.fill(0);
-        this.#handlers.onBadMessage?.(e instanceof ProtocolError ? e.message : String(e));
-        continue;
-      }
-      let fd = r.fd;
-      if (
-        fd !== -1 &&
-        (!CARRIES_FD[msg.type] ||
-          (msg.type === MessageType.LISTENER && this.#handlers.takesListeners !== true))
-      ) {
-        closeFd(fd); // no message of this type carries one (here): no handler has to
-        fd = -1;
-      }
-      if (msg.type === MessageType.ACK) {
-        this.#acknowledged(msg.body);
-        continue;
-      }
-      try {
-        this.#handlers.onMessage(msg, fd, raw);
-      } catch (e) {
-        // One message's failure must not stop the reading of the others.
-        this.#handlers.onBadMessage?.(`handling message type ${msg.type}: ${String(e)}`);
-      } finally {
-        raw.fill(0); // it may have held a sealed blob and request bytes
-      }
+    } finally {
+      freeBatches.push(batch);
     }
+  }
+
+  /** Handle entry `i` of `batch`; false at the end of the stream. */
+  #take(batch: MessageBatch, i: number): boolean {
+    const length = batch.length(i);
+    if (length === -EMSGSIZE) {
+      batch.slot(i).fill(0);
+      this.#handlers.onBadMessage?.(`message larger than ${Limits.maxMessage} bytes`);
+      return true;
+    }
+    if (length === -EBADMSG) {
+      // An empty datagram: a bad message, not the end of the stream.
+      this.#handlers.onBadMessage?.("empty message");
+      return true;
+    }
+    if (length === 0) {
+      // The end of the stream (an empty datagram is -EBADMSG above).
+      this.#peerGone = true;
+      this.close();
+      return false;
+    }
+    const raw = batch.bytes(i);
+    let msg: Message;
+    try {
+      msg = decodeMessage(raw);
+    } catch (e) {
+      closeFd(batch.fd(i));
+      // A HANDOFF that does not decode still names its transfer: refuse
+      // it, so that its sender places the connection elsewhere.
+      if (raw.length >= 8 && raw[5] === MessageType.HANDOFF && raw[4] !== 0) {
+        this.#acks.push({ transfer: transferIdOf(raw), ok: false });
+      }
+      raw.fill(0);
+      this.#handlers.onBadMessage?.(e instanceof ProtocolError ? e.message : String(e));
+      return true;
+    }
+    let fd = batch.fd(i);
+    if (
+      fd !== -1 &&
+      (!CARRIES_FD[msg.type] ||
+        (msg.type === MessageType.LISTENER && this.#handlers.takesListeners !== true))
+    ) {
+      closeFd(fd); // no message of this type carries one (here): no handler has to
+      fd = -1;
+    }
+    if (msg.type === MessageType.ACK) {
+      this.#acknowledged(msg.body);
+      return true;
+    }
+    try {
+      this.#handlers.onMessage(msg, fd, raw);
+    } catch (e) {
+      // One message's failure must not stop the reading of the others.
+      this.#handlers.onBadMessage?.(`handling message type ${msg.type}: ${String(e)}`);
+    } finally {
+      raw.fill(0); // it may have held a sealed blob and request bytes
+    }
+    return true;
   }
 
   /** Send a live connection: `message` (a sealed HANDOFF, taken by the
@@ -333,8 +373,10 @@ export class ControlChannel {
     onReturned: OnReturned,
     onConfirmed?: () => void,
   ): boolean {
-    // A lazy channel reads the ACKs that came since its last transfer now.
-    this.collect();
+    // A lazy channel reads the ACKs that came in once COLLECT_AT transfers
+    // are in flight: one read for many (the sender keeps those sockets a
+    // little longer, which costs nothing).
+    if (this.#pending.size >= COLLECT_AT) this.collect();
     if (this.#closed || this.#pending.size >= Limits.maxAcks) return false;
     let id = this.#nextTransfer;
     while (this.#pending.has(id)) id = (id + 1) & 0xffff;
