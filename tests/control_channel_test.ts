@@ -351,14 +351,17 @@ Deno.test({
         closeFd(fd);
       }
       const seen: number[] = [];
-      const closing: ControlChannel = new ControlChannel(d, {
-        onMessage(_msg, fd) {
-          seen.push(fd);
-          closeFd(fd);
-          if (seen.length === 3) closing.close();
-        },
-        onClose() {},
-      });
+      const channels: ControlChannel[] = [];
+      channels.push(
+        new ControlChannel(d, {
+          onMessage(_msg, fd) {
+            seen.push(fd);
+            closeFd(fd);
+            if (seen.length === 3) channels[0].close();
+          },
+          onClose() {},
+        }),
+      );
       await waitUntil(() => seen.length === 3, { what: "3 HANDOFFs" });
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(seen.length, 3, "nothing is handled after the close");
