@@ -19,6 +19,7 @@ import {
   Limits,
   type Message,
   MessageType,
+  setTransferId,
   transferIdOf,
 } from "../src/handoff/protocol.ts";
 import { waitUntil } from "./support/wait.ts";
@@ -368,6 +369,64 @@ Deno.test({
       closeFd(c);
       assert.deepEqual(sockets(), before, "no socket is left open");
     } finally {
+      await EventLoop.instance().close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "confirmations of one receive turn leave in one ACK; one decided later (after a wait) leaves at once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "hotpotato-channel-" });
+    const [a, b] = await seqpacketPair(dir);
+    const later: number[] = [];
+    const started: number[] = [];
+    const channel = new ControlChannel(b, {
+      onMessage(msg, fd) {
+        closeFd(fd);
+        if (msg.type !== MessageType.HANDOFF) return;
+        const id = msg.body.transfer ?? 0;
+        // The 4th is answered after a wait, outside any receive turn.
+        if (msg.body.info.connId === 4) later.push(id);
+        else channel.confirm(id, true, () => started.push(id));
+      },
+      onClose() {},
+    });
+    const buf = new Uint8Array(Limits.maxMessage);
+    /** The ACKs that came back: their entries, one list per message. */
+    const acks = (): number[][] => {
+      const got: number[][] = [];
+      for (let r = receiveMessage(a, buf); typeof r !== "number"; r = receiveMessage(a, buf)) {
+        const m = decodeMessage(buf.subarray(0, r.length));
+        if (m.type === MessageType.ACK) got.push(m.body.map((x) => x.transfer));
+      }
+      return got;
+    };
+    try {
+      // Three HANDOFFs (transfer ids 11-13) queued before the channel reads.
+      for (let i = 1; i <= 3; i++) {
+        const h = handoff(i);
+        setTransferId(h, 10 + i);
+        const fd = tcpListen("127.0.0.1", 0);
+        assert.ok(sendMessage(a, h, fd) > 0);
+        closeFd(fd);
+      }
+      await waitUntil(() => started.length === 3, { what: "three adopted" });
+      assert.deepEqual(acks(), [[11, 12, 13]], "one ACK for the turn");
+      const h = handoff(4);
+      setTransferId(h, 14);
+      assert.ok(sendMessage(a, h) > 0);
+      await waitUntil(() => later.length === 1, { what: "the 4th" });
+      await new Promise((r) => setTimeout(r, 20));
+      channel.confirm(later[0], false);
+      assert.deepEqual(acks(), [[14]], "sent at once, not at the next turn");
+    } finally {
+      channel.close();
+      closeFd(a);
       await EventLoop.instance().close();
       await Deno.remove(dir, { recursive: true });
     }

@@ -496,7 +496,7 @@ export class Forwarder {
         path: t.path ?? "-",
         target: hit ? `${hit.worker.name}/${hit.worker.pid}` : "gateway",
       }));
-    }, true);
+    });
   }
 
   /** Route changes a worker made directly (`--handoff direct`), told after

@@ -174,6 +174,9 @@ export class ControlChannel {
   #watchingWrites = false;
   /** A lazy channel's next read of its ACKs, while transfers are in flight. */
   #collectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Receive turns in progress (their confirmations leave together at the
+   * end of the outermost). */
+  #turns = 0;
 
   /** Take over `fd` and start receiving.
    *
@@ -248,9 +251,11 @@ export class ControlChannel {
   /** Read what the peer sent: `all`, to EAGAIN; else (a lazy channel's
    * ACKs) until nothing is in flight. */
   #receive(all = true): void {
+    this.#turns++;
     try {
       this.#receiveAll(all);
     } finally {
+      this.#turns--;
       this.#sendAcks();
       if (this.#broken) this.close(); // everything the peer sent is read
     }
@@ -423,7 +428,8 @@ export class ControlChannel {
    * one receive turn leave in one ACK; `then(true)` runs once it has left
    * (start using an adopted connection there, not before), `then(false)` if
    * it never can while the sender may live (close the copy, send nothing).
-   * With `now`, the ACK leaves at once instead of at the end of the turn.
+   * With `now`, or outside a receive turn (an answer decided after a wait),
+   * the ACK leaves at once instead of at the end of the turn.
    *
    * @example
    * ```ts
@@ -440,9 +446,9 @@ export class ControlChannel {
   ): void {
     this.#acks.push({ transfer, ok });
     if (then) this.#afterAcks.push(then);
-    // `now`: a relay's confirmation leaves at once (with any batched before
-    // it), so it owns the connection for as short a time as possible.
-    if (now || this.#closed) this.#sendAcks();
+    // Outside a receive turn (after a wait) nothing else would send it: it
+    // leaves at once, as with `now`.
+    if (now || this.#closed || this.#turns === 0) this.#sendAcks();
   }
 
   #sendAcks(): void {
