@@ -332,7 +332,7 @@ export function renderMarkdown(r: Result): string {
     out.push("| hop | µs |");
     out.push("|---|---|");
     out.push(
-      `| project's event loop (epoll thread → threadSafe callback → JS), scheduler free | ${
+      `| project's event loop (epoll thread → wake pipe → JS), scheduler free | ${
         f(w.eventLoopHopUs)
       } |`,
     );

@@ -2,7 +2,7 @@
  * One hop between two processes, as a handoff makes it: a message with an fd
  * (SCM_RIGHTS) over a Unix SOCK_SEQPACKET socket, received through the
  * project's event loop (the shim's epoll thread waking JavaScript through
- * Deno.UnsafeCallback.threadSafe), and the answer back. Ping-pong N times;
+ * its wake pipe, which Deno's own event loop watches), and the answer back. Ping-pong N times;
  * one hop = round trip / 2. bench/wake_floor.c does the same in C with
  * blocking calls: the kernel's and the scheduler's part alone.
  *

@@ -9,6 +9,7 @@
  * @module
  */
 
+import net from "node:net";
 import { shimPath } from "./paths.ts";
 
 const symbols = {
@@ -85,20 +86,22 @@ const symbols = {
   hp_rx_put: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
   /** void* hp_rx_callback(void) */
   hp_rx_callback: { parameters: [], result: "pointer" },
-  /** struct hp_loop* hp_loop_new(void (*wake)(void), int max_events) */
-  hp_loop_new: { parameters: ["function", "i32"], result: "pointer" },
+  /** struct hp_loop* hp_loop_new(int max_events, int ring_cap) */
+  hp_loop_new: { parameters: ["i32", "i32"], result: "pointer" },
+  /** int hp_loop_wake_fd(struct hp_loop* l): the pipe that wakes JavaScript */
+  hp_loop_wake_fd: { parameters: ["pointer"], result: "i32" },
   /** void* hp_loop_events(struct hp_loop* l) */
   hp_loop_events: { parameters: ["pointer"], result: "pointer" },
-  /** int hp_loop_ready(struct hp_loop* l) */
-  hp_loop_ready: { parameters: ["pointer"], result: "i32" },
-  /** int hp_loop_add(struct hp_loop* l, int fd, uint32_t events) */
-  hp_loop_add: { parameters: ["pointer", "i32", "u32"], result: "i32" },
-  /** int hp_loop_mod(struct hp_loop* l, int fd, uint32_t events) */
-  hp_loop_mod: { parameters: ["pointer", "i32", "u32"], result: "i32" },
+  /** int hp_loop_take(struct hp_loop* l): queued events into hp_loop_events */
+  hp_loop_take: { parameters: ["pointer"], result: "i32" },
+  /** int hp_loop_idle(struct hp_loop* l): 1 idle, 0 more events came */
+  hp_loop_idle: { parameters: ["pointer"], result: "i32" },
+  /** int hp_loop_add(struct hp_loop* l, int fd, uint32_t events, uint32_t gen) */
+  hp_loop_add: { parameters: ["pointer", "i32", "u32", "u32"], result: "i32" },
+  /** int hp_loop_mod(struct hp_loop* l, int fd, uint32_t events, uint32_t gen) */
+  hp_loop_mod: { parameters: ["pointer", "i32", "u32", "u32"], result: "i32" },
   /** int hp_loop_del(struct hp_loop* l, int fd) */
   hp_loop_del: { parameters: ["pointer", "i32"], result: "i32" },
-  /** void hp_loop_resume(struct hp_loop* l) */
-  hp_loop_resume: { parameters: ["pointer"], result: "void" },
   /** void hp_loop_stop(struct hp_loop* l) */
   hp_loop_stop: { parameters: ["pointer"], result: "void" },
   /** int hp_loop_finished(struct hp_loop* l) */
@@ -1003,10 +1006,18 @@ export type ReadyHandler = (fd: number, events: number) => void;
 
 const EVENT_SIZE = 12; // struct epoll_event is packed on x86_64
 
+/** Events the epoll thread may queue while JavaScript is busy. */
+const RING_EVENTS = 8192;
+
 /**
- * The process's event loop: a C thread waits in epoll_wait and wakes the
- * JavaScript thread, which calls `onReady` for each ready fd, synchronously,
- * then lets the thread wait again.
+ * The process's event loop: a C thread waits in epoll_wait and queues the
+ * ready fds; JavaScript takes them and calls `onReady` for each,
+ * synchronously. The thread never waits for JavaScript to run: when
+ * JavaScript is idle, the thread wakes it through a pipe that Deno's own
+ * event loop watches (one wake of one thread); while JavaScript is busy, the
+ * thread waits for it to go idle, so that what arrives meanwhile comes as one
+ * batch. An event carries the generation its fd was watched with: one for a
+ * closed fd whose number was reused meanwhile is dropped.
  *
  * @example
  * ```ts
@@ -1017,10 +1028,13 @@ const EVENT_SIZE = 12; // struct epoll_event is packed on x86_64
  */
 export class Poller {
   #loop: Deno.PointerObject;
-  #wake: Deno.UnsafeCallback<{ readonly parameters: []; readonly result: "void" }>;
+  #wake: net.Socket;
   #events: DataView;
   #onReady: ReadyHandler;
   #stopped = false;
+  /** Each watched fd's generation. */
+  #gens = new Map<number, number>();
+  #nextGen = 1;
 
   /** Start the epoll thread.
    *
@@ -1032,34 +1046,41 @@ export class Poller {
    */
   constructor(onReady: ReadyHandler, maxEvents = 256) {
     this.#onReady = onReady;
-    this.#wake = Deno.UnsafeCallback.threadSafe(
-      { parameters: [], result: "void" } as const,
-      () => this.#dispatch(),
-    );
     const s = shim();
-    const loop = s.hp_loop_new(this.#wake.pointer, maxEvents);
+    const loop = s.hp_loop_new(maxEvents, Math.max(RING_EVENTS, maxEvents));
     if (!loop) throw new Error("cannot start the epoll thread");
     this.#loop = loop;
     const events = s.hp_loop_events(loop)!;
     this.#events = new DataView(
       Deno.UnsafePointerView.getArrayBuffer(events, maxEvents * EVENT_SIZE),
     );
+    // The bytes mean nothing: each says "events are queued". One buffer for
+    // every read.
+    this.#wake = new net.Socket({
+      fd: s.hp_loop_wake_fd(loop),
+      readable: true,
+      writable: false,
+      onread: { buffer: new Uint8Array(64), callback: () => this.#dispatch() },
+    } as net.SocketConstructorOpts);
+    this.#wake.on("error", () => {}); // only at close
+    this.#wake.resume();
   }
 
-  #dispatch(): void {
-    if (this.#stopped) return;
+  #dispatch(): boolean {
+    if (this.#stopped) return false;
     const s = shim();
-    const n = s.hp_loop_ready(this.#loop);
-    const view = this.#events;
-    try {
+    const view = this.#events, gens = this.#gens;
+    for (;;) {
+      const n = s.hp_loop_take(this.#loop);
       for (let i = 0; i < n; i++) {
         const off = i * EVENT_SIZE;
-        const events = view.getUint32(off, true);
-        const fd = view.getInt32(off + 4, true);
-        if (fd >= 0) this.#onReady(fd, events); // fd -1: the stop eventfd
+        const fd = view.getInt32(off + 4, true); // -1: the stop eventfd
+        if (fd >= 0 && gens.get(fd) === view.getUint32(off + 8, true)) {
+          this.#onReady(fd, view.getUint32(off, true));
+        }
+        if (this.#stopped) return false;
       }
-    } finally {
-      s.hp_loop_resume(this.#loop); // always: the thread waits for this
+      if (n === 0 && s.hp_loop_idle(this.#loop) === 1) return true;
     }
   }
 
@@ -1073,7 +1094,10 @@ export class Poller {
    * ```
    */
   watch(fd: number, events: number): void {
-    check("epoll add", shim().hp_loop_add(this.#loop, fd, events >>> 0));
+    const gen = this.#nextGen;
+    this.#nextGen = (gen + 1) >>> 0 || 1;
+    check("epoll add", shim().hp_loop_add(this.#loop, fd, events >>> 0, gen));
+    this.#gens.set(fd, gen);
   }
 
   /** Change what fd is watched for.
@@ -1086,7 +1110,7 @@ export class Poller {
    * ```
    */
   change(fd: number, events: number): void {
-    check("epoll mod", shim().hp_loop_mod(this.#loop, fd, events >>> 0));
+    check("epoll mod", shim().hp_loop_mod(this.#loop, fd, events >>> 0, this.#gens.get(fd) ?? 0));
   }
 
   /** Stop watching fd (call before closing it).
@@ -1099,6 +1123,7 @@ export class Poller {
    * ```
    */
   forget(fd: number): void {
+    this.#gens.delete(fd);
     shim().hp_loop_del(this.#loop, fd);
   }
 
@@ -1119,8 +1144,8 @@ export class Poller {
     while (!s.hp_loop_finished(this.#loop)) {
       await new Promise((r) => setTimeout(r, 1));
     }
+    this.#wake.destroy(); // closes the pipe's read end
     s.hp_loop_free(this.#loop);
-    this.#wake.close();
   }
 }
 

@@ -678,59 +678,127 @@ HP_EXPORT void *hp_rx_callback(void) { return (void *)rx_receive; }
 /* ---------- The epoll thread ---------- */
 
 /*
- * One thread per process waits in epoll_wait. When fds are ready it stores
- * the events in ev[], calls wake() (a Deno thread-safe callback, which runs
- * on the JavaScript thread), and then sleeps until JavaScript has handled
- * them and called hp_loop_resume(). JavaScript reads ev[] directly.
+ * One thread per process waits in epoll_wait and queues what it gets in a
+ * ring that JavaScript drains (hp_loop_take). It never waits for JavaScript
+ * to run: when JavaScript is idle (it said so with hp_loop_idle) the thread
+ * writes a byte to a pipe that Deno's own event loop watches, which wakes
+ * the JavaScript thread directly (one wake, where a thread-safe callback
+ * made two threads meet: three). While JavaScript is busy the thread does
+ * not wake again for each new event: it waits until JavaScript goes idle,
+ * so that what arrives meanwhile comes in one epoll_wait, as one batch.
+ *
+ * Each event's data is the fd in its low 32 bits and the generation it was
+ * watched with in the high 32 (JavaScript drops an event of a closed fd
+ * whose number was reused meanwhile).
  */
 struct hp_loop {
     int epfd;
     int stopfd;               /* eventfd that interrupts epoll_wait on stop */
-    int max;                  /* capacity of ev[] */
-    atomic_int ready;         /* events stored by the last wait */
+    int wake_r, wake_w;       /* the pipe that wakes JavaScript */
+    int max;                  /* capacity of scratch[] and out[] */
+    uint32_t cap;             /* capacity of ring[] (a power of two) */
+    _Atomic uint32_t head;    /* written by the thread */
+    _Atomic uint32_t tail;    /* written by JavaScript */
+    atomic_int js_idle;       /* JavaScript waits for a byte on the pipe */
+    atomic_int ep_waiting;    /* the thread waits for JavaScript to go idle */
     atomic_int stopping;
     atomic_int finished;
-    sem_t resume;
+    sem_t idle;               /* posted when JavaScript goes idle while the thread waits */
     pthread_t thread;
-    void (*wake)(void);
-    struct epoll_event ev[];  /* packed: 12 bytes each on x86_64 */
+    struct epoll_event *ring;
+    struct epoll_event *scratch; /* the thread's own epoll_wait array */
+    struct epoll_event *out;     /* what hp_loop_take copies out, for JavaScript */
 };
 
+/* Wait until JavaScript goes idle (it drains the ring first). */
+static void loop_wait_idle(struct hp_loop *l) {
+    atomic_store(&l->ep_waiting, 1);
+    /* It went idle before it could see the flag: take the flag back. */
+    if (atomic_load(&l->js_idle) == 1 && atomic_exchange(&l->ep_waiting, 0) == 1) return;
+    while (sem_wait(&l->idle) < 0 && errno == EINTR) {}
+}
+
+static void loop_wake_js(struct hp_loop *l) {
+    uint8_t b = 1;
+    /* A full pipe already wakes it. */
+    if (write(l->wake_w, &b, 1) < 0) {}
+}
+
+/* Busy: JavaScript was still at work when the next events came. Then the
+ * thread, having woken JavaScript, waits for it to go idle before it looks
+ * again (what comes meanwhile is one batch), and checks without waiting
+ * first: finding nothing ends the busy spell. At rest (one event at a time)
+ * it goes straight back to epoll_wait: JavaScript's wake is the only one. */
 static void *loop_main(void *arg) {
     struct hp_loop *l = arg;
+    int busy = 0;
     while (!atomic_load(&l->stopping)) {
-        int n = epoll_wait(l->epfd, l->ev, l->max, -1);
+        uint32_t head = atomic_load(&l->head);
+        uint32_t room = l->cap - (head - atomic_load(&l->tail));
+        if (room == 0) {
+            loop_wait_idle(l); /* full: JavaScript drains it before it idles */
+            continue;
+        }
+        int want = room < (uint32_t)l->max ? (int)room : l->max;
+        int n = epoll_wait(l->epfd, l->scratch, want, busy ? 0 : -1);
+        if (n == 0) {
+            busy = 0;
+            continue;
+        }
         if (n < 0) {
             if (errno == EINTR) continue;
             break;
         }
         if (atomic_load(&l->stopping)) break;
-        atomic_store(&l->ready, n);
-        l->wake();
-        while (sem_wait(&l->resume) < 0 && errno == EINTR) {}
+        for (int i = 0; i < n; i++) l->ring[(head + (uint32_t)i) & (l->cap - 1)] = l->scratch[i];
+        atomic_store(&l->head, head + (uint32_t)n);
+        if (atomic_exchange(&l->js_idle, 0) == 1) {
+            loop_wake_js(l);
+            if (busy) loop_wait_idle(l);
+        } else {
+            busy = 1;
+            loop_wait_idle(l);
+        }
     }
     atomic_store(&l->finished, 1);
     return NULL;
 }
 
-/* Create the epoll set and start its thread. Returns the loop or NULL with
- * errno set. wake() is called from the thread each time events are ready. */
-HP_EXPORT struct hp_loop *hp_loop_new(void (*wake)(void), int max_events) {
+/* Create the epoll set, its ring (ring_cap events, a power of two) and the
+ * thread. Returns the loop or NULL with errno set. */
+HP_EXPORT struct hp_loop *hp_loop_new(int max_events, int ring_cap) {
     struct hp_loop *l;
     struct epoll_event se = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
-    if (max_events < 1 || max_events > 65536) { errno = EINVAL; return NULL; }
-    l = calloc(1, sizeof *l + (size_t)max_events * sizeof(struct epoll_event));
+    int pipefd[2] = { -1, -1 };
+    if (max_events < 1 || max_events > 65536 || ring_cap < max_events ||
+        ring_cap > (1 << 20) || (ring_cap & (ring_cap - 1)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    l = calloc(1, sizeof *l);
     if (!l) return NULL;
     l->max = max_events;
-    l->wake = wake;
+    l->cap = (uint32_t)ring_cap;
+    l->ring = calloc((size_t)ring_cap, sizeof(struct epoll_event));
+    l->scratch = calloc((size_t)max_events, sizeof(struct epoll_event));
+    l->out = calloc((size_t)max_events, sizeof(struct epoll_event));
+    atomic_store(&l->js_idle, 1);
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (l->epfd < 0 || l->stopfd < 0 || sem_init(&l->resume, 0, 0) < 0 ||
-        epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->stopfd, &se) < 0 ||
+    if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) == 0) {
+        l->wake_r = pipefd[0];
+        l->wake_w = pipefd[1];
+    }
+    if (!l->ring || !l->scratch || !l->out || l->epfd < 0 || l->stopfd < 0 || pipefd[0] < 0 ||
+        sem_init(&l->idle, 0, 0) < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->stopfd, &se) < 0 ||
         pthread_create(&l->thread, NULL, loop_main, l) != 0) {
         int e = errno;
         if (l->epfd >= 0) close(l->epfd);
         if (l->stopfd >= 0) close(l->stopfd);
+        if (pipefd[0] >= 0) { close(pipefd[0]); close(pipefd[1]); }
+        free(l->ring);
+        free(l->scratch);
+        free(l->out);
         free(l);
         errno = e;
         return NULL;
@@ -738,54 +806,80 @@ HP_EXPORT struct hp_loop *hp_loop_new(void (*wake)(void), int max_events) {
     return l;
 }
 
-/* Address of the event array the thread fills (12-byte packed entries). */
-HP_EXPORT void *hp_loop_events(struct hp_loop *l) { return l->ev; }
+/* The pipe's read end, for JavaScript to watch (Deno owns it from then on). */
+HP_EXPORT int hp_loop_wake_fd(struct hp_loop *l) { return l->wake_r; }
 
-/* Number of events stored by the last wait. */
-HP_EXPORT int hp_loop_ready(struct hp_loop *l) { return atomic_load(&l->ready); }
+/* Address of the array hp_loop_take() fills (12-byte packed entries). */
+HP_EXPORT void *hp_loop_events(struct hp_loop *l) { return l->out; }
 
-static int loop_ctl(struct hp_loop *l, int op, int fd, uint32_t events) {
-    struct epoll_event e = { .events = events, .data.u64 = (uint64_t)(uint32_t)fd };
+/* Move up to max queued events (at most the loop's max_events) into the
+ * array of hp_loop_events(). Returns how many. */
+HP_EXPORT int hp_loop_take(struct hp_loop *l) {
+    uint32_t tail = atomic_load(&l->tail);
+    uint32_t n = atomic_load(&l->head) - tail;
+    if (n > (uint32_t)l->max) n = (uint32_t)l->max;
+    for (uint32_t i = 0; i < n; i++) l->out[i] = l->ring[(tail + i) & (l->cap - 1)];
+    atomic_store(&l->tail, tail + n);
+    return (int)n;
+}
+
+/* JavaScript has drained the ring and goes idle: the next event writes to
+ * the pipe. Returns 1, or 0 when events came meanwhile (take them first). */
+HP_EXPORT int hp_loop_idle(struct hp_loop *l) {
+    atomic_store(&l->js_idle, 1);
+    if (atomic_exchange(&l->ep_waiting, 0) == 1) sem_post(&l->idle);
+    if (atomic_load(&l->head) != atomic_load(&l->tail) && atomic_exchange(&l->js_idle, 0) == 1) {
+        return 0;
+    }
+    return 1;
+}
+
+static int loop_ctl(struct hp_loop *l, int op, int fd, uint32_t events, uint32_t gen) {
+    struct epoll_event e = {
+        .events = events,
+        .data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)gen << 32),
+    };
     return epoll_ctl(l->epfd, op, fd, &e) < 0 ? -errno : 0;
 }
 
-/* Watch fd for events (EPOLLIN=1, EPOLLOUT=4, ...). Returns 0 or -errno. */
-HP_EXPORT int hp_loop_add(struct hp_loop *l, int fd, uint32_t events) {
-    return loop_ctl(l, EPOLL_CTL_ADD, fd, events);
+/* Watch fd for events (EPOLLIN=1, EPOLLOUT=4, ...), its events tagged with
+ * gen. Returns 0 or -errno. */
+HP_EXPORT int hp_loop_add(struct hp_loop *l, int fd, uint32_t events, uint32_t gen) {
+    return loop_ctl(l, EPOLL_CTL_ADD, fd, events, gen);
 }
 
-/* Change the events watched for fd. Returns 0 or -errno. */
-HP_EXPORT int hp_loop_mod(struct hp_loop *l, int fd, uint32_t events) {
-    return loop_ctl(l, EPOLL_CTL_MOD, fd, events);
+/* Change the events watched for fd (same generation). Returns 0 or -errno. */
+HP_EXPORT int hp_loop_mod(struct hp_loop *l, int fd, uint32_t events, uint32_t gen) {
+    return loop_ctl(l, EPOLL_CTL_MOD, fd, events, gen);
 }
 
 /* Stop watching fd. Returns 0 or -errno. */
 HP_EXPORT int hp_loop_del(struct hp_loop *l, int fd) {
-    return loop_ctl(l, EPOLL_CTL_DEL, fd, 0);
+    return epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
 }
 
-/* Let the thread wait again after JavaScript has handled the events. */
-HP_EXPORT void hp_loop_resume(struct hp_loop *l) { sem_post(&l->resume); }
-
-/* Ask the thread to stop. Does not wait: the thread may be inside wake(),
- * which needs the JavaScript thread; poll hp_loop_finished, then free. */
+/* Ask the thread to stop. Does not wait: poll hp_loop_finished, then free. */
 HP_EXPORT void hp_loop_stop(struct hp_loop *l) {
     uint64_t one = 1;
     atomic_store(&l->stopping, 1);
     if (write(l->stopfd, &one, sizeof one) < 0) { /* counter full: already signalled */ }
-    sem_post(&l->resume);
+    sem_post(&l->idle);
 }
 
 /* 1 once the thread has left its loop. */
 HP_EXPORT int hp_loop_finished(struct hp_loop *l) { return atomic_load(&l->finished); }
 
-/* Join the stopped thread and release everything. Call after
- * hp_loop_finished() returned 1. */
+/* Join the stopped thread and release everything but the pipe's read end
+ * (Deno's). Call after hp_loop_finished() returned 1. */
 HP_EXPORT void hp_loop_free(struct hp_loop *l) {
     pthread_join(l->thread, NULL);
     close(l->epfd);
     close(l->stopfd);
-    sem_destroy(&l->resume);
+    close(l->wake_w);
+    sem_destroy(&l->idle);
+    free(l->ring);
+    free(l->scratch);
+    free(l->out);
     free(l);
 }
 
