@@ -1076,7 +1076,13 @@ export class Poller {
         const off = i * EVENT_SIZE;
         const fd = view.getInt32(off + 4, true); // -1: the stop eventfd
         if (fd >= 0 && gens.get(fd) === view.getUint32(off + 8, true)) {
-          this.#onReady(fd, view.getUint32(off, true));
+          try {
+            this.#onReady(fd, view.getUint32(off, true));
+          } catch (e) {
+            // It must not throw; if it does, the other fds' events still run
+            // and the loop still goes idle (else nothing would wake it again).
+            console.error(`event loop: the handler of fd ${fd} threw: ${e}`);
+          }
         }
         if (this.#stopped) return false;
       }
