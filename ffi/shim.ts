@@ -1016,7 +1016,8 @@ const RING_EVENTS = 8192;
  * JavaScript is idle, the thread wakes it through a pipe that Deno's own
  * event loop watches (one wake of one thread); while JavaScript is busy, the
  * thread waits for it to go idle, so that what arrives meanwhile comes as one
- * batch. An event carries the generation its fd was watched with: one for a
+ * batch, and JavaScript, before it goes idle, takes that batch from epoll
+ * itself (hp_loop_idle). An event carries the generation its fd was watched with: one for a
  * closed fd whose number was reused meanwhile is dropped.
  *
  * @example

@@ -701,6 +701,7 @@ struct hp_loop {
     _Atomic uint32_t tail;    /* written by JavaScript */
     atomic_int js_idle;       /* JavaScript waits for a byte on the pipe */
     atomic_int ep_waiting;    /* the thread waits for JavaScript to go idle */
+    atomic_int quiet;         /* JavaScript found nothing just before it went idle */
     atomic_int stopping;
     atomic_int finished;
     sem_t idle;               /* posted when JavaScript goes idle while the thread waits */
@@ -759,6 +760,7 @@ static void *loop_main(void *arg) {
             busy = 1;
             loop_wait_idle(l);
         }
+        if (atomic_exchange(&l->quiet, 0) == 1) busy = 0;
     }
     atomic_store(&l->finished, 1);
     return NULL;
@@ -826,6 +828,22 @@ HP_EXPORT int hp_loop_take(struct hp_loop *l) {
 /* JavaScript has drained the ring and goes idle: the next event writes to
  * the pipe. Returns 1, or 0 when events came meanwhile (take them first). */
 HP_EXPORT int hp_loop_idle(struct hp_loop *l) {
+    if (atomic_load(&l->ep_waiting) == 1) {
+        /* The thread waits for us (a busy spell): look for what came
+         * meanwhile ourselves, without waiting, rather than wake it to look
+         * and then be woken through the pipe. The thread touches the ring
+         * only after we post it. */
+        uint32_t head = atomic_load(&l->head);
+        uint32_t room = l->cap - (head - atomic_load(&l->tail));
+        int want = room < (uint32_t)l->max ? (int)room : l->max;
+        int n = want > 0 ? epoll_wait(l->epfd, l->out, want, 0) : 0;
+        if (n > 0) {
+            for (int i = 0; i < n; i++) l->ring[(head + (uint32_t)i) & (l->cap - 1)] = l->out[i];
+            atomic_store(&l->head, head + (uint32_t)n);
+            return 0;
+        }
+        atomic_store(&l->quiet, 1); /* nothing there: the thread need not look again */
+    }
     atomic_store(&l->js_idle, 1);
     if (atomic_exchange(&l->ep_waiting, 0) == 1) sem_post(&l->idle);
     if (atomic_load(&l->head) != atomic_load(&l->tail) && atomic_exchange(&l->js_idle, 0) == 1) {
