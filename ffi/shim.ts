@@ -1033,6 +1033,8 @@ export class Poller {
   #events: DataView;
   #onReady: ReadyHandler;
   #stopped = false;
+  /** An idle step is queued. */
+  #idling = false;
   /** Each watched fd's generation. */
   #gens = new Map<number, number>();
   #nextGen = 1;
@@ -1087,7 +1089,18 @@ export class Poller {
         }
         if (this.#stopped) return false;
       }
-      if (n === 0 && s.hp_loop_idle(this.#loop) === 1) return true;
+      if (n === 0) {
+        // Idle once what these events started has run (the handlers'
+        // promise continuations are microtasks queued ahead of this one).
+        if (!this.#idling) {
+          this.#idling = true;
+          queueMicrotask(() => {
+            this.#idling = false;
+            if (!this.#stopped && s.hp_loop_idle(this.#loop) === 0) this.#dispatch();
+          });
+        }
+        return true;
+      }
     }
   }
 
