@@ -1035,6 +1035,11 @@ export class Poller {
   #stopped = false;
   /** An idle step is queued. */
   #idling = false;
+  /** The idle step (one closure for the loop's life, not one per wake). */
+  #idle = (): void => {
+    this.#idling = false;
+    if (!this.#stopped && shim().hp_loop_idle(this.#loop) === 0) this.#dispatch();
+  };
   /** Each watched fd's generation. */
   #gens = new Map<number, number>();
   #nextGen = 1;
@@ -1094,10 +1099,7 @@ export class Poller {
         // promise continuations are microtasks queued ahead of this one).
         if (!this.#idling) {
           this.#idling = true;
-          queueMicrotask(() => {
-            this.#idling = false;
-            if (!this.#stopped && s.hp_loop_idle(this.#loop) === 0) this.#dispatch();
-          });
+          queueMicrotask(this.#idle);
         }
         return true;
       }

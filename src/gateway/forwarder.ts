@@ -371,8 +371,8 @@ export class Forwarder {
       return this.#park(t, cold, path!);
     }
     if (cold !== undefined) {
-      return this.#whenStarted(cold, t.conn, (late) => {
-        this.#decide(t, router.pickWithRoute(path!), late);
+      return this.#whenStarted(cold, t.conn, () => {
+        this.#decide(t, router.pickWithRoute(path!));
       });
     }
     const waits = !hit && !ours && path !== undefined && (this.#o.settling?.() ?? false) &&
@@ -381,14 +381,12 @@ export class Forwarder {
     const until = Date.now() + WAIT_FOR_WORKER_MS;
     const again = () => {
       const later = router.pickWithRoute(path!);
-      if (later || Date.now() >= until) this.#decide(t, later, true);
+      if (later || Date.now() >= until) this.#decide(t, later);
       else setTimeout(again, 20);
     };
     setTimeout(again, 20);
   }
 
-  /** Confirm and forward `t` to `hit`, or (no worker) answer it here when
-   * its state is ours, else refuse it (its sender answers). */
   /** Take `t` (an idle connection of `fn`, at zero workers) and park it,
    * unopened, until its client speaks. */
   #park(t: Taken, fn: string, path: string): void {
@@ -411,7 +409,7 @@ export class Forwarder {
         conn: t.conn,
         worker: t.sender,
       });
-    }, true);
+    });
   }
 
   /** A parked connection's client spoke: start `fn` (held like any request
@@ -443,18 +441,18 @@ export class Forwarder {
     this.#whenStarted(fn, parcel.connId, place, () => parcel.drop());
   }
 
-  /** Run `then` once function `fn` has a worker, or at once when it cannot
-   * wait for one (too many wait already); `late`: it waited (a worker came,
-   * or the cold-start timeout passed). `failed` when `then` threw. */
+  /** Run `then` once function `fn` has a worker (it waited: a worker came,
+   * or the cold-start timeout passed), or at once when it cannot wait for
+   * one (too many wait already). `failed` when `then` threw. */
   #whenStarted(
     fn: string,
     conn: number,
-    then: (late: boolean) => void,
+    then: () => void,
     failed: () => void = () => {},
   ): void {
     const wait = this.#o.cold?.hold(fn);
-    if (wait === undefined || wait === "full") return then(false);
-    wait.then(() => then(true)).catch((e) => {
+    if (wait === undefined || wait === "full") return then();
+    wait.then(then).catch((e) => {
       log.error("conn {conn}: after waiting for {fn}: {error}", {
         conn,
         fn,
@@ -464,9 +462,11 @@ export class Forwarder {
     });
   }
 
-  /** `late`: after a wait (the sender has waited long enough: a refusal
-   * leaves at once, not with the next batch of confirmations). */
-  #decide(t: Taken, hit: { worker: Worker; route: string } | undefined, late = false): void {
+  /** Confirm and forward `t` to `hit`, or (no worker) answer it here when
+   * its state is ours, else refuse it (its sender answers). Decided after a
+   * wait (outside the receive turn), the answer leaves at once: the channel
+   * sends a confirmation made outside a turn without waiting for one. */
+  #decide(t: Taken, hit: { worker: Worker; route: string } | undefined): void {
     const { channel, fd, message } = t;
     if (!hit && !t.ours) {
       log.debug("conn {conn}: no worker for {path} from {worker}; refused, it answers", {
@@ -476,7 +476,7 @@ export class Forwarder {
       });
       closeFd(fd);
       message.fill(0);
-      channel.confirm(t.transfer, false, undefined, late);
+      channel.confirm(t.transfer, false);
       return;
     }
     channel.confirm(t.transfer, true, (mine) => {
